@@ -1,0 +1,212 @@
+"""Configuration: ``clauditor.toml`` or ``[tool.clauditor]`` in pyproject.toml (DESIGN §5).
+
+Lookup order for commands that read it: ``--config FILE``, then ``$CLAUDITOR_CONFIG``, then
+``./clauditor.toml``, then ``./pyproject.toml`` (its ``[tool.clauditor]`` table). No file at all
+means the defaults. Secrets never live here: the Slack webhook URL and the receiver token come
+only from environment variables (see :mod:`clauditor.semconv`).
+
+Example::
+
+    timezone = "Europe/Berlin"
+
+    [budget]
+    monthly_usd = 5000
+    thresholds = [0.8, 1.0, 1.2]
+
+    [budget.features]
+    summarization = 1500
+
+    [prices."claude-sonnet-4-5"]          # override or add a price entry
+    input = 3.0
+    output = 15.0
+    effective_from = 2026-01-01
+
+    [ingest]
+    feature_attributes = ["clauditor.feature", "app.feature"]
+
+    [capture]
+    policy = "off"                        # off | errors_only | sample
+    sample_rate = 0.05
+
+    [alerts]                              # rules; see clauditor.alerts
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clauditor.errors import ConfigError
+from clauditor.semconv import ENV_CONFIG, FEATURE
+
+__all__ = ["BudgetConfig", "CaptureConfig", "Config", "find_config_file", "load_config"]
+
+_TOP_KEYS = {"timezone", "budget", "prices", "ingest", "capture", "alerts"}
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    """Monthly budget in dollars, total and per feature, and the alert thresholds (fractions)."""
+
+    monthly_usd: float | None = None
+    thresholds: tuple[float, ...] = (0.8, 1.0, 1.2)
+    features: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    """Prompt and response capture policy: ``off`` (default), ``errors_only`` or ``sample``."""
+
+    policy: str = "off"
+    sample_rate: float = 0.0
+
+
+@dataclass(frozen=True)
+class Config:
+    """The validated configuration; ``source`` is the file it came from (None: defaults)."""
+
+    source: Path | None = None
+    timezone: str = "UTC"
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    prices: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    feature_attributes: tuple[str, ...] = (FEATURE,)
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
+    alerts: Mapping[str, Any] = field(default_factory=dict)
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+def find_config_file(explicit: str | Path | None = None) -> tuple[Path | None, bool]:
+    """The config file to read and whether it is a pyproject.toml. ``(None, False)``: none."""
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        return path, path.name == "pyproject.toml"
+    env = os.environ.get(ENV_CONFIG)
+    if env:
+        path = Path(env)
+        if not path.is_file():
+            raise ConfigError(f"${ENV_CONFIG} names {path}, which does not exist")
+        return path, path.name == "pyproject.toml"
+    if Path("clauditor.toml").is_file():
+        return Path("clauditor.toml"), False
+    if Path("pyproject.toml").is_file():
+        return Path("pyproject.toml"), True
+    return None, False
+
+
+def load_config(explicit: str | Path | None = None) -> Config:
+    """Find, read and validate the configuration (see the module docstring for the order)."""
+    path, is_pyproject = find_config_file(explicit)
+    if path is None:
+        return Config()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    if is_pyproject:
+        data = data.get("tool", {}).get("clauditor", {})
+    return parse_config(data, source=path)
+
+
+def parse_config(data: Mapping[str, Any], *, source: Path | None = None) -> Config:
+    """Validate an already-parsed config mapping; errors name the file and key."""
+    where = str(source) if source else "config"
+    unknown = set(data) - _TOP_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(_TOP_KEYS)}")
+
+    tz = data.get("timezone", "UTC")
+    try:
+        zoneinfo.ZoneInfo(str(tz))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{where}: timezone {tz!r} is not a known IANA time zone") from None
+
+    budget = _parse_budget(data.get("budget", {}), where)
+
+    prices = data.get("prices", {})
+    if not isinstance(prices, Mapping) or not all(isinstance(v, Mapping) for v in prices.values()):
+        raise ConfigError(f'{where}: [prices] must hold tables like [prices."claude-sonnet-4-5"]')
+    # Validate now so that a bad override fails at load, naming the key.
+    from clauditor.errors import PricingError
+    from clauditor.pricing import load_price_table
+
+    try:
+        load_price_table(prices)
+    except PricingError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+    ingest = data.get("ingest", {})
+    attrs = ingest.get("feature_attributes", [FEATURE]) if isinstance(ingest, Mapping) else None
+    if not isinstance(attrs, list) or not all(isinstance(a, str) and a for a in attrs):
+        raise ConfigError(f"{where}: [ingest] feature_attributes must be a list of attribute names")
+
+    capture = _parse_capture(data.get("capture", {}), where)
+
+    alerts = data.get("alerts", {})
+    if not isinstance(alerts, Mapping):
+        raise ConfigError(f"{where}: [alerts] must be a table")
+
+    return Config(
+        source=source,
+        timezone=str(tz),
+        budget=budget,
+        prices=dict(prices),
+        feature_attributes=tuple(attrs),
+        capture=capture,
+        alerts=dict(alerts),
+        raw=dict(data),
+    )
+
+
+def _number(value: Any, key: str, where: str, *, positive: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{where}: {key} must be a number, got {value!r}")
+    if positive and value <= 0:
+        raise ConfigError(f"{where}: {key} must be greater than 0, got {value!r}")
+    return float(value)
+
+
+def _parse_budget(raw: Any, where: str) -> BudgetConfig:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: [budget] must be a table")
+    unknown = set(raw) - {"monthly_usd", "thresholds", "features"}
+    if unknown:
+        raise ConfigError(f"{where}: [budget] has unknown key(s) {sorted(unknown)}")
+    monthly = raw.get("monthly_usd")
+    monthly_usd = None if monthly is None else _number(monthly, "budget.monthly_usd", where)
+    thresholds = raw.get("thresholds", [0.8, 1.0, 1.2])
+    if not isinstance(thresholds, list) or not thresholds:
+        raise ConfigError(f"{where}: budget.thresholds must be a non-empty list like [0.8, 1.0]")
+    values = tuple(_number(t, "budget.thresholds[]", where) for t in thresholds)
+    if list(values) != sorted(set(values)):
+        raise ConfigError(f"{where}: budget.thresholds must be increasing, got {list(values)}")
+    features = raw.get("features", {})
+    if not isinstance(features, Mapping):
+        raise ConfigError(f"{where}: [budget.features] must map feature names to dollars")
+    per_feature = {
+        str(k): _number(v, f"budget.features.{k}", where) for k, v in features.items()
+    }
+    return BudgetConfig(monthly_usd=monthly_usd, thresholds=values, features=per_feature)
+
+
+def _parse_capture(raw: Any, where: str) -> CaptureConfig:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: [capture] must be a table")
+    policy = raw.get("policy", "off")
+    if policy not in ("off", "errors_only", "sample"):
+        raise ConfigError(
+            f"{where}: capture.policy must be 'off', 'errors_only' or 'sample', got {policy!r}"
+        )
+    rate = raw.get("sample_rate", 0.0)
+    rate = _number(rate, "capture.sample_rate", where, positive=False)
+    if not 0.0 <= rate <= 1.0:
+        raise ConfigError(f"{where}: capture.sample_rate must be between 0 and 1, got {rate}")
+    return CaptureConfig(policy=str(policy), sample_rate=rate)

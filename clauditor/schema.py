@@ -1,0 +1,121 @@
+"""The ``calls`` record (DESIGN §3): one row per Claude API call, all its retries included.
+
+Token columns follow Anthropic's ``usage`` meaning: ``input_tokens`` is the UNCACHED input, and
+the cache reads and writes are counted apart. Every stage hands rows to the next as a Polars
+frame with exactly :data:`CALLS_SCHEMA`; :func:`conform` makes any frame fit it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import polars as pl
+
+__all__ = [
+    "CALLS_COLUMNS",
+    "CALLS_SCHEMA",
+    "COST_COLUMNS",
+    "TOKEN_COLUMNS",
+    "SOURCES",
+    "conform",
+    "duckdb_columns_sql",
+    "empty_calls",
+    "frame_from_rows",
+]
+
+UTC_DATETIME = pl.Datetime("us", "UTC")
+
+# (column, DuckDB type, Polars dtype); the order is the table's column order.
+CALLS_COLUMNS: tuple[tuple[str, str, Any], ...] = (
+    ("span_id", "VARCHAR PRIMARY KEY", pl.String),
+    ("trace_id", "VARCHAR", pl.String),
+    ("parent_span_id", "VARCHAR", pl.String),
+    ("start_time", "TIMESTAMPTZ", UTC_DATETIME),
+    ("end_time", "TIMESTAMPTZ", UTC_DATETIME),
+    ("duration_ms", "DOUBLE", pl.Float64),
+    ("ttft_ms", "DOUBLE", pl.Float64),
+    ("service", "VARCHAR", pl.String),
+    ("environment", "VARCHAR", pl.String),
+    ("feature", "VARCHAR", pl.String),
+    ("user_id", "VARCHAR", pl.String),
+    ("conversation_id", "VARCHAR", pl.String),
+    ("code_location", "VARCHAR", pl.String),
+    ("operation", "VARCHAR", pl.String),
+    ("request_model", "VARCHAR", pl.String),
+    ("response_model", "VARCHAR", pl.String),
+    ("max_tokens", "INTEGER", pl.Int32),
+    ("stream", "BOOLEAN", pl.Boolean),
+    ("service_tier", "VARCHAR", pl.String),
+    ("inference_geo", "VARCHAR", pl.String),
+    ("speed", "VARCHAR", pl.String),
+    ("input_tokens", "BIGINT", pl.Int64),
+    ("output_tokens", "BIGINT", pl.Int64),
+    ("cache_read_input_tokens", "BIGINT", pl.Int64),
+    ("cache_creation_input_tokens", "BIGINT", pl.Int64),
+    ("cache_creation_5m_input_tokens", "BIGINT", pl.Int64),
+    ("cache_creation_1h_input_tokens", "BIGINT", pl.Int64),
+    ("stop_reason", "VARCHAR", pl.String),
+    ("status", "VARCHAR", pl.String),
+    ("http_status", "INTEGER", pl.Int32),
+    ("error_type", "VARCHAR", pl.String),
+    ("retries", "INTEGER", pl.Int32),
+    ("cost_usd", "DOUBLE", pl.Float64),
+    ("cost_input_usd", "DOUBLE", pl.Float64),
+    ("cost_output_usd", "DOUBLE", pl.Float64),
+    ("cost_cache_read_usd", "DOUBLE", pl.Float64),
+    ("cost_cache_write_usd", "DOUBLE", pl.Float64),
+    ("price_version", "VARCHAR", pl.String),
+    ("source", "VARCHAR", pl.String),
+    ("attributes", "JSON", pl.String),
+    ("resource", "JSON", pl.String),
+)
+
+CALLS_SCHEMA: pl.Schema = pl.Schema({name: dtype for name, _, dtype in CALLS_COLUMNS})
+
+TOKEN_COLUMNS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+)
+COST_COLUMNS = (
+    "cost_usd",
+    "cost_input_usd",
+    "cost_output_usd",
+    "cost_cache_read_usd",
+    "cost_cache_write_usd",
+)
+SOURCES = ("clauditor", "anthropic-sdk", "openllmetry", "otel-genai", "openinference", "openlit")
+
+
+def duckdb_columns_sql() -> str:
+    """The column list of ``CREATE TABLE calls``."""
+    return ",\n    ".join(f"{name} {sql_type}" for name, sql_type, _ in CALLS_COLUMNS)
+
+
+def empty_calls() -> pl.DataFrame:
+    """A frame with the ``calls`` schema and no rows."""
+    return pl.DataFrame(schema=CALLS_SCHEMA)
+
+
+def conform(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with exactly the ``calls`` columns, in order, cast to their types.
+
+    Missing columns are added as NULL; extra columns are dropped.
+    """
+    exprs = []
+    for name, dtype in CALLS_SCHEMA.items():
+        if name in frame.columns:
+            exprs.append(pl.col(name).cast(dtype, strict=False))
+        else:
+            exprs.append(pl.lit(None, dtype=dtype).alias(name))
+    return frame.select(exprs)
+
+
+def frame_from_rows(rows: Iterable[Mapping[str, Any]]) -> pl.DataFrame:
+    """A ``calls`` frame from row dicts (missing keys are NULL)."""
+    rows = list(rows)
+    if not rows:
+        return empty_calls()
+    return pl.DataFrame(rows, schema=CALLS_SCHEMA, strict=False)
