@@ -39,14 +39,18 @@ import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clauditor.errors import ConfigError
 from clauditor.semconv import ENV_CONFIG, FEATURE
 
+if TYPE_CHECKING:
+    from clauditor.pricing import PriceTable
+
 __all__ = ["BudgetConfig", "CaptureConfig", "Config", "find_config_file", "load_config"]
 
-_TOP_KEYS = {"timezone", "budget", "prices", "ingest", "capture", "alerts"}
+_TOP_KEYS = {"timezone", "budget", "prices", "price_files", "ingest", "capture", "alerts"}
+DEFAULT_PRICE_FILE = "clauditor-prices.toml"  # what `clauditor prices import` writes by default
 
 
 @dataclass(frozen=True)
@@ -74,10 +78,21 @@ class Config:
     timezone: str = "UTC"
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     prices: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    price_files: tuple[Path, ...] = ()
     feature_attributes: tuple[str, ...] = (FEATURE,)
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     alerts: Mapping[str, Any] = field(default_factory=dict)
     raw: Mapping[str, Any] = field(default_factory=dict)
+
+    def price_table(self) -> PriceTable:
+        """The built-in prices, then ``price_files`` (default ``./clauditor-prices.toml`` when it
+        exists), then the ``[prices]`` overrides."""
+        from clauditor.pricing import load_price_table
+
+        files = self.price_files
+        if not files and Path(DEFAULT_PRICE_FILE).is_file():
+            files = (Path(DEFAULT_PRICE_FILE),)
+        return load_price_table(self.prices, files)
 
 
 def find_config_file(explicit: str | Path | None = None) -> tuple[Path | None, bool]:
@@ -143,6 +158,15 @@ def parse_config(data: Mapping[str, Any], *, source: Path | None = None) -> Conf
     except PricingError as exc:
         raise ConfigError(f"{where}: {exc}") from None
 
+    files = data.get("price_files", [])
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        raise ConfigError(f"{where}: price_files must be a list of paths")
+    base = source.parent if source else Path(".")
+    price_files = tuple(base / f for f in files)
+    for f in price_files:
+        if not f.is_file():
+            raise ConfigError(f"{where}: price_files names {f}, which does not exist")
+
     ingest = data.get("ingest", {})
     attrs = ingest.get("feature_attributes", [FEATURE]) if isinstance(ingest, Mapping) else None
     if not isinstance(attrs, list) or not all(isinstance(a, str) and a for a in attrs):
@@ -159,6 +183,7 @@ def parse_config(data: Mapping[str, Any], *, source: Path | None = None) -> Conf
         timezone=str(tz),
         budget=budget,
         prices=dict(prices),
+        price_files=price_files,
         feature_attributes=tuple(attrs),
         capture=capture,
         alerts=dict(alerts),

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import datetime as dt
 import tomllib
+from json import dumps as json_dumps
+from json import loads as json_loads
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -42,8 +44,10 @@ __all__ = [
     "PriceTable",
     "load_price_table",
     "model_key_expr",
+    "import_litellm",
     "normalize_model_id",
     "price_calls",
+    "price_table_frame",
     "unpriced_calls",
 ]
 
@@ -386,3 +390,106 @@ def unpriced_calls(calls: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
         .sort(["calls", "model"], descending=[True, False])
         .collect()
     )
+
+
+def price_table_frame(table: PriceTable) -> pl.DataFrame:
+    """The table for people: one row per entry, prices in $/MTok, newest model first."""
+    rows = [
+        {
+            "model": e.id,
+            "aliases": ", ".join(e.aliases),
+            "effective_from": e.effective_from,
+            "input": e.input,
+            "output": e.output,
+            "cache_read": round(e.input * CACHE_READ_MULTIPLIER, 6),
+            "cache_write_5m": round(e.input * CACHE_WRITE_5M_MULTIPLIER, 6),
+            "cache_write_1h": round(e.input * CACHE_WRITE_1H_MULTIPLIER, 6),
+            "long_context": (
+                f">{e.long_context_threshold:,}: x{e.long_context_input_multiplier:g} in, "
+                f"x{e.long_context_output_multiplier:g} out"
+                if e.long_context_threshold
+                else ""
+            ),
+            "us_only": f"x{e.us_only_multiplier:g}" if e.us_only_multiplier else "",
+            "fast": f"x{e.fast_multiplier:g}" if e.fast_multiplier else "",
+            "deprecated_on": e.deprecated_on,
+            "source": e.source,
+        }
+        for e in table.entries
+    ]
+    return pl.DataFrame(rows).sort(["model", "effective_from"])
+
+
+_LITELLM_LONG_INPUT = "input_cost_per_token_above_200k_tokens"
+_LITELLM_LONG_OUTPUT = "output_cost_per_token_above_200k_tokens"
+
+
+def import_litellm(source: str | Path, target: str | Path, *, today: dt.date | None = None) -> int:
+    """Write the Anthropic chat models of LiteLLM's price list as a clauditor price file.
+
+    A model the built-in table lacks gets ``effective_from = 1970-01-01`` so that its past calls
+    are priced too; a model whose price differs from the built-in entry gets today's date, so the
+    change applies from now on and history keeps its price; an unchanged model is skipped.
+    Returns the number of entries written.
+    """
+    today = today or dt.date.today()
+    try:
+        data = json_loads(Path(source).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise PricingError(f"{source}: cannot read LiteLLM price list: {exc}") from None
+    if not isinstance(data, dict):
+        raise PricingError(f"{source}: expected a JSON object of models")
+    builtin = load_price_table()
+    entries: dict[str, dict[str, Any]] = {}
+    for name, info in sorted(data.items()):
+        if not isinstance(info, dict) or info.get("litellm_provider") != "anthropic":
+            continue
+        if info.get("mode", "chat") != "chat" or "claude" not in name:
+            continue
+        try:
+            price_in = float(info["input_cost_per_token"]) * 1e6
+            price_out = float(info["output_cost_per_token"]) * 1e6
+        except (KeyError, TypeError, ValueError):
+            continue
+        key = normalize_model_id(name)
+        if key in entries:
+            continue
+        current = builtin.lookup(key, today)
+        if current and (current.input, current.output) == (round(price_in, 6), round(price_out, 6)):
+            continue
+        entry: dict[str, Any] = {
+            "id": key,
+            "effective_from": today if current else dt.date(1970, 1, 1),
+            "input": round(price_in, 6),
+            "output": round(price_out, 6),
+            "source": f"LiteLLM model_prices_and_context_window.json, imported {today}",
+        }
+        if info.get(_LITELLM_LONG_INPUT) and price_in:
+            entry["long_context_threshold"] = 200_000
+            entry["long_context_input_multiplier"] = round(
+                float(info[_LITELLM_LONG_INPUT]) * 1e6 / price_in, 4
+            )
+            long_out = info.get(_LITELLM_LONG_OUTPUT)
+            if long_out and price_out:
+                entry["long_context_output_multiplier"] = round(float(long_out) * 1e6 / price_out, 4)
+        if isinstance(info.get("deprecation_date"), str):
+            try:
+                entry["deprecated_on"] = dt.date.fromisoformat(info["deprecation_date"])
+            except ValueError:
+                pass
+        entries[key] = entry
+    lines = [f"# Imported from {Path(source).name} on {today}; read by clauditor on top of its table.\n"]
+    for entry in entries.values():
+        lines.append("\n[[model]]\n")
+        for k, v in entry.items():
+            lines.append(f"{k} = {_toml_value(v)}\n")
+    Path(target).write_text("".join(lines), encoding="utf-8")
+    return len(entries)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, str):
+        return json_dumps(value)  # a JSON string literal is a valid TOML basic string
+    return repr(value)

@@ -1,0 +1,418 @@
+"""The ``clauditor`` command line: thin commands over the library (DESIGN §5).
+
+Each command parses its options, calls one library function and prints the result. Library
+errors (:class:`clauditor.errors.ClauditorError`) become a one-line ``error: ...`` on stderr and
+exit code 2 here, at the boundary, and nowhere else. Shared options are defined once below.
+Heavy modules are imported inside the commands so that ``clauditor --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import sys
+import zoneinfo
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from clauditor.errors import ClauditorError, ConfigError
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from clauditor.config import Config
+
+app = typer.Typer(
+    name="clauditor",
+    help="See, explain and control what your Claude API usage costs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+prices_app = typer.Typer(help="Show the price table, or import a newer one.", no_args_is_help=False)
+app.add_typer(prices_app, name="prices")
+
+# Piped output keeps whole rows on one line instead of squeezing tables into 80 columns.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 240)
+err = Console(stderr=True, soft_wrap=True)
+
+
+class Format(str, Enum):
+    """How commands that print data print it."""
+
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+# --- shared options (defined once) ------------------------------------------------------------
+
+DbOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--db",
+        help="DuckDB file. Default: $CLAUDITOR_DB, else ./clauditor.duckdb.",
+        show_default=False,
+    ),
+]
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="Config file. Default: $CLAUDITOR_CONFIG, ./clauditor.toml, ./pyproject.toml.",
+        show_default=False,
+    ),
+]
+AsOfOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of",
+        help="Evaluate as of this moment (ISO 8601; without an offset it is in the config's "
+        "time zone). Default: now.",
+        show_default=False,
+    ),
+]
+PeriodOpt = Annotated[
+    str,
+    typer.Option(
+        "--period",
+        "-p",
+        help="today, yesterday, 7d, 30d, Nd, mtd, YYYY-MM, YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD.",
+    ),
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handles_errors(func: F) -> F:
+    """Turn library errors into ``error: ...`` on stderr and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ClauditorError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+            raise typer.Exit(2) from None
+        except ValueError as exc:  # bad option values reported by library parsers
+            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _db(db: Path | None) -> Path:
+    from clauditor.store import default_db_path
+
+    return db or default_db_path()
+
+
+def _config(path: Path | None) -> Config:
+    from clauditor.config import load_config
+
+    return load_config(path)
+
+
+def parse_as_of(value: str | None, tz: str = "UTC") -> dt.datetime:
+    """``--as-of`` as an aware UTC datetime; naive values are read in ``tz``; None is now."""
+    if value is None or value.strip().lower() == "now":
+        return dt.datetime.now(dt.UTC)
+    try:
+        moment = dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ConfigError(
+            f"--as-of {value!r} is not an ISO 8601 moment (e.g. 2026-10-24T12:00:00Z)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zoneinfo.ZoneInfo(tz))
+    return moment.astimezone(dt.UTC)
+
+
+def emit(frame: pl.DataFrame, fmt: Format, *, title: str | None = None) -> None:
+    """Print a frame as a rich table, CSV or a JSON array of objects."""
+    import polars as pl
+
+    if fmt is Format.csv:
+        sys.stdout.write(frame.write_csv())
+        return
+    if fmt is Format.json:
+        rows = frame.with_columns(
+            pl.col(c).dt.to_string("%Y-%m-%dT%H:%M:%S%.6f%:z")
+            for c, t in frame.schema.items()
+            if isinstance(t, pl.Datetime)
+        ).to_dicts()
+        sys.stdout.write(json.dumps(rows, default=str, indent=2) + "\n")
+        return
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", header_style="bold")
+    for name, dtype in frame.schema.items():
+        table.add_column(name, justify="right" if dtype.is_numeric() else "left")
+    for row in frame.iter_rows():
+        table.add_row(*(_cell(v, n) for v, n in zip(row, frame.columns, strict=True)))
+    out.print(table)
+
+
+def _cell(value: Any, column: str) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        if column == "share" or column.endswith("_ratio") or column.endswith("_rate"):
+            return f"{value:.1%}"
+        if "usd" in column or column.startswith("cost"):
+            return f"${value:,.4f}" if abs(value) < 1 else f"${value:,.2f}"
+        return f"{value:,.4f}".rstrip("0").rstrip(".")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ", timespec="seconds")
+    return str(value)
+
+
+# --- commands ------------------------------------------------------------------------------------
+
+
+@app.command()
+@handles_errors
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders of OTLP JSON lines.")],
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Ingest OTLP JSON-lines telemetry (plain or .gz, files or folders) into the database.
+
+    Idempotent: spans already stored are skipped. Malformed lines and spans are counted,
+    reported with file and line, and quarantined; everything else is ingested. Exit code 1 when
+    anything was rejected.
+    """
+    summary = _ingest_with_progress(paths, _db(db), _config(config))
+    _print_ingest_summary(summary)
+    if summary.rejected:
+        raise typer.Exit(1)
+
+
+def _ingest_with_progress(paths: list[Path], db: Path, config: Config) -> Any:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    from clauditor.ingest import ingest_paths
+
+    total_bytes = sum(
+        f.stat().st_size
+        for p in paths
+        for f in ([p] if p.is_file() else (p.rglob("*") if p.is_dir() else []))
+        if f.is_file()
+    )
+    if total_bytes < 2_000_000 or not err.is_terminal:
+        return ingest_paths(paths, db, config=config)
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("ingesting", total=total_bytes)
+        return ingest_paths(
+            paths, db, config=config, progress=lambda done, total: bar.update(task, completed=done)
+        )
+
+
+def _print_ingest_summary(summary: Any) -> None:
+    err.print(
+        f"{summary.spans_read:,} spans read, {summary.calls_written:,} calls written, "
+        f"{summary.duplicates:,} duplicates skipped, {summary.rejected:,} rejected"
+        + (f", {summary.unpriced:,} unpriced" if summary.unpriced else ""),
+        highlight=False,
+    )
+    for rejection in summary.rejections[:20]:
+        err.print(f"  rejected {rejection.origin}: {rejection.reason}", highlight=False, markup=False)
+    if summary.rejected > 20:
+        err.print(
+            f"  … and {summary.rejected - 20:,} more (all in the `quarantine` table)",
+            highlight=False,
+        )
+
+
+@app.command()
+@handles_errors
+def costs(
+    by: Annotated[
+        str,
+        typer.Option(
+            "--by",
+            help="Comma-separated: feature, model, service, environment, user, code_location.",
+        ),
+    ] = "feature",
+    period: PeriodOpt = "30d",
+    as_of: AsOfOpt = None,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Spend by feature (or any combination of keys) in a period. Unpriced calls are shown."""
+    from clauditor.analytics import cost_breakdown, load_calls_in, resolve_period
+
+    cfg = _config(config)
+    span = resolve_period(period, as_of=parse_as_of(as_of, cfg.timezone), tz=cfg.timezone)
+    keys = [k.strip() for k in by.split(",") if k.strip()]
+    calls = load_calls_in(_db(db), span)
+    table = cost_breakdown(calls, keys)
+    emit(table, fmt, title=f"Spend by {', '.join(keys)} — {span.label}")
+    if fmt is Format.table and calls.height == 0:
+        err.print(f"no calls between {span.start} and {span.end} (UTC); try --period or --as-of")
+
+
+@app.command()
+@handles_errors
+def query(
+    sql: Annotated[str, typer.Argument(help="One read-only SQL statement (SELECT, EXPLAIN).")],
+    db: DbOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Run read-only ad-hoc SQL over the views: calls, daily_costs, feature_costs, errors."""
+    from clauditor.sql import run_query
+
+    emit(run_query(_db(db), sql), fmt)
+
+
+@app.command()
+@handles_errors
+def report(
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path(
+        "report.html"
+    ),
+    period: PeriodOpt = "30d",
+    as_of: AsOfOpt = None,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+    open_browser: Annotated[
+        bool, typer.Option("--open", help="Open the report in the default browser.")
+    ] = False,
+) -> None:
+    """Write the self-contained HTML cost report (opens offline, no network requests)."""
+    from clauditor.dashboards import write_report
+
+    cfg = _config(config)
+    summary = write_report(
+        _db(db), out_file, period=period, as_of=parse_as_of(as_of, cfg.timezone), config=cfg
+    )
+    out.print(f"report: {summary.out} ({summary.bytes / 1e6:.1f} MB, {summary.calls:,} calls)")
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(summary.out.resolve().as_uri())
+
+
+@app.command()
+@handles_errors
+def simulate(
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="Output .jsonl or .jsonl.gz.")],
+    days: Annotated[int, typer.Option(help="Days of traffic.", min=1)] = 30,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same bytes.")] = 7,
+    end: Annotated[
+        str | None,
+        typer.Option(help="Last moment (ISO 8601 or 'now'). Default: the committed sample's end."),
+    ] = None,
+    scale: Annotated[float, typer.Option(help="Traffic volume multiplier.")] = 1.0,
+) -> None:
+    """Write realistic simulated telemetry with planted incidents (OTLP JSON lines)."""
+    from clauditor.simulate import simulate as run_simulation
+
+    summary = run_simulation(
+        out_file,
+        days=days,
+        seed=seed,
+        end=None if end is None else parse_as_of(end),
+        scale=scale,
+    )
+    out.print(
+        f"wrote {summary.spans:,} spans in {summary.lines:,} lines to {summary.out} "
+        f"({summary.start:%Y-%m-%d %H:%M} .. {summary.end:%Y-%m-%d %H:%M} UTC)"
+    )
+    for incident in summary.incidents:
+        out.print(
+            f"  planted: {incident.name} at {incident.start:%Y-%m-%d %H:%M} "
+            f"({incident.where}): {incident.description}",
+            highlight=False,
+        )
+
+
+@app.command()
+@handles_errors
+def reprice(db: DbOpt = None, config: ConfigOpt = None) -> None:
+    """Recompute every stored cost with the current price table and config overrides."""
+    from clauditor.sql import reprice_all
+
+    changed, unpriced = reprice_all(_db(db), _config(config))
+    out.print(f"repriced: {changed:,} calls changed cost; {unpriced:,} calls have no price")
+
+
+@prices_app.callback(invoke_without_command=True)
+@handles_errors
+def prices(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Print the price table in $/MTok (built-in entries plus config overrides)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from clauditor.pricing import price_table_frame
+
+    emit(price_table_frame(_config(config).price_table()), fmt, title="Prices (USD per million tokens)")
+
+
+@prices_app.command("import")
+@handles_errors
+def prices_import(
+    file: Annotated[Path, typer.Argument(help="LiteLLM's model_prices_and_context_window.json.")],
+    to: Annotated[
+        Path, typer.Option("--to", help="Price file to write (TOML, [[model]] entries).")
+    ] = Path("clauditor-prices.toml"),
+) -> None:
+    """Import Anthropic prices from LiteLLM's community price list into a TOML price file.
+
+    The file is read on top of the built-in table when it is listed in the config's
+    ``price_files`` or, by default, when ``./clauditor-prices.toml`` exists.
+    """
+    from clauditor.pricing import import_litellm
+
+    count = import_litellm(file, to)
+    out.print(f"imported {count} Anthropic price entries into {to}")
+
+
+@app.command()
+@handles_errors
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to write into.")] = Path(
+        "clauditor-demo"
+    ),
+    sample: Annotated[
+        Path | None,
+        typer.Option(help="Telemetry to ingest. Default: the committed sample_logs/ sample."),
+    ] = None,
+) -> None:
+    """Ingest the committed sample into a fresh database, print costs and write the report."""
+    from clauditor.demo import run_demo
+
+    run_demo(out_dir, sample, console=out)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
+
+
+__all__ = ["app", "emit", "main", "parse_as_of"]

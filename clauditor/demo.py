@@ -1,0 +1,107 @@
+"""``clauditor demo``: the whole pipeline on the committed sample (DESIGN §8).
+
+It ingests ``sample_logs/sample-30d.jsonl.gz`` into a fresh ``DIR/clauditor.duckdb`` with the
+sample's own config (``sample_logs/clauditor.toml``: its budget), prints the cost table, runs the
+analytics and alert rules that exist, and writes ``DIR/report.html``. Time-relative views are
+evaluated as of the end of the sample's last day, so the demo shows the same thing whenever it
+runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from clauditor.config import Config, load_config
+from clauditor.errors import IngestError
+from clauditor.store import read_connection, spool_dir
+
+__all__ = ["SAMPLE_NAME", "find_sample", "run_demo"]
+
+SAMPLE_NAME = "sample-30d.jsonl.gz"
+
+
+def find_sample() -> Path:
+    """The committed sample: ``$CLAUDITOR_SAMPLE``, the checkout's sample_logs/, or ./sample_logs/."""
+    candidates = []
+    if os.environ.get("CLAUDITOR_SAMPLE"):
+        candidates.append(Path(os.environ["CLAUDITOR_SAMPLE"]))
+    # An editable install or a checkout: sample_logs/ sits beside the clauditor/ package folder.
+    candidates.append(Path(__file__).resolve().parent.parent / "sample_logs" / SAMPLE_NAME)
+    candidates.append(Path.cwd() / "sample_logs" / SAMPLE_NAME)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise IngestError(
+        "cannot find the committed sample (sample_logs/sample-30d.jsonl.gz): run the demo from a "
+        "clauditor checkout, or pass --sample FILE (`clauditor simulate --out FILE` makes one)"
+    )
+
+
+def _fresh(db: Path) -> None:
+    for path in (db, db.with_name(db.name + ".wal")):
+        path.unlink(missing_ok=True)
+    shutil.rmtree(spool_dir(db), ignore_errors=True)
+
+
+def _newest_day_end(db: Path, tz: str) -> dt.datetime:
+    """Midnight after the newest call's day, in ``tz``, as UTC: the demo's --as-of."""
+    import zoneinfo
+
+    with read_connection(db) as con:
+        newest = con.execute("SELECT max(start_time) FROM calls").fetchall()[0][0]
+    if newest is None:
+        return dt.datetime.now(dt.UTC)
+    local = newest.astimezone(zoneinfo.ZoneInfo(tz))
+    next_midnight = dt.datetime.combine(
+        local.date() + dt.timedelta(days=1), dt.time(), tzinfo=zoneinfo.ZoneInfo(tz)
+    )
+    return next_midnight.astimezone(dt.UTC)
+
+
+def run_demo(out_dir: Path, sample: Path | None = None, *, console: Console | None = None) -> Path:
+    """Run the demo into ``out_dir``; returns the report's path."""
+    from clauditor.analytics import cost_breakdown, load_calls_in, resolve_period
+    from clauditor.cli import Format, emit
+    from clauditor.dashboards import write_report
+    from clauditor.ingest import ingest_paths
+
+    console = console or Console()
+    started = time.perf_counter()
+    sample = sample or find_sample()
+    config_file = sample.parent / "clauditor.toml"
+    config = load_config(config_file) if config_file.is_file() else Config()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    db = out_dir / "clauditor.duckdb"
+    _fresh(db)
+
+    console.print(f"[bold]1/3[/] ingesting {sample} …")
+    summary = ingest_paths([sample], db, config=config)
+    console.print(
+        f"    {summary.spans_read:,} spans read, {summary.calls_written:,} calls written, "
+        f"{summary.rejected:,} rejected, {summary.unpriced:,} unpriced",
+        highlight=False,
+    )
+
+    as_of = _newest_day_end(db, config.timezone)
+    period = resolve_period("30d", as_of=as_of, tz=config.timezone)
+    console.print(f"[bold]2/3[/] costs for {period.label} (as of {as_of:%Y-%m-%d %H:%M} UTC)")
+    calls = load_calls_in(db, period)
+    emit(cost_breakdown(calls, ["feature"]), Format.table, title="Spend by feature")
+    emit(cost_breakdown(calls, ["model"]), Format.table, title="Spend by model")
+
+    console.print("[bold]3/3[/] writing the report …")
+    report = write_report(db, out_dir / "report.html", period="30d", as_of=as_of, config=config)
+    elapsed = time.perf_counter() - started
+    console.print(f"\ndatabase: {db}\nreport:   {report.out}\n(done in {elapsed:.1f}s)")
+    console.print(
+        f"try:      clauditor costs --db {db} --by feature,model "
+        f"--as-of {as_of:%Y-%m-%dT%H:%M:%SZ}",
+        highlight=False,
+    )
+    return report.out

@@ -1,0 +1,50 @@
+"""The wheel: every stage installs as a clauditor.* subpackage and the CLI runs from it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SUBPACKAGES = ["instrumentation", "ingest", "analytics", "dashboards", "alerts"]
+
+
+@pytest.mark.slow
+def test_wheel_installs_into_a_clean_venv_and_runs(tmp_path: Path) -> None:
+    dist = tmp_path / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(dist)],
+        check=True,
+    )
+    (wheel,) = dist.glob("clauditor-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert tops == {"clauditor"}, f"only clauditor/ may land in site-packages, got {tops}"
+    assert "clauditor/prices.toml" in names
+    for sub in SUBPACKAGES:
+        assert f"clauditor/{sub}/__init__.py" in names
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    subprocess.run([str(py), "-m", "pip", "install", "-q", str(wheel)], check=True)
+    imports = "; ".join(f"import clauditor.{sub}" for sub in SUBPACKAGES)
+    code = f"{imports}; import clauditor, clauditor.cli; print(clauditor.__file__)"
+    where = subprocess.run(
+        [str(py), "-c", code], check=True, capture_output=True, text=True, cwd=tmp_path
+    ).stdout
+    assert str(venv) in where, "imported from the checkout instead of the installed wheel"
+    help_text = subprocess.run(
+        [str(venv / "bin" / "clauditor"), "--help"], check=True, capture_output=True, text=True
+    ).stdout
+    for command in ("ingest", "costs", "query", "report", "demo", "prices", "simulate"):
+        assert command in help_text
+    prices = subprocess.run(
+        [str(venv / "bin" / "clauditor"), "prices", "-f", "csv"],
+        check=True, capture_output=True, text=True, cwd=tmp_path,
+    ).stdout
+    assert "claude-sonnet-4-5" in prices

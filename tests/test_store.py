@@ -1,0 +1,172 @@
+"""The DuckDB store: migrations, idempotent batch writes, busy files, the spool, the views."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from clauditor.errors import DatabaseBusyError, StoreError
+from clauditor.schema import CALLS_COLUMNS
+from clauditor.store import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    drain_spool,
+    load_calls,
+    read_connection,
+    schema_version,
+    spool_dir,
+    write_calls,
+    write_connection,
+)
+
+HOLDER = """
+import sys, duckdb
+con = duckdb.connect(sys.argv[1])
+con.execute("CREATE TABLE IF NOT EXISTS held (x INTEGER)").fetchall()
+print("locked", flush=True)
+sys.stdin.readline()
+con.close()
+"""
+
+
+class LockHolder:
+    """Another process holding the database file open for writing until released."""
+
+    def __init__(self, path: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        assert self.proc.stdout.readline().strip() == "locked"
+
+    def release(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write("go\n")
+            self.proc.stdin.flush()
+            self.proc.wait(timeout=30)
+
+
+def test_new_file_gets_every_column_and_view(db_path: Path) -> None:
+    with write_connection(db_path):
+        pass
+    with read_connection(db_path) as con:
+        columns = con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'calls' "
+            "ORDER BY ordinal_position"
+        ).fetchall()
+        views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+        assert schema_version(con) == SCHEMA_VERSION
+    assert [c[0] for c in columns] == [name for name, _, _ in CALLS_COLUMNS]
+    assert {"daily_costs", "feature_costs", "errors"} <= views
+
+
+def test_old_file_is_upgraded_when_opened(db_path: Path) -> None:
+    # A file as version 1 left it: only the first migration applied.
+    con = duckdb.connect(str(db_path))
+    con.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, description VARCHAR, "
+        "applied_at TIMESTAMPTZ)"
+    ).fetchall()
+    con.execute(MIGRATIONS[0][2]).fetchall()
+    con.execute("INSERT INTO schema_migrations VALUES (1, 'v1', now())").fetchall()
+    con.close()
+    with read_connection(db_path) as con:
+        assert schema_version(con) == SCHEMA_VERSION
+        assert con.execute("SELECT count(*) FROM quarantine").fetchall() == [(0,)]
+
+
+def test_writes_are_idempotent_on_span_id(db_path: Path, make_calls) -> None:
+    frame = make_calls({"span_id": "a" * 16}, {"span_id": "b" * 16}, {"span_id": "a" * 16})
+    first = write_calls(db_path, frame)
+    second = write_calls(db_path, frame)
+    assert (first.inserted, first.duplicates) == (2, 1)
+    assert (second.inserted, second.duplicates) == (0, 3)
+    assert sorted(load_calls(db_path).get_column("span_id")) == ["a" * 16, "b" * 16]
+
+
+def test_views_sum_costs(db_path: Path, make_calls) -> None:
+    # Two Sonnet 4.5 calls of 1,000 input tokens: $0.003 each, $0.006 together.
+    write_calls(db_path, make_calls({}, {}, {"request_model": "nope", "response_model": None}))
+    with read_connection(db_path) as con:
+        rows = con.execute(
+            "SELECT feature, model, calls, cost_usd, unpriced_calls FROM daily_costs ORDER BY model"
+        ).fetchall()
+    assert rows[0][0] == "chat" and rows[0][1] == "claude-sonnet-4-5-20250929"
+    assert rows[0][2] == 2 and rows[0][3] == pytest.approx(0.006) and rows[0][4] == 0
+    assert rows[1][1] == "nope" and rows[1][3] is None and rows[1][4] == 1
+
+
+def test_reader_fails_naming_the_holder(db_path: Path, make_calls) -> None:
+    write_calls(db_path, make_calls({}))
+    holder = LockHolder(db_path)
+    try:
+        with pytest.raises(DatabaseBusyError) as caught, read_connection(db_path, timeout_s=0.3):
+            pass
+        assert str(holder.proc.pid) in str(caught.value)
+        assert "locked" in str(caught.value)
+    finally:
+        holder.release()
+
+
+def test_reader_waits_for_a_writer_to_finish(db_path: Path, make_calls) -> None:
+    write_calls(db_path, make_calls({}))
+    holder = LockHolder(db_path)
+    # Release only after the reader has started waiting; the reader's budget is generous.
+    threading.Timer(0.3, holder.release).start()
+    with read_connection(db_path, timeout_s=60) as con:
+        assert con.execute("SELECT count(*) FROM calls").fetchall() == [(1,)]
+
+
+def test_busy_file_spools_and_next_write_drains(db_path: Path, make_calls) -> None:
+    write_calls(db_path, make_calls({}))
+    holder = LockHolder(db_path)
+    try:
+        result = write_calls(db_path, make_calls({}, {}), timeout_s=0.2, spool_on_busy=True)
+        assert result.spooled == 2 and result.inserted == 0
+        assert len(list(spool_dir(db_path).glob("*.parquet"))) == 1
+        with pytest.raises(DatabaseBusyError):
+            write_calls(db_path, make_calls({}), timeout_s=0.2)
+    finally:
+        holder.release()
+    drained = write_calls(db_path, make_calls({}))
+    assert drained.inserted == 3  # its own row plus the two spooled ones
+    assert list(spool_dir(db_path).glob("*.parquet")) == []
+    assert load_calls(db_path).height == 4
+
+
+def test_drain_spool_twice_counts_once(db_path: Path, make_calls) -> None:
+    frame = make_calls({}, {})
+    write_calls(db_path, frame)
+    holder = LockHolder(db_path)
+    try:
+        write_calls(db_path, frame, timeout_s=0.1, spool_on_busy=True)
+    finally:
+        holder.release()
+    result = drain_spool(db_path)
+    assert (result.inserted, result.duplicates) == (0, 2)
+    assert load_calls(db_path).height == 2
+
+
+def test_missing_database_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no database at"), read_connection(tmp_path / "x.duckdb"):
+        pass
+
+
+def test_failed_batch_leaves_nothing(db_path: Path, make_calls) -> None:
+    write_calls(db_path, make_calls({}))
+
+    def explode(con: duckdb.DuckDBPyConnection) -> None:
+        raise RuntimeError("crash mid-batch")
+
+    with pytest.raises(RuntimeError):
+        write_calls(db_path, make_calls({}, {}), before_commit=explode)
+    assert load_calls(db_path).height == 1
