@@ -301,7 +301,11 @@ def price_calls(calls: pl.DataFrame, table: PriceTable | None = None) -> pl.Data
     def tokens(name: str) -> pl.Expr:
         return col(name, pl.Int64).fill_null(0).clip(lower_bound=0).cast(pl.Float64)
 
-    model = pl.coalesce(col("response_model", pl.String), col("request_model", pl.String))
+    def named(name: str) -> pl.Expr:  # an empty model string counts as no model
+        value = col(name, pl.String)
+        return pl.when(value.str.strip_chars() == "").then(None).otherwise(value)
+
+    model = pl.coalesce(named("response_model"), named("request_model"))
     out_columns = list(calls.columns) + [c for c in (*_COSTS, "price_version") if c not in calls.columns]
     keyed = calls.drop([c for c in (*_COSTS, "price_version") if c in calls.columns])
     keyed = keyed.with_row_index("__row").with_columns(

@@ -285,3 +285,9 @@ def test_import_rejects_garbage(tmp_path: Path) -> None:
     bad.write_text("{not json")
     with pytest.raises(PricingError, match="cannot read LiteLLM price list"):
         import_litellm(bad, tmp_path / "out.toml")
+
+
+def test_empty_response_model_falls_back_to_request_model() -> None:
+    # Haiku 4.5 $1/M: 1,000 in = $0.001.
+    row = priced(request_model="claude-haiku-4-5", response_model="", input_tokens=1000)
+    assert row["cost_usd"] == pytest.approx(0.001)

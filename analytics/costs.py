@@ -1,0 +1,184 @@
+"""Cost attribution: who spent what, grouped by feature, model, service, environment, user or
+code location (issue 2).
+
+The functions here are pure (a frame of ``calls`` in, an aggregate out) except
+:func:`load_calls_in`, which reads one period's calls from the DuckDB file.
+
+Conventions every caller can rely on:
+
+* ``model`` is what answered the call: ``coalesce(response_model, request_model)``; ``user`` is
+  ``user_id``. A NULL (or empty) key is shown as ``(untagged)`` for ``feature`` and ``(none)``
+  for every other key, so untagged spend is a row of its own and never disappears.
+* A call with no price (its model is not in the price table) has ``cost_usd`` NULL. Groups count
+  such calls in ``unpriced_calls``; a group made only of unpriced calls has ``cost_usd`` NULL,
+  never 0, so "free" and "unknown" cannot be confused.
+* ``share`` is a group's fraction of the priced total of the frame given, so shares of the
+  priced groups add up to 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+
+from clauditor.analytics.periods import Period
+from clauditor.schema import CALLS_SCHEMA, TOKEN_COLUMNS
+from clauditor.store import load_calls
+
+__all__ = [
+    "GROUP_KEYS",
+    "NO_KEY",
+    "UNTAGGED",
+    "cost_breakdown",
+    "group_key_expr",
+    "load_calls_in",
+    "spend_by_day",
+]
+
+GROUP_KEYS = ("feature", "model", "service", "environment", "user", "code_location")
+UNTAGGED = "(untagged)"
+NO_KEY = "(none)"
+
+# The calls columns each group key is computed from.
+_KEY_SOURCES: dict[str, tuple[str, ...]] = {
+    "feature": ("feature",),
+    "model": ("response_model", "request_model"),
+    "service": ("service",),
+    "environment": ("environment",),
+    "user": ("user_id",),
+    "code_location": ("code_location",),
+}
+
+
+def _present(name: str) -> pl.Expr:
+    """Column ``name`` with empty strings read as NULL (an empty tag is no tag)."""
+    column = pl.col(name)
+    return pl.when(column.str.len_chars() == 0).then(None).otherwise(column)
+
+
+def group_key_expr(key: str) -> pl.Expr:
+    """The expression computing group key ``key`` (one of :data:`GROUP_KEYS`), aliased ``key``.
+
+    NULL keys become ``(untagged)`` for ``feature`` and ``(none)`` otherwise. The frame must hold
+    the key's source columns (:func:`cost_breakdown` adds missing ones as NULL).
+    """
+    _check_keys([key])
+    sources = _KEY_SOURCES[key]
+    value = (
+        pl.coalesce([_present(c) for c in sources]) if len(sources) > 1 else _present(sources[0])
+    )
+    return value.fill_null(UNTAGGED if key == "feature" else NO_KEY).alias(key)
+
+
+def _check_keys(by: Sequence[str]) -> None:
+    if isinstance(by, str):
+        raise ValueError(f"group keys must be a sequence like [{by!r}], not a string")
+    unknown = [k for k in by if k not in GROUP_KEYS]
+    if unknown:
+        raise ValueError(
+            f"unknown group key(s) {unknown}; group by any of: {', '.join(GROUP_KEYS)}"
+        )
+    if len(set(by)) != len(by):
+        raise ValueError(f"group keys repeat: {list(by)}")
+
+
+def _with_columns(calls: pl.DataFrame | pl.LazyFrame, needed: Sequence[str]) -> pl.LazyFrame:
+    """``calls`` as a LazyFrame holding every ``needed`` column (missing ones NULL, typed)."""
+    lf = calls.lazy()
+    have = set(lf.collect_schema().names())
+    missing = [pl.lit(None, dtype=CALLS_SCHEMA[c]).alias(c) for c in needed if c not in have]
+    return lf.with_columns(missing) if missing else lf
+
+
+def _priced_sum(column: str = "cost_usd") -> pl.Expr:
+    """Sum of the non-NULL costs, or NULL when every cost in the group is NULL."""
+    return pl.when(pl.col(column).count() > 0).then(pl.col(column).sum()).otherwise(None)
+
+
+def cost_breakdown(calls: pl.DataFrame | pl.LazyFrame, by: Sequence[str]) -> pl.DataFrame:
+    """Spend, calls and tokens per group of ``by`` keys (any of :data:`GROUP_KEYS`).
+
+    Columns: ``*by, calls, input_tokens, output_tokens, cache_read_input_tokens,
+    cache_creation_input_tokens, cost_usd, share, unpriced_calls``; sorted by ``cost_usd``
+    descending (NULL last), then calls. ``by=[]`` gives one row for the whole frame. Raises
+    :class:`ValueError` listing :data:`GROUP_KEYS` for an unknown key.
+    """
+    by = list(by) if not isinstance(by, str) else by
+    _check_keys(by)
+    needed = [c for k in by for c in _KEY_SOURCES[k]] + [*TOKEN_COLUMNS, "cost_usd"]
+    lf = _with_columns(calls, needed).with_columns([group_key_expr(k) for k in by])
+    aggs = [
+        pl.len().cast(pl.Int64).alias("calls"),
+        *[pl.col(c).sum().cast(pl.Int64).alias(c) for c in TOKEN_COLUMNS],
+        _priced_sum().alias("cost_usd"),
+        pl.col("cost_usd").is_null().sum().cast(pl.Int64).alias("unpriced_calls"),
+    ]
+    grouped = lf.group_by(by).agg(aggs) if by else lf.select(aggs)
+    total = pl.col("cost_usd").sum()
+    out = grouped.with_columns(
+        pl.when(total > 0).then(pl.col("cost_usd") / total).otherwise(None).alias("share")
+    )
+    columns = [*by, "calls", *TOKEN_COLUMNS, "cost_usd", "share", "unpriced_calls"]
+    return (
+        out.select(columns)
+        .sort(
+            ["cost_usd", "calls", *by],
+            descending=[True, True, *([False] * len(by))],
+            nulls_last=True,
+        )
+        .collect()
+    )
+
+
+def spend_by_day(
+    calls: pl.DataFrame | pl.LazyFrame, *, tz: str = "UTC", by: str = "feature"
+) -> pl.DataFrame:
+    """Spend per calendar day (in ``tz``) and per value of the group key ``by``.
+
+    Columns: ``day`` (a Date in ``tz``), the key column named ``by`` (e.g. ``feature``),
+    ``calls``, ``cost_usd`` (NULL when that day's calls of that key are all unpriced),
+    ``unpriced_calls``. Sorted by day, then cost descending. Days without calls are absent.
+    """
+    _check_keys([by])
+    lf = _with_columns(calls, ["start_time", *_KEY_SOURCES[by], "cost_usd"])
+    start = pl.col("start_time")
+    dtype = lf.collect_schema()["start_time"]
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone is None:
+        start = start.dt.replace_time_zone("UTC")  # stored times are UTC
+    return (
+        lf.with_columns(
+            start.dt.convert_time_zone(tz).dt.date().alias("day"),
+            group_key_expr(by),
+        )
+        .group_by("day", by)
+        .agg(
+            pl.len().cast(pl.Int64).alias("calls"),
+            _priced_sum().alias("cost_usd"),
+            pl.col("cost_usd").is_null().sum().cast(pl.Int64).alias("unpriced_calls"),
+        )
+        .sort(["day", "cost_usd", by], descending=[False, True, False], nulls_last=True)
+        .collect()
+    )
+
+
+def load_calls_in(
+    db: str | Path, period: Period, *, columns: Sequence[str] | None = None
+) -> pl.DataFrame:
+    """The calls that started in ``period`` (``period.start <= start_time < period.end``).
+
+    ``columns`` limits what is read (any ``calls`` columns; unknown names raise
+    :class:`ValueError`). Opens the database read-only, retrying while a writer holds it.
+    """
+    if columns is not None:
+        unknown = [c for c in columns if c not in CALLS_SCHEMA]
+        if unknown:
+            # Names go into the SELECT list, so only known column names are allowed through.
+            raise ValueError(f"unknown calls column(s) {unknown}")
+    return load_calls(
+        db,
+        where="start_time >= ? AND start_time < ?",
+        params=[period.start, period.end],
+        columns=list(columns) if columns is not None else None,
+    )

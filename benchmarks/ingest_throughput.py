@@ -1,0 +1,147 @@
+"""File ingest throughput on simulator output, side by side with DuckDB's own JSON reader.
+
+Run:  python benchmarks/ingest_throughput.py [--spans 1000000] [--workdir benchmarks/out]
+
+It writes (once, then reuses) a simulator file of about ``--spans`` spans, then in one run:
+
+1. ceiling A: DuckDB ``read_json`` of the same OTLP file, unnested into one flat row per span
+   with the attribute list kept as JSON (parsing and unnesting only: no normalization, no
+   pricing, no index);
+2. ceiling B: DuckDB ``read_json`` of a pre-flattened copy (one JSON object per span, the
+   columns already extracted) into a table;
+3. clauditor: ``clauditor.ingest.ingest_paths`` into a fresh DuckDB file (parse, normalize,
+   redact, price, write with the span_id primary key).
+
+It prints spans/s for each and clauditor's ratio to the ceilings, plus peak RSS of this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from pathlib import Path
+
+import duckdb
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def make_input(workdir: Path, spans: int) -> tuple[Path, int]:
+    """A simulator file with about ``spans`` spans (cached by size in ``workdir``)."""
+    from clauditor.simulate import simulate
+
+    target = workdir / f"sim-{spans}.jsonl"
+    marker = workdir / f"sim-{spans}.count"
+    if target.exists() and marker.exists():
+        return target, int(marker.read_text())
+    probe = simulate(workdir / "probe.jsonl", days=30, seed=11, scale=1.0)
+    scale = spans / probe.spans
+    summary = simulate(target, days=30, seed=11, scale=scale)
+    (workdir / "probe.jsonl").unlink()
+    marker.write_text(str(summary.spans))
+    return target, summary.spans
+
+
+def flatten_copy(source: Path, target: Path) -> None:
+    """One JSON object per span with the interesting fields lifted: the ceiling-B input."""
+    with source.open() as fin, target.open("w") as fout:
+        for line in fin:
+            request = json.loads(line)
+            for rs in request["resourceSpans"]:
+                for ss in rs["scopeSpans"]:
+                    for span in ss["spans"]:
+                        flat = {
+                            "span_id": span["spanId"],
+                            "trace_id": span["traceId"],
+                            "name": span["name"],
+                            "start": int(span["startTimeUnixNano"]),
+                            "end": int(span["endTimeUnixNano"]),
+                        }
+                        for kv in span.get("attributes", []):
+                            value = kv["value"]
+                            flat[kv["key"]] = next(iter(value.values())) if value else None
+                        fout.write(json.dumps(flat) + "\n")
+
+
+def bench_duckdb_nested(path: Path) -> float:
+    con = duckdb.connect()
+    started = time.perf_counter()
+    con.execute(
+        f"""
+        CREATE TABLE flat AS
+        SELECT s.spanId AS span_id, s.traceId AS trace_id, s.name AS name,
+               s.startTimeUnixNano AS start_ns, s.endTimeUnixNano AS end_ns,
+               to_json(s.attributes) AS attributes
+        FROM (
+            SELECT unnest(ss.spans) AS s FROM (
+                SELECT unnest(rs.scopeSpans) AS ss FROM (
+                    SELECT unnest(resourceSpans) AS rs
+                    FROM read_json('{path}', format = 'newline_delimited',
+                                   maximum_object_size = 1073741824)
+                )
+            )
+        )
+        """
+    ).fetchall()
+    elapsed = time.perf_counter() - started
+    con.close()
+    return elapsed
+
+
+def bench_duckdb_flat(path: Path) -> float:
+    con = duckdb.connect()
+    started = time.perf_counter()
+    con.execute(
+        f"CREATE TABLE flat AS SELECT * FROM read_json('{path}', format = 'newline_delimited')"
+    ).fetchall()
+    elapsed = time.perf_counter() - started
+    con.close()
+    return elapsed
+
+
+def bench_clauditor(path: Path, db: Path) -> tuple[float, int]:
+    from clauditor.ingest import ingest_paths
+
+    for leftover in (db, db.with_name(db.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+    started = time.perf_counter()
+    summary = ingest_paths([path], db)
+    return time.perf_counter() - started, summary.calls_written
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spans", type=int, default=1_000_000)
+    parser.add_argument("--workdir", type=Path, default=Path("benchmarks/out"))
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+
+    source, spans = make_input(args.workdir, args.spans)
+    flat = args.workdir / f"flat-{args.spans}.jsonl"
+    if not flat.exists():
+        flatten_copy(source, flat)
+    print(f"input: {source} ({source.stat().st_size / 1e6:.0f} MB, {spans:,} spans)")
+
+    nested_s = bench_duckdb_nested(source)
+    flat_s = bench_duckdb_flat(flat)
+    ours_s, written = bench_clauditor(source, args.workdir / "bench.duckdb")
+    assert written == spans, f"wrote {written:,} of {spans:,} spans"
+
+    rows = [
+        ("DuckDB read_json, OTLP file unnested (ceiling A)", nested_s),
+        ("DuckDB read_json, pre-flattened copy (ceiling B)", flat_s),
+        ("clauditor ingest (normalize + price + write)", ours_s),
+    ]
+    for label, seconds in rows:
+        print(f"{label:<52} {seconds:7.2f} s  {spans / seconds:>10,.0f} spans/s")
+    print(f"clauditor / ceiling A: {nested_s / ours_s:.2f}x of its speed")
+    print(f"clauditor / ceiling B: {flat_s / ours_s:.2f}x of its speed")
+    print(f"peak RSS of this process: {_peak_rss_mb():,.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
