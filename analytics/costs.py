@@ -6,8 +6,9 @@ The functions here are pure (a frame of ``calls`` in, an aggregate out) except
 
 Conventions every caller can rely on:
 
-* ``model`` is what answered the call: ``coalesce(response_model, request_model)``; ``user`` is
-  ``user_id``. A NULL (or empty) key is shown as ``(untagged)`` for ``feature`` and ``(none)``
+* ``model`` is what answered the call, ``coalesce(response_model, request_model)``, as its
+  canonical undated id (``claude-sonnet-4-5-20250929`` and ``claude-sonnet-4-5`` are one model:
+  see :func:`clauditor.pricing.normalize_model_id`); ``user`` is ``user_id``. A NULL (or empty) key is shown as ``(untagged)`` for ``feature`` and ``(none)``
   for every other key, so untagged spend is a row of its own and never disappears.
 * A call with no price (its model is not in the price table) has ``cost_usd`` NULL. Groups count
   such calls in ``unpriced_calls``; a group made only of unpriced calls has ``cost_usd`` NULL,
@@ -24,6 +25,7 @@ from pathlib import Path
 import polars as pl
 
 from clauditor.analytics.periods import Period
+from clauditor.pricing import model_key_expr
 from clauditor.schema import CALLS_SCHEMA, TOKEN_COLUMNS
 from clauditor.store import load_calls
 
@@ -69,6 +71,8 @@ def group_key_expr(key: str) -> pl.Expr:
     value = (
         pl.coalesce([_present(c) for c in sources]) if len(sources) > 1 else _present(sources[0])
     )
+    if key == "model":
+        value = model_key_expr(value)
     return value.fill_null(UNTAGGED if key == "feature" else NO_KEY).alias(key)
 
 

@@ -54,7 +54,8 @@ def _newest_day_end(db: Path, tz: str) -> dt.datetime:
     import zoneinfo
 
     with read_connection(db) as con:
-        newest = con.execute("SELECT max(start_time) FROM calls").fetchall()[0][0]
+        # Through Polars: fetching TIMESTAMPTZ as Python objects would need pytz.
+        newest = con.sql("SELECT max(start_time) AS newest FROM calls").pl().item()
     if newest is None:
         return dt.datetime.now(dt.UTC)
     local = newest.astimezone(zoneinfo.ZoneInfo(tz))

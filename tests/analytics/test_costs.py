@@ -105,14 +105,16 @@ def test_breakdown_by_feature_and_model_keeps_unpriced_groups_null(sample: pl.Da
     out = cost_breakdown(sample.lazy(), ["feature", "model"])
     got = {(r["feature"], r["model"]): r for r in out.iter_rows(named=True)}
     assert set(got) == {
+        # model = coalesce(response_model, request_model) as the undated id: the dated
+        # claude-sonnet-4-5-20250929 answer and the undated request are one model.
         ("summarize", SONNET),
-        ("summarize", f"{SONNET}-20250929"),  # model = coalesce(response_model, request_model)
         ("summarize", HAIKU),
         ("(untagged)", SONNET),
         ("search", "mystery-model-9"),
         ("search", HAIKU),
     }
-    assert got[("summarize", f"{SONNET}-20250929")]["cost_usd"] == pytest.approx(0.0075)
+    # $0.003 (undated) + $0.0075 (dated) = $0.0105
+    assert got[("summarize", SONNET)]["cost_usd"] == pytest.approx(0.0105)
     unpriced = got[("search", "mystery-model-9")]
     assert unpriced["cost_usd"] is None  # unknown, not free
     assert unpriced["share"] is None
