@@ -99,6 +99,8 @@ OPENINFERENCE_CACHE_READ = "llm.token_count.prompt_details.cache_read"
 OPENINFERENCE_CACHE_WRITE = "llm.token_count.prompt_details.cache_write"
 OPENINFERENCE_SPAN_KIND = "openinference.span.kind"
 OPENINFERENCE_USER_ID = "user.id"
+# OTel general semconv: the end user of the request (a fallback for the user column).
+ENDUSER_ID = "enduser.id"
 OPENINFERENCE_SESSION_ID = "session.id"
 # OpenLIT.
 OPENLIT_USAGE_COST = "gen_ai.usage.cost"

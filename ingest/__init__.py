@@ -1,1 +1,24 @@
-"""clauditor.ingest"""
+"""clauditor.ingest: spans from any source into the ``calls`` table (DESIGN §3, §6).
+
+* :func:`normalize` turns one :class:`SpanRecord` into one ``calls`` row (or ``None`` for a
+  span that is not a Claude API call), raising :class:`SpanRejected` for a malformed span;
+* :func:`iter_otlp_json_spans` reads the spans of one OTLP/JSON ``ExportTraceServiceRequest``;
+* :func:`ingest_paths` ingests OTLP/JSON-lines files and folders, plain or gzip.
+"""
+
+from .files import IngestSummary, Rejection, ingest_paths
+from .normalize import CONVENTIONS, Convention, SpanRecord, SpanRejected, normalize
+from .otlp_json import flatten_attributes, iter_otlp_json_spans
+
+__all__ = [
+    "CONVENTIONS",
+    "Convention",
+    "IngestSummary",
+    "Rejection",
+    "SpanRecord",
+    "SpanRejected",
+    "flatten_attributes",
+    "ingest_paths",
+    "iter_otlp_json_spans",
+    "normalize",
+]
