@@ -39,6 +39,7 @@ __all__ = [
     "WriteResult",
     "default_db_path",
     "drain_spool",
+    "insert_calls",
     "load_calls",
     "read_connection",
     "schema_version",
@@ -113,9 +114,36 @@ CREATE TABLE IF NOT EXISTS ingested_files (
 );
 """
 
+# Alert state (clauditor.alerts.state): one row per message of an incident (start, each
+# escalation, resolve). The primary key is the idempotency key: a run inserts the row BEFORE
+# sending, so two runs racing send once; `status` records the delivery, so a failure is retried.
+_ALERTS_V3 = """
+CREATE TABLE IF NOT EXISTS alerts (
+    rule VARCHAR NOT NULL,
+    key VARCHAR NOT NULL,
+    incident VARCHAR NOT NULL,       -- rule|key|when the condition began: the same on every host
+    transition VARCHAR NOT NULL,     -- start | escalate:<level> | resolve
+    level INTEGER NOT NULL,
+    severity VARCHAR NOT NULL,
+    started_at TIMESTAMPTZ NOT NULL,
+    evaluated_at TIMESTAMPTZ NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    message JSON NOT NULL,
+    status VARCHAR NOT NULL,         -- sending | sent | failed | undelivered
+    attempts INTEGER NOT NULL DEFAULT 0,
+    delivered_to VARCHAR,            -- sinks that accepted it, comma-separated
+    delivered_at TIMESTAMPTZ,
+    last_error VARCHAR,
+    claimed_by VARCHAR,
+    claimed_at TIMESTAMPTZ,
+    PRIMARY KEY (rule, key, incident, transition)
+);
+"""
+
 MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (1, "calls table and its views", f"CREATE TABLE calls (\n    {duckdb_columns_sql()}\n);\n{_VIEWS_V1}"),
     (2, "quarantine and ingested files", _QUARANTINE_V2),
+    (3, "alert state", _ALERTS_V3),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -254,8 +282,12 @@ class WriteResult:
 _COLUMN_NAMES = ", ".join(name for name, _, _ in CALLS_COLUMNS)
 
 
-def _insert(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> WriteResult:
-    """Insert ``frame`` (conformed) in the current transaction; duplicates are skipped."""
+def insert_calls(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> WriteResult:
+    """Insert ``frame`` (conformed) in the caller's open transaction; duplicates are skipped.
+
+    For a writer that keeps one connection across back-to-back batches (the receiver); most
+    callers want :func:`write_calls`, which opens, writes one batch and closes.
+    """
     unique = frame.unique(subset="span_id", keep="first", maintain_order=True)
     batch = unique.to_arrow()  # noqa: F841  (DuckDB reads the local by name)
     before = con.execute("SELECT count(*) FROM calls").fetchall()[0][0]
@@ -296,7 +328,7 @@ def _drain(con: duckdb.DuckDBPyConnection, path: Path) -> WriteResult:
             continue  # being written by another process, or unreadable: leave it
         con.execute("BEGIN TRANSACTION").fetchall()
         try:
-            total = total + _insert(con, frame)
+            total = total + insert_calls(con, frame)
             con.execute("COMMIT").fetchall()
         except Exception:
             con.execute("ROLLBACK").fetchall()
@@ -344,7 +376,7 @@ def write_calls(
     try:
         con.execute("BEGIN TRANSACTION").fetchall()
         try:
-            result = _insert(con, frame) if frame.height else WriteResult()
+            result = insert_calls(con, frame) if frame.height else WriteResult()
             if before_commit is not None:
                 before_commit(con)
             con.execute("COMMIT").fetchall()

@@ -1,0 +1,435 @@
+"""The receiver's single writer: decoded spans in, priced rows durably in DuckDB out.
+
+DuckDB admits one writing process, so every receiver (HTTP and gRPC) hands its work to one
+:class:`WriteQueue`: a bounded queue of :class:`Prepared` batches and one thread that takes
+everything waiting (group commit, up to ``max_rows_per_write`` rows), prices it and appends it
+in ONE transaction with its quarantined spans, skipping ``span_id`` duplicates exactly as
+:func:`clauditor.store.write_calls` does. The file is opened when work arrives and kept open
+only while more work is already waiting, and never longer than ``max_hold_s`` at a stretch
+(DESIGN §6: readers such as ``clauditor query`` retry with backoff and get their turn).
+Opening and closing the file costs more than writing a few thousand rows, so under load this
+is what makes the throughput.
+
+Acknowledgement rule (what makes "exactly once" hold): a receiver answers 200 only after the
+transaction holding its batch has committed. A crash before the commit leaves the request
+unanswered, so the sender retries it; a crash after the commit but before the answer also makes
+the sender retry, and ``span_id`` dedupe keeps the second copy out. A full
+queue is refused at once (:class:`QueueFull`, which the receivers turn into 503 + Retry-After /
+gRPC UNAVAILABLE) rather than accepted and held in memory where a crash would lose it.
+
+:func:`prepare` is the shared front half: records -> normalized rows, rejections with reasons
+(they go to the ``quarantine`` table), ignored non-Claude spans counted, oversized attribute
+values cut down.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from clauditor.pricing import PriceTable, load_price_table, price_calls
+from clauditor.redact import scrub, scrub_attributes
+from clauditor.schema import CALLS_SCHEMA, conform
+from clauditor.store import WriteResult, drain_spool, write_connection
+
+# The insert of one conformed frame inside an open transaction, span_id duplicates skipped:
+# the same statement write_calls runs (private there; see the report to the lead).
+from clauditor.store import insert_calls
+
+from .normalize import ROW_COLUMNS, SpanRecord, SpanRejected, _row
+
+__all__ = [
+    "MAX_ATTRIBUTE_CHARS",
+    "Prepared",
+    "QueueFull",
+    "WriteQueue",
+    "prepare",
+    "rows_frame",
+]
+
+_log = logging.getLogger("clauditor.ingest.writer")
+
+MAX_ATTRIBUTE_CHARS = 64 * 1024  # longer string values are cut: a call's cost is not in them
+MAX_PAYLOAD_CHARS = 2000  # of a quarantined span, as stored
+MAX_MESSAGE_REASONS = 5  # distinct reasons named in a partial-success message
+_STOP = object()
+
+
+@dataclass
+class Prepared:
+    """One request's spans, ready for the writer.
+
+    ``rows`` are normalized ``calls`` rows without costs (times as Unix microseconds);
+    ``quarantine`` holds ``(origin, reason, payload)`` entries; ``rejected`` counts spans that
+    will not be stored, ``ignored`` spans that are not Claude calls (accepted, not stored),
+    ``truncated`` spans kept with an oversized attribute value cut down.
+    """
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    quarantine: list[tuple[str, str, str]] = field(default_factory=list)
+    spans: int = 0
+    rejected: int = 0
+    ignored: int = 0
+    truncated: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def reject(self, origin: str, reason: str, payload: Any) -> None:
+        """Count a rejected span and queue it for the quarantine table."""
+        self.rejected += 1
+        self.reasons[reason] = self.reasons.get(reason, 0) + 1
+        self.quarantine.append((origin, reason, quarantine_payload(payload)))
+
+    def error_message(self) -> str:
+        """The partial-success message: how many spans were rejected and why (first reasons)."""
+        if not self.rejected:
+            return ""
+        parts = [f"{reason} (x{n})" if n > 1 else reason for reason, n in self.reasons.items()]
+        more = len(parts) - MAX_MESSAGE_REASONS
+        text = "; ".join(parts[:MAX_MESSAGE_REASONS]) + (f"; and {more} more" if more > 0 else "")
+        return f"{self.rejected} span(s) rejected: {text}"
+
+
+def quarantine_payload(value: Any) -> str:
+    """A scrubbed, truncated JSON text of a rejected span (record, dict or raw text)."""
+    if isinstance(value, SpanRecord):
+        value = {
+            "traceId": value.trace_id,
+            "spanId": value.span_id,
+            "parentSpanId": value.parent_span_id,
+            "name": value.name,
+            "startTimeUnixNano": value.start_ns,
+            "endTimeUnixNano": value.end_ns,
+            "status": {"code": value.status_code, "message": value.status_message},
+            "scope": {"name": value.scope_name, "version": value.scope_version},
+            "attributes": scrub_attributes(_clipped(value.attributes, 200)),
+            "resource": scrub_attributes(_clipped(value.resource, 200)),
+        }
+    elif isinstance(value, bytes):
+        value = value[: MAX_PAYLOAD_CHARS * 2].decode("utf-8", "replace")
+    if isinstance(value, str):
+        return scrub(value[:MAX_PAYLOAD_CHARS])
+    try:
+        text = json.dumps(value, separators=(",", ":"), default=str)[: MAX_PAYLOAD_CHARS * 4]
+    except (ValueError, RecursionError):
+        text = repr(value)[: MAX_PAYLOAD_CHARS * 4]
+    return scrub(text)[:MAX_PAYLOAD_CHARS]
+
+
+def _clipped(attributes: dict[str, Any], limit: int) -> dict[str, Any]:
+    return {k: v[:limit] if isinstance(v, str) else v for k, v in attributes.items()}
+
+
+def _clip_record(record: SpanRecord) -> list[tuple[str, int]]:
+    """Cut string attribute values longer than :data:`MAX_ATTRIBUTE_CHARS` in place; the keys
+    cut and their original lengths."""
+    cut: list[tuple[str, int]] = []
+    attributes = record.attributes
+    for key, value in attributes.items():
+        if type(value) is str and len(value) > MAX_ATTRIBUTE_CHARS:
+            cut.append((key, len(value)))
+    for key, length in cut:
+        attributes[key] = attributes[key][:MAX_ATTRIBUTE_CHARS] + f"...[cut from {length:,} chars]"
+    return cut
+
+
+def prepare(
+    items: Iterable[SpanRecord | SpanRejected],
+    origin: str,
+    feature_attributes: Sequence[str],
+) -> Prepared:
+    """Normalize ``items`` (records, or rejections from a decoder) into a :class:`Prepared`.
+
+    ``origin`` names the request for the quarantine table (``otlp-http 10.0.0.5:5123``); each
+    rejected span gets ``origin span <span_id>``. A span with a string attribute value over
+    :data:`MAX_ATTRIBUTE_CHARS` is KEPT (its tokens and cost are intact) with that value cut,
+    and a quarantine entry records the cut.
+    """
+    out = Prepared()
+    rows = out.rows
+    features = tuple(feature_attributes)
+    for item in items:
+        out.spans += 1
+        if type(item) is SpanRejected:
+            out.reject(origin, item.reason, item.payload)
+            continue
+        record: SpanRecord = item  # type: ignore[assignment]
+        cut = _clip_record(record)
+        where = f"{origin} span {record.span_id!s:.32}"
+        try:
+            row = _row(record, features)
+        except SpanRejected as exc:
+            out.reject(where, exc.reason, record)
+            continue
+        except RecursionError:
+            out.reject(where, "attribute values nested too deeply", None)
+            continue
+        if row is None:
+            out.ignored += 1
+            continue
+        rows.append(row)
+        if cut:
+            out.truncated += 1
+            what = ", ".join(f"{key} ({n:,} chars)" for key, n in cut)
+            out.quarantine.append(
+                (
+                    where,
+                    f"kept, oversized attribute value cut to {MAX_ATTRIBUTE_CHARS:,} chars: {what}",
+                    quarantine_payload(record),
+                )
+            )
+    return out
+
+
+# Built with Int64 where the table has INTEGER (conform() casts down on write) and with the
+# times as Int64 microseconds, cast to Datetime once per frame.
+_BUILD_DTYPES = {
+    name: pl.Int64 if dtype == pl.Int32 or name in ("start_time", "end_time") else dtype
+    for name, dtype in CALLS_SCHEMA.items()
+    if name in ROW_COLUMNS
+}
+
+
+def rows_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    """A ``calls`` frame (no costs) from normalized rows whose times are Unix microseconds."""
+    columns = [
+        pl.Series(name, [row[name] for row in rows], dtype=dtype, strict=False)
+        for name, dtype in _BUILD_DTYPES.items()
+    ]
+    return pl.DataFrame(columns).with_columns(
+        pl.col("start_time").cast(pl.Datetime("us", "UTC")),
+        pl.col("end_time").cast(pl.Datetime("us", "UTC")),
+    )
+
+
+class QueueFull(Exception):
+    """The write queue holds its maximum of batches: the sender should retry later."""
+
+
+@dataclass
+class _Job:
+    prepared: Prepared
+    future: concurrent.futures.Future[None]
+
+
+@dataclass
+class WriterStats:
+    """Counters since start; read them for /healthz and benchmarks."""
+
+    batches_written: int = 0
+    writes: int = 0
+    inserted: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    write_failures: int = 0
+    refused_full: int = 0
+
+
+class WriteQueue:
+    """A bounded queue of batches and the one thread that writes them (see module docstring).
+
+    ``submit`` returns a future that completes (``None``) once the batch is committed, or holds
+    the exception when the write failed (the file stayed locked past ``write_timeout_s``, say);
+    it raises :class:`QueueFull` at once when ``max_batches`` are already waiting. ``close``
+    refuses new work, writes everything queued, and joins the thread. Spooled batches (written
+    beside the database by busy in-process exporters) are drained when the thread starts.
+    """
+
+    def __init__(
+        self,
+        db: str | Path,
+        *,
+        prices: PriceTable | None = None,
+        max_batches: int = 64,
+        max_rows_per_write: int = 100_000,
+        write_timeout_s: float = 30.0,
+        max_hold_s: float = 1.0,
+    ) -> None:
+        self.db = Path(db)
+        self.prices = prices or load_price_table()
+        self.max_rows_per_write = max(1, max_rows_per_write)
+        self.write_timeout_s = write_timeout_s
+        self.max_hold_s = max_hold_s
+        self.stats = WriterStats()
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, max_batches))
+        self._closed = False
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="clauditor-writer", daemon=True)
+
+    def start(self) -> WriteQueue:
+        """Start the writer thread (once)."""
+        if not self._thread.is_alive():
+            self._thread.start()
+        return self
+
+    @property
+    def depth(self) -> int:
+        """Batches waiting (not counting the one being written)."""
+        return self._queue.qsize()
+
+    def submit(self, prepared: Prepared) -> concurrent.futures.Future[None]:
+        """Queue ``prepared`` for writing; its future completes after the commit."""
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        with self._lock:
+            if self._closed:
+                raise QueueFull("the receiver is shutting down")
+            try:
+                self._queue.put_nowait(_Job(prepared, future))
+            except queue.Full:
+                self.stats.refused_full += 1
+                raise QueueFull(
+                    f"write queue full ({self._queue.maxsize} batches waiting)"
+                ) from None
+        return future
+
+    def close(self, timeout: float | None = None) -> None:
+        """Refuse new batches, write every queued one, stop the thread."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self._thread.is_alive():
+            self._queue.put(_STOP)  # FIFO: after every batch already queued
+            self._thread.join(timeout)
+
+    # --- the writer thread -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            drain_spool(self.db, timeout_s=self.write_timeout_s)  # batches an exporter spooled
+        except Exception as exc:
+            _log.warning("spool not drained: %s", exc)
+        stopping = False
+        while not stopping:
+            item = self._queue.get()
+            if item is _STOP:
+                break
+            try:
+                stopping = self._session(item)
+            except Exception:  # a bug must not kill the only writer and hang every request
+                _log.exception("writer session failed")
+
+    def _collect(self, first: _Job) -> tuple[list[_Job], bool]:
+        """``first`` plus every batch already waiting, up to ``max_rows_per_write`` rows;
+        and whether the stop marker was met."""
+        group = [first]
+        rows = len(first.prepared.rows)
+        while rows < self.max_rows_per_write:
+            try:
+                more = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if more is _STOP:
+                return group, True
+            group.append(more)
+            rows += len(more.prepared.rows)
+        return group, False
+
+    def _session(self, first: _Job) -> bool:
+        """Open the file, write ``first``'s group and, while more work is already waiting,
+        the following groups (for at most ``max_hold_s``, so readers get their turn), then
+        close. Returns whether the stop marker was met.
+
+        The last group's senders are answered after the file is closed, so a sender that
+        reads the database as soon as it has its answer finds it free.
+        """
+        group, stopping = self._collect(first)
+        try:
+            ctx = write_connection(self.db, timeout_s=self.write_timeout_s)
+            con = ctx.__enter__()
+        except Exception as exc:
+            self._settle([(job, exc) for job in group])
+            return stopping
+        outcomes: list[tuple[_Job, Exception | None]] = []
+        try:
+            held_since = time.monotonic()
+            while True:
+                outcomes = self._write_group(con, group)
+                if stopping or time.monotonic() - held_since > self.max_hold_s:
+                    return stopping
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    return False
+                if item is _STOP:
+                    return True
+                self._settle(outcomes)
+                outcomes = []
+                group, stopping = self._collect(item)
+        finally:
+            try:
+                ctx.__exit__(None, None, None)
+            except Exception as exc:  # committed rows are safe; only the close failed
+                _log.warning("closing the database failed: %s", exc)
+            self._settle(outcomes)
+
+    def _write_group(
+        self, con: duckdb.DuckDBPyConnection, group: list[_Job]
+    ) -> list[tuple[_Job, Exception | None]]:
+        """Write ``group`` in one transaction; each job with its error (None: committed)."""
+        try:
+            self._write(con, [job.prepared for job in group])
+        except Exception as exc:
+            if len(group) == 1:
+                return [(group[0], exc)]
+            # One bad batch must not sink the others: write them one by one.
+            outcomes: list[tuple[_Job, Exception | None]] = []
+            for job in group:
+                try:
+                    self._write(con, [job.prepared])
+                except Exception as single:
+                    outcomes.append((job, single))
+                else:
+                    outcomes.append((job, None))
+            return outcomes
+        return [(job, None) for job in group]
+
+    def _settle(self, outcomes: list[tuple[_Job, Exception | None]]) -> None:
+        for job, exc in outcomes:
+            if exc is not None:
+                self.stats.write_failures += 1
+                _log.warning("batch of %d rows not written: %s", len(job.prepared.rows), exc)
+            if job.future.done():  # the waiting request went away (client disconnected)
+                continue
+            if exc is None:
+                job.future.set_result(None)
+            else:
+                job.future.set_exception(exc)
+
+    def _write(self, con: duckdb.DuckDBPyConnection, batches: list[Prepared]) -> WriteResult:
+        """One transaction: the rows of ``batches`` and their quarantine entries."""
+        rows = [row for batch in batches for row in batch.rows]
+        entries = [entry for batch in batches for entry in batch.quarantine]
+        con.execute("BEGIN TRANSACTION").fetchall()
+        try:
+            result = WriteResult()
+            if rows:
+                result = insert_calls(con, conform(price_calls(rows_frame(rows), self.prices)))
+            if entries:
+                q = pl.DataFrame(  # noqa: F841  (DuckDB reads the local by name)
+                    entries, schema=["origin", "reason", "payload"], orient="row"
+                )
+                con.execute(
+                    "INSERT INTO quarantine SELECT now(), origin, reason, payload FROM q"
+                ).fetchall()
+            con.execute("COMMIT").fetchall()
+        except Exception:
+            con.execute("ROLLBACK").fetchall()
+            raise
+        stats = self.stats
+        stats.writes += 1
+        stats.batches_written += len(batches)
+        stats.inserted += result.inserted
+        stats.duplicates += result.duplicates
+        stats.quarantined += len(entries)
+        return result

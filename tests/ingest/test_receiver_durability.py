@@ -1,0 +1,102 @@
+"""`kill -9` of the receiver mid-stream, a restart, and a sender that retries every request it
+has no answer for: every span ends up stored exactly once.
+
+Deterministic: the kills are triggered by the database state (rows stored so far), not by
+sleeps; where in its work the receiver dies varies, and any point must be safe.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .receiver_support import proto_request, proto_span, query, span_count
+
+REQUESTS = 40
+SPANS_PER_REQUEST = 250
+
+
+def _start_server(db: Path) -> tuple[subprocess.Popen[str], str]:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "clauditor.ingest.serve", "--db", str(db)]
+        + ["--http-port", "0", "--grpc-port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdout is not None
+    ports = json.loads(server.stdout.readline())
+    return server, f"http://127.0.0.1:{ports['http_port']}/v1/traces"
+
+
+class RetryingSender(threading.Thread):
+    """Sends each body until it gets a 200, following the receiver to its new address."""
+
+    def __init__(self, bodies: list[bytes], url: str) -> None:
+        super().__init__(daemon=True)
+        self.bodies = bodies
+        self.url = url
+        self.acked = 0
+        self.retries = 0
+
+    def run(self) -> None:
+        headers = {"Content-Type": "application/x-protobuf"}
+        with httpx.Client(timeout=60) as client:
+            for body in self.bodies:
+                while True:
+                    try:
+                        response = client.post(self.url, content=body, headers=headers)
+                        if response.status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    self.retries += 1
+                    time.sleep(0.02)  # pacing only; correctness never depends on it
+                self.acked += 1
+
+
+def _wait_for_rows(db: Path, at_least: int, sender: RetryingSender) -> None:
+    deadline = time.monotonic() + 120
+    while span_count(db) < at_least:
+        assert sender.is_alive(), "sender finished before the kill point"
+        assert time.monotonic() < deadline, f"fewer than {at_least} rows after 120 s"
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_kill_9_and_restart_keeps_every_span_exactly_once(db_path: Path) -> None:
+    requests = [
+        proto_request([proto_span() for _ in range(SPANS_PER_REQUEST)]) for _ in range(REQUESTS)
+    ]
+    expected = {
+        span.span_id.hex() for r in requests for span in r.resource_spans[0].scope_spans[0].spans
+    }
+    server, url = _start_server(db_path)
+    sender = RetryingSender([r.SerializeToString() for r in requests], url)
+    sender.start()
+    try:
+        total = REQUESTS * SPANS_PER_REQUEST
+        for fraction in (0.25, 0.6):
+            _wait_for_rows(db_path, int(total * fraction), sender)
+            os.kill(server.pid, signal.SIGKILL)
+            server.wait(30)
+            server, sender.url = _start_server(db_path)
+        sender.join(180)
+        assert not sender.is_alive()
+    finally:
+        server.send_signal(signal.SIGTERM)  # graceful: drains, then exits 0
+        assert server.wait(60) == 0
+
+    assert sender.acked == REQUESTS
+    assert sender.retries > 0  # the kills did cut requests off
+    rows = query(db_path, "SELECT span_id FROM calls")
+    assert len(rows) == len(expected)  # no duplicates
+    assert {row[0] for row in rows} == expected  # none lost
