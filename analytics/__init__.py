@@ -4,6 +4,14 @@ Functions here are pure (a frame of calls in, an aggregate frame out); the only 
 :func:`load_calls_in`, which reads one :class:`Period` of calls from the DuckDB file.
 """
 
+from clauditor.analytics.audit import AUDIT_ITEMS, audit
+from clauditor.analytics.budget import budget_status, daily_spend, threshold_crossings
+from clauditor.analytics.cache import (
+    cache_economics,
+    cache_hit_ratio_series,
+    cache_regressions,
+    caching_candidates,
+)
 from clauditor.analytics.costs import (
     GROUP_KEYS,
     cost_breakdown,
@@ -11,15 +19,44 @@ from clauditor.analytics.costs import (
     load_calls_in,
     spend_by_day,
 )
+from clauditor.analytics.errors import (
+    ERROR_CLASSES,
+    classify_errors,
+    error_episodes,
+    error_windows,
+    retry_amplification,
+)
+from clauditor.analytics.failure import cost_of_failure
+from clauditor.analytics.latency import latency_percentiles
 from clauditor.analytics.periods import ACCEPTED_SPECS, Period, resolve_period
+from clauditor.analytics.spikes import detect_spikes, hourly_spend, spike_episodes
 
 __all__ = [
     "ACCEPTED_SPECS",
+    "AUDIT_ITEMS",
+    "ERROR_CLASSES",
     "GROUP_KEYS",
     "Period",
+    "audit",
+    "budget_status",
+    "cache_economics",
+    "cache_hit_ratio_series",
+    "cache_regressions",
+    "caching_candidates",
+    "classify_errors",
     "cost_breakdown",
+    "cost_of_failure",
+    "daily_spend",
+    "detect_spikes",
+    "error_episodes",
+    "error_windows",
     "group_key_expr",
+    "hourly_spend",
+    "latency_percentiles",
     "load_calls_in",
     "resolve_period",
+    "retry_amplification",
     "spend_by_day",
+    "spike_episodes",
+    "threshold_crossings",
 ]

@@ -1,0 +1,526 @@
+"""The production-checklist audit: the checklist items that telemetry (and the config) can judge.
+
+Each item is a row: ``item``, ``category``, ``status`` (``pass`` | ``warn`` | ``fail`` |
+``n/a`` when the data cannot say), ``evidence`` (a short sentence with the numbers) and
+``usd_at_stake`` (dollars in the frame that the item concerns; NULL when no dollar figure is
+defensible). The limits each item uses are module constants, written next to the item.
+
+What counts as *interactive*: a feature (or, for untagged calls, a code location) whose calls
+carry end-user ids or stream. Features that never stream, never name a user and run on the
+synchronous API are *non-interactive*: Batch API candidates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import polars as pl
+
+from clauditor.analytics.cache import cache_economics, caching_candidates
+from clauditor.analytics.costs import UNTAGGED, group_key_expr
+from clauditor.analytics.errors import error_class_expr, failed_expr
+from clauditor.analytics.failure import cost_of_failure
+from clauditor.config import Config
+from clauditor.pricing import BATCH_DISCOUNT, PriceTable, load_price_table, model_key_expr
+
+__all__ = ["AUDIT_ITEMS", "audit"]
+
+AUDIT_ITEMS = (
+    "model_mix",
+    "prompt_caching",
+    "batch_api",
+    "max_tokens_set",
+    "max_tokens_sized",
+    "retries_visible",
+    "usage_logged",
+    "error_rate",
+    "feature_attribution",
+    "streaming",
+    "context_growth",
+    "deprecated_models",
+    "budget_configured",
+)
+
+# model_mix: target shares of calls (the 80/15/5 rule) and how far Opus may exceed its share.
+TARGET_MIX = {"haiku": 0.80, "sonnet": 0.15, "opus": 0.05}
+OPUS_WARN, OPUS_FAIL = 0.05, 0.15
+# max_tokens_sized: a cap above this multiple of the feature's p99 output is oversized; more
+# than this share of calls stopped by max_tokens means the cap is too tight.
+CAP_OVER_P99 = 4.0
+TRUNCATED_WARN = 0.02
+# error_rate: the checklist's 1 % alert line; above 5 % it fails.
+ERROR_WARN, ERROR_FAIL = 0.01, 0.05
+# feature_attribution: untagged share of spend.
+UNTAGGED_WARN, UNTAGGED_FAIL = 0.05, 0.20
+# batch_api: a non-interactive feature with calls this long is batch work for sure.
+# streaming: interactive calls longer than this should stream.
+STREAM_AFTER_MS = 2000.0
+# context_growth: median last-turn / first-turn prompt ratio, and the prompt size that warns.
+GROWTH_WARN = 3.0
+PROMPT_WARN_TOKENS = 100_000
+MIN_TURNS = 3
+
+
+def _row(
+    item: str, category: str, status: str, evidence: str, usd: float | None = None
+) -> dict[str, Any]:
+    return {
+        "item": item,
+        "category": category,
+        "status": status,
+        "evidence": evidence,
+        "usd_at_stake": None if usd is None else float(usd),
+    }
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.1f} %"
+
+
+def _by_workload(frame: pl.DataFrame, *aggs: pl.Expr) -> pl.DataFrame:
+    """``aggs`` per workload: the feature, or for untagged calls the code location.
+
+    Grouping on the raw columns and naming the few groups afterwards keeps string building off
+    the per-row path.
+    """
+    untagged = pl.col("feature").is_null() | (pl.col("feature") == "")
+    grouped = frame.group_by(
+        pl.when(~untagged).then(pl.col("feature")).alias("_feature"),
+        pl.when(untagged).then(pl.col("code_location").fill_null("?")).alias("_location"),
+    ).agg(*aggs)
+    return grouped.with_columns(
+        pl.when(pl.col("_feature").is_null())
+        .then(pl.format("{} {}", pl.lit(UNTAGGED), pl.col("_location")))
+        .otherwise(pl.col("_feature"))
+        .alias("workload")
+    ).drop("_feature", "_location")
+
+
+def _models(frame: pl.DataFrame) -> pl.DataFrame:
+    """Calls per model id as answered (``model``), with the normalized table key (``key``)."""
+    return (
+        frame.group_by(pl.coalesce("response_model", "request_model").alias("model"))
+        .agg(pl.len().alias("calls"))
+        .filter(pl.col("model").is_not_null())
+        .with_columns(model_key_expr("model").alias("key"))
+    )
+
+
+def _tier() -> pl.Expr:
+    model = pl.col("key")
+    return (
+        pl.when(model.str.contains("haiku"))
+        .then(pl.lit("haiku"))
+        .when(model.str.contains("sonnet"))
+        .then(pl.lit("sonnet"))
+        .when(model.str.contains("opus"))
+        .then(pl.lit("opus"))
+        .alias("tier")
+    )
+
+
+def _model_mix(chat: pl.DataFrame, table: PriceTable) -> dict[str, Any]:
+    models = _models(chat).with_columns(_tier()).filter(pl.col("tier").is_not_null())
+    counted = int(models["calls"].sum())
+    if counted == 0:
+        return _row("model_mix", "cost", "n/a", "no Haiku, Sonnet or Opus calls")
+    shares = {
+        t: int(models.filter(pl.col("tier") == t)["calls"].sum()) / counted for t in TARGET_MIX
+    }
+    opus_ids = models.filter(pl.col("tier") == "opus")["model"].to_list()
+    opus = chat.filter(pl.coalesce("response_model", "request_model").is_in(opus_ids))
+    usd = 0.0
+    if shares["opus"] > OPUS_WARN and opus.height:
+        # What the Opus calls beyond a 5 % share would have cost on Sonnet 4.5.
+        sonnet = opus.with_columns(
+            pl.lit("claude-sonnet-4-5").alias("request_model"),
+            pl.lit("claude-sonnet-4-5").alias("response_model"),
+        )
+        from clauditor.pricing import price_calls
+
+        repriced = price_calls(sonnet, table)
+        saving = float(
+            opus["cost_usd"].fill_null(0).sum() - repriced["cost_usd"].fill_null(0).sum()
+        )
+        usd = saving * (shares["opus"] - OPUS_WARN) / shares["opus"]
+    status = "pass"
+    if shares["opus"] > OPUS_FAIL:
+        status = "fail"
+    elif shares["opus"] > OPUS_WARN or shares["haiku"] < 0.5:
+        status = "warn"
+    evidence = (
+        f"calls by tier: Haiku {_pct(shares['haiku'])}, Sonnet {_pct(shares['sonnet'])}, "
+        f"Opus {_pct(shares['opus'])} (target 80/15/5)"
+    )
+    return _row("model_mix", "cost", status, evidence, usd)
+
+
+def _prompt_caching(calls: pl.DataFrame) -> dict[str, Any]:
+    candidates = caching_candidates(calls)
+    economics = cache_economics(calls, by=[])
+    wasted = float(economics["wasted_write_usd"].sum()) if economics.height else 0.0
+    if candidates.height == 0:
+        return _row(
+            "prompt_caching",
+            "cost",
+            "pass",
+            f"no feature sends >= 1,024 uncached input tokens repeatedly; "
+            f"${wasted:,.2f} of cache-write premium never read back",
+            wasted,
+        )
+    stake = float(candidates["dollars_at_stake"].sum())
+    names = ", ".join(
+        f"{r['feature']} ({r['avg_input_tokens']:,.0f} tok)"
+        for r in candidates.head(3).iter_rows(named=True)
+    )
+    status = (
+        "fail" if stake > 0.05 * max(float(calls["cost_usd"].fill_null(0).sum()), 1e-9) else "warn"
+    )
+    return _row(
+        "prompt_caching",
+        "cost",
+        status,
+        f"{candidates.height} feature/model pairs send long prompts uncached: {names}",
+        stake,
+    )
+
+
+def _batch_api(chat: pl.DataFrame, total: float) -> dict[str, Any]:
+    per = (
+        _by_workload(
+            chat,
+            pl.len().alias("calls"),
+            pl.col("stream").fill_null(False).any().alias("streams"),
+            pl.col("user_id").is_not_null().any().alias("has_users"),
+            (pl.col("service_tier") == "batch").fill_null(False).any().alias("batched"),
+            pl.col("cost_usd").fill_null(0.0).sum().alias("cost"),
+            pl.col("duration_ms").median().alias("p50_ms"),
+        )
+        .filter(~pl.col("streams") & ~pl.col("has_users") & ~pl.col("batched"))
+        .sort("cost", descending=True)
+    )
+    if per.height == 0:
+        return _row(
+            "batch_api", "cost", "pass", "every synchronous workload looks interactive", 0.0
+        )
+    stake = float(per["cost"].sum()) * (1.0 - BATCH_DISCOUNT)
+    names = ", ".join(
+        f"{r['workload']} (${r['cost']:,.2f}, p50 {r['p50_ms'] / 1000:.1f} s)"
+        for r in per.head(3).iter_rows(named=True)
+    )
+    status = "fail" if stake >= 0.1 * total else "warn"
+    return _row(
+        "batch_api",
+        "cost",
+        status,
+        f"{per.height} non-interactive workloads (no stream, no user ids) on the sync API: "
+        f"{names}; the Batch API halves their price",
+        stake,
+    )
+
+
+def _max_tokens(chat: pl.DataFrame) -> list[dict[str, Any]]:
+    ok = chat.filter(~failed_expr())
+    if ok.height == 0:
+        return [
+            _row("max_tokens_set", "cost", "n/a", "no successful generation calls"),
+            _row("max_tokens_sized", "cost", "n/a", "no successful generation calls"),
+        ]
+    unset = ok.filter(pl.col("max_tokens").is_null())
+    share = unset.height / ok.height
+    where = ", ".join(
+        _by_workload(unset, pl.len().alias("n"))
+        .sort("n", "workload", descending=[True, False])
+        .head(3)["workload"]
+        .to_list()
+    )
+    status = "pass" if share == 0 else ("warn" if share < 0.1 else "fail")
+    rows = [
+        _row(
+            "max_tokens_set",
+            "cost",
+            status,
+            f"{unset.height:,} of {ok.height:,} calls ({_pct(share)}) sent no max_tokens"
+            + (f": {where}" if where else ""),
+            float(unset["cost_output_usd"].fill_null(0).sum()) if unset.height else 0.0,
+        )
+    ]
+    per = _by_workload(
+        ok.filter(pl.col("max_tokens").is_not_null()),
+        pl.col("max_tokens").max().alias("cap"),
+        pl.col("output_tokens").quantile(0.99, "linear").alias("p99"),
+        (pl.col("stop_reason") == "max_tokens").fill_null(False).mean().alias("truncated"),
+        pl.col("cost_usd")
+        .filter(pl.col("stop_reason") == "max_tokens")
+        .fill_null(0)
+        .sum()
+        .alias("truncated_usd"),
+    ).sort("workload")
+    oversized = per.filter(pl.col("cap") > CAP_OVER_P99 * pl.col("p99").clip(lower_bound=1))
+    tight = per.filter(pl.col("truncated") > TRUNCATED_WARN)
+    notes = [
+        f"{r['workload']} caps at {r['cap']:,} but p99 output is {r['p99']:,.0f}"
+        for r in oversized.iter_rows(named=True)
+    ] + [
+        f"{r['workload']}: {_pct(r['truncated'])} of calls cut off at max_tokens {r['cap']:,}"
+        for r in tight.iter_rows(named=True)
+    ]
+    status = "warn" if notes else "pass"
+    evidence = "; ".join(notes[:4]) if notes else "every cap is within 4x of the p99 output"
+    rows.append(
+        _row("max_tokens_sized", "cost", status, evidence, float(tight["truncated_usd"].sum()))
+    )
+    return rows
+
+
+def _retries(calls: pl.DataFrame) -> dict[str, Any]:
+    classed = calls.with_columns(error_class_expr())
+    retried = classed.filter(pl.col("retries").fill_null(0) > 0).height
+    transient = classed.filter(pl.col("error_class").is_in(["rate_limited", "overloaded"])).height
+    timeouts = classed.filter(pl.col("error_class") == "timeout").height
+    longest = float(calls["duration_ms"].max() or 0.0) / 1000.0
+    evidence = (
+        f"{retried:,} calls resent ({_pct(retried / calls.height)}); {transient:,} final 429/529; "
+        f"{timeouts:,} timeouts recorded; longest call {longest:,.0f} s"
+    )
+    if transient and not retried:
+        status = "fail"  # transient errors with no resend on record: no retries, or not logged
+    elif longest > 600:
+        status = "warn"  # a call over ten minutes: no timeout set on some path
+    elif not retried and not transient:
+        status = "n/a"
+    else:
+        status = "pass"
+    return _row("retries_visible", "reliability", status, evidence)
+
+
+def _usage_logged(chat: pl.DataFrame) -> dict[str, Any]:
+    ok = chat.filter(~failed_expr())
+    if ok.height == 0:
+        return _row("usage_logged", "observability", "n/a", "no successful generation calls")
+    tokens = (
+        pl.col("input_tokens").fill_null(0)
+        + pl.col("cache_read_input_tokens").fill_null(0)
+        + pl.col("cache_creation_input_tokens").fill_null(0)
+    )
+    logged = ok.filter((tokens > 0) & pl.col("output_tokens").is_not_null()).height
+    share = logged / ok.height
+    status = "pass" if share >= 0.99 else ("warn" if share >= 0.9 else "fail")
+    return _row(
+        "usage_logged",
+        "observability",
+        status,
+        f"{_pct(share)} of {ok.height:,} successful calls carry input and output token counts",
+    )
+
+
+def _error_rate(calls: pl.DataFrame) -> dict[str, Any]:
+    failed = calls.filter(failed_expr()).height
+    rate = failed / calls.height
+    status = "pass" if rate <= ERROR_WARN else ("warn" if rate <= ERROR_FAIL else "fail")
+    failure = cost_of_failure(calls, by=[])
+    usd = float(failure["errored_usd"][0] + failure["retry_usd"][0]) if failure.height else 0.0
+    return _row(
+        "error_rate",
+        "reliability",
+        status,
+        f"{failed:,} of {calls.height:,} calls failed ({_pct(rate)}; alert line 1 %)",
+        usd,
+    )
+
+
+def _attribution(calls: pl.DataFrame, total: float) -> dict[str, Any]:
+    untagged = float(
+        calls.filter(group_key_expr("feature") == UNTAGGED)["cost_usd"].fill_null(0).sum()
+    )
+    share = untagged / total if total > 0 else 0.0
+    status = "pass" if share <= UNTAGGED_WARN else ("warn" if share <= UNTAGGED_FAIL else "fail")
+    return _row(
+        "feature_attribution",
+        "observability",
+        status,
+        f"${untagged:,.2f} of ${total:,.2f} ({_pct(share)}) of spend has no feature tag",
+        untagged,
+    )
+
+
+def _streaming(chat: pl.DataFrame) -> dict[str, Any]:
+    per = (
+        _by_workload(
+            chat.filter(~failed_expr() & (pl.col("service_tier").fill_null("") != "batch")),
+            pl.col("stream").fill_null(False).mean().alias("streamed"),
+            pl.col("user_id").is_not_null().any().alias("has_users"),
+            pl.col("duration_ms").median().alias("p50_ms"),
+        )
+        .sort("workload")
+        .filter(pl.col("has_users") | (pl.col("streamed") > 0))
+    )
+    if per.height == 0:
+        return _row("streaming", "performance", "n/a", "no interactive workloads")
+    slow = per.filter((pl.col("streamed") < 0.5) & (pl.col("p50_ms") > STREAM_AFTER_MS))
+    if slow.height == 0:
+        return _row(
+            "streaming",
+            "performance",
+            "pass",
+            f"{per.height} interactive workloads; those slower than 2 s stream",
+        )
+    names = ", ".join(
+        f"{r['workload']} (p50 {r['p50_ms'] / 1000:.1f} s)" for r in slow.iter_rows(named=True)
+    )
+    return _row(
+        "streaming", "performance", "warn", f"interactive and not streamed, over 2 s: {names}"
+    )
+
+
+def _context_growth(chat: pl.DataFrame) -> dict[str, Any]:
+    conv = chat.filter(pl.col("conversation_id").is_not_null() & ~failed_expr())
+    if conv.height == 0:
+        return _row("context_growth", "cost", "n/a", "no conversation ids recorded")
+    prompt = (
+        pl.col("input_tokens").fill_null(0)
+        + pl.col("cache_read_input_tokens").fill_null(0)
+        + pl.col("cache_creation_input_tokens").fill_null(0)
+    )
+    input_cost = (
+        pl.col("cost_input_usd").fill_null(0)
+        + pl.col("cost_cache_read_usd").fill_null(0)
+        + pl.col("cost_cache_write_usd").fill_null(0)
+    )
+    turns = conv.sort("start_time").with_columns(prompt.alias("prompt"), input_cost.alias("icost"))
+    per = (
+        turns.group_by("conversation_id")
+        .agg(
+            pl.len().alias("turns"),
+            pl.col("prompt").first().alias("first"),
+            pl.col("prompt").last().alias("last"),
+            pl.col("prompt").max().alias("peak"),
+            # Input dollars spent re-sending what the first turn did not hold: the history.
+            (
+                pl.col("icost")
+                * (1 - pl.col("prompt").first() / pl.col("prompt").clip(lower_bound=1))
+            )
+            .clip(lower_bound=0)
+            .sum()
+            .alias("history_usd"),
+        )
+        .filter(pl.col("turns") >= MIN_TURNS)
+    )
+    if per.height == 0:
+        return _row("context_growth", "cost", "n/a", f"no conversation has {MIN_TURNS}+ turns")
+    growth = float((per["last"] / per["first"].clip(lower_bound=1)).median())
+    peak = int(per["peak"].max())
+    usd = float(per["history_usd"].sum())
+    status = "warn" if growth >= GROWTH_WARN or peak >= PROMPT_WARN_TOKENS else "pass"
+    return _row(
+        "context_growth",
+        "cost",
+        status,
+        f"{per.height:,} conversations of {MIN_TURNS}+ turns: median prompt growth "
+        f"{growth:.1f}x first to last turn, largest prompt {peak:,} tokens; "
+        f"${usd:,.2f} of input spent re-sending history",
+        usd,
+    )
+
+
+def _deprecated(calls: pl.DataFrame, table: PriceTable) -> dict[str, Any]:
+    reference = calls["start_time"].max()
+    day = reference.date() if isinstance(reference, dt.datetime) else dt.date.today()
+    flagged = {}
+    for entry in table.entries:
+        for date, label in ((entry.retired_on, "retired"), (entry.deprecated_on, "deprecated")):
+            if date is not None and date <= day:
+                for key in (entry.id, *entry.aliases):
+                    flagged.setdefault(key, (label, date))
+                break
+    if not flagged:
+        return _row(
+            "deprecated_models", "reliability", "pass", "no model in use is deprecated", 0.0
+        )
+    models = _models(calls).filter(pl.col("key").is_in(list(flagged)))
+    if models.height == 0:
+        return _row(
+            "deprecated_models", "reliability", "pass", "no model in use is deprecated", 0.0
+        )
+    keyed = calls.filter(
+        pl.coalesce("response_model", "request_model").is_in(models["model"].to_list())
+    )
+    used = (
+        models.group_by(pl.col("key").alias("_key"))
+        .agg(pl.col("calls").sum())
+        .sort("calls", "_key", descending=[True, False])
+    )
+    notes = [
+        f"{r['_key']} ({flagged[r['_key']][0]} {flagged[r['_key']][1]}, {r['calls']:,} calls)"
+        for r in used.iter_rows(named=True)
+    ]
+    status = "fail" if any(flagged[k][0] == "retired" for k in used["_key"]) else "warn"
+    return _row(
+        "deprecated_models",
+        "reliability",
+        status,
+        "; ".join(notes),
+        float(keyed["cost_usd"].fill_null(0).sum()),
+    )
+
+
+def _budget(config: Config | None) -> dict[str, Any]:
+    if config is None:
+        return _row("budget_configured", "cost", "n/a", "no configuration given")
+    if config.budget.monthly_usd is None:
+        return _row(
+            "budget_configured",
+            "cost",
+            "warn",
+            "no [budget] monthly_usd: spend is not checked against a budget",
+        )
+    lines = ", ".join(f"{t:.0%}" for t in config.budget.thresholds)
+    return _row(
+        "budget_configured",
+        "cost",
+        "pass",
+        f"monthly budget ${config.budget.monthly_usd:,.0f}, alerts at {lines}, "
+        f"{len(config.budget.features)} feature budgets",
+    )
+
+
+def audit(calls: pl.DataFrame, *, config: Config | None = None) -> pl.DataFrame:
+    """Score the checklist items telemetry can judge (see :data:`AUDIT_ITEMS`).
+
+    ``config`` supplies the price table (for what-if pricing and deprecation dates) and the
+    budget; without it the built-in prices are used and ``budget_configured`` is ``n/a``.
+    Columns: ``item``, ``category``, ``status``, ``evidence``, ``usd_at_stake``, one row per
+    item in :data:`AUDIT_ITEMS` order. An empty frame gives every item ``n/a``.
+    """
+    schema = {
+        "item": pl.String,
+        "category": pl.String,
+        "status": pl.String,
+        "evidence": pl.String,
+        "usd_at_stake": pl.Float64,
+    }
+    if calls.height == 0:
+        return pl.DataFrame(
+            [_row(i, "", "n/a", "no calls in the period") for i in AUDIT_ITEMS], schema=schema
+        )
+    table = config.price_table() if config is not None else load_price_table()
+    operation = pl.col("operation").fill_null("chat")
+    chat = calls.filter(operation.is_in(["chat", "batch"]))
+    sync = chat.filter(operation == "chat") if (chat["operation"] == "batch").any() else chat
+    total = float(calls["cost_usd"].fill_null(0).sum())
+    rows = [
+        _model_mix(chat, table),
+        _prompt_caching(calls),
+        _batch_api(sync, total),
+        *_max_tokens(sync),
+        _retries(calls),
+        _usage_logged(chat),
+        _error_rate(calls),
+        _attribution(calls, total),
+        _streaming(sync),
+        _context_growth(chat),
+        _deprecated(calls, table),
+        _budget(config),
+    ]
+    return pl.DataFrame(rows, schema=schema)

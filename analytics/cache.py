@@ -1,0 +1,401 @@
+"""Cache economics: is prompt caching paying off, where is it wasted, where is it missing.
+
+Token meanings follow the ``calls`` table: ``input_tokens`` is the UNCACHED input, cache reads
+and writes are counted apart, so the hit ratio is ``read / (input + read + write)``.
+
+Dollars come from each call's own priced costs, so batch discounts, long-context rates and
+regional multipliers carry through without re-pricing. A call's *base input price* (what one
+uncached input token costs on that call) is recovered from whichever part it has:
+``cost_cache_read_usd / (0.1 x read)``, ``cost_cache_write_usd / (1.25 x 5m + 2 x 1h writes)``
+or ``cost_input_usd / input``. Then, per call:
+
+* saved = what the read tokens would have cost uncached minus what they cost (0.9 x base each),
+  minus the write premium (0.25 x base per 5-minute write token, 1 x base per 1-hour one);
+* a write is *wasted* when the same feature and model make no cache read within the write's
+  TTL after it (5 minutes, or 1 hour for 1-hour writes); its premium is the wasted money. The
+  telemetry does not say which prefix a read hit, so this is an estimate from the sequence of
+  reads and writes: a read by another conversation of the same feature counts as a reuse;
+* the 1h-vs-5m verdict replays the feature's cached calls under each TTL: a call is a write
+  (1.25 x or 2 x base) when the previous cached call of the feature and model is older than the
+  TTL, a read (0.1 x base) otherwise. 1h wins when reuse intervals fall between 5 minutes and an
+  hour often enough to pay for its dearer writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+import polars as pl
+
+from clauditor.analytics.errors import failed_expr, with_group_keys
+from clauditor.pricing import (
+    CACHE_READ_MULTIPLIER,
+    CACHE_WRITE_1H_MULTIPLIER,
+    CACHE_WRITE_5M_MULTIPLIER,
+)
+
+__all__ = [
+    "cache_economics",
+    "cache_hit_ratio_series",
+    "cache_regressions",
+    "caching_candidates",
+]
+
+TTL_5M = timedelta(minutes=5)
+TTL_1H = timedelta(hours=1)
+
+
+def _tokens(name: str) -> pl.Expr:
+    return pl.col(name).fill_null(0).cast(pl.Int64)
+
+
+def _prepared(calls: pl.DataFrame | pl.LazyFrame, by: Sequence[str]) -> pl.LazyFrame:
+    """Calls with group keys, token parts, and the base input price per token (``unit_in``)."""
+    read = _tokens("cache_read_input_tokens")
+    write = _tokens("cache_creation_input_tokens")
+    w1h = _tokens("cache_creation_1h_input_tokens").clip(upper_bound=write)
+    w5m = write - w1h
+    write_units = CACHE_WRITE_5M_MULTIPLIER * w5m + CACHE_WRITE_1H_MULTIPLIER * w1h
+    unit_in = (
+        pl.when(read > 0)
+        .then(pl.col("cost_cache_read_usd") / (CACHE_READ_MULTIPLIER * read))
+        .when(write > 0)
+        .then(pl.col("cost_cache_write_usd") / write_units)
+        .when(_tokens("input_tokens") > 0)
+        .then(pl.col("cost_input_usd") / _tokens("input_tokens"))
+    )
+    return with_group_keys(calls, by).with_columns(
+        _tokens("input_tokens").alias("_input"),
+        read.alias("_read"),
+        write.alias("_write"),
+        w5m.alias("_w5m"),
+        w1h.alias("_w1h"),
+        unit_in.alias("_unit_in"),
+    )
+
+
+def cache_economics(
+    calls: pl.DataFrame, *, by: Sequence[str] = ("feature", "model")
+) -> pl.DataFrame:
+    """Per group of ``by`` keys: how much caching is used, saves and wastes (module docstring).
+
+    Failed calls (no usage) are left out. Columns: ``*by``, ``calls``, ``input_tokens``,
+    ``cache_read_input_tokens``,
+    ``cache_creation_input_tokens``, ``hit_ratio`` (NULL without input), ``saved_usd``,
+    ``write_cost_usd``, ``wasted_write_usd`` (premium paid on writes never read back within
+    their TTL), ``unread_write_tokens``, ``ttl_1h_saving_usd`` (replayed 5m cost minus 1h cost;
+    positive means 1h is cheaper), ``recommend_1h``. The waste and TTL replay always look at
+    the sequence per feature and model, whatever ``by`` is. Sorted by ``saved_usd`` descending.
+    """
+    by = list(by)
+    seq_keys = ["_seq_feature", "_seq_model"]
+    # Failed calls carry no usage; they would only add empty rows under the requested model id.
+    # The read/write sequence is followed per feature and model as recorded (no need for
+    # the display names there).
+    lf = _prepared(calls.lazy().filter(~failed_expr()), by).with_columns(
+        pl.col("feature").alias("_seq_feature"),
+        pl.coalesce("response_model", "request_model").alias("_seq_model"),
+    )
+    lf = lf.sort("start_time")
+    t = pl.col("start_time")
+    read_at = pl.when(pl.col("_read") > 0).then(t)
+    # The first read strictly after each call, within the same feature and model.
+    next_read = read_at.shift(-1).backward_fill().over(seq_keys)
+    gap_to_read = next_read - t
+    unread_5m = (pl.col("_w5m") > 0) & (next_read.is_null() | (gap_to_read > TTL_5M))
+    unread_1h = (pl.col("_w1h") > 0) & (next_read.is_null() | (gap_to_read > TTL_1H))
+    premium_5m = (CACHE_WRITE_5M_MULTIPLIER - 1.0) * pl.col("_w5m") * pl.col("_unit_in")
+    premium_1h = (CACHE_WRITE_1H_MULTIPLIER - 1.0) * pl.col("_w1h") * pl.col("_unit_in")
+    read_saving = (1.0 / CACHE_READ_MULTIPLIER - 1.0) * pl.col("cost_cache_read_usd").fill_null(0.0)
+    # TTL replay over cached calls only.
+    cached = (pl.col("_read") + pl.col("_write")) > 0
+    cached_at = pl.when(cached).then(t)
+    prev_cached = cached_at.shift(1).forward_fill().over(seq_keys)
+    gap = t - prev_cached
+    prefix_usd = (pl.col("_read") + pl.col("_write")) * pl.col("_unit_in")
+    replay_5m = prefix_usd * pl.when(gap.is_null() | (gap > TTL_5M)).then(
+        CACHE_WRITE_5M_MULTIPLIER
+    ).otherwise(CACHE_READ_MULTIPLIER)
+    replay_1h = prefix_usd * pl.when(gap.is_null() | (gap > TTL_1H)).then(
+        CACHE_WRITE_1H_MULTIPLIER
+    ).otherwise(CACHE_READ_MULTIPLIER)
+    lf = lf.with_columns(
+        (read_saving - (premium_5m + premium_1h).fill_null(0.0)).alias("_saved"),
+        (
+            pl.when(unread_5m).then(premium_5m).otherwise(0.0)
+            + pl.when(unread_1h).then(premium_1h).otherwise(0.0)
+        ).alias("_wasted"),
+        (
+            pl.when(unread_5m).then(pl.col("_w5m")).otherwise(0)
+            + pl.when(unread_1h).then(pl.col("_w1h")).otherwise(0)
+        ).alias("_unread"),
+        pl.when(cached).then(replay_5m - replay_1h).otherwise(0.0).alias("_ttl_gain"),
+    )
+    aggs = [
+        pl.len().cast(pl.Int64).alias("calls"),
+        pl.col("_input").sum().alias("input_tokens"),
+        pl.col("_read").sum().alias("cache_read_input_tokens"),
+        pl.col("_write").sum().alias("cache_creation_input_tokens"),
+        pl.col("_saved").sum().alias("saved_usd"),
+        pl.col("cost_cache_write_usd").fill_null(0.0).sum().alias("write_cost_usd"),
+        pl.col("_wasted").sum().alias("wasted_write_usd"),
+        pl.col("_unread").sum().cast(pl.Int64).alias("unread_write_tokens"),
+        pl.col("_ttl_gain").sum().alias("ttl_1h_saving_usd"),
+    ]
+    grouped = lf.group_by(by).agg(aggs) if by else lf.select(aggs)
+    total = (
+        pl.col("input_tokens")
+        + pl.col("cache_read_input_tokens")
+        + pl.col("cache_creation_input_tokens")
+    )
+    return (
+        grouped.with_columns(
+            pl.when(total > 0).then(pl.col("cache_read_input_tokens") / total).alias("hit_ratio"),
+            (pl.col("ttl_1h_saving_usd") > 0).alias("recommend_1h"),
+        )
+        .select(
+            *by,
+            "calls",
+            "input_tokens",
+            "cache_read_input_tokens",
+            "cache_creation_input_tokens",
+            "hit_ratio",
+            "saved_usd",
+            "write_cost_usd",
+            "wasted_write_usd",
+            "unread_write_tokens",
+            "ttl_1h_saving_usd",
+            "recommend_1h",
+        )
+        .sort(["saved_usd", *by], descending=[True, *([False] * len(by))])
+        .collect()
+    )
+
+
+def caching_candidates(
+    calls: pl.DataFrame,
+    *,
+    min_prompt_tokens: int = 1024,
+    min_calls: int = 20,
+    max_cached_share: float = 0.1,
+) -> pl.DataFrame:
+    """Features and models that send large input uncached, again and again.
+
+    A candidate has ``min_calls`` successful generation calls averaging at least
+    ``min_prompt_tokens`` uncached input tokens, and caches (reads + writes) under
+    ``max_cached_share`` of its input. Telemetry holds no prompt text, so the shared prefix is
+    estimated as the group's 10th-percentile input size: most calls send at least that much, and
+    a shared system prompt cannot be longer than the shortest prompts. ``dollars_at_stake`` is
+    the replayed 5-minute caching of that prefix: 0.9 x base saved on calls that follow another
+    within 5 minutes, minus the 0.25 x base write premium on the others (never below 0).
+
+    Columns: ``feature``, ``model``, ``calls``, ``avg_input_tokens``, ``prefix_tokens``,
+    ``reuse_share`` (calls within 5 minutes of the previous one), ``input_cost_usd``,
+    ``dollars_at_stake``; sorted by dollars at stake.
+    """
+    keys = ["feature", "model"]
+    lf = _prepared(calls, keys).filter(
+        (pl.col("operation").fill_null("chat") != "count_tokens")
+        & (pl.col("status").fill_null("ok") == "ok")
+    )
+    lf = lf.sort("start_time").with_columns(
+        ((pl.col("start_time") - pl.col("start_time").shift(1)) <= TTL_5M)
+        .fill_null(False)
+        .over(keys)
+        .alias("_reuse"),
+        pl.col("_input").quantile(0.1, "lower").over(keys).alias("prefix_tokens"),
+    )
+    prefix_usd = pl.col("prefix_tokens") * pl.col("_unit_in").fill_null(0.0)
+    gain = (
+        pl.when(pl.col("_reuse"))
+        .then((1.0 - CACHE_READ_MULTIPLIER) * prefix_usd)
+        .otherwise(-(CACHE_WRITE_5M_MULTIPLIER - 1.0) * prefix_usd)
+    )
+    grouped = lf.group_by(keys).agg(
+        pl.len().cast(pl.Int64).alias("calls"),
+        pl.col("_input").mean().alias("avg_input_tokens"),
+        pl.col("prefix_tokens").first().cast(pl.Int64),
+        pl.col("_reuse").mean().alias("reuse_share"),
+        (pl.col("_read") + pl.col("_write")).sum().alias("_cached"),
+        pl.col("_input").sum().alias("_input_sum"),
+        pl.col("cost_input_usd").fill_null(0.0).sum().alias("input_cost_usd"),
+        gain.sum().clip(lower_bound=0.0).alias("dollars_at_stake"),
+    )
+    cached_share = pl.col("_cached") / (pl.col("_cached") + pl.col("_input_sum"))
+    return (
+        grouped.filter(
+            (pl.col("calls") >= min_calls)
+            & (pl.col("avg_input_tokens") >= min_prompt_tokens)
+            & (cached_share.fill_nan(0.0) < max_cached_share)
+        )
+        .select(
+            *keys,
+            "calls",
+            "avg_input_tokens",
+            "prefix_tokens",
+            "reuse_share",
+            "input_cost_usd",
+            "dollars_at_stake",
+        )
+        .sort(["dollars_at_stake", *keys], descending=[True, False, False])
+        .collect()
+    )
+
+
+def cache_hit_ratio_series(
+    calls: pl.DataFrame, *, every: str = "1h", by: str = "feature"
+) -> pl.DataFrame:
+    """Hit ratio per ``every`` bucket (UTC) and per value of the group key ``by``.
+
+    Columns: ``bucket``, ``key`` (the value of ``by``), ``calls``, ``input_tokens``,
+    ``cache_read_input_tokens``, ``cache_creation_input_tokens``, ``hit_ratio`` (NULL when the
+    bucket had no input tokens). Buckets without calls are absent.
+    """
+    return (
+        _series(calls, every, by).filter(pl.col("calls") > 0).drop("_dense").sort("key", "bucket")
+    )
+
+
+def _series(calls: pl.DataFrame, every: str, by: str) -> pl.DataFrame:
+    """Hourly (``every``) token sums per key on a dense grid per key (missing buckets 0)."""
+    lf = (
+        _prepared(calls, [by])
+        .with_columns(
+            pl.col("start_time").dt.truncate(every).alias("bucket"), pl.col(by).alias("key")
+        )
+        .select("key", "bucket", "_input", "_read", "_write")
+    )
+    sums = (
+        lf.group_by("key", "bucket")
+        .agg(
+            pl.len().cast(pl.Int64).alias("calls"),
+            pl.col("_input").sum().alias("input_tokens"),
+            pl.col("_read").sum().alias("cache_read_input_tokens"),
+            pl.col("_write").sum().alias("cache_creation_input_tokens"),
+        )
+        .collect()
+    )
+    schema = sums.schema
+    if sums.height == 0:
+        return sums.with_columns(
+            pl.lit(None, pl.Float64).alias("hit_ratio"), pl.lit(True).alias("_dense")
+        )
+    grid = pl.datetime_range(sums["bucket"].min(), sums["bucket"].max(), every, eager=True)
+    dense = (
+        sums.select("key")
+        .unique()
+        .join(pl.DataFrame({"bucket": grid}).cast({"bucket": schema["bucket"]}), how="cross")
+        .join(sums, on=["key", "bucket"], how="left")
+        .fill_null(0)
+        .sort("key", "bucket")
+    )
+    total = (
+        pl.col("input_tokens")
+        + pl.col("cache_read_input_tokens")
+        + pl.col("cache_creation_input_tokens")
+    )
+    return dense.with_columns(
+        pl.when(total > 0).then(pl.col("cache_read_input_tokens") / total).alias("hit_ratio"),
+        pl.lit(True).alias("_dense"),
+    )
+
+
+def cache_regressions(
+    calls: pl.DataFrame,
+    *,
+    every: str = "1h",
+    drop: float = 0.5,
+    min_calls: int = 20,
+    window: int = 24,
+    min_before_ratio: float = 0.2,
+    by: str = "feature",
+) -> pl.DataFrame:
+    """Moments when a key's cache hit ratio fell by at least ``drop`` (a fraction) and stayed.
+
+    Each ``every`` bucket is a candidate split: the hit ratio over the ``window`` buckets before
+    it is compared with the ratio over the ``window`` buckets from it on (token-weighted, so one
+    busy hour is not outvoted by quiet ones). A split qualifies when both sides hold
+    ``min_calls`` calls, the ratio before is at least ``min_before_ratio`` and the ratio after
+    is at most ``(1 - drop)`` times it; of each run of qualifying buckets the one with the
+    largest fall is reported. Columns: ``key``, ``start`` (the first bucket of the lower
+    ratio), ``before_ratio``, ``after_ratio``, ``calls_before``, ``calls_after``.
+    """
+    dense = _series(calls, every, by)
+    cols = ["calls", "cache_read_input_tokens", "_total"]
+    dense = dense.with_columns(
+        (
+            pl.col("input_tokens")
+            + pl.col("cache_read_input_tokens")
+            + pl.col("cache_creation_input_tokens")
+        ).alias("_total")
+    )
+    min_buckets = max(1, window // 4)
+    before = [
+        pl.col(c)
+        .rolling_sum(window_size=window, min_samples=1)
+        .shift(1)
+        .over("key")
+        .alias(f"b_{c}")
+        for c in cols
+    ] + [
+        pl.col("hit_ratio")
+        .rolling_median(window_size=window, min_samples=min_buckets)
+        .shift(1)
+        .over("key")
+        .alias("b_median")
+    ]
+    after = [
+        pl.col(c)
+        .reverse()
+        .rolling_sum(window_size=window, min_samples=1)
+        .reverse()
+        .over("key")
+        .alias(f"a_{c}")
+        for c in cols
+    ] + [
+        pl.col("hit_ratio")
+        .reverse()
+        .rolling_median(window_size=window, min_samples=min_buckets)
+        .reverse()
+        .over("key")
+        .alias("a_median")
+    ]
+    f = dense.select("key", "bucket", "hit_ratio", *cols).with_columns(*before, *after)
+    f = f.with_columns(
+        (pl.col("b_cache_read_input_tokens") / pl.col("b__total")).alias("before_ratio"),
+        (pl.col("a_cache_read_input_tokens") / pl.col("a__total")).alias("after_ratio"),
+    )
+    # Qualify on the medians of the bucket ratios, so that a few odd hours (a burst of
+    # uncached traffic) cannot fake a lasting fall; locate on the token-weighted ratios, which
+    # change most sharply at the bucket where the fall began.
+    hit = (
+        (pl.col("b_calls") >= min_calls)
+        & (pl.col("a_calls") >= min_calls)
+        & (pl.col("b_median") >= min_before_ratio)
+        & (pl.col("a_median") <= (1.0 - drop) * pl.col("b_median"))
+        & (pl.col("after_ratio") <= (1.0 - drop) * pl.col("before_ratio"))
+    ).fill_null(False)
+    f = f.with_columns(hit.alias("_hit"))
+    f = f.with_columns(
+        (pl.col("_hit") != pl.col("_hit").shift(1))
+        .fill_null(True)
+        .cum_sum()
+        .over("key")
+        .alias("_run")
+    ).filter(pl.col("_hit"))
+    fall = pl.col("before_ratio") - pl.col("after_ratio")
+    return (
+        f.sort("key", "_run", fall, descending=[False, False, True])
+        .group_by("key", "_run", maintain_order=True)
+        .first()
+        .select(
+            "key",
+            pl.col("bucket").alias("start"),
+            "before_ratio",
+            "after_ratio",
+            pl.col("b_calls").cast(pl.Int64).alias("calls_before"),
+            pl.col("a_calls").cast(pl.Int64).alias("calls_after"),
+        )
+        .sort("start", "key")
+    )

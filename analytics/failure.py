@@ -1,0 +1,62 @@
+"""The cost of failure: dollars that bought nothing, or less than asked for.
+
+Three kinds, per group:
+
+* ``errored_usd``: the cost of calls that failed. Usually near 0 (a rejected request is not
+  billed) but a stream that breaks after generating has a cost.
+* ``retry_usd``: an ESTIMATE of what resends cost, ``retries x cost_usd`` of the call, i.e.
+  every resend taken to cost what the final attempt cost. That is an upper bound: a request
+  the API rejects up front (429, 529) is not billed; a resend after a client timeout or a
+  dropped connection usually paid for the abandoned generation as well. Telemetry records only
+  the final attempt's usage, so nothing tighter can be said from it.
+* ``truncated_usd``: the cost of calls cut off by ``max_tokens`` (``stop_reason =
+  'max_tokens'``); the answer was incomplete, so the call often has to be repeated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+
+from clauditor.analytics.errors import failed_expr, with_group_keys
+
+__all__ = ["cost_of_failure"]
+
+
+def cost_of_failure(calls: pl.DataFrame, *, by: Sequence[str] = ("feature",)) -> pl.DataFrame:
+    """Dollars lost to errors, resends and truncation per group of ``by`` keys.
+
+    Columns: ``*by``, ``calls``, ``cost_usd``, ``errored_calls``, ``errored_usd``,
+    ``retries``, ``retry_usd`` (estimate, see the module docstring), ``truncated_calls``,
+    ``truncated_usd``, ``failure_usd`` (the three summed), ``failure_share`` (of ``cost_usd``);
+    sorted by ``failure_usd`` descending. Unpriced calls count as $0 here.
+    """
+    by = list(by)
+    cost = pl.col("cost_usd").fill_null(0.0)
+    failed = failed_expr()
+    retries = pl.col("retries").fill_null(0).cast(pl.Int64)
+    truncated = (pl.col("stop_reason") == "max_tokens").fill_null(False)
+    lf = with_group_keys(calls, by)
+    aggs = [
+        pl.len().cast(pl.Int64).alias("calls"),
+        cost.sum().alias("cost_usd"),
+        failed.sum().cast(pl.Int64).alias("errored_calls"),
+        cost.filter(failed).sum().alias("errored_usd"),
+        retries.sum().alias("retries"),
+        (cost * retries).sum().alias("retry_usd"),
+        truncated.sum().cast(pl.Int64).alias("truncated_calls"),
+        cost.filter(truncated).sum().alias("truncated_usd"),
+    ]
+    grouped = lf.group_by(by).agg(aggs) if by else lf.select(aggs)
+    failure = pl.col("errored_usd") + pl.col("retry_usd") + pl.col("truncated_usd")
+    return (
+        grouped.with_columns(failure.alias("failure_usd"))
+        .with_columns(
+            pl.when(pl.col("cost_usd") > 0)
+            .then(pl.col("failure_usd") / pl.col("cost_usd"))
+            .alias("failure_share")
+        )
+        .sort(["failure_usd", *by], descending=[True, *([False] * len(by))])
+        .collect()
+    )

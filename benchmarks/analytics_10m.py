@@ -1,0 +1,239 @@
+"""Benchmark: every analytics job over 10M simulated calls, against one plain SQL rollup.
+
+    python benchmarks/analytics_10m.py [--rows 10000000] [--db PATH] [--keep]
+
+Rows are generated directly in DuckDB with SQL (``range()`` plus hashed pseudo-random columns:
+30 days, a dozen features, four models, caching, streaming, errors with retries, conversations),
+in a child process so that the generator's memory is not counted. The measuring process then:
+
+1. times the plain per-feature-per-day rollup as one DuckDB SQL statement;
+2. loads the columns the jobs read into one Polars frame (timed apart: reading is I/O);
+3. runs every job of :mod:`clauditor.analytics` on it, timing each;
+
+and prints a table plus the peak RSS of the measuring process (``ru_maxrss``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+COLUMNS = (
+    "start_time", "duration_ms", "ttft_ms", "feature", "user_id", "conversation_id",
+    "code_location", "operation", "request_model", "response_model", "max_tokens", "stream",
+    "service_tier", "input_tokens", "output_tokens", "cache_read_input_tokens",
+    "cache_creation_input_tokens", "cache_creation_1h_input_tokens", "stop_reason", "status",
+    "http_status", "error_type", "retries", "cost_usd", "cost_input_usd", "cost_output_usd",
+    "cost_cache_read_usd", "cost_cache_write_usd",
+)  # fmt: skip
+
+# Hashed uniform in [0, 1) per row and salt: deterministic, no RNG state.
+_U = "((hash(i, {salt}) % 1000000) / 1000000.0)"
+
+GENERATE = f"""
+CREATE TABLE calls AS
+WITH base AS (
+    SELECT
+        i,
+        TIMESTAMPTZ '2026-10-01 00:00:00+00'
+            + to_microseconds(CAST(i * (30 * 86400 * 1e6 / $n) AS BIGINT)) AS start_time,
+        CAST(floor({_U.format(salt=1)} * 12) AS INTEGER) AS f,
+        {_U.format(salt=2)} AS u_err,
+        {_U.format(salt=3)} AS u_cache,
+        {_U.format(salt=4)} AS u_tok,
+        {_U.format(salt=5)} AS u_out
+    FROM range($n) t(i)
+), shaped AS (
+    SELECT *,
+        CASE WHEN f < 6 THEN 'claude-haiku-4-5' WHEN f < 10 THEN 'claude-sonnet-4-5'
+             WHEN f < 11 THEN 'claude-opus-4-5' ELSE 'claude-sonnet-4-6' END AS model,
+        CASE WHEN f = 11 THEN NULL ELSE 'feature-' || f END AS feature,
+        u_err < 0.015 AS failed,
+        f IN (0, 6, 7) AS streamed,
+        f IN (6, 7, 8) AS caches,
+        CAST(500 + u_tok * 6000 AS BIGINT) AS fresh,
+        CAST(20 + u_out * 600 AS BIGINT) AS out_tok
+    FROM base
+), tokens AS (
+    SELECT *,
+        CASE WHEN failed THEN 0 ELSE fresh END AS input_tokens,
+        CASE WHEN failed THEN 0 ELSE out_tok END AS output_tokens,
+        CASE WHEN failed OR NOT caches OR u_cache >= 0.85 THEN 0 ELSE 3000 END AS cache_read,
+        CASE WHEN failed OR NOT caches OR u_cache < 0.85 THEN 0 ELSE 3000 END AS cache_write,
+        CASE WHEN model LIKE '%haiku%' THEN 1.0 WHEN model LIKE '%opus%' THEN 5.0 ELSE 3.0 END
+            * 1e-6 AS p_in
+    FROM shaped
+)
+SELECT
+    printf('%016x', i) AS span_id,
+    start_time,
+    CAST(CASE WHEN failed THEN 400.0 ELSE 300.0 + output_tokens * 12.0 END AS DOUBLE)
+        AS duration_ms,
+    CAST(CASE WHEN streamed AND NOT failed THEN 250.0 + u_tok * 400 END AS DOUBLE) AS ttft_ms,
+    feature,
+    CASE WHEN f < 8 THEN 'u-' || (hash(i, 6) % 5000) END AS user_id,
+    CASE WHEN f = 8 THEN 'conv-' || (i // 64) END AS conversation_id,
+    'app.mod' || f || ':handler' AS code_location,
+    'chat' AS operation,
+    model AS request_model,
+    CASE WHEN failed THEN NULL ELSE model END AS response_model,
+    CASE WHEN f = 11 THEN NULL ELSE 1024 END AS max_tokens,
+    streamed AS stream,
+    'standard' AS service_tier,
+    input_tokens, output_tokens,
+    CAST(cache_read AS BIGINT) AS cache_read_input_tokens,
+    CAST(cache_write AS BIGINT) AS cache_creation_input_tokens,
+    CAST(0 AS BIGINT) AS cache_creation_1h_input_tokens,
+    CASE WHEN failed THEN NULL WHEN output_tokens >= 600 THEN 'max_tokens' ELSE 'end_turn' END
+        AS stop_reason,
+    CASE WHEN failed THEN 'error' ELSE 'ok' END AS status,
+    CASE WHEN NOT failed THEN 200 WHEN u_err < 0.007 THEN 429 WHEN u_err < 0.011 THEN 500
+         ELSE 400 END AS http_status,
+    CASE WHEN NOT failed THEN NULL WHEN u_err < 0.007 THEN 'rate_limit_error'
+         WHEN u_err < 0.011 THEN 'api_error' ELSE 'invalid_request_error' END AS error_type,
+    CASE WHEN u_err < 0.007 THEN 2 WHEN u_err < 0.035 THEN 1 ELSE 0 END AS retries,
+    input_tokens * p_in + output_tokens * p_in * 5 + cache_read * p_in * 0.1
+        + cache_write * p_in * 1.25 AS cost_usd,
+    input_tokens * p_in AS cost_input_usd,
+    output_tokens * p_in * 5 AS cost_output_usd,
+    cache_read * p_in * 0.1 AS cost_cache_read_usd,
+    cache_write * p_in * 1.25 AS cost_cache_write_usd
+FROM tokens
+"""
+
+ROLLUP = """
+SELECT CAST(start_time AS DATE) AS day, feature, count(*) AS calls,
+       sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+       sum(cost_usd) AS cost_usd
+FROM calls GROUP BY ALL
+"""
+
+
+def generate(db: Path, rows: int) -> None:
+    """Write ``rows`` simulated calls to a fresh DuckDB file ``db``."""
+    con = duckdb.connect(str(db))
+    con.execute("SET TimeZone = 'UTC'").fetchall()
+    con.execute(GENERATE, {"n": rows}).fetchall()
+    con.close()
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def measure(db: Path) -> list[tuple[str, float]]:
+    """Time the SQL rollup, the load and each job; returns (name, seconds) rows."""
+    from clauditor.analytics.audit import audit
+    from clauditor.analytics.budget import budget_status, threshold_crossings
+    from clauditor.analytics.cache import (
+        cache_economics,
+        cache_hit_ratio_series,
+        cache_regressions,
+        caching_candidates,
+    )
+    from clauditor.analytics.errors import error_episodes, error_windows, retry_amplification
+    from clauditor.analytics.failure import cost_of_failure
+    from clauditor.analytics.latency import latency_percentiles
+    from clauditor.analytics.spikes import spike_episodes
+
+    timings: list[tuple[str, float]] = []
+    con = duckdb.connect(str(db), read_only=True)
+    con.execute("SET TimeZone = 'UTC'").fetchall()
+    t = time.perf_counter()
+    con.execute(ROLLUP).fetchall()
+    timings.append(("SQL rollup (feature x day, DuckDB)", time.perf_counter() - t))
+
+    t = time.perf_counter()
+    calls = con.sql(f"SELECT {', '.join(COLUMNS)} FROM calls").pl()
+    calls = calls.with_columns(pl.col("start_time").dt.convert_time_zone("UTC"))
+    con.close()
+    timings.append((f"load {calls.height:,} rows into Polars", time.perf_counter() - t))
+
+    as_of = dt.datetime(2026, 10, 24, tzinfo=dt.UTC)
+    jobs = {
+        "cache_economics": lambda: cache_economics(calls),
+        "caching_candidates": lambda: caching_candidates(calls),
+        "cache_hit_ratio_series": lambda: cache_hit_ratio_series(calls),
+        "cache_regressions": lambda: cache_regressions(calls),
+        "error_windows": lambda: error_windows(calls),
+        "error_episodes": lambda: error_episodes(calls),
+        "retry_amplification": lambda: retry_amplification(calls),
+        "latency_percentiles": lambda: latency_percentiles(calls),
+        "budget_status": lambda: budget_status(
+            calls, monthly_usd=1e6, feature_budgets={"feature-1": 1e5}, as_of=as_of
+        ),
+        "threshold_crossings": lambda: threshold_crossings(calls, monthly_usd=1e6),
+        "spike_episodes": lambda: spike_episodes(calls),
+        "cost_of_failure": lambda: cost_of_failure(calls),
+        "audit": lambda: audit(calls),
+    }
+    for name, job in jobs.items():
+        t = time.perf_counter()
+        job()
+        timings.append((name, time.perf_counter() - t))
+    return timings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--db", type=Path, default=None)
+    parser.add_argument("--keep", action="store_true", help="keep the generated database")
+    parser.add_argument("--measure-only", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure_only:
+        timings = measure(args.measure_only)
+        for name, seconds in timings:
+            print(f"{name}\t{seconds:.3f}")
+        print(f"peak_rss_mb\t{peak_rss_mb():.0f}")
+        return
+
+    tmp = Path(tempfile.mkdtemp(prefix="clauditor-bench-"))
+    db = args.db or tmp / "calls.duckdb"
+    if not db.exists():
+        t = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-c",
+             f"from benchmarks.analytics_10m import generate; from pathlib import Path; "
+             f"generate(Path({str(db)!r}), {args.rows})"],
+            check=True, cwd=Path(__file__).resolve().parents[1],
+        )  # fmt: skip
+        print(f"generated {args.rows:,} rows in {time.perf_counter() - t:.1f} s -> {db}")
+    out = subprocess.run(
+        [sys.executable, __file__, "--measure-only", str(db)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    rows = [line.split("\t") for line in out.stdout.strip().splitlines()]
+    results = {name: float(value) for name, value in rows}
+    rss = results.pop("peak_rss_mb")
+    sql = next(v for k, v in results.items() if k.startswith("SQL rollup"))
+    load = next(v for k, v in results.items() if k.startswith("load "))
+    jobs = sum(v for k, v in results.items() if not k.startswith(("SQL rollup", "load ")))
+    print(f"{'step':<44} {'seconds':>8}")
+    for name, seconds in results.items():
+        print(f"{name:<44} {seconds:>8.3f}")
+    print(f"{'all jobs together':<44} {jobs:>8.3f}")
+    print(f"{'all jobs together + load':<44} {jobs + load:>8.3f}")
+    print(
+        f"jobs / SQL rollup: {jobs / sql:.1f}x; "
+        f"(jobs + load) / SQL rollup: {(jobs + load) / sql:.1f}x"
+    )
+    print(f"peak RSS of the measuring process: {rss:,.0f} MB; cores: {os.cpu_count()}")
+    if not args.keep and args.db is None:
+        db.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    main()

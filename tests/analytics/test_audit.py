@@ -1,0 +1,161 @@
+"""The checklist audit on small frames whose verdicts can be worked out by hand."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from clauditor.analytics.audit import AUDIT_ITEMS, audit
+from clauditor.config import parse_config
+
+UTC = dt.UTC
+T0 = dt.datetime(2026, 10, 1, 12, 0, tzinfo=UTC)
+
+
+def at(minutes: float) -> dt.datetime:
+    return T0 + dt.timedelta(minutes=minutes)
+
+
+def items(frame) -> dict[str, dict]:
+    return {r["item"]: r for r in frame.to_dicts()}
+
+
+def test_every_item_is_scored_once(make_calls):
+    out = audit(make_calls(dict(max_tokens=1024, output_tokens=100)))
+    assert out["item"].to_list() == list(AUDIT_ITEMS)
+    assert set(out["status"]) <= {"pass", "warn", "fail", "n/a"}
+
+
+def test_model_mix_attribution_errors_and_max_tokens(make_calls):
+    rows = []
+    # 16 Haiku, 2 Sonnet, 2 Opus calls, plus two more Sonnet calls below (22 in all).
+    rows += [
+        dict(
+            start_time=at(i),
+            request_model="claude-haiku-4-5",
+            response_model="claude-haiku-4-5",
+            max_tokens=100,
+            output_tokens=50,
+        )
+        for i in range(16)
+    ]
+    rows += [dict(start_time=at(i), max_tokens=100, output_tokens=50) for i in range(2)]
+    rows += [
+        dict(
+            start_time=at(i),
+            request_model="claude-opus-4-5",
+            response_model="claude-opus-4-5",
+            max_tokens=100,
+            output_tokens=50,
+        )
+        for i in range(2)
+    ]
+    # One untagged Sonnet call without max_tokens: 1,000 in = $0.003, 100 out = $0.0015.
+    rows.append(
+        dict(start_time=at(30), feature=None, output_tokens=100, code_location="app.jobs:run")
+    )
+    # One failure: 1 of 22 calls = 4.5 % (warn: above 1 %, at most 5 %).
+    rows.append(
+        dict(
+            start_time=at(31),
+            status="error",
+            error_type="overloaded_error",
+            http_status=529,
+            input_tokens=0,
+            retries=2,
+        )
+    )
+    got = items(audit(make_calls(*rows)))
+    mix = got["model_mix"]
+    assert mix["status"] == "warn"
+    # Haiku 16/22 = 72.7 %, Sonnet 4/22 = 18.2 %, Opus 2/22 = 9.1 % (over its 5 %).
+    assert "Haiku 72.7 %, Sonnet 18.2 %, Opus 9.1 %" in mix["evidence"]
+    # Opus 4.5 ($5/$25) calls: 1,000 in + 50 out = 0.005 + 0.00125 = $0.00625 each, $0.0125;
+    # on Sonnet 4.5 ($3/$15): 0.003 + 0.00075 = $0.00375 each, $0.0075; saving $0.005, of
+    # which the part beyond a 5 % share: (2/22 - 0.05) / (2/22) = 0.45 -> $0.00225.
+    assert mix["usd_at_stake"] == pytest.approx(0.00225)
+    assert got["error_rate"]["status"] == "warn"
+    assert "1 of 22 calls failed" in got["error_rate"]["evidence"]
+    attribution = got["feature_attribution"]
+    # Untagged $0.0045 of the total: 16 x (0.001 + 0.00025) + 2 x 0.00375 + 0.0125 + 0.0045
+    # = 0.02 + 0.0075 + 0.0125 + 0.0045 = $0.0445 -> 10.1 %: warn.
+    assert attribution["status"] == "warn"
+    assert attribution["usd_at_stake"] == pytest.approx(0.0045)
+    assert "10.1 %" in attribution["evidence"]
+    unset = got["max_tokens_set"]
+    assert unset["status"] == "warn" and "1 of 21 calls" in unset["evidence"]
+    assert "app.jobs:run" in unset["evidence"]
+    assert got["retries_visible"]["status"] == "pass"
+
+
+def test_deprecated_model_and_budget_config(make_calls):
+    calls = make_calls(
+        dict(
+            request_model="claude-3-7-sonnet",
+            response_model="claude-3-7-sonnet-20250219",
+            max_tokens=100,
+            output_tokens=10,
+        )
+    )
+    config = parse_config({"budget": {"monthly_usd": 500}})
+    got = items(audit(calls, config=config))
+    assert got["deprecated_models"]["status"] == "warn"
+    assert (
+        "claude-3-7-sonnet (deprecated 2025-10-28, 1 calls)" in got["deprecated_models"]["evidence"]
+    )
+    assert got["budget_configured"]["status"] == "pass"
+    assert items(audit(calls))["budget_configured"]["status"] == "n/a"
+
+
+def test_non_interactive_sync_work_is_a_batch_candidate(make_calls):
+    rows = [
+        dict(
+            feature="digest",
+            start_time=at(i),
+            duration_ms=20_000.0,
+            max_tokens=500,
+            output_tokens=100,
+        )
+        for i in range(5)
+    ]
+    rows += [
+        dict(
+            feature="chat",
+            start_time=at(i),
+            user_id="u1",
+            stream=True,
+            ttft_ms=300.0,
+            max_tokens=500,
+            output_tokens=100,
+        )
+        for i in range(5)
+    ]
+    got = items(audit(make_calls(*rows)))
+    batch = got["batch_api"]
+    assert batch["status"] == "fail"  # half the spend could be halved
+    assert "digest" in batch["evidence"] and "chat" not in batch["evidence"].split(":", 1)[1]
+    # digest: 5 x (0.003 + 100 x $15/M = 0.0015) = $0.0225, half of it at stake.
+    assert batch["usd_at_stake"] == pytest.approx(0.01125)
+    assert got["streaming"]["status"] == "pass"
+
+
+def test_context_growth_over_conversation_turns(make_calls):
+    rows = []
+    for c in range(3):
+        for turn in range(4):  # prompt 1,000 -> 4,000 tokens: 4x growth
+            rows.append(
+                dict(
+                    conversation_id=f"conv{c}",
+                    start_time=at(c * 10 + turn),
+                    input_tokens=1000 * (turn + 1),
+                    max_tokens=100,
+                    output_tokens=10,
+                )
+            )
+    got = items(audit(make_calls(*rows)))["context_growth"]
+    assert got["status"] == "warn"
+    assert "median prompt growth 4.0x" in got["evidence"]
+    # History share per turn: 0, 1/2, 2/3, 3/4 of 2,000/3,000/4,000 tokens = 1,000 + 2,000 +
+    # 3,000 = 6,000 tokens per conversation at $3/M = $0.018; three conversations $0.054.
+    assert got["usd_at_stake"] == pytest.approx(0.054)
