@@ -1,0 +1,80 @@
+"""The alert message: what one transition of one incident says, independent of where it goes.
+
+A message is plain data (:class:`AlertMessage`), stored as JSON in the ``alerts`` table before it
+is sent, so a failed delivery can be retried word for word on the next run. Renderers turn it
+into a Slack Block Kit payload (:mod:`clauditor.alerts.slack`), a generic JSON document, or the
+plain text that ``--dry-run`` prints.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from clauditor.redact import scrub
+
+__all__ = ["TRANSITIONS", "AlertMessage", "render_text"]
+
+TRANSITIONS = ("start", "escalate", "resolve")
+_ICONS = {"start": "[FIRING]", "escalate": "[ESCALATED]", "resolve": "[RESOLVED]"}
+
+
+@dataclass(frozen=True)
+class AlertMessage:
+    """One notification: an incident of ``rule`` on ``key`` started, escalated or resolved.
+
+    ``fields`` are the key numbers as (label, value) pairs; ``next_steps`` say what to look at
+    next (usually clauditor commands). ``incident`` identifies the incident on every host: the
+    rule, the key and the moment its condition began. Times are aware UTC datetimes.
+    """
+
+    rule: str
+    key: str
+    incident: str
+    transition: str
+    level: int
+    severity: str
+    title: str
+    summary: str
+    started_at: dt.datetime
+    as_of: dt.datetime
+    fields: tuple[tuple[str, str], ...] = ()
+    next_steps: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.transition not in TRANSITIONS:
+            raise ValueError(f"transition must be one of {TRANSITIONS}, got {self.transition!r}")
+
+    @property
+    def transition_key(self) -> str:
+        """The uniqueness key of this transition within its incident (``escalate:2``)."""
+        return f"escalate:{self.level}" if self.transition == "escalate" else self.transition
+
+    def to_json(self) -> str:
+        """The message as JSON (times ISO 8601), scrubbed of anything that looks like a secret."""
+        data = asdict(self)
+        data["started_at"] = self.started_at.isoformat()
+        data["as_of"] = self.as_of.isoformat()
+        return scrub(json.dumps(data, default=str, sort_keys=True))
+
+    @classmethod
+    def from_json(cls, text: str) -> AlertMessage:
+        """The message stored by :meth:`to_json`."""
+        data = json.loads(text)
+        data["started_at"] = dt.datetime.fromisoformat(data["started_at"])
+        data["as_of"] = dt.datetime.fromisoformat(data["as_of"])
+        data["fields"] = tuple((str(a), str(b)) for a, b in data.get("fields", ()))
+        data["next_steps"] = tuple(data.get("next_steps", ()))
+        return cls(**data)
+
+
+def render_text(message: AlertMessage) -> str:
+    """The message as plain text: what ``--dry-run`` prints and Slack's notification fallback."""
+    lines = [f"{_ICONS[message.transition]} {message.title}", message.summary]
+    lines += [f"  {label}: {value}" for label, value in message.fields]
+    if message.next_steps:
+        lines.append("Next: " + "; ".join(message.next_steps))
+    return "\n".join(line for line in lines if line)

@@ -1,0 +1,548 @@
+"""Signals: each rule turned into episodes (stretches of time its condition held), from the
+analytics jobs.
+
+An :class:`Episode` says: rule R on key K held at level L from ``start`` to ``end`` (exclusive;
+``None`` means still holding at the evaluation moment), with the message content for it. The
+state machine in :mod:`clauditor.alerts.evaluate` only looks at episodes, so every rule behaves
+the same way: start, escalate, hold, resolve.
+
+Where the numbers come from:
+
+=================  =========================================================================
+``budget``         :func:`clauditor.analytics.budget.threshold_crossings`: one episode per
+                   threshold crossed, from the crossing to the end of the month; level = the
+                   threshold's rank (1 for the first). Key ``total`` or the feature name.
+``forecast``       :func:`clauditor.analytics.budget.budget_status`: the month-end forecast
+                   above ``margin`` x the budget, sampled at each midnight and at ``as_of``.
+``error_rate``     :func:`clauditor.analytics.errors.error_episodes` per configured error class
+                   (the key); level 2 where the ``critical`` rate is also sustained.
+``spike``          :func:`clauditor.analytics.spikes.spike_episodes`; key = the ``by`` value.
+``cache``          :func:`clauditor.analytics.cache.cache_regressions`; the episode lasts until
+                   the hit ratio over a quarter of ``window`` is back above the floor.
+``unpriced_model`` calls with NULL cost (:func:`clauditor.pricing.unpriced_calls`) per model;
+                   the episode lasts ``window`` past the model's last unpriced call.
+=================  =========================================================================
+
+``visible_from`` is the earliest moment a ``check`` could have seen the episode (a sustained
+error rate needs ``min_duration``, a cache fall a quarter of the window after it); backtests
+use it so that hindsight does not make alerts look earlier than they would have been.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from dataclasses import dataclass
+
+import polars as pl
+
+from clauditor.alerts.rules import AlertRules
+from clauditor.analytics.budget import budget_status, threshold_crossings
+from clauditor.analytics.cache import cache_hit_ratio_series, cache_regressions
+from clauditor.analytics.errors import error_episodes
+from clauditor.analytics.spikes import spike_episodes
+from clauditor.pricing import unpriced_calls
+
+__all__ = ["RULE_TITLES", "Episode", "budget_episodes", "episodes", "forecast_episodes"]
+
+RULE_TITLES = {
+    "budget": "Budget",
+    "forecast": "Budget forecast",
+    "error_rate": "Error rate",
+    "spike": "Spend spike",
+    "cache": "Cache hit ratio drop",
+    "unpriced_model": "Unpriced model",
+}
+UTC = dt.UTC
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One stretch of time during which a rule's condition held on one key, at one level."""
+
+    rule: str
+    key: str
+    level: int
+    severity: str
+    start: dt.datetime
+    end: dt.datetime | None
+    visible_from: dt.datetime
+    peak: float
+    title: str
+    summary: str
+    fields: tuple[tuple[str, str], ...] = ()
+    next_steps: tuple[str, ...] = ()
+    anchor: dt.datetime | None = None  # names the incident when ``start`` is not stable
+
+    def active(self, since: dt.datetime, until: dt.datetime) -> bool:
+        """Whether the episode held at some moment of ``(since, until]`` and was visible."""
+        return (
+            self.start <= until
+            and self.visible_from <= until
+            and (self.end is None or self.end > since)
+        )
+
+
+def _secs(td: dt.timedelta) -> str:
+    return f"{int(td.total_seconds())}s"
+
+
+def _usd(x: float | None) -> str:
+    return "unknown" if x is None else f"${x:,.2f}"
+
+
+def _when(t: dt.datetime) -> str:
+    return f"{t.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def _aware(t: dt.datetime) -> dt.datetime:
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _month_end(t: dt.datetime, tz: str) -> dt.datetime:
+    local = t.astimezone(zoneinfo.ZoneInfo(tz))
+    first = (local.date().replace(day=1) + dt.timedelta(days=32)).replace(day=1)
+    return dt.datetime.combine(first, dt.time(), zoneinfo.ZoneInfo(tz)).astimezone(UTC)
+
+
+def _end(t: dt.datetime | None, as_of: dt.datetime) -> dt.datetime | None:
+    """Episodes reaching the evaluation moment are still holding: their end is unknown."""
+    return None if t is None or t >= as_of else t
+
+
+# --- budget and forecast ------------------------------------------------------------------------
+
+
+def budget_episodes(calls: pl.DataFrame, rules: AlertRules, as_of: dt.datetime) -> list[Episode]:
+    """Threshold crossings of the monthly budget, total and per feature."""
+    rule = rules.budget
+    if not rule.active:
+        return []
+    scopes: list[tuple[str, float, str | None]] = []
+    if rule.monthly_usd is not None:
+        scopes.append(("total", rule.monthly_usd, None))
+    scopes += [(name, usd, name) for name, usd in rule.features.items()]
+    out = []
+    cmd = f"clauditor budget --as-of {as_of:%Y-%m-%dT%H:%M:%SZ}"
+    for key, budget, feature in scopes:  # the total plus a few budgeted features
+        crossings = threshold_crossings(
+            calls,
+            monthly_usd=budget,
+            thresholds=rule.thresholds,
+            tz=rules.timezone,
+            feature=feature,
+        )
+        where = "the whole account" if feature is None else f"feature {feature}"
+        for row in crossings.iter_rows(named=True):
+            level = rule.thresholds.index(row["threshold"]) + 1
+            crossed = _aware(row["crossed_at"])
+            pct = f"{row['threshold']:.0%}"
+            out.append(
+                Episode(
+                    rule="budget",
+                    key=key,
+                    level=level,
+                    severity=pct,
+                    start=crossed,
+                    end=_end(_month_end(crossed, rules.timezone), as_of),
+                    visible_from=crossed,
+                    peak=row["spent_usd"] / budget,
+                    title=f"Budget {pct} reached: {where}",
+                    summary=(
+                        f"Month-to-date spend of {where} passed {pct} of its "
+                        f"{_usd(budget)} monthly budget on {_when(crossed)}."
+                    ),
+                    fields=(
+                        ("Budget", _usd(budget)),
+                        ("Threshold", f"{pct} = {_usd(row['threshold_usd'])}"),
+                        ("Spent when crossed", _usd(row["spent_usd"])),
+                        ("Crossed at", _when(crossed)),
+                    ),
+                    next_steps=(
+                        cmd,
+                        "clauditor costs --period mtd --by feature,model"
+                        + ("" if feature is None else f"  (feature {feature})"),
+                    ),
+                )
+            )
+    return out
+
+
+def forecast_episodes(
+    calls: pl.DataFrame, rules: AlertRules, moments: list[dt.datetime], as_of: dt.datetime
+) -> list[Episode]:
+    """The month-end forecast above budget, judged at each of ``moments`` (sorted).
+
+    The condition holds from a moment at which it was true until the next moment it was judged
+    false (or the month ended).
+    """
+    rule, budget = rules.forecast, rules.budget
+    if not (rule.enabled and budget.active):
+        return []
+    zone = zoneinfo.ZoneInfo(rules.timezone)
+    states: dict[str, list[tuple[dt.datetime, dict | None]]] = {}
+    for moment in moments:  # a few dozen moments at most (midnights plus as_of)
+        status = budget_status(
+            calls,
+            monthly_usd=budget.monthly_usd,
+            feature_budgets=budget.features,
+            thresholds=budget.thresholds,
+            as_of=moment,
+            tz=rules.timezone,
+        )
+        local = moment.astimezone(zone)
+        month_start = dt.datetime.combine(local.date().replace(day=1), dt.time(), zone)
+        days = (local - month_start).total_seconds() / 86400
+        for row in status.iter_rows(named=True):
+            firing = (
+                row["budget_usd"] is not None
+                and days >= rule.min_days
+                and row["forecast_usd"] > rule.margin * row["budget_usd"]
+            )
+            states.setdefault(row["scope"], []).append((moment, row if firing else None))
+    out = []
+    for scope, samples in states.items():
+        key = "total" if scope == "total" else scope.removeprefix("feature:")
+        i = 0
+        while i < len(samples):
+            moment, row = samples[i]
+            if row is None:
+                i += 1
+                continue
+            # Consecutive firing samples of the same month make one episode.
+            month_end = _month_end(moment, rules.timezone)
+            j = i
+            while (
+                j + 1 < len(samples)
+                and samples[j + 1][1] is not None
+                and samples[j + 1][0] < month_end
+            ):
+                j += 1
+            last_row = samples[j][1]
+            assert last_row is not None
+            if j + 1 < len(samples):
+                end: dt.datetime | None = min(samples[j + 1][0], month_end)
+            else:
+                end = _end(month_end, as_of)
+            out.append(_forecast_episode(key, moment, end, last_row, rules))
+            i = j + 1
+    return out
+
+
+def _forecast_episode(
+    key: str, start: dt.datetime, end: dt.datetime | None, row: dict, rules: AlertRules
+) -> Episode:
+    where = "the whole account" if key == "total" else f"feature {key}"
+    runout = row["projected_runout"]
+    # Named by its month so that every run agrees on the incident, whatever moment it runs at.
+    zone = zoneinfo.ZoneInfo(rules.timezone)
+    month_start = dt.datetime.combine(
+        start.astimezone(zone).date().replace(day=1), dt.time(), zone
+    ).astimezone(UTC)
+    return Episode(
+        rule="forecast",
+        key=key,
+        level=1,
+        severity="over budget",
+        start=start,
+        anchor=month_start,
+        end=end,
+        visible_from=start,
+        peak=row["forecast_usd"] / row["budget_usd"],
+        title=f"Forecast over budget: {where}",
+        summary=(
+            f"At the current run rate {where} will spend about {_usd(row['forecast_usd'])} "
+            f"this month against a budget of {_usd(row['budget_usd'])}"
+            + (
+                f"; the budget was used up on {runout}."
+                if runout and row["spent_usd"] >= row["budget_usd"]
+                else f"; the budget runs out around {runout}."
+                if runout
+                else "."
+            )
+        ),
+        fields=(
+            ("Spent so far", _usd(row["spent_usd"])),
+            ("Budget", _usd(row["budget_usd"])),
+            ("Forecast", _usd(row["forecast_usd"])),
+            (
+                "Forecast range (90 %)",
+                f"{_usd(row['forecast_low_usd'])} to {_usd(row['forecast_high_usd'])}",
+            ),
+            ("Run rate", f"{_usd(row['run_rate_usd'])} a day"),
+        ),
+        next_steps=("clauditor budget", "clauditor costs --period mtd --by feature,model"),
+    )
+
+
+# --- errors, spikes, cache, unpriced -------------------------------------------------------------
+
+
+def error_rate_episodes(
+    calls: pl.DataFrame, rules: AlertRules, as_of: dt.datetime
+) -> list[Episode]:
+    """Sustained error rates per configured class; level 2 above ``critical``."""
+    rule = rules.error_rate
+    if not rule.enabled or calls.height == 0:
+        return []
+    levels = [(1, rule.threshold)] + ([(2, rule.critical)] if rule.critical else [])
+    out = []
+    for level, threshold in levels:
+        found = error_episodes(
+            calls,
+            window=_secs(rule.window),
+            threshold=threshold,
+            min_duration=_secs(rule.min_duration),
+            min_calls=rule.min_calls,
+            min_errors=rule.min_errors,
+        ).filter(pl.col("error_class").is_in(list(rule.classes)))
+        for row in found.iter_rows(named=True):
+            start, end = _aware(row["start"]), _aware(row["end"])
+            cls = row["error_class"]
+            out.append(
+                Episode(
+                    rule="error_rate",
+                    key=cls,
+                    level=level,
+                    severity="critical" if level == 2 else "warning",
+                    start=start,
+                    end=_end(end, as_of),
+                    visible_from=start + rule.min_duration,
+                    peak=row["peak_rate"],
+                    title=f"Error rate {row['peak_rate']:.0%}: {cls} errors",
+                    summary=(
+                        f"{row['errors']} of {row['calls']} calls failed with {cls} errors "
+                        f"from {_when(start)} ({row['error_rate']:.1%} overall, peak "
+                        f"{row['peak_rate']:.1%} over {_secs(rule.window)}), above the "
+                        f"{threshold:.1%} threshold."
+                    ),
+                    fields=(
+                        ("Error class", cls),
+                        ("Failed calls", f"{row['errors']} of {row['calls']}"),
+                        ("Peak rate", f"{row['peak_rate']:.1%}"),
+                        ("Threshold", f"{threshold:.1%}"),
+                        ("Since", _when(start)),
+                    ),
+                    next_steps=(
+                        f"clauditor errors --as-of {end:%Y-%m-%dT%H:%M:%SZ}",
+                        "https://status.anthropic.com (overloaded errors are platform-wide)",
+                    ),
+                )
+            )
+    return out
+
+
+def spike_rule_episodes(
+    calls: pl.DataFrame, rules: AlertRules, as_of: dt.datetime
+) -> list[Episode]:
+    """Hours of spend far above the key's baseline, merged into episodes."""
+    rule = rules.spike
+    if not rule.enabled or calls.height == 0:
+        return []
+    found = spike_episodes(
+        calls,
+        by=rule.by,
+        baseline_hours=int(rule.baseline.total_seconds() // 3600),
+        min_baseline_hours=int(rule.min_baseline.total_seconds() // 3600),
+        z=rule.z,
+        min_usd=rule.min_usd,
+    )
+    out = []
+    for row in found.iter_rows(named=True):
+        start, end = _aware(row["start"]), _aware(row["end"])
+        key = row["key"]
+        out.append(
+            Episode(
+                rule="spike",
+                key=key,
+                level=1,
+                severity="warning",
+                start=start,
+                end=_end(end, as_of),
+                visible_from=start,
+                peak=row["peak_score"],
+                title=f"Spend spike: {rule.by} {key}",
+                summary=(
+                    f"{rule.by} {key} spent {_usd(row['cost_usd'])} in {row['hours']} h from "
+                    f"{_when(start)}, {_usd(row['excess_usd'])} above its usual level "
+                    f"({row['reason']})."
+                ),
+                fields=(
+                    (rule.by.capitalize(), key),
+                    ("Spend", _usd(row["cost_usd"])),
+                    ("Above usual", _usd(row["excess_usd"])),
+                    ("Calls", str(row["calls"])),
+                    ("Why", row["reason"]),
+                    ("Since", _when(start)),
+                ),
+                next_steps=(
+                    f"clauditor spikes --as-of {end:%Y-%m-%dT%H:%M:%SZ}",
+                    "clauditor costs --period today --by feature,model",
+                ),
+            )
+        )
+    return out
+
+
+def cache_episodes(calls: pl.DataFrame, rules: AlertRules, as_of: dt.datetime) -> list[Episode]:
+    """Lasting falls of a feature's cache hit ratio, until it recovers."""
+    rule = rules.cache
+    if not rule.enabled or calls.height == 0:
+        return []
+    hours = int(rule.window.total_seconds() // 3600)
+    found = cache_regressions(
+        calls,
+        every="1h",
+        drop=rule.drop,
+        min_calls=rule.min_calls,
+        window=hours,
+        min_before_ratio=rule.min_before_ratio,
+        by="feature",
+    )
+    if found.height == 0:
+        return []
+    quarter = max(1, hours // 4)
+    # Recovered: the token-weighted ratio over the last quarter-window is back above the floor.
+    series = (
+        cache_hit_ratio_series(calls, every="1h", by="feature")
+        .sort("key", "bucket")
+        .with_columns(
+            (
+                pl.col("cache_read_input_tokens").rolling_sum(quarter, min_samples=1)
+                / (
+                    pl.col("input_tokens")
+                    + pl.col("cache_read_input_tokens")
+                    + pl.col("cache_creation_input_tokens")
+                ).rolling_sum(quarter, min_samples=1)
+            )
+            .over("key")
+            .alias("recent_ratio")
+        )
+    )
+    floor = (1.0 - rule.drop) * pl.col("before_ratio")
+    recovered = (
+        found.join(series, on="key")
+        .filter(
+            (pl.col("bucket") >= pl.col("start") + pl.duration(hours=quarter))
+            & (pl.col("recent_ratio") > floor)
+        )
+        .group_by("key", "start")
+        .agg((pl.col("bucket").min() + pl.duration(hours=1)).alias("recovered_at"))
+    )
+    found = found.join(recovered, on=["key", "start"], how="left")
+    out = []
+    for row in found.iter_rows(named=True):
+        start = _aware(row["start"])
+        end = _aware(row["recovered_at"]) if row["recovered_at"] is not None else None
+        key = row["key"]
+        out.append(
+            Episode(
+                rule="cache",
+                key=key,
+                level=1,
+                severity="warning",
+                start=start,
+                end=_end(end, as_of),
+                visible_from=start + dt.timedelta(hours=quarter),
+                peak=row["before_ratio"] - row["after_ratio"],
+                title=f"Cache hit ratio drop: feature {key}",
+                summary=(
+                    f"The cache hit ratio of feature {key} fell from {row['before_ratio']:.0%} "
+                    f"to {row['after_ratio']:.0%} from {_when(start)}: calls are writing the "
+                    "cache instead of reading it (a prompt prefix that changes per call, or a "
+                    "deploy that moved the cache breakpoint)."
+                ),
+                fields=(
+                    ("Feature", key),
+                    ("Hit ratio before", f"{row['before_ratio']:.0%}"),
+                    ("Hit ratio after", f"{row['after_ratio']:.0%}"),
+                    ("Since", _when(start)),
+                ),
+                next_steps=("clauditor cache --period 7d", "what was deployed at that time?"),
+            )
+        )
+    return out
+
+
+def unpriced_episodes(calls: pl.DataFrame, rules: AlertRules, as_of: dt.datetime) -> list[Episode]:
+    """Models called without a price; an episode lasts ``window`` past the last such call."""
+    rule = rules.unpriced_model
+    if not rule.enabled or calls.height == 0:
+        return []
+    unpriced = calls.filter(pl.col("cost_usd").is_null())
+    if unpriced.height == 0:
+        return []
+    window = pl.duration(microseconds=int(rule.window.total_seconds() * 1_000_000))
+    model = pl.coalesce("response_model", "request_model").fill_null("(no model)")
+    runs = (
+        unpriced.select(model.alias("model"), "start_time")
+        .sort("model", "start_time")
+        .with_columns(
+            (pl.col("start_time").diff().over("model") > window)
+            .fill_null(False)
+            .cum_sum()
+            .over("model")
+            .alias("run")
+        )
+        .group_by("model", "run")
+        .agg(
+            pl.col("start_time").min().alias("first"),
+            pl.col("start_time").max().alias("last"),
+            pl.len().alias("calls"),
+        )
+        .sort("first")
+    )
+    totals = dict(unpriced_calls(unpriced).iter_rows())
+    out = []
+    for row in runs.iter_rows(named=True):
+        first, last = _aware(row["first"]), _aware(row["last"])
+        model_id = row["model"]
+        out.append(
+            Episode(
+                rule="unpriced_model",
+                key=model_id,
+                level=1,
+                severity="warning",
+                start=first,
+                end=_end(last + rule.window, as_of),
+                visible_from=first,
+                peak=float(row["calls"]),
+                title=f"Unpriced model: {model_id}",
+                summary=(
+                    f"Calls to {model_id} have no price, so their cost is unknown and missing "
+                    f"from every total ({totals.get(model_id, row['calls'])} calls so far, "
+                    f"first on {_when(first)})."
+                ),
+                fields=(
+                    ("Model", model_id),
+                    ("Unpriced calls", str(row["calls"])),
+                    ("First seen", _when(first)),
+                    ("Last seen", _when(last)),
+                ),
+                next_steps=(
+                    f'add a price: [prices."{model_id}"] input = ... output = ... in the config',
+                    "or run `clauditor prices import` for the latest community prices",
+                ),
+            )
+        )
+    return out
+
+
+def episodes(
+    calls: pl.DataFrame,
+    rules: AlertRules,
+    as_of: dt.datetime,
+    *,
+    forecast_moments: list[dt.datetime] | None = None,
+) -> list[Episode]:
+    """Every rule's episodes over ``calls`` (which must end before ``as_of``).
+
+    ``forecast_moments`` are when the forecast is judged (default: only ``as_of``).
+    """
+    found = budget_episodes(calls, rules, as_of)
+    found += forecast_episodes(calls, rules, forecast_moments or [as_of], as_of)
+    found += error_rate_episodes(calls, rules, as_of)
+    found += spike_rule_episodes(calls, rules, as_of)
+    found += cache_episodes(calls, rules, as_of)
+    found += unpriced_episodes(calls, rules, as_of)
+    return found
