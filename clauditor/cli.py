@@ -466,6 +466,10 @@ def report(
     as_of: AsOfOpt = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
+    tz: Annotated[
+        str | None,
+        typer.Option("--tz", help="IANA time zone for days and times. Default: the config's."),
+    ] = None,
     open_browser: Annotated[
         bool, typer.Option("--open", help="Open the report in the default browser.")
     ] = False,
@@ -474,14 +478,16 @@ def report(
     from clauditor.dashboards import write_report
 
     cfg = _config(config)
+    zone = tz or cfg.timezone
     summary = write_report(
-        _db(db), out_file, period=period, as_of=parse_as_of(as_of, cfg.timezone), config=cfg
+        _db(db), out_file, period=period, as_of=parse_as_of(as_of, zone), config=cfg, tz=zone
     )
     out.print(f"report: {summary.out} ({summary.bytes / 1e6:.1f} MB, {summary.calls:,} calls)")
     if open_browser:
         import webbrowser
 
-        webbrowser.open(summary.out.resolve().as_uri())
+        if not webbrowser.open(summary.out.resolve().as_uri()):
+            err.print("no browser found to open it; open the file above by hand")
 
 
 @app.command()

@@ -15,6 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
+import polars as pl
 from rich.console import Console
 
 from clauditor.config import Config, load_config
@@ -81,7 +82,7 @@ def run_demo(out_dir: Path, sample: Path | None = None, *, console: Console | No
     db = out_dir / "clauditor.duckdb"
     _fresh(db)
 
-    console.print(f"[bold]1/3[/] ingesting {sample} …")
+    console.print(f"[bold]1/4[/] ingesting {sample} …")
     summary = ingest_paths([sample], db, config=config)
     console.print(
         f"    {summary.spans_read:,} spans read, {summary.calls_written:,} calls written, "
@@ -91,12 +92,15 @@ def run_demo(out_dir: Path, sample: Path | None = None, *, console: Console | No
 
     as_of = _newest_day_end(db, config.timezone)
     period = resolve_period("30d", as_of=as_of, tz=config.timezone)
-    console.print(f"[bold]2/3[/] costs for {period.label} (as of {as_of:%Y-%m-%d %H:%M} UTC)")
+    console.print(f"[bold]2/4[/] costs for {period.label} (as of {as_of:%Y-%m-%d %H:%M} UTC)")
     calls = load_calls_in(db, period)
     emit(cost_breakdown(calls, ["feature"]), Format.table, title="Spend by feature")
     emit(cost_breakdown(calls, ["model"]), Format.table, title="Spend by model")
 
-    console.print("[bold]3/3[/] writing the report …")
+    console.print("[bold]3/4[/] incidents found by the analytics jobs and the alert rules")
+    _print_incidents(db, calls, config, as_of, console)
+
+    console.print("[bold]4/4[/] writing the report …")
     report = write_report(db, out_dir / "report.html", period="30d", as_of=as_of, config=config)
     elapsed = time.perf_counter() - started
     console.print(f"\ndatabase: {db}\nreport:   {report.out}\n(done in {elapsed:.1f}s)")
@@ -106,3 +110,46 @@ def run_demo(out_dir: Path, sample: Path | None = None, *, console: Console | No
         highlight=False,
     )
     return report.out
+
+
+def _print_incidents(
+    db: Path, calls: pl.DataFrame, config: Config, as_of: dt.datetime, console: Console
+) -> None:
+    """The sample's incidents as the jobs see them, and the alerts a cron run would have sent."""
+    from clauditor.alerts import backtest, check_alerts, render_text
+    from clauditor.analytics import (
+        budget_status,
+        cache_regressions,
+        error_episodes,
+        spike_episodes,
+    )
+    from clauditor.cli import Format, emit
+
+    emit(error_episodes(calls), Format.table, title="Error episodes (clauditor errors)")
+    emit(spike_episodes(calls), Format.table, title="Spend spikes (clauditor spikes)")
+    emit(cache_regressions(calls), Format.table, title="Cache regressions (clauditor cache)")
+    budget = config.budget
+    emit(
+        budget_status(
+            calls,
+            monthly_usd=budget.monthly_usd,
+            feature_budgets=budget.features,
+            thresholds=budget.thresholds,
+            as_of=as_of,
+            tz=config.timezone,
+        ),
+        Format.table,
+        title="Budget (clauditor budget)",
+    )
+    emit(
+        backtest(db, config, since="30d", as_of=as_of),
+        Format.table,
+        title="Alerts that would have fired over the month (clauditor alerts backtest)",
+    )
+    firing = check_alerts(db, config, as_of=as_of, dry_run=True)
+    console.print(
+        f"Slack messages `clauditor alerts check` would send now ({len(firing.printed)}, dry run):"
+    )
+    for message in firing.printed:
+        console.print(render_text(message), highlight=False, markup=False)
+        console.print()

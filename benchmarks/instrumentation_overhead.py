@@ -1,0 +1,226 @@
+"""Per-call time clauditor adds to anthropic SDK calls, side by side with the alternatives.
+
+One process, interleaved blocks, paired differences: each round runs one block of calls per
+configuration in a shuffled order, and a configuration's cost in that round is its block median
+minus the same round's baseline median. The reported figure is the median over rounds, so drift
+(CPU frequency, GC, other load) hits both sides of each difference alike.
+
+Configurations (whichever the installed packages allow):
+
+* ``baseline``      - no instrumentation, SDK spans off;
+* ``sdk-spans``     - the SDK's own spans only (anthropic >= 1.17);
+* ``clauditor``     - clauditor making its own span (SDK spans off: the 0.x path);
+* ``clauditor+sdk`` - clauditor enriching the SDK's span (reported against ``sdk-spans``);
+* ``openllmetry``   - opentelemetry-instrumentation-anthropic, SDK spans off.
+
+Transport: an in-process ``MockTransport`` (no sockets: the figure is pure instrumentation
+cost) and, for sync calls, loopback HTTP to the fake server in tests/fakeanthropic.py.
+Streams: the per-event cost is the slope between a 4-event and a 404-event stream.
+
+Run: ``python benchmarks/instrumentation_overhead.py [--rounds 30] [--block 200]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import inspect
+import json
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anthropic
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from clauditor.instrumentation import AnthropicInstrumentor  # noqa: E402
+from tests import fakeanthropic as fa  # noqa: E402
+
+MODEL = "claude-haiku-4-5"
+MESSAGES = [{"role": "user", "content": "hi"}]
+SDK_SPANS = "open_telemetry" in inspect.signature(anthropic.Anthropic.__init__).parameters
+_httpx = __import__("httpx2") if importlib.util.find_spec("httpx2") else __import__("httpx")
+
+
+class NullExporter(SpanExporter):
+    def export(self, spans: Any) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def _sse(n_chunks: int) -> bytes:
+    events = fa.stream_events(chunks=tuple("x" for _ in range(n_chunks)), ping=False)
+    return "".join(f"event: {n}\ndata: {json.dumps(d)}\n\n" for n, d in events).encode()
+
+
+_JSON = json.dumps(fa.message_body()).encode()
+_STREAMS = {n: _sse(n) for n in (4, 404)}
+
+
+def _handler(request: Any) -> Any:
+    body = json.loads(request.content or b"{}")
+    headers = {"request-id": "req_bench"}
+    if body.get("stream"):
+        n = int(body.get("metadata", {}).get("user_id", "4"))
+        headers["content-type"] = "text/event-stream"
+        return _httpx.Response(200, content=_STREAMS[n], headers=headers)
+    headers["content-type"] = "application/json"
+    return _httpx.Response(200, content=_JSON, headers=headers)
+
+
+def _clients(provider: TracerProvider, sdk_spans: bool, base_url: str | None = None) -> tuple:
+    kw: dict[str, Any] = {"api_key": "sk-ant-bench", "max_retries": 0}
+    if SDK_SPANS:
+        kw["open_telemetry"] = {"tracer_provider": provider} if sdk_spans else False
+    if base_url:
+        return anthropic.Anthropic(base_url=base_url, **kw), None
+    transport = _httpx.MockTransport(_handler)
+    sync = anthropic.Anthropic(
+        base_url="http://bench.local", http_client=_httpx.Client(transport=transport), **kw
+    )
+    aclient = anthropic.AsyncAnthropic(
+        base_url="http://bench.local", http_client=_httpx.AsyncClient(transport=transport), **kw
+    )
+    return sync, aclient
+
+
+class Config:
+    """How to switch one configuration on and off around its blocks."""
+
+    def __init__(self, name: str, on: Callable[[], None], off: Callable[[], None], sdk: bool):
+        self.name, self.on, self.off, self.sdk_spans = name, on, off, sdk
+
+
+def _configs(provider: TracerProvider) -> list[Config]:
+    nothing = lambda: None  # noqa: E731
+    clauditor_on = lambda: AnthropicInstrumentor().instrument(  # noqa: E731
+        tracer_provider=provider, skip_dep_check=True
+    )
+    clauditor_off = AnthropicInstrumentor().uninstrument
+    configs = [Config("baseline", nothing, nothing, False)]
+    configs.append(Config("clauditor", clauditor_on, clauditor_off, False))
+    if SDK_SPANS:
+        configs.append(Config("sdk-spans", nothing, nothing, True))
+        configs.append(Config("clauditor+sdk", clauditor_on, clauditor_off, True))
+    try:
+        from opentelemetry.instrumentation.anthropic import AnthropicInstrumentor as Ollm
+
+        ollm = Ollm()
+        configs.append(
+            Config(
+                "openllmetry",
+                lambda: ollm.instrument(tracer_provider=provider, skip_dep_check=True),
+                ollm.uninstrument,
+                False,
+            )
+        )
+    except ImportError:
+        pass
+    return configs
+
+
+def _time_block(fn: Callable[[], Any], n: int) -> float:
+    samples = []
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        fn()
+        samples.append(time.perf_counter_ns() - t0)
+    return statistics.median(samples) / 1000.0  # microseconds
+
+
+def _workloads(sync: Any, aclient: Any, loop: asyncio.AbstractEventLoop) -> dict[str, Callable]:
+    def create() -> Any:
+        return sync.messages.create(model=MODEL, max_tokens=8, messages=MESSAGES)
+
+    def stream(n: int) -> Callable[[], Any]:
+        def run() -> None:
+            for _ in sync.messages.create(
+                model=MODEL, max_tokens=8, messages=MESSAGES, stream=True,
+                metadata={"user_id": str(n)},
+            ):  # fmt: skip
+                pass
+
+        return run
+
+    work = {"sync": create, "stream4": stream(4), "stream404": stream(404)}
+    if aclient is not None:
+
+        def acreate() -> Any:
+            return loop.run_until_complete(
+                aclient.messages.create(model=MODEL, max_tokens=8, messages=MESSAGES)
+            )
+
+        work["async"] = acreate
+    return work
+
+
+def run(rounds: int, block: int, loopback: bool) -> dict[str, dict[str, float]]:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(NullExporter()))
+    loop = asyncio.new_event_loop()
+    configs = _configs(provider)
+    server = fa.FakeAnthropic() if loopback else None
+    per_config = {}
+    for cfg in configs:
+        sync, aclient = _clients(provider, cfg.sdk_spans, server.base_url if server else None)
+        work = _workloads(sync, aclient, loop) if not server else {"loopback-sync": None}
+        if server:
+            work = {"loopback-sync": lambda s=sync: s.messages.create(
+                model=MODEL, max_tokens=8, messages=MESSAGES)}  # fmt: skip
+        per_config[cfg.name] = work
+    medians: dict[str, dict[str, list[float]]] = {c.name: {} for c in configs}
+    rng = random.Random(7)
+    for _ in range(rounds):
+        order = configs[:]
+        rng.shuffle(order)
+        for cfg in order:
+            cfg.on()
+            try:
+                for wname, fn in per_config[cfg.name].items():
+                    n = block if "404" not in wname else max(block // 10, 5)
+                    medians[cfg.name].setdefault(wname, []).append(_time_block(fn, n))
+            finally:
+                cfg.off()
+    if server:
+        server.close()
+    base_of = {"clauditor+sdk": "sdk-spans"}
+    out: dict[str, dict[str, float]] = {}
+    for cfg in configs:
+        ref = base_of.get(cfg.name, "baseline")
+        result: dict[str, float] = {}
+        for wname, values in medians[cfg.name].items():
+            diffs = [v - b for v, b in zip(values, medians[ref][wname], strict=True)]
+            result[wname] = statistics.median(diffs) if cfg.name != ref else 0.0
+            result[wname + " (abs)"] = statistics.median(values)
+        if "stream404" in result:
+            result["per-event"] = (result["stream404"] - result["stream4"]) / 400
+        out[f"{cfg.name} vs {ref}"] = result
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--block", type=int, default=200)
+    args = parser.parse_args()
+    print(f"anthropic {anthropic.__version__}, python {sys.version.split()[0]}")
+    for loopback in (False, True):
+        label = "loopback HTTP" if loopback else "in-process transport"
+        rounds = args.rounds if not loopback else max(args.rounds // 3, 5)
+        block = args.block if not loopback else max(args.block // 4, 20)
+        print(
+            f"\n## {label} ({rounds} rounds x {block} calls); microseconds, median of paired diffs"
+        )
+        for name, result in run(rounds, block, loopback).items():
+            cells = ", ".join(f"{k}={v:.1f}" for k, v in result.items())
+            print(f"{name:28s} {cells}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""One traced API call: the span clauditor owns when the SDK makes none (SDK spans off, or 0.x).
+
+A :class:`Call` is started by a wrapper, learns the HTTP status and retries from the SDK hooks,
+learns usage from the response or from stream events, and ends its span exactly once. No method
+raises: each catches its own failure, reports it, and lets the app's call go on untouched.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import itertools
+import time
+from typing import Any
+
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+
+from clauditor import semconv
+
+from ._attributes import (
+    context_attributes,
+    error_attributes,
+    message_attributes,
+    request_attributes,
+    usage_attributes,
+)
+from ._safety import report_failure
+
+__all__ = ["ACTIVE_CALL", "Call", "start_call"]
+
+# The call whose request is in flight in this thread / task, for the SDK-level hooks.
+ACTIVE_CALL: contextvars.ContextVar[Call | None] = contextvars.ContextVar(
+    "clauditor_active_call", default=None
+)
+
+_USAGE_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "cache_creation",
+    "service_tier",
+    "inference_geo",
+    "speed",
+)
+
+
+class Call:
+    """The state of one call and its span while the call (or its stream) runs."""
+
+    __slots__ = (
+        "_ended",
+        "_first_token_ns",
+        "_metrics",
+        "_saw_delta",
+        "_saw_stop",
+        "_start_keys",
+        "_stream_usage",
+        "attrs",
+        "span",
+        "start_ns",
+        "streaming",
+    )
+
+    def __init__(self, span: Any, attrs: dict[str, Any], metrics: Any, start_ns: int) -> None:
+        self.span = span
+        self.attrs = attrs
+        self.start_ns = start_ns
+        self.streaming = False
+        self._metrics = metrics
+        self._ended = False
+        self._first_token_ns = 0
+        self._saw_delta = False
+        self._saw_stop = False
+        self._stream_usage: dict[str, Any] = {}
+        self._start_keys = len(attrs)  # the span already has these; only later ones are set
+
+    # --- facts learned during the call ------------------------------------------------------
+
+    def on_http(self, response: Any, retries: int) -> None:
+        """The successful HTTP response and how many resends it took."""
+        status = getattr(response, "status_code", None)
+        if isinstance(status, int):
+            self.attrs[semconv.HTTP_RESPONSE_STATUS_CODE] = status
+        if retries:
+            self.attrs[semconv.HTTP_REQUEST_RESEND_COUNT] = retries
+        headers = getattr(response, "headers", None)
+        if headers is not None:
+            request_id = headers.get("request-id")
+            if request_id:
+                self.attrs[semconv.ANTHROPIC_REQUEST_ID] = request_id
+
+    def on_retry(self, retries_taken: int) -> None:
+        """The SDK is about to resend the request (a retry)."""
+        self.attrs[semconv.HTTP_REQUEST_RESEND_COUNT] = retries_taken + 1
+
+    def event(self, event: Any) -> None:
+        """One stream event. Cheap on purpose: it runs for every token chunk."""
+        kind = getattr(event, "type", None)
+        if kind == "content_block_delta":
+            if not self._first_token_ns:
+                self._first_token_ns = time.time_ns()
+            return
+        try:
+            if kind == "message_start":
+                message = event.message
+                self.attrs.update(message_attributes(message))
+                # message_start's output_tokens is a placeholder; only message_delta's counts.
+                self.attrs.pop(semconv.GEN_AI_USAGE_OUTPUT_TOKENS, None)
+                self._merge_usage(getattr(message, "usage", None))
+            elif kind == "message_delta":
+                self._saw_delta = True
+                self._merge_usage(getattr(event, "usage", None))
+                stop = getattr(getattr(event, "delta", None), "stop_reason", None)
+                if isinstance(stop, str):
+                    self.attrs[semconv.ANTHROPIC_STOP_REASON] = stop
+            elif kind == "message_stop":
+                self._saw_stop = True
+        except Exception as exc:
+            report_failure("stream event", exc)
+
+    def _merge_usage(self, usage: Any) -> None:
+        # message_delta usage is cumulative: a field it carries replaces message_start's value.
+        if usage is None:
+            return
+        for name in _USAGE_FIELDS:
+            value = usage.get(name) if isinstance(usage, dict) else getattr(usage, name, None)
+            if value is not None:
+                self._stream_usage[name] = value
+
+    # --- ends -------------------------------------------------------------------------------
+
+    def returned(self, result: Any) -> None:
+        """The SDK method returned ``result``; end the span unless a stream now owns it."""
+        if self._ended or self.streaming:
+            return
+        try:
+            if getattr(result, "type", None) == "message":
+                self.attrs.update(message_attributes(result))
+            elif hasattr(result, "http_response") and not self.attrs.get(
+                semconv.GEN_AI_REQUEST_STREAM
+            ):
+                # with_raw_response: the SDK caches what parse() returns, so the app pays nothing.
+                self.attrs.update(message_attributes(result.parse()))
+            else:
+                count = getattr(result, "input_tokens", None)
+                if isinstance(count, int) and not hasattr(result, "usage"):
+                    self.attrs[semconv.ANTHROPIC_COUNT_TOKENS_INPUT_TOKENS] = count
+        except Exception as exc:
+            report_failure("response", exc)
+        self._end(StatusCode.OK)
+
+    def fail(self, exc: BaseException) -> None:
+        """The call (or its stream) raised ``exc``."""
+        if self._ended:
+            return
+        if not isinstance(exc, Exception):  # cancellation, KeyboardInterrupt: not an API error
+            self._finish_stream("abandoned")
+            self._end(StatusCode.UNSET)
+            return
+        try:
+            self.attrs.update(error_attributes(exc))
+        except Exception as inner:
+            report_failure("error", inner)
+        self._finish_stream("error")
+        self._end(StatusCode.ERROR, str(exc)[:200])
+
+    def stream_ended(self) -> None:
+        """The stream was read to its end."""
+        if self._ended:
+            return
+        if self._saw_stop:
+            self._finish_stream("completed")
+            self._end(StatusCode.OK)
+        else:
+            # The server cut the stream before message_stop: the app saw no error, the span does.
+            self.attrs[semconv.ERROR_TYPE] = "api_error"
+            self._finish_stream("error")
+            self._end(StatusCode.ERROR, "stream ended before message_stop")
+
+    def abandoned(self) -> None:
+        """The app closed or dropped the stream before its end."""
+        if self._ended:
+            return
+        if self._saw_stop:
+            self.stream_ended()
+            return
+        self._finish_stream("abandoned")
+        self._end(StatusCode.UNSET)
+
+    def _finish_stream(self, outcome: str) -> None:
+        if not self.streaming:
+            return
+        self.attrs[semconv.STREAM_OUTCOME] = outcome
+        usage = self._stream_usage
+        if usage:
+            counts = usage_attributes(usage, output=self._saw_delta)
+            self.attrs.update(counts)
+        if self._first_token_ns:
+            self.attrs[semconv.TTFT_MS] = (self._first_token_ns - self.start_ns) / 1e6
+
+    def _end(self, code: StatusCode, description: str | None = None) -> None:
+        self._ended = True
+        try:
+            span = self.span
+            attrs = self.attrs
+            if len(attrs) > self._start_keys:
+                span.set_attributes(dict(itertools.islice(attrs.items(), self._start_keys, None)))
+            if code is not StatusCode.UNSET:
+                span.set_status(Status(code, description if code is StatusCode.ERROR else None))
+            end_ns = time.time_ns()
+            span.end(end_time=end_ns)
+            if self._metrics is not None:
+                self._metrics.record(self.attrs, (end_ns - self.start_ns) / 1e9)
+        except Exception as exc:
+            report_failure("end span", exc)
+
+
+def start_call(
+    tracer: Tracer,
+    metrics: Any,
+    span_name: str,
+    operation: str,
+    kwargs: dict[str, Any],
+    *,
+    stream: bool,
+) -> Call | None:
+    """Start a call span; ``None`` (and the app goes on untraced) when anything fails."""
+    try:
+        attrs = request_attributes(kwargs, stream=stream)
+        if operation == "chat":
+            attrs[semconv.GEN_AI_OPERATION_NAME] = "chat"
+        attrs.update(context_attributes(operation))
+        start_ns = time.time_ns()
+        span = tracer.start_span(
+            span_name, kind=SpanKind.CLIENT, attributes=attrs, start_time=start_ns
+        )
+        return Call(span, attrs, metrics, start_ns)
+    except Exception as exc:
+        report_failure("start span", exc)
+        return None

@@ -1,0 +1,265 @@
+"""``instrument()`` / ``uninstrument()`` and the zero-code ``AnthropicInstrumentor``.
+
+``instrument()`` is the one-line setup (DESIGN §5): it finds or makes a tracer provider, adds a
+sink (the DuckDB file by default, OTLP when an endpoint is given or
+``OTEL_EXPORTER_OTLP_ENDPOINT`` is set), and installs the wrappers. ``AnthropicInstrumentor`` is
+what ``opentelemetry-instrument`` loads through the ``opentelemetry_instrumentor`` entry point:
+it installs the wrappers and the SDK-span enricher on the global provider and adds no sink (the
+OTel configuration decides where spans go).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+from clauditor import semconv
+
+from ._metrics import CallMetrics
+from ._native import NativeSpanEnricher, add_sdk_response_attributes, remove_sdk_response_attributes
+from ._safety import report_failure
+from ._wrappers import ENRICHED_PIPELINES, Runtime, patch_all, unpatch_all
+
+try:  # the [instruments] base class; clauditor works without it, minus `opentelemetry-instrument`
+    from opentelemetry.instrumentation.instrumentor import (
+        BaseInstrumentor as _Base,  # type: ignore[attr-defined]
+    )
+except ImportError:  # pragma: no cover - exercised only without opentelemetry-instrumentation
+
+    class _Base:  # type: ignore[no-redef]
+        _instance: Any = None
+        _is_instrumented_by_opentelemetry = False
+
+        def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+            if cls._instance is None:
+                cls._instance = object.__new__(cls)
+            return cls._instance
+
+        @property
+        def is_instrumented_by_opentelemetry(self) -> bool:
+            return self._is_instrumented_by_opentelemetry
+
+        def instrument(self, **kwargs: Any) -> None:
+            if not self._is_instrumented_by_opentelemetry:
+                kwargs.pop("skip_dep_check", None)
+                self._instrument(**kwargs)
+                self._is_instrumented_by_opentelemetry = True
+
+        def uninstrument(self, **kwargs: Any) -> None:
+            if self._is_instrumented_by_opentelemetry:
+                self._uninstrument(**kwargs)
+                self._is_instrumented_by_opentelemetry = False
+
+
+__all__ = ["AnthropicInstrumentor", "Handle", "instrument", "uninstrument"]
+
+log = logging.getLogger("clauditor.instrumentation")
+
+DEFAULT_SERVICE = "unknown_service"
+_METRICS_ENV = "OTEL_INSTRUMENTATION_CLAUDITOR_METRICS"  # "false" turns the metrics off
+
+
+class AnthropicInstrumentor(_Base):  # type: ignore[misc,valid-type]
+    """OpenTelemetry instrumentor for the anthropic SDK (sync and async clients, every generation).
+
+    ``AnthropicInstrumentor().instrument(tracer_provider=..., meter_provider=...)`` installs the
+    wrappers; ``uninstrument()`` removes every one of them. With no provider given, the global
+    ones are used. The feature comes from ``clauditor.feature`` blocks or, failing that, from the
+    ``clauditor.feature`` W3C baggage entry.
+    """
+
+    # Keyed weakly by provider: an id() could be reused by a later provider once one is freed.
+    _enrichers: weakref.WeakKeyDictionary[Any, NativeSpanEnricher] = weakref.WeakKeyDictionary()
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        """The instrumented library, as ``opentelemetry-instrument`` checks it."""
+        return ("anthropic >= 0.40",)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        from clauditor import __version__
+
+        tracer_provider = kwargs.get("tracer_provider")
+        meter_provider = kwargs.get("meter_provider")
+        metrics = None
+        if kwargs.get("metrics", True) and os.environ.get(_METRICS_ENV, "").lower() != "false":
+            try:
+                metrics = CallMetrics(meter_provider)
+            except Exception as exc:
+                report_failure("metrics setup", exc)
+        tracer = trace.get_tracer(
+            semconv.CLAUDITOR_SCOPE, __version__, tracer_provider=tracer_provider
+        )
+        provider = tracer_provider or trace.get_tracer_provider()
+        self._add_enricher(provider, metrics)
+        add_sdk_response_attributes()
+        patch_all(Runtime(tracer=tracer, metrics=metrics))
+
+    def _add_enricher(self, provider: Any, metrics: Any) -> None:
+        pipeline = getattr(provider, "_active_span_processor", None)
+        if pipeline is None or not hasattr(provider, "add_span_processor"):
+            return  # not an SDK provider: the SDK's spans cannot be enriched, clauditor owns them
+        enricher = self._enrichers.get(provider)
+        if enricher is None:
+            enricher = NativeSpanEnricher(metrics)
+            provider.add_span_processor(enricher)
+            self._enrichers[provider] = enricher
+        enricher.enabled = True
+        enricher.metrics = metrics
+        if not any(pipeline is p for p in ENRICHED_PIPELINES):
+            ENRICHED_PIPELINES.append(pipeline)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        unpatch_all()
+        remove_sdk_response_attributes()
+        # Span processors cannot be removed from a provider; switch ours off instead.
+        for enricher in self._enrichers.values():
+            enricher.enabled = False
+        ENRICHED_PIPELINES.clear()
+
+
+class Handle:
+    """What ``instrument()`` returns: flush the sink now, or shut clauditor's part down."""
+
+    def __init__(
+        self, provider: Any, sink: SpanProcessor | None, *, owns_provider: bool, target: str
+    ) -> None:
+        self.provider = provider
+        self.sink = sink
+        self.owns_provider = owns_provider
+        self.target = target
+        self.active = True
+
+    def flush(self, timeout_millis: int = 30_000) -> bool:
+        """Export every finished span now (to the DuckDB file or the OTLP endpoint)."""
+        if self.sink is None:
+            return True
+        try:
+            return bool(self.sink.force_flush(timeout_millis))
+        except Exception as exc:
+            report_failure("flush", exc)
+            return False
+
+    def shutdown(self) -> None:
+        """Remove the wrappers, flush and close the sink. Safe to call twice."""
+        global _handle
+        if not self.active:
+            return
+        self.active = False
+        AnthropicInstrumentor().uninstrument()
+        if self.sink is not None:
+            try:
+                self.sink.shutdown()
+            except Exception as exc:
+                report_failure("shutdown", exc)
+        if _handle is self:
+            _handle = None
+
+    def _at_exit(self) -> None:
+        if self.active:
+            self.flush(5_000)
+
+    def __repr__(self) -> str:
+        return f"<clauditor.Handle {self.target} active={self.active}>"
+
+
+_handle: Handle | None = None
+_lock = threading.Lock()
+
+
+def _sink_exporter(
+    db: str | os.PathLike[str] | None, endpoint: str | None, service: str, environment: str | None
+) -> tuple[SpanExporter, str]:
+    endpoint = endpoint or os.environ.get(semconv.ENV_OTLP_ENDPOINT)
+    if endpoint and db is None:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        url = endpoint.rstrip("/")
+        if not url.endswith("/v1/traces"):
+            url += "/v1/traces"
+        return OTLPSpanExporter(endpoint=url), f"otlp {url}"
+    # Imported here: the DuckDB stack is heavy and only this sink needs it.
+    from clauditor.ingest.exporter import DuckDBSpanExporter
+    from clauditor.store import default_db_path
+
+    path = Path(db) if db is not None else default_db_path()
+    return DuckDBSpanExporter(path, service=service, environment=environment), f"duckdb {path}"
+
+
+def instrument(
+    service: str | None = None,
+    environment: str | None = None,
+    *,
+    db: str | os.PathLike[str] | None = None,
+    endpoint: str | None = None,
+    capture_content: bool | str | float = False,
+    tracer_provider: Any = None,
+    meter_provider: Any = None,
+    exporter: SpanExporter | None = None,
+) -> Handle:
+    """Trace every Claude call this process makes; returns a :class:`Handle`.
+
+    Idempotent: a second call returns the first handle. When the app already has an SDK tracer
+    provider (or passes ``tracer_provider``), clauditor adds to it; otherwise it makes one with
+    resource ``service.name`` / ``deployment.environment.name`` and sets it globally. Spans go to
+    ``exporter`` when given, else to ``endpoint`` / ``$OTEL_EXPORTER_OTLP_ENDPOINT`` (OTLP/HTTP),
+    else to the DuckDB file ``db`` (default ``$CLAUDITOR_DB`` or ``./clauditor.duckdb``), through a
+    batching processor flushed at interpreter exit. ``capture_content`` is accepted for the
+    content policy (off by default); prompts and responses are not recorded by this version.
+    """
+    global _handle
+    with _lock:
+        if _handle is not None and _handle.active:
+            return _handle
+        service = service or os.environ.get("OTEL_SERVICE_NAME") or DEFAULT_SERVICE
+        provider = tracer_provider
+        owns = False
+        if provider is None:
+            current = trace.get_tracer_provider()
+            if isinstance(current, TracerProvider):
+                provider = current
+            else:
+                attrs = {semconv.SERVICE_NAME: service}
+                if environment:
+                    attrs[semconv.DEPLOYMENT_ENVIRONMENT_NAME] = environment
+                provider = TracerProvider(resource=Resource.create(attrs))
+                trace.set_tracer_provider(provider)
+                owns = True
+        sink: SpanProcessor | None = None
+        target = "none"
+        try:
+            if exporter is None:
+                exporter, target = _sink_exporter(db, endpoint, service, environment)
+            else:
+                target = type(exporter).__name__
+            sink = BatchSpanProcessor(exporter)
+            provider.add_span_processor(sink)
+        except Exception as exc:  # a broken sink must not stop the app from starting
+            report_failure("sink setup", exc)
+        try:
+            AnthropicInstrumentor().instrument(
+                tracer_provider=provider, meter_provider=meter_provider, skip_dep_check=True
+            )
+        except Exception as exc:
+            report_failure("instrument", exc)
+        _handle = Handle(provider, sink, owns_provider=owns, target=target)
+        atexit.register(_handle._at_exit)
+        return _handle
+
+
+def uninstrument() -> None:
+    """Remove every wrapper clauditor installed and close its sink (flushing it first)."""
+    if _handle is not None:
+        _handle.shutdown()
+    else:
+        AnthropicInstrumentor().uninstrument()

@@ -1,0 +1,76 @@
+"""The two GenAI client metrics, with the semconv's advised bucket boundaries.
+
+* ``gen_ai.client.token.usage`` (histogram, ``{token}``), one point per token type per call:
+  ``input`` (inclusive of cache, as the semconv defines it) and ``output``.
+* ``gen_ai.client.operation.duration`` (histogram, seconds), one point per call.
+
+Both carry the operation, provider, request/response model, ``error.type`` on failure and the
+clauditor feature, so dashboards can split by feature without traces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry import metrics
+
+from clauditor import semconv
+
+__all__ = ["DURATION_BUCKETS", "TOKEN_BUCKETS", "CallMetrics"]
+
+TOKEN_BUCKETS = (
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+)  # fmt: skip
+DURATION_BUCKETS = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)  # fmt: skip
+
+_DIMENSIONS = (
+    (semconv.GEN_AI_REQUEST_MODEL, semconv.GEN_AI_REQUEST_MODEL),
+    (semconv.GEN_AI_RESPONSE_MODEL, semconv.GEN_AI_RESPONSE_MODEL),
+    (semconv.ERROR_TYPE, semconv.ERROR_TYPE),
+    (semconv.FEATURE, semconv.FEATURE),
+)
+
+
+class CallMetrics:
+    """Records both histograms for one finished call from its span attributes."""
+
+    def __init__(self, meter_provider: metrics.MeterProvider | None = None) -> None:
+        from clauditor import __version__
+
+        meter = metrics.get_meter(
+            semconv.CLAUDITOR_SCOPE, __version__, meter_provider=meter_provider
+        )
+        self._tokens = meter.create_histogram(
+            semconv.GEN_AI_CLIENT_TOKEN_USAGE,
+            unit="{token}",
+            description="Tokens used per Claude call, by token type",
+            explicit_bucket_boundaries_advisory=list(TOKEN_BUCKETS),
+        )
+        self._duration = meter.create_histogram(
+            semconv.GEN_AI_CLIENT_OPERATION_DURATION,
+            unit="s",
+            description="Duration of each Claude call, retries and stream reading included",
+            explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
+        )
+
+    def record(self, attributes: Mapping[str, Any], duration_s: float) -> None:
+        """Record one call whose final span attributes are ``attributes``."""
+        op = attributes.get(semconv.GEN_AI_OPERATION_NAME) or attributes.get(semconv.OPERATION)
+        dims: dict[str, Any] = {
+            semconv.GEN_AI_PROVIDER_NAME: "anthropic",
+            semconv.GEN_AI_OPERATION_NAME: op or "chat",
+        }
+        for source, target in _DIMENSIONS:
+            value = attributes.get(source)
+            if value is not None:
+                dims[target] = value
+        self._duration.record(duration_s, dims)
+        inclusive = attributes.get(semconv.GEN_AI_USAGE_INPUT_TOKENS)
+        if isinstance(inclusive, int):
+            self._tokens.record(inclusive, {**dims, semconv.GEN_AI_TOKEN_TYPE: "input"})
+        output = attributes.get(semconv.GEN_AI_USAGE_OUTPUT_TOKENS)
+        if isinstance(output, int):
+            self._tokens.record(output, {**dims, semconv.GEN_AI_TOKEN_TYPE: "output"})
