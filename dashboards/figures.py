@@ -19,11 +19,17 @@ import polars as pl
 from clauditor.analytics.periods import Period
 
 __all__ = [
+    "ERROR_COLORS",
     "OTHER",
     "PALETTE",
+    "burnup_figure",
+    "cache_hit_figure",
     "daily_spend_figure",
+    "error_rate_figure",
     "label",
+    "latency_figure",
     "model_mix_figure",
+    "spikes_figure",
     "untagged_figure",
 ]
 
@@ -202,3 +208,303 @@ def untagged_figure(by_location: pl.DataFrame, *, top: int = 10) -> go.Figure:
         PALETTE[1],
     )
     return _layout(fig, height=height, xaxis={"tickprefix": "$", "tickformat": ",.2f"})
+
+
+# --- budget, errors, latency, cache, spikes ---------------------------------------------------
+
+_BUDGET = "#1B2A4E"
+_FORECAST = "#4C6EF5"
+_DANGER = "#E03131"
+_MUTED = "#ADB5BD"
+
+
+def burnup_figure(
+    cumulative: pl.DataFrame,
+    *,
+    month_start: dt.datetime,
+    month_end: dt.datetime,
+    as_of: dt.datetime,
+    budget_usd: float | None,
+    thresholds: Sequence[float],
+    forecast: tuple[float, float, float] | None,
+    crossings: pl.DataFrame,
+) -> go.Figure:
+    """Month-to-date spend climbing towards the budget, with the forecast band to month end.
+
+    ``cumulative``: ``time`` (naive local), ``spent_usd`` running total. ``forecast`` is
+    (low, expected, high) month-end spend; the band is drawn from today's spend at ``as_of``
+    (naive local) to those at ``month_end``. ``crossings``: ``crossed_at`` (naive local),
+    ``threshold``, ``spent_usd``. Thresholds are drawn as dotted lines, the budget solid.
+    """
+    fig = _layout(
+        go.Figure(),
+        height=360,
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+        xaxis={"type": "date", "range": [month_start, month_end], "tickformat": "%b %d"},
+        yaxis={"tickprefix": "$", "tickformat": ",.0f", "rangemode": "tozero"},
+    )
+    if cumulative.height:
+        fig.add_scatter(
+            x=cumulative["time"].to_list(),
+            y=cumulative["spent_usd"].to_list(),
+            mode="lines",
+            line={"color": _BUDGET, "width": 3, "shape": "hv"},
+            name="spent",
+            hovertemplate="%{x|%b %d %H:%M}: $%{y:,.2f}<extra>spent</extra>",
+        )
+    if forecast is not None:
+        low, mid, high = forecast
+        now = float(cumulative["spent_usd"][-1]) if cumulative.height else 0.0
+        fig.add_scatter(
+            x=[as_of, month_end, month_end, as_of],
+            y=[now, high, low, now],
+            fill="toself",
+            fillcolor="rgba(76,110,245,0.18)",
+            line={"width": 0},
+            name="forecast range",
+            hoverinfo="skip",
+        )
+        fig.add_scatter(
+            x=[as_of, month_end],
+            y=[now, mid],
+            mode="lines",
+            line={"color": _FORECAST, "dash": "dash", "width": 2},
+            name="forecast",
+            hovertemplate="$%{y:,.2f}<extra>forecast</extra>",
+        )
+    if budget_usd:
+        for fraction in thresholds:
+            solid = abs(fraction - 1.0) < 1e-9
+            fig.add_hline(
+                y=budget_usd * fraction,
+                line={
+                    "color": _DANGER if solid else _MUTED,
+                    "dash": "solid" if solid else "dot",
+                    "width": 2 if solid else 1,
+                },
+                annotation_text=f"{fraction:.0%} ${budget_usd * fraction:,.0f}",
+                annotation_position="top left",
+                annotation_font={"size": 11, "color": "#495057"},
+            )
+    if crossings.height:
+        fig.add_scatter(
+            x=crossings["crossed_at"].to_list(),
+            y=crossings["spent_usd"].to_list(),
+            mode="markers",
+            marker={"color": _DANGER, "size": 10, "symbol": "diamond"},
+            name="threshold crossed",
+            text=[f"{t:.0%}" for t in crossings["threshold"].to_list()],
+            hovertemplate="%{text} crossed %{x|%b %d %H:%M}<extra></extra>",
+        )
+    if not cumulative.height and forecast is None:
+        return _empty(fig, "No spend this month")
+    return fig
+
+
+ERROR_COLORS = {
+    "overloaded": "#E03131",
+    "rate_limited": "#F59F00",
+    "server_error": "#9C36B5",
+    "client_error": "#1C7ED6",
+    "timeout": "#0CA678",
+    "connection": "#495057",
+    "other": "#ADB5BD",
+}
+
+
+def error_rate_figure(
+    windows: pl.DataFrame, episodes: pl.DataFrame, *, threshold: float
+) -> go.Figure:
+    """Error rate per time bucket, stacked by error class, with the threshold and episodes.
+
+    ``windows``: ``time`` (naive local), ``error_class``, ``error_rate`` (classes only, no
+    ``any``). ``episodes``: ``start``, ``end`` (naive local), ``error_class``, ``error_rate``;
+    each is shaded and labelled.
+    """
+    fig = _layout(
+        go.Figure(),
+        height=340,
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+        xaxis={"type": "date", "tickformat": "%b %d\n%H:%M"},
+        yaxis={"tickformat": ".0%", "rangemode": "tozero"},
+        hovermode="x unified",
+    )
+    if windows.height == 0:
+        return _empty(fig, "No calls in this period")
+    for name in ERROR_COLORS:
+        part = windows.filter(pl.col("error_class") == name).sort("time")
+        if part.height == 0 or not (part["error_rate"] > 0).any():
+            continue
+        fig.add_scatter(
+            x=part["time"].to_list(),
+            y=part["error_rate"].to_list(),
+            mode="lines",
+            stackgroup="errors",
+            line={"width": 0.5, "color": ERROR_COLORS[name]},
+            name=name.replace("_", " "),
+            hovertemplate="%{y:.1%}",
+        )
+    fig.add_hline(
+        y=threshold,
+        line={"color": "#212529", "dash": "dash", "width": 1},
+        annotation_text=f"threshold {threshold:.0%}",
+        annotation_position="top left",
+        annotation_font={"size": 11},
+    )
+    for row in episodes.iter_rows(named=True):
+        fig.add_vrect(
+            x0=row["start"],
+            x1=row["end"],
+            fillcolor="rgba(224,49,49,0.12)",
+            line={"width": 1, "color": "rgba(224,49,49,0.5)"},
+            layer="below",
+        )
+        fig.add_annotation(
+            x=row["start"],
+            y=1,
+            yref="paper",
+            text=f"{label(row['error_class']).replace('_', ' ')} {row['error_rate']:.0%}",
+            showarrow=False,
+            xanchor="left",
+            yanchor="top",
+            font={"size": 11, "color": _DANGER},
+            bgcolor="rgba(255,255,255,0.85)",
+        )
+    return fig
+
+
+def latency_figure(daily: pl.DataFrame) -> go.Figure:
+    """Daily latency percentiles: whole-call p50/p95/p99 and time to first token p50/p95.
+
+    ``daily``: ``period`` (a day), ``duration_p50_ms`` … ``ttft_p95_ms`` (latency job output).
+    """
+    fig = _layout(
+        go.Figure(),
+        height=340,
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+        xaxis={"type": "date", "tickformat": "%b %d"},
+        yaxis={"ticksuffix": " s", "rangemode": "tozero"},
+        hovermode="x unified",
+    )
+    if daily.height == 0:
+        return _empty(fig, "No successful calls in this period")
+    x = [d.isoformat() for d in daily["period"].to_list()]
+    lines = [
+        ("duration_p50_ms", "call p50", PALETTE[0], "solid"),
+        ("duration_p95_ms", "call p95", PALETTE[0], "dash"),
+        ("duration_p99_ms", "call p99", PALETTE[0], "dot"),
+        ("ttft_p50_ms", "first token p50", PALETTE[2], "solid"),
+        ("ttft_p95_ms", "first token p95", PALETTE[2], "dash"),
+    ]
+    for column, name, color, dash in lines:
+        values = [None if v is None else v / 1000 for v in daily[column].to_list()]
+        if all(v is None for v in values):
+            continue
+        fig.add_scatter(
+            x=x,
+            y=values,
+            mode="lines+markers",
+            marker={"size": 4},
+            line={"color": color, "dash": dash, "width": 2},
+            name=name,
+            hovertemplate="%{y:.2f} s",
+        )
+    return fig
+
+
+def cache_hit_figure(series: pl.DataFrame, regressions: pl.DataFrame, *, top: int = 6) -> go.Figure:
+    """Cache hit ratio over time per feature, with detected regressions marked.
+
+    ``series``: ``time`` (naive local), ``key``, ``hit_ratio``, ``input_total`` (input + read +
+    write tokens, used to keep the ``top`` busiest features). ``regressions``: ``key``,
+    ``start`` (naive local), ``before_ratio``, ``after_ratio``.
+    """
+    fig = _layout(
+        go.Figure(),
+        height=340,
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+        xaxis={"type": "date", "tickformat": "%b %d"},
+        yaxis={"tickformat": ".0%", "range": [0, 1.05]},
+    )
+    cached = series.group_by("key").agg(
+        pl.col("input_total").sum(), pl.col("hit_ratio").max().alias("best")
+    )
+    keys = (
+        cached.filter(pl.col("best") > 0)
+        .sort(["input_total", "key"], descending=[True, False])
+        .head(top)["key"]
+        .to_list()
+    )
+    if not keys:
+        return _empty(fig, "No prompt caching in this period")
+    for i, key in enumerate(keys):
+        part = series.filter(pl.col("key") == key).sort("time")
+        fig.add_scatter(
+            x=part["time"].to_list(),
+            y=part["hit_ratio"].to_list(),
+            mode="lines",
+            line={"color": PALETTE[i % len(PALETTE)], "width": 2},
+            name=label(key),
+            hovertemplate="%{fullData.name}<br>%{x|%b %d %H:%M}: %{y:.0%}<extra></extra>",
+        )
+    for row in regressions.iter_rows(named=True):
+        fig.add_vline(x=row["start"], line={"color": _DANGER, "dash": "dash", "width": 1.5})
+        fig.add_annotation(
+            x=row["start"],
+            y=1.02,
+            yref="y",
+            text=f"{label(row['key'])}: {row['before_ratio']:.0%} → {row['after_ratio']:.0%}",
+            showarrow=False,
+            xanchor="left",
+            font={"size": 11, "color": _DANGER},
+            bgcolor="rgba(255,255,255,0.8)",
+        )
+    return fig
+
+
+def spikes_figure(hourly: pl.DataFrame, episodes: pl.DataFrame) -> go.Figure:
+    """Hourly spend of the features that spiked, with each spike episode shaded.
+
+    ``hourly``: ``time`` (naive local), ``key``, ``cost_usd``. ``episodes``: ``key``,
+    ``start``, ``end`` (naive local), ``excess_usd`` (already scaled for a sample).
+    """
+    fig = _layout(
+        go.Figure(),
+        height=320,
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+        xaxis={"type": "date", "tickformat": "%b %d\n%H:%M"},
+        yaxis={"tickprefix": "$", "tickformat": ",.2f", "rangemode": "tozero"},
+    )
+    if episodes.height == 0:
+        return _empty(fig, "No spend spikes in this period")
+    keys = list(dict.fromkeys(episodes["key"].to_list()))
+    for i, key in enumerate(keys):
+        part = hourly.filter(pl.col("key") == key).sort("time")
+        fig.add_scatter(
+            x=part["time"].to_list(),
+            y=part["cost_usd"].to_list(),
+            mode="lines",
+            line={"color": PALETTE[i % len(PALETTE)], "width": 1.5},
+            name=label(key),
+            hovertemplate="%{fullData.name}<br>%{x|%b %d %H:00}: $%{y:,.2f}<extra></extra>",
+        )
+    for row in episodes.iter_rows(named=True):
+        fig.add_vrect(
+            x0=row["start"],
+            x1=row["end"],
+            fillcolor="rgba(224,49,49,0.15)",
+            line={"width": 0},
+            layer="below",
+        )
+        fig.add_annotation(
+            x=row["end"],
+            y=1,
+            yref="paper",
+            text=f"{label(row['key'])} +${row['excess_usd']:,.2f}",
+            showarrow=False,
+            xanchor="left",
+            yanchor="top",
+            font={"size": 11, "color": _DANGER},
+            bgcolor="rgba(255,255,255,0.85)",
+        )
+    return fig

@@ -1,59 +1,61 @@
 """The self-contained HTML spend report (``clauditor report``).
 
-One HTML file that opens offline: plotly.js is inlined exactly once in the page head and every
-figure is a ``<div>`` that uses it, with no external script, stylesheet or font. The report
-covers one period (``--period``, in the configured time zone) and shows:
+One HTML file that opens offline, in any browser or as an email attachment: plotly.js is inlined
+exactly once in the page head and every figure is a ``<div>`` that uses it, with no external
+script, stylesheet, font or image. The report covers one period (``--period``, cut in the
+report's time zone: ``tz``, else the configured one) and shows, top to bottom:
 
 * the exact period and how fresh the data is (the newest span at or before ``as_of``);
-* headline cards: spend and its change against :meth:`Period.previous`, calls, cost per call,
-  untagged spend, unpriced calls;
-* a notice listing every model without a price; it is always present, and says so when
-  everything is priced, because unpriced calls are missing from every dollar figure;
-* spend per day stacked by feature, spend per model, untagged spend per code location;
-* the top features table.
+* headline cards: spend and its change against :meth:`Period.previous`, budget used this month,
+  the month-end forecast and when the budget runs out, calls and cost per call, untagged spend,
+  unpriced calls; then health cards (error rate, spikes, cost of failure, cache savings);
+* notices: every model without a price (always present: unpriced calls are missing from every
+  dollar figure), and whether the per-call sections saw a sample;
+* spend per day stacked by feature; the month's budget burn-up with thresholds, crossings and
+  the forecast band, and the budget table;
+* the feature x model table (calls, the four token counts, hit ratio, cost, cost per call,
+  change); model mix; untagged spend per code location;
+* cache economics (hit ratio over time with regressions, savings, wasted writes, candidates);
+  error rate by class with the threshold and episodes; latency and TTFT percentiles;
+* spend spikes; the cost of failure; the audit scorecard.
 
-Everything is aggregated in Polars before it reaches Plotly, so the file is about 5 MB of
-plotly.js plus a few kB whatever the number of calls. Every string that comes from telemetry is
-HTML-escaped, in the tables and in the figures alike.
+How the data is read so that 10M calls take seconds is in :mod:`clauditor.dashboards.data`.
+Figures only ever get aggregates, so the file is about 5 MB of plotly.js plus a few hundred kB
+whatever the number of calls. Every string from telemetry is HTML-escaped, in the tables and
+in the figures alike.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import html
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import plotly.graph_objects as go
-import plotly.io as pio
 import polars as pl
 from plotly.offline import get_plotlyjs
 
 from clauditor import __version__
-from clauditor.analytics.costs import (
-    UNTAGGED,
-    cost_breakdown,
-    load_calls_in,
-    spend_by_day,
-)
+from clauditor.analytics.costs import UNTAGGED
 from clauditor.analytics.periods import Period, resolve_period
 from clauditor.config import Config
+from clauditor.dashboards import sections
+from clauditor.dashboards.data import (
+    DEFAULT_SAMPLE_LIMIT,
+    ReportData,
+    load_report_data,
+    report_data_from_frame,
+)
 from clauditor.dashboards.figures import (
     daily_spend_figure,
     model_mix_figure,
     untagged_figure,
 )
-from clauditor.pricing import unpriced_calls
-from clauditor.store import read_connection
+from clauditor.dashboards.page import CSS, PAGE
+from clauditor.dashboards.sections import esc, figure_html, format_usd
 
-__all__ = ["ReportSummary", "format_usd", "render_report", "write_report"]
-
-_COLUMNS = ("start_time", "feature", "request_model", "response_model", "code_location", "cost_usd")
-_TOP_FEATURES = 20
-# No mode bar: it covers the small charts, and its image export is the browser's job anyway.
-_PLOTLY_CONFIG = {"responsive": True, "displaylogo": False, "displayModeBar": False}
+__all__ = ["ReportSummary", "format_usd", "render_data", "render_report", "write_report"]
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ class ReportSummary:
     """What :func:`write_report` wrote: the file, the period, its calls and priced spend.
 
     ``cost_usd`` excludes the ``unpriced_calls`` (their cost is unknown); ``bytes`` is the size
-    of the written file.
+    of the written file; ``sample_every`` is 1 when the per-call sections saw every call.
     """
 
     out: Path
@@ -70,37 +72,15 @@ class ReportSummary:
     cost_usd: float
     unpriced_calls: int
     bytes: int
+    sample_every: int = 1
 
 
-def format_usd(value: float | None) -> str:
-    """Dollars for people: ``$1,234.56``; small amounts keep their significant digits
-    (``$0.003``); ``None`` (unpriced) is ``n/a``."""
-    if value is None:
-        return "n/a"
-    if value == 0:
-        return "$0.00"
-    if abs(value) >= 0.995:
-        return f"-${-value:,.2f}" if value < 0 else f"${value:,.2f}"
-    text = f"{abs(value):.4f}".rstrip("0")
-    text = text + "0" * max(0, 4 - len(text))  # keep at least two decimals: $0.50
-    return f"{'-' if value < 0 else ''}${text}"
-
-
-def _esc(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _newest_span(db: str | Path, before: dt.datetime) -> dt.datetime | None:
-    """The start time of the newest call at or before ``before`` (data freshness)."""
-    with read_connection(db) as con:
-        # Epoch microseconds: fetching a TIMESTAMPTZ as a Python object would need pytz.
-        rows = con.execute(
-            "SELECT epoch_us(max(start_time)) FROM calls WHERE start_time <= ?", [before]
-        ).fetchall()
-    micros = rows[0][0] if rows else None
-    if micros is None:
-        return None
-    return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=int(micros))
+def _as_of(as_of: dt.datetime | None, tz: str) -> dt.datetime:
+    if as_of is None:
+        return dt.datetime.now(dt.UTC)
+    if as_of.tzinfo is None:  # wall-clock time in the report's zone, as resolve_period reads it
+        return as_of.replace(tzinfo=ZoneInfo(tz)).astimezone(dt.UTC)
+    return as_of.astimezone(dt.UTC)
 
 
 def write_report(
@@ -110,68 +90,87 @@ def write_report(
     period: str = "30d",
     as_of: dt.datetime | None = None,
     config: Config | None = None,
+    tz: str | None = None,
+    sample_limit: int = DEFAULT_SAMPLE_LIMIT,
 ) -> ReportSummary:
     """Write the HTML report of ``period`` (a :func:`resolve_period` spec) to ``out``.
 
-    Days and the displayed times follow ``config.timezone`` (UTC without a config). ``as_of``
-    (default: now) fixes what "today", "7d" or "mtd" mean, so a past report can be reproduced.
-    The file is written atomically (a reader never sees half of it). Raises
-    :class:`ValueError` for a bad period spec and :class:`~clauditor.errors.StoreError` when the
-    database cannot be read.
+    Days, months and displayed times follow ``tz`` (an IANA zone), else ``config.timezone``
+    (UTC without a config). ``as_of`` (default: now; naive means wall-clock time in that zone)
+    fixes what "today", "7d" or "mtd" mean, so a past report can be reproduced. The budget
+    comes from ``config.budget``. Above ``sample_limit`` calls in the period, the per-call
+    sections read a deterministic sample (money totals stay exact; see
+    :mod:`clauditor.dashboards.data`). The file is written atomically (a reader never sees half
+    of it). Raises :class:`ValueError` for a bad period spec or zone and
+    :class:`~clauditor.errors.StoreError` when the database cannot be read.
     """
     config = config or Config()
-    if as_of is None:
-        as_of = dt.datetime.now(dt.UTC)
-    elif as_of.tzinfo is None:  # wall-clock time in the configured zone, as resolve_period reads it
-        as_of = as_of.replace(tzinfo=ZoneInfo(config.timezone)).astimezone(dt.UTC)
-    current = resolve_period(period, as_of=as_of, tz=config.timezone)
-    before = current.previous()
-    # One read covers both periods; the comparison only needs its total.
-    both = Period(min(before.start, current.start), current.end, "both", current.tz)
-    calls = load_calls_in(db, both, columns=_COLUMNS)
-    in_current = calls.filter(pl.col("start_time") >= current.start)
-    in_before = calls.filter(
-        (pl.col("start_time") >= before.start) & (pl.col("start_time") < before.end)
-    )
-    previous_cost = in_before["cost_usd"].sum() if in_before.height else 0.0
-    newest = _newest_span(db, as_of)
+    zone = tz or config.timezone
+    when = _as_of(as_of, zone)
+    current = resolve_period(period, as_of=when, tz=zone)
+    data = load_report_data(db, current, as_of=when, sample_limit=sample_limit)
+    page = render_data(data, config)
 
-    page = render_report(
-        in_current, current, previous_cost=float(previous_cost or 0.0), newest=newest, as_of=as_of
-    )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, out)
 
-    total = in_current["cost_usd"].sum() if in_current.height else 0.0
+    totals = _totals(data)
     return ReportSummary(
         out=out,
         period=current,
-        calls=in_current.height,
-        cost_usd=float(total or 0.0),
-        unpriced_calls=int(in_current["cost_usd"].null_count()),
+        calls=data.period_calls,
+        cost_usd=totals["cost"],
+        unpriced_calls=int(totals["unpriced"]),
         bytes=out.stat().st_size,
+        sample_every=data.sample_every,
     )
 
 
-def _figure_html(fig: go.Figure, div_id: str) -> str:
-    # plotly.js itself is inlined once in <head>; figures only reference it.
-    return pio.to_html(
-        fig,
-        full_html=False,
-        include_plotlyjs=False,
-        config=_PLOTLY_CONFIG,
-        div_id=div_id,
-        default_height=f"{fig.layout.height or 380}px",
-    )
+def render_report(
+    calls: pl.DataFrame,
+    period: Period,
+    *,
+    previous_cost: float | None = None,
+    newest: dt.datetime | None = None,
+    as_of: dt.datetime,
+    config: Config | None = None,
+) -> str:
+    """The report page for an in-memory frame of ``calls``, as an HTML string. Pure: no I/O.
+
+    ``calls`` may hold more than ``period``: the previous period's rows give the change, the
+    month's rows the budget. ``previous_cost``, when given, overrides the previous period's
+    spend in the headline; ``newest`` overrides the data freshness.
+    """
+    when = _as_of(as_of, period.tz)
+    data = report_data_from_frame(calls, period, as_of=when)
+    if newest is not None:
+        data = ReportData(**{**data.__dict__, "newest": newest})
+    return render_data(data, config or Config(), previous_cost=previous_cost)
+
+
+# --- the page ----------------------------------------------------------------------------------
+
+
+def _totals(data: ReportData, which: str = "current") -> dict[str, float]:
+    rows = data.rollup.filter(pl.col("which") == which)
+    untagged = rows.filter(pl.col("feature") == UNTAGGED)
+    return {
+        "cost": float(rows["cost_usd"].sum() or 0.0),
+        "calls": float(rows["calls"].sum() or 0),
+        "priced": float(rows["priced_calls"].sum() or 0),
+        "unpriced": float((rows["calls"] - rows["priced_calls"]).sum() or 0),
+        "untagged_cost": float(untagged["cost_usd"].sum() or 0.0),
+        "untagged_calls": float(untagged["calls"].sum() or 0),
+    }
 
 
 def _change(current: float, previous: float, previous_period: Period) -> str:
     """The headline's comparison line, as HTML; hovering it shows the previous period's bounds."""
     where = (
-        f'vs <span title="{_esc(previous_period.describe())}">{format_usd(previous)} '
+        f'vs <span title="{esc(previous_period.describe())}">{format_usd(previous)} '
         "the period before</span>"
     )
     if previous == 0:
@@ -185,28 +184,78 @@ def _change(current: float, previous: float, previous_period: Period) -> str:
     return f'<span class="{cls}">{arrow} {abs(ratio):.1%}</span> {where}'
 
 
-def _card(title: str, value: str, detail: str, cls: str = "") -> str:
+def _card(title: str, value: str, detail: str, cls: str = "", meter: float | None = None) -> str:
+    bar = ""
+    if meter is not None:
+        bar = f'<div class="meter"><span style="width:{min(meter, 1.0) * 100:.1f}%"></span></div>'
     return (
         f'<div class="card {cls}"><div class="card-title">{title}</div>'
-        f'<div class="card-value">{value}</div><div class="card-detail">{detail}</div></div>'
+        f'<div class="card-value">{value}</div>{bar}<div class="card-detail">{detail}</div></div>'
     )
 
 
-def _unpriced_notice(calls: pl.DataFrame) -> str:
-    missing = unpriced_calls(calls)
+def _budget_cards(status: pl.DataFrame, config: Config, tz: str, as_of: dt.datetime) -> str:
+    month = as_of.astimezone(ZoneInfo(tz)).strftime("%B")
+    total = status.filter(pl.col("scope") == "total")
+    row = total.row(0, named=True) if total.height else None
+    if row is None:
+        return _card("Budget", "—", "no spend data this month")
+    forecast = (
+        f"{format_usd(row['forecast_usd'])}",
+        f"90 % range {format_usd(row['forecast_low_usd'])}–{format_usd(row['forecast_high_usd'])}"
+        f", {format_usd(row['run_rate_usd'])}/day",
+    )
+    budget = config.budget.monthly_usd
+    if not budget:
+        return _card(
+            f"{month} to date", format_usd(row["spent_usd"]), "no monthly budget configured"
+        ) + _card(f"{month} forecast", forecast[0], forecast[1])
+    fraction = row["fraction"] or 0.0
+    cls = (
+        "alert" if fraction >= 1 else "warn" if fraction >= min(config.budget.thresholds) else "ok"
+    )
+    crossed = row["thresholds_crossed"] or []
+    detail = f"{format_usd(row['spent_usd'])} of {format_usd(budget)} in {month}"
+    if crossed and row["crossed_at"] is not None:
+        at = row["crossed_at"].astimezone(ZoneInfo(tz))
+        detail += f"; passed {max(crossed):.0%} on {at:%b %d %H:%M}"
+    runout = row["projected_runout"]
+    over = (row["forecast_usd"] or 0.0) > budget
+    if runout is not None:
+        runway = f"budget runs out {runout:%b %d}" if fraction < 1 else "budget spent"
+    else:
+        runway = "stays within budget"
+    fcls = "alert" if over else "ok"
+    return _card("Budget used", f"{fraction:.0%}", detail, cls, meter=fraction) + _card(
+        f"{month} forecast",
+        forecast[0],
+        f"<strong class='{'up' if over else 'down'}'>{runway}</strong><br>{forecast[1]}",
+        fcls,
+    )
+
+
+def _unpriced_notice(data: ReportData) -> str:
+    rows = data.rollup.filter(pl.col("which") == "current")
+    calls = int(rows["calls"].sum() or 0)
+    missing = (
+        rows.group_by("model")
+        .agg((pl.col("calls") - pl.col("priced_calls")).sum().alias("calls"))
+        .filter(pl.col("calls") > 0)
+        .sort(["calls", "model"], descending=[True, False])
+    )
     if missing.height == 0:
         return (
             '<section class="notice ok" id="unpriced"><strong>Unpriced calls: none.</strong> '
-            f"All {calls.height:,} calls in this period have a price.</section>"
+            f"All {calls:,} calls in this period have a price.</section>"
         )
     count = int(missing["calls"].sum())
     items = "".join(
-        f"<li><code>{_esc(m)}</code>: {n:,} call{'s' if n != 1 else ''}</li>"
+        f"<li><code>{esc(m)}</code>: {n:,} call{'s' if n != 1 else ''}</li>"
         for m, n in missing.iter_rows()
     )
     return (
         '<section class="notice warn" id="unpriced">'
-        f"<strong>Unpriced calls: {count:,} of {calls.height:,}.</strong> "
+        f"<strong>Unpriced calls: {count:,} of {calls:,}.</strong> "
         "These models have no price in the price table, so their calls are <em>not</em> in any "
         'dollar figure of this report. Add a <code>[prices."MODEL"]</code> entry to '
         "clauditor.toml or run <code>clauditor prices import FILE</code>, then "
@@ -214,225 +263,242 @@ def _unpriced_notice(calls: pl.DataFrame) -> str:
     )
 
 
-def _features_table(by_feature: pl.DataFrame) -> str:
-    shown = by_feature.head(_TOP_FEATURES)
-    rows = []
-    for row in shown.iter_rows(named=True):
-        priced = row["calls"] - row["unpriced_calls"]
-        per_call = row["cost_usd"] / priced if row["cost_usd"] is not None and priced else None
-        share = row["share"]
-        bar = (
-            f'<span class="track"><span class="bar" style="width:{share * 100:.1f}%"></span></span>'
-            if share is not None
-            else ""
-        )
-        name = _esc(row["feature"])
-        if row["feature"] == UNTAGGED:
-            name = f'<span class="muted">{name}</span>'
-        unpriced = f"{row['unpriced_calls']:,}" if row["unpriced_calls"] else ""
-        pct = "" if share is None else f"{share:.1%}"
-        rows.append(
-            f"<tr><td>{name}</td><td class='num'>{row['calls']:,}</td>"
-            f"<td class='num'>{format_usd(row['cost_usd'])}</td>"
-            f"<td class='num share'>{bar}<span class='pct'>{pct}</span></td>"
-            f"<td class='num'>{format_usd(per_call)}</td><td class='num'>{unpriced}</td></tr>"
-        )
-    more = ""
-    if by_feature.height > shown.height:
-        rest = by_feature.slice(shown.height)
-        more = (
-            f"<p class='muted'>… and {rest.height:,} more features, "
-            f"{format_usd(float(rest['cost_usd'].sum() or 0.0))} in total.</p>"
-        )
-    if not rows:
-        return "<p class='muted'>No calls in this period.</p>"
-    return (
-        "<div class='table-wrap'><table><thead><tr><th>Feature</th><th class='num'>Calls</th>"
-        "<th class='num'>Cost</th>"
-        "<th class='num'>Share</th><th class='num'>Cost per call</th>"
-        "<th class='num'>Unpriced calls</th></tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table></div>{more}"
-    )
+def _when(moment: dt.datetime, tz: str) -> str:
+    return f"{moment.astimezone(ZoneInfo(tz)):%Y-%m-%d %H:%M}"
 
 
-def _when(moment: dt.datetime, period: Period) -> str:
-    zone = period.local_bounds()[0].tzinfo
-    return f"{moment.astimezone(zone):%Y-%m-%d %H:%M}"
-
-
-def _freshness(newest: dt.datetime | None, as_of: dt.datetime, period: Period) -> str:
+def _freshness(newest: dt.datetime | None, as_of: dt.datetime, tz: str) -> str:
     if newest is None:
         return "no spans recorded yet"
-    age = as_of - newest
-    hours = age.total_seconds() / 3600
+    hours = (as_of - newest).total_seconds() / 3600
     if hours < 1:
         ago = f"{hours * 60:.0f} min"
     elif hours < 48:
         ago = f"{hours:.1f} h"
     else:
         ago = f"{hours / 24:.1f} days"
-    when = f'<span class="{"stale" if hours > 24 else ""}">{_when(newest, period)}</span>'
+    when = f'<span class="{"stale" if hours > 24 else ""}">{_when(newest, tz)}</span>'
     return f"newest span {when} ({ago} before as-of)"
 
 
-def render_report(
-    calls: pl.DataFrame,
-    period: Period,
-    *,
-    previous_cost: float,
-    newest: dt.datetime | None,
-    as_of: dt.datetime,
-) -> str:
-    """The report page for ``calls`` (already limited to ``period``), as an HTML string.
+def _panel(title: str, lede: str, body: str, cls: str = "", anchor: str = "") -> str:
+    ident = f' id="{anchor}"' if anchor else ""
+    lede_html = f'<p class="lede">{lede}</p>' if lede else ""
+    return f'<section class="panel {cls}"{ident}><h2>{title}</h2>{lede_html}{body}</section>'
 
-    ``previous_cost`` is the priced spend of ``period.previous()``; ``newest`` the newest span
-    time in the database (data freshness). Pure: no I/O.
-    """
-    if as_of.tzinfo is None:
-        as_of = as_of.replace(tzinfo=dt.UTC)
-    by_feature = cost_breakdown(calls, ["feature"])
-    by_model = cost_breakdown(calls, ["model"])
-    untagged = calls.filter(pl.col("feature").is_null() | (pl.col("feature") == ""))
-    by_location = cost_breakdown(untagged, ["code_location"])
-    daily = spend_by_day(calls, tz=period.tz, by="feature")
 
-    total = float(calls["cost_usd"].sum() or 0.0) if calls.height else 0.0
-    unpriced = int(calls["cost_usd"].null_count())
-    priced_calls = calls.height - unpriced
-    untagged_cost = float(untagged["cost_usd"].sum() or 0.0) if untagged.height else 0.0
-    untagged_share = untagged_cost / total if total else 0.0
-    previous = period.previous()
+def _daily_by_feature(data: ReportData) -> pl.DataFrame:
+    tz = data.period.tz
+    return (
+        data.rollup.filter(pl.col("which") == "current")
+        .with_columns(pl.col("bucket").dt.convert_time_zone(tz).dt.date().alias("day"))
+        .group_by("day", "feature")
+        .agg(
+            pl.when(pl.col("priced_calls").sum() > 0)
+            .then(pl.col("cost_usd").sum())
+            .alias("cost_usd")
+        )
+    )
+
+
+def _breakdown(rows: pl.DataFrame, key: str) -> pl.DataFrame:
+    out = (
+        rows.group_by(key)
+        .agg(pl.col("cost_usd").sum(), pl.col("calls").sum())
+        .filter(pl.col("cost_usd") > 0)
+    )
+    total = out["cost_usd"].sum()
+    return out.with_columns((pl.col("cost_usd") / total).alias("share")).sort(
+        ["cost_usd", key], descending=[True, False]
+    )
+
+
+def render_data(data: ReportData, config: Config, *, previous_cost: float | None = None) -> str:
+    """The report page for already-read :class:`ReportData`, as an HTML string."""
+    period, tz = data.period, data.period.tz
+    now, before = _totals(data), _totals(data, "previous")
+    previous = before["cost"] if previous_cost is None else previous_cost
+    total = now["cost"]
+    untagged_share = now["untagged_cost"] / total if total else 0.0
+    status = sections.budget_rows(data, config)
 
     cards = "".join(
         [
+            _card("Spend", format_usd(total), _change(total, previous, data.previous), "headline"),
+            _budget_cards(status, config, tz, data.as_of),
             _card(
-                "Spend",
-                format_usd(total),
-                _change(total, previous_cost, previous),
-                "headline",
-            ),
-            _card("Calls", f"{calls.height:,}", f"{priced_calls:,} priced"),
-            _card(
-                "Cost per call",
-                format_usd(total / priced_calls if priced_calls else None),
-                "over priced calls",
+                "Calls",
+                f"{int(now['calls']):,}",
+                f"{format_usd(total / now['priced'] if now['priced'] else None)} per priced call",
             ),
             _card(
                 "Untagged spend",
-                format_usd(untagged_cost),
-                f"{untagged_share:.1%} of spend, {untagged.height:,} calls",
+                format_usd(now["untagged_cost"]),
+                f"{untagged_share:.1%} of spend, {int(now['untagged_calls']):,} calls",
                 "warn" if untagged_share > 0.1 else "",
             ),
             _card(
                 "Unpriced calls",
-                f"{unpriced:,}",
-                "not in any dollar figure" if unpriced else "every call has a price",
-                "alert" if unpriced else "",
+                f"{int(now['unpriced']):,}",
+                "not in any dollar figure" if now["unpriced"] else "every call has a price",
+                "alert" if now["unpriced"] else "",
             ),
         ]
     )
-    figures = [
-        ("Spend by day, by feature", daily_spend_figure(daily, period), "fig-daily", "wide"),
-        ("Spend by model", model_mix_figure(by_model), "fig-models", ""),
-        ("Untagged spend by code location", untagged_figure(by_location), "fig-untagged", ""),
-    ]
-    panels = "".join(
-        f'<section class="panel {cls}"><h2>{title}</h2>{_figure_html(fig, div_id)}</section>'
-        for title, fig, div_id, cls in figures
+
+    errors_fig, errors_html, err = sections.errors_section(data)
+    cache_fig, cache_html, cache = sections.cache_section(data)
+    latency_fig, latency_html = sections.latency_section(data)
+    spikes_fig, spikes_html, spike_count = sections.spikes_section(data)
+    failure_html, failure_usd = sections.failure_section(data)
+    audit_html, audit_counts = sections.audit_section(data, config)
+    approx = "≈ " if data.sampled else ""
+    health = "".join(
+        [
+            _card(
+                "Error rate",
+                f"{err['rate']:.2%}",
+                f"{int(err['episodes'])} sustained episode(s)",
+                "alert" if err["episodes"] else "ok",
+            ),
+            _card(
+                "Spend spikes",
+                f"{spike_count}",
+                "hours far above their baseline",
+                "alert" if spike_count else "ok",
+            ),
+            _card(
+                "Cost of failure",
+                approx + format_usd(failure_usd),
+                f"{failure_usd / total:.1%} of spend: errors, retries, truncation"
+                if total
+                else "errors, retries, truncation",
+                "warn" if total and failure_usd / total > 0.05 else "",
+            ),
+            _card(
+                "Caching saved",
+                approx + format_usd(cache["saved"]),
+                f"{format_usd(cache['wasted'])} wasted on unread writes; "
+                f"{format_usd(cache['at_stake'])} more possible",
+                "ok" if cache["saved"] > cache["wasted"] else "warn",
+            ),
+            _card(
+                "Audit",
+                f"{audit_counts['pass']}/{sum(audit_counts.values())} pass",
+                f"{audit_counts['fail']} fail, {audit_counts['warn']} warn",
+                "alert" if audit_counts["fail"] else "warn" if audit_counts["warn"] else "ok",
+            ),
+        ]
     )
-    title = f"Claude API spend: {_esc(period.label)}"
-    return _PAGE.format(
+
+    current = data.rollup.filter(pl.col("which") == "current")
+    untagged_rows = current.filter(pl.col("feature") == UNTAGGED)
+    month = data.as_of.astimezone(ZoneInfo(tz)).strftime("%B %Y")
+    panels = [
+        '<h2 class="group">Spend</h2>',
+        _panel(
+            "Spend per day, by feature",
+            "Stacked by feature; the costliest eight have their own colour.",
+            figure_html(daily_spend_figure(_daily_by_feature(data), period), "fig-daily"),
+            "wide",
+        ),
+        _panel(
+            f"Budget burn-up, {esc(month)}",
+            "Month-to-date spend against the monthly budget and its alert thresholds; "
+            "the band is the 90 % forecast range to month end.",
+            figure_html(sections.burnup(data, config, status), "fig-burnup")
+            + sections.budget_table(status, tz, sections.month_crossings(data, config)),
+            "wide",
+            "budget",
+        ),
+        _panel(
+            "Features and models",
+            "Token counts follow Anthropic's meaning: input is uncached input. Hit ratio = "
+            "cache reads / all input tokens. Change is against the previous period.",
+            sections.feature_model_table(data),
+            "wide",
+            "features",
+        ),
+        _panel(
+            "Model mix",
+            "Priced spend per model.",
+            figure_html(model_mix_figure(_breakdown(current, "model")), "fig-models"),
+        ),
+        _panel(
+            "Untagged spend by code location",
+            "Calls without a feature tag: where to add one first.",
+            figure_html(
+                untagged_figure(_breakdown(untagged_rows, "code_location")), "fig-untagged"
+            ),
+        ),
+        '<h2 class="group">Efficiency</h2>',
+        _panel(
+            "Prompt caching",
+            "Hit ratio over time for the busiest cached features; dashed lines mark regressions.",
+            figure_html(cache_fig, "fig-cache") + cache_html,
+            "wide",
+            "cache",
+        ),
+        '<h2 class="group">Reliability</h2>',
+        _panel(
+            "Error rate by class",
+            f"Share of calls that failed, stacked by class; shaded: sustained episodes above "
+            f"{sections.ERROR_THRESHOLD:.0%}.",
+            figure_html(errors_fig, "fig-errors") + errors_html,
+            "wide",
+            "errors",
+        ),
+        _panel(
+            "Latency",
+            "Successful chat calls: whole call and time to first token (streams), per day.",
+            figure_html(latency_fig, "fig-latency") + latency_html,
+            "wide",
+            "latency",
+        ),
+        _panel(
+            "Spend spikes",
+            "Hours that cost far more than the same feature's usual hours.",
+            figure_html(spikes_fig, "fig-spikes") + spikes_html,
+            "wide",
+            "spikes",
+        ),
+        _panel(
+            "Cost of failure",
+            "Dollars that bought nothing, or less than asked for.",
+            failure_html,
+            "wide",
+            "failure",
+        ),
+        _panel(
+            "Production checklist",
+            "What the telemetry says about each item of the checklist.",
+            audit_html,
+            "wide",
+            "audit",
+        ),
+    ]
+    notices = _unpriced_notice(data)
+    if data.sampled:
+        notices += (
+            '<section class="notice info" id="sampled"><strong>Large period.</strong> '
+            f"Spend, tokens, the budget and the tables of features and models cover all "
+            f"{data.period_calls:,} calls exactly; errors, latency, caching, spikes, cost of "
+            f"failure and the checklist are estimated from a 1-in-{data.sample_every:,} "
+            "sample of them.</section>"
+        )
+    title = f"Claude API spend: {esc(period.label)}"
+    return PAGE.format(
         title=title,
         plotlyjs=get_plotlyjs(),
-        css=_CSS,
+        css=CSS,
         heading=title,
-        bounds=_esc(period.describe()),
-        freshness=_freshness(newest, as_of, period),
-        as_of=_esc(_when(as_of, period)),
-        tz=_esc(period.tz),
+        bounds=esc(period.describe()),
+        freshness=_freshness(data.newest, data.as_of, tz),
+        as_of=esc(_when(data.as_of, tz)),
+        tz=esc(tz),
         cards=cards,
-        notice=_unpriced_notice(calls),
-        panels=panels,
-        table=_features_table(by_feature),
-        version=_esc(__version__),
+        health=health,
+        notices=notices,
+        panels="".join(panels),
+        version=esc(__version__),
     )
-
-
-_CSS = """
-:root { --ink:#212529; --muted:#6c757d; --line:#e9ecef; --bg:#f4f6fb; --accent:#4c6ef5;
-        --up:#c92a2a; --down:#2b8a3e; --warn:#f08c00; }
-* { box-sizing: border-box; }
-body { margin:0; background:var(--bg); color:var(--ink);
-       font: 14px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; }
-header { background:linear-gradient(120deg, #1b2a4e, #364fc7); color:#fff;
-         padding:28px 32px 64px; }
-header h1 { margin:0 0 6px; font-size:24px; font-weight:650; }
-header .meta { opacity:.85; font-size:13px; }
-header .meta span.stale { color:#ffd43b; font-weight:600; }
-main { max-width:1280px; margin:0 auto; padding:24px 32px 40px; }
-.cards { display:grid; grid-template-columns:repeat(auto-fit, minmax(200px, 1fr)); gap:16px;
-         margin-top:-44px; }
-.card { background:#fff; border-radius:10px; padding:16px 18px;
-        box-shadow:0 1px 3px rgba(0,0,0,.08); border-top:4px solid var(--accent); }
-.card.warn { border-top-color:var(--warn); }
-.card.alert { border-top-color:var(--up); }
-.card-title { color:var(--muted); font-size:12px; text-transform:uppercase; letter-spacing:.05em; }
-.card-value { font-size:28px; font-weight:650; margin:2px 0; font-variant-numeric:tabular-nums; }
-.card.headline .card-value { color:#1b2a4e; }
-.card-detail { color:var(--muted); font-size:12.5px; }
-.up { color:var(--up); font-weight:600; } .down { color:var(--down); font-weight:600; }
-.flat { font-weight:600; }
-.notice { margin:20px 0 0; padding:12px 16px; border-radius:8px; border-left:5px solid; }
-.notice.ok { background:#ebfbee; border-color:#2b8a3e; }
-.notice.warn { background:#fff4e6; border-color:var(--warn); }
-.notice ul { margin:6px 0 0; padding-left:20px; }
-.grid { display:grid; grid-template-columns:repeat(2, minmax(0, 1fr)); gap:16px; margin-top:20px; }
-.panel { background:#fff; border-radius:10px; padding:14px 18px;
-         box-shadow:0 1px 3px rgba(0,0,0,.08); min-width:0; }
-.panel.wide { grid-column:1 / -1; }
-.panel h2 { font-size:15px; margin:0 0 8px; font-weight:600; }
-table { width:100%; border-collapse:collapse; font-variant-numeric:tabular-nums; }
-.table-wrap { overflow-x:auto; }
-th, td { padding:7px 10px; border-bottom:1px solid var(--line); text-align:left;
-         overflow-wrap:break-word; }
-td:first-child { min-width:8em; max-width:28em; }
-th { color:var(--muted); font-weight:600; font-size:12px; text-transform:uppercase; }
-td.num, th.num { text-align:right; white-space:nowrap; }
-td.share .track { display:inline-block; width:90px; height:8px; margin-right:8px;
-                  background:#edf2ff; border-radius:4px; vertical-align:middle; overflow:hidden; }
-td.share .bar { display:block; height:100%; background:#748ffc; }
-td.share .pct { display:inline-block; min-width:3.5em; }
-.muted { color:var(--muted); }
-code { background:#f1f3f5; padding:1px 5px; border-radius:4px; font-size:12.5px; }
-footer { color:var(--muted); font-size:12px; text-align:center; padding:0 0 28px; }
-@media (max-width: 900px) { .grid { grid-template-columns:minmax(0, 1fr); }
-                            main { padding:20px 16px; } header { padding:22px 16px 56px; } }
-"""
-
-_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<style>{css}</style>
-<script>window.PlotlyConfig = {{MathJaxConfig: 'local'}};</script>
-<script>{plotlyjs}</script>
-</head>
-<body>
-<header>
-  <h1>{heading}</h1>
-  <div class="meta">{bounds} &middot; {freshness} &middot; as of {as_of} ({tz})</div>
-</header>
-<main>
-  <div class="cards">{cards}</div>
-  {notice}
-  <div class="grid">{panels}
-    <section class="panel wide"><h2>Top features</h2>{table}</section>
-  </div>
-</main>
-<footer>Generated by clauditor {version}. Spend excludes unpriced calls.
-All times in {tz}.</footer>
-</body>
-</html>
-"""

@@ -1,0 +1,670 @@
+"""The report's sections, each an HTML fragment built from :class:`ReportData` and the jobs.
+
+Money tables come from the exact DuckDB rollup; the per-call sections (budget aside) call the
+analytics jobs on :attr:`ReportData.calls`. When that is a 1-in-k sample, their dollar figures
+are multiplied by k and the section says they are estimates. Every string that comes from
+telemetry goes through :func:`esc` (HTML) or :func:`clauditor.dashboards.figures.label` (Plotly).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from collections.abc import Sequence
+from zoneinfo import ZoneInfo
+
+import plotly.graph_objects as go
+import plotly.io as pio
+import polars as pl
+
+from clauditor.analytics.budget import budget_status, threshold_crossings
+from clauditor.analytics.cache import (
+    cache_economics,
+    cache_hit_ratio_series,
+    cache_regressions,
+    caching_candidates,
+)
+from clauditor.analytics.costs import UNTAGGED
+from clauditor.analytics.errors import error_episodes, error_windows
+from clauditor.analytics.failure import cost_of_failure
+from clauditor.analytics.latency import latency_percentiles
+from clauditor.analytics.spikes import hourly_spend, spike_episodes
+from clauditor.config import Config
+from clauditor.dashboards import figures
+from clauditor.dashboards.data import ReportData
+
+__all__ = [
+    "ERROR_THRESHOLD",
+    "esc",
+    "figure_html",
+    "format_usd",
+]
+
+# The error rate above which a sustained stretch is an episode (error_episodes' default).
+ERROR_THRESHOLD = 0.01
+_TOP_ROWS = 25
+_TOP_SPIKES = 12
+_TOP_SPIKE_KEYS = 5
+# No mode bar: it covers the small charts, and its image export is the browser's job anyway.
+_PLOTLY_CONFIG = {"responsive": True, "displaylogo": False, "displayModeBar": False}
+
+
+def esc(value: object) -> str:
+    """``value`` as HTML text (quotes escaped too, so it is safe in attributes)."""
+    return html.escape(str(value), quote=True)
+
+
+def format_usd(value: float | None) -> str:
+    """Dollars for people: ``$1,234.56``; small amounts keep their significant digits
+    (``$0.003``); ``None`` (unpriced) is ``n/a``."""
+    if value is None:
+        return "n/a"
+    if value == 0:
+        return "$0.00"
+    if abs(value) >= 0.995:
+        return f"-${-value:,.2f}" if value < 0 else f"${value:,.2f}"
+    text = f"{abs(value):.4f}".rstrip("0")
+    text = text + "0" * max(0, 4 - len(text))  # keep at least two decimals: $0.50
+    return f"{'-' if value < 0 else ''}${text}"
+
+
+def format_tokens(value: int | None) -> str:
+    """Token counts compactly: 950, 12.3K, 4.56M, 1.2B."""
+    if value is None:
+        return ""
+    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(value) >= size:
+            return f"{value / size:.3g}{suffix}"
+    return f"{value:,}"
+
+
+def figure_html(fig: go.Figure, div_id: str) -> str:
+    """A figure as a ``<div>`` using the page's single inlined plotly.js."""
+    return pio.to_html(
+        fig,
+        full_html=False,
+        include_plotlyjs=False,
+        config=_PLOTLY_CONFIG,
+        div_id=div_id,
+        default_height=f"{fig.layout.height or 380}px",
+    )
+
+
+def local_naive(column: str, tz: str) -> pl.Expr:
+    """A UTC datetime column as naive wall-clock time in ``tz`` (what the chart axes show)."""
+    return pl.col(column).dt.convert_time_zone(tz).dt.replace_time_zone(None)
+
+
+def _table(head: Sequence[tuple[str, bool]], rows: list[list[str]], empty: str) -> str:
+    """An HTML table; ``head`` is (title, numeric) pairs; cells are already HTML."""
+    if not rows:
+        return f"<p class='muted'>{empty}</p>"
+    th = "".join(f"<th class='num'>{t}</th>" if num else f"<th>{t}</th>" for t, num in head)
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f"<td class='num'>{cell}</td>" if num else f"<td>{cell}</td>"
+            for cell, (_, num) in zip(row, head, strict=True)
+        )
+        + "</tr>"
+        for row in rows
+    )
+    return (
+        f"<div class='table-wrap'><table><thead><tr>{th}</tr></thead>"
+        f"<tbody>{body}</tbody></table></div>"
+    )
+
+
+def _name(value: str | None) -> str:
+    text = esc(value if value is not None else UNTAGGED)
+    return f"<span class='muted'>{text}</span>" if value in (None, UNTAGGED, "(none)") else text
+
+
+def usd(value: float | None) -> str:
+    """Dollars in a table column: cents from one cent up, significant digits below."""
+    if value is not None and abs(value) >= 0.01:
+        return f"-${-value:,.2f}" if value < 0 else f"${value:,.2f}"
+    return format_usd(value)
+
+
+def _pct(value: float | None, digits: int = 1) -> str:
+    return "" if value is None else f"{value:.{digits}%}"
+
+
+def sample_note(data: ReportData) -> str:
+    """The caveat under a section computed on a sample (empty when every call was read)."""
+    if not data.sampled:
+        return ""
+    return (
+        f"<p class='note'>Estimated from a 1-in-{data.sample_every:,} sample of the "
+        f"{data.period_calls:,} calls; dollar figures scaled up accordingly.</p>"
+    )
+
+
+# --- money -------------------------------------------------------------------------------------
+
+
+def feature_model_table(data: ReportData) -> str:
+    """Feature x model: calls, the four token counts, hit ratio, cost, cost per call, change."""
+    keys = ["feature", "model"]
+    sums = [
+        "calls",
+        "input_tokens",
+        "output_tokens",
+        "cache_read_input_tokens",
+        "cache_creation_input_tokens",
+        "priced_calls",
+    ]
+    agg = [pl.col(c).sum() for c in sums] + [
+        pl.when(pl.col("priced_calls").sum() > 0).then(pl.col("cost_usd").sum()).alias("cost_usd")
+    ]
+    current = data.rollup.filter(pl.col("which") == "current").group_by(keys).agg(agg)
+    before = (
+        data.rollup.filter(pl.col("which") == "previous")
+        .group_by(keys)
+        .agg(pl.col("cost_usd").sum().alias("previous_usd"))
+    )
+    table = current.join(before, on=keys, how="left").sort(
+        ["cost_usd", "calls", "feature", "model"],
+        descending=[True, True, False, False],
+        nulls_last=True,
+    )
+    rows = []
+    for r in table.head(_TOP_ROWS).iter_rows(named=True):
+        inputs = r["input_tokens"] + r["cache_read_input_tokens"] + r["cache_creation_input_tokens"]
+        hit = r["cache_read_input_tokens"] / inputs if inputs else None
+        cost = r["cost_usd"]
+        per_call = cost / r["priced_calls"] if cost is not None and r["priced_calls"] else None
+        prev = r["previous_usd"]
+        if cost is None:
+            change = "<span class='muted'>unpriced</span>"
+        elif not prev:
+            change = "<span class='muted'>new</span>"
+        else:
+            ratio = (cost - prev) / prev
+            cls = "up" if ratio > 0.005 else "down" if ratio < -0.005 else "flat"
+            change = f"<span class='{cls}'>{ratio:+.0%}</span>"
+        rows.append(
+            [
+                _name(r["feature"]),
+                f"<code>{esc(r['model'])}</code>",
+                f"{r['calls']:,}",
+                format_tokens(r["input_tokens"]),
+                format_tokens(r["output_tokens"]),
+                format_tokens(r["cache_read_input_tokens"]),
+                format_tokens(r["cache_creation_input_tokens"]),
+                _pct(hit, 0),
+                f"<strong>{format_usd(cost)}</strong>",
+                format_usd(per_call),
+                change,
+            ]
+        )
+    head = [
+        ("Feature", False),
+        ("Model", False),
+        ("Calls", True),
+        ("Input", True),
+        ("Output", True),
+        ("Cache read", True),
+        ("Cache write", True),
+        ("Hit ratio", True),
+        ("Cost", True),
+        ("Per call", True),
+        ("Change", True),
+    ]
+    more = ""
+    if table.height > _TOP_ROWS:
+        rest = table.slice(_TOP_ROWS)
+        more = (
+            f"<p class='muted'>… and {rest.height:,} more feature/model pairs, "
+            f"{format_usd(float(rest['cost_usd'].sum() or 0.0))} in total.</p>"
+        )
+    return _table(head, rows, "No calls in this period.") + more
+
+
+# --- budget ------------------------------------------------------------------------------------
+
+
+def budget_rows(data: ReportData, config: Config) -> pl.DataFrame:
+    """budget_status over the minute... quarter-hour spend rows (see :mod:`.data`)."""
+    budget = config.budget
+    return budget_status(
+        data.budget_calls,
+        monthly_usd=budget.monthly_usd,
+        feature_budgets=dict(budget.features),
+        thresholds=budget.thresholds,
+        as_of=data.as_of,
+        tz=data.period.tz,
+    )
+
+
+def month_crossings(data: ReportData, config: Config) -> pl.DataFrame:
+    """Every budget threshold the whole account crossed in the month of ``as_of``.
+
+    Columns: ``threshold``, ``crossed_at`` (UTC), ``spent_usd``; empty without a budget.
+    """
+    empty = pl.DataFrame(
+        schema={
+            "threshold": pl.Float64,
+            "crossed_at": pl.Datetime("us", "UTC"),
+            "spent_usd": pl.Float64,
+        }
+    )
+    if not config.budget.monthly_usd:
+        return empty
+    zone = ZoneInfo(data.period.tz)
+    month_start = data.as_of.astimezone(zone).replace(
+        day=1, hour=0, minute=0, second=0, microsecond=0
+    )
+    in_month = data.budget_calls.filter(pl.col("start_time") >= month_start.astimezone(dt.UTC))
+    crossed = threshold_crossings(
+        in_month,
+        monthly_usd=config.budget.monthly_usd,
+        thresholds=config.budget.thresholds,
+        tz=data.period.tz,
+    )
+    return crossed.select("threshold", "crossed_at", "spent_usd") if crossed.height else empty
+
+
+def burnup(data: ReportData, config: Config, status: pl.DataFrame) -> go.Figure:
+    """The burn-up figure of the month of ``as_of``."""
+    tz = data.period.tz
+    zone = ZoneInfo(tz)
+    local = data.as_of.astimezone(zone)
+    month_start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    next_month = (month_start + dt.timedelta(days=32)).replace(day=1)
+    in_month = data.budget_calls.filter(
+        pl.col("start_time") >= month_start.astimezone(dt.UTC)
+    ).sort("start_time")
+    # One point per hour (the running total at the hour's end) keeps the figure small however
+    # many rows the month has; the step line still shows when the money went.
+    hourly = (
+        in_month.group_by(pl.col("start_time").dt.truncate("1h").alias("hour"))
+        .agg(pl.col("cost_usd").sum())
+        .sort("hour")
+        .select(
+            pl.min_horizontal(pl.col("hour") + pl.duration(hours=1), pl.lit(data.as_of))
+            .dt.convert_time_zone(tz)
+            .dt.replace_time_zone(None)
+            .alias("time"),
+            pl.col("cost_usd").cum_sum().alias("spent_usd"),
+        )
+    )
+    naive_start = month_start.replace(tzinfo=None)
+    cumulative = pl.concat(
+        [
+            pl.DataFrame(
+                {"time": [naive_start], "spent_usd": [0.0]},
+                schema={"time": pl.Datetime("us"), "spent_usd": pl.Float64},
+            ),
+            hourly,
+        ]
+    )
+    total = status.filter(pl.col("scope") == "total")
+    forecast = None
+    if total.height:
+        row = total.row(0, named=True)
+        if row["forecast_usd"] is not None:
+            forecast = (row["forecast_low_usd"], row["forecast_usd"], row["forecast_high_usd"])
+    crossings = month_crossings(data, config).with_columns(
+        local_naive("crossed_at", tz).alias("crossed_at")
+    )
+    return figures.burnup_figure(
+        cumulative,
+        month_start=naive_start,
+        month_end=next_month.replace(tzinfo=None),
+        as_of=local.replace(tzinfo=None),
+        budget_usd=config.budget.monthly_usd,
+        thresholds=config.budget.thresholds,
+        forecast=forecast,
+        crossings=crossings,
+    )
+
+
+def budget_table(status: pl.DataFrame, tz: str, crossings: pl.DataFrame) -> str:
+    """One row per budget scope: spent, share, forecast range, run-out, thresholds crossed.
+
+    ``crossings`` (:func:`month_crossings`) dates every threshold of the whole account.
+    """
+    zone = ZoneInfo(tz)
+    account = "<br>".join(
+        f"{r['threshold']:.0%} on {r['crossed_at'].astimezone(zone):%b %d %H:%M}"
+        for r in crossings.iter_rows(named=True)
+    )
+    rows = []
+    for r in status.iter_rows(named=True):
+        scope = "Whole account" if r["scope"] == "total" else _name(r["scope"].split(":", 1)[1])
+        fraction = r["fraction"]
+        cls = "up" if fraction is not None and fraction >= 1 else ""
+        crossed = ", ".join(f"{t:.0%}" for t in (r["thresholds_crossed"] or []))
+        when = ""
+        if r["crossed_at"] is not None:
+            at = r["crossed_at"].astimezone(zone)
+            when = f" <span class='muted'>({at:%b %d %H:%M})</span>"
+        runout = r["projected_runout"]
+        rows.append(
+            [
+                scope,
+                format_usd(r["budget_usd"]) if r["budget_usd"] is not None else "—",
+                format_usd(r["spent_usd"]),
+                f"<span class='{cls}'>{_pct(fraction, 0)}</span>",
+                f"{format_usd(r['forecast_usd'])} <span class='muted'>"
+                f"({format_usd(r['forecast_low_usd'])}–{format_usd(r['forecast_high_usd'])})</span>",
+                f"{runout:%b %d}" if runout is not None else "—",
+                account
+                if r["scope"] == "total" and account
+                else (crossed + when)
+                if crossed
+                else "—",
+            ]
+        )
+    head = [
+        ("Budget", False),
+        ("Monthly", True),
+        ("Spent", True),
+        ("Used", True),
+        ("Month-end forecast (90 %)", True),
+        ("Runs out", True),
+        ("Thresholds crossed", True),
+    ]
+    return _table(head, rows, "No budget configured.")
+
+
+# --- per-call sections -------------------------------------------------------------------------
+
+
+def cache_section(data: ReportData) -> tuple[go.Figure, str, dict[str, float]]:
+    """Hit-ratio figure, savings/waste/candidates HTML, and the totals for the cards."""
+    k = data.sample_every
+    tz = data.period.tz
+    calls = data.calls
+    every = "1h" if data.period.duration <= dt.timedelta(days=8) else "6h"
+    series = cache_hit_ratio_series(calls, every=every, by="feature").select(
+        local_naive("bucket", tz).alias("time"),
+        "key",
+        "hit_ratio",
+        (
+            pl.col("input_tokens")
+            + pl.col("cache_read_input_tokens")
+            + pl.col("cache_creation_input_tokens")
+        ).alias("input_total"),
+    )
+    regressions = cache_regressions(calls).with_columns(local_naive("start", tz).alias("start"))
+    fig = figures.cache_hit_figure(series, regressions)
+    econ = cache_economics(calls, by=["feature"])
+    saved = float(econ["saved_usd"].sum() or 0.0) * k
+    wasted = float(econ["wasted_write_usd"].sum() or 0.0) * k
+    rows = [
+        [
+            _name(r["feature"]),
+            _pct(r["hit_ratio"], 0),
+            usd(r["saved_usd"] * k),
+            usd(r["wasted_write_usd"] * k),
+            "1 hour" if r["recommend_1h"] else "5 minutes",
+        ]
+        for r in econ.filter(
+            (pl.col("cache_read_input_tokens") + pl.col("cache_creation_input_tokens")) > 0
+        ).iter_rows(named=True)
+    ]
+    econ_html = _table(
+        [
+            ("Feature", False),
+            ("Hit ratio", True),
+            ("Saved", True),
+            ("Wasted writes", True),
+            ("Best TTL", True),
+        ],
+        rows,
+        "No feature uses prompt caching.",
+    )
+    candidates = caching_candidates(calls).filter(pl.col("dollars_at_stake") > 0).head(8)
+    cand_rows = [
+        [
+            _name(r["feature"]),
+            f"<code>{esc(r['model'])}</code>",
+            f"{r['calls'] * k:,}",
+            format_tokens(int(r["avg_input_tokens"])),
+            f"<strong>{usd(r['dollars_at_stake'] * k)}</strong>",
+        ]
+        for r in candidates.iter_rows(named=True)
+    ]
+    cand_html = _table(
+        [
+            ("Feature", False),
+            ("Model", False),
+            ("Calls", True),
+            ("Avg uncached input", True),
+            ("Could save", True),
+        ],
+        cand_rows,
+        "No caching candidates: every large, repeated prompt is already cached.",
+    )
+    reg_html = "".join(
+        f"<li><strong>{esc(r['key'])}</strong>: hit ratio fell from {r['before_ratio']:.0%} to "
+        f"{r['after_ratio']:.0%} at {r['start']:%b %d %H:%M}</li>"
+        for r in regressions.iter_rows(named=True)
+    )
+    body = (
+        (f"<ul class='alerts'>{reg_html}</ul>" if reg_html else "")
+        + "<h3>Caching by feature</h3>"
+        + econ_html
+        + "<h3>Caching candidates</h3>"
+        + cand_html
+        + sample_note(data)
+    )
+    return (
+        fig,
+        body,
+        {
+            "saved": saved,
+            "wasted": wasted,
+            "at_stake": float(candidates["dollars_at_stake"].sum() or 0.0) * k,
+        },
+    )
+
+
+def errors_section(data: ReportData) -> tuple[go.Figure, str, dict[str, float]]:
+    """Error rate by class over time (threshold, episodes shaded) and the episode list."""
+    tz = data.period.tz
+    calls = data.calls
+    # Hourly rates over a month are mostly the noise of quiet night hours; 3 h buckets keep a
+    # 45-minute storm visible while smoothing that out.
+    days = data.period.duration / dt.timedelta(days=1)
+    bucket = "1h" if days <= 8 else "3h" if days <= 40 else "1d"
+    windows = (
+        error_windows(calls, window=bucket, every=bucket)
+        .filter(pl.col("error_class") != "any")
+        .select(local_naive("window_start", tz).alias("time"), "error_class", "error_rate")
+    )
+    episodes = error_episodes(calls, threshold=ERROR_THRESHOLD)
+    shown = episodes.filter(pl.col("error_class") != "any")
+    if shown.height == 0:
+        shown = episodes
+    shown = shown.with_columns(
+        local_naive("start", tz).alias("start"), local_naive("end", tz).alias("end")
+    )
+    fig = figures.error_rate_figure(windows, shown, threshold=ERROR_THRESHOLD)
+    rows = [
+        [
+            esc(r["error_class"].replace("_", " ")),
+            f"{r['start']:%b %d %H:%M} – {r['end']:%H:%M}",
+            f"{(r['end'] - r['start']).total_seconds() / 60:.0f} min",
+            f"{r['calls'] * data.sample_every:,}",
+            f"{r['error_rate']:.1%}",
+            f"{r['peak_rate']:.0%}",
+        ]
+        for r in shown.iter_rows(named=True)
+    ]
+    table = _table(
+        [
+            ("Class", False),
+            ("When", False),
+            ("Lasted", True),
+            ("Calls", True),
+            ("Error rate", True),
+            ("Peak", True),
+        ],
+        rows,
+        f"No sustained error episode above {ERROR_THRESHOLD:.0%}.",
+    )
+    failed = windows.height and calls.height
+    from clauditor.analytics.errors import failed_expr
+
+    rate = float(calls.select(failed_expr().mean()).item() or 0.0) if failed else 0.0
+    return (
+        fig,
+        "<h3>Error episodes</h3>" + table + sample_note(data),
+        {
+            "rate": rate,
+            "episodes": float(shown.height),
+        },
+    )
+
+
+def latency_section(data: ReportData) -> tuple[go.Figure, str]:
+    """Daily percentiles figure and the per-feature percentile table."""
+    daily = latency_percentiles(data.calls, by=[], every="1d", tz=data.period.tz)
+    fig = figures.latency_figure(daily)
+    per = latency_percentiles(data.calls, by=["feature"], every=None).sort("calls", descending=True)
+
+    def secs(v: float | None) -> str:
+        return "" if v is None else f"{v / 1000:.2f} s"
+
+    rows = [
+        [
+            _name(r["feature"]),
+            f"{r['calls'] * data.sample_every:,}",
+            secs(r["duration_p50_ms"]),
+            secs(r["duration_p95_ms"]),
+            secs(r["duration_p99_ms"]),
+            secs(r["ttft_p50_ms"]),
+            secs(r["ttft_p95_ms"]),
+            secs(r["ttft_p99_ms"]),
+        ]
+        for r in per.head(_TOP_ROWS).iter_rows(named=True)
+    ]
+    head = [
+        ("Feature", False),
+        ("Calls", True),
+        ("p50", True),
+        ("p95", True),
+        ("p99", True),
+        ("TTFT p50", True),
+        ("TTFT p95", True),
+        ("TTFT p99", True),
+    ]
+    return fig, _table(head, rows, "No successful calls in this period.") + sample_note(data)
+
+
+def spikes_section(data: ReportData) -> tuple[go.Figure, str, int]:
+    """Hourly spend of spiking features (episodes shaded) and the episode table."""
+    tz = data.period.tz
+    k = data.sample_every
+    episodes = spike_episodes(data.calls)
+    # The costliest episodes and the features they hit; the rest are summed up in a line.
+    top = episodes.sort("excess_usd", descending=True).head(_TOP_SPIKES)
+    keys = list(dict.fromkeys(top["key"].to_list()))[:_TOP_SPIKE_KEYS]
+    top = top.filter(pl.col("key").is_in(keys))
+    hourly = (
+        hourly_spend(data.calls, by="feature")
+        .filter(pl.col("key").is_in(keys))
+        .select(local_naive("hour", tz).alias("time"), "key", pl.col("cost_usd") * k)
+    )
+    local = top.with_columns(
+        local_naive("start", tz).alias("start"), local_naive("end", tz).alias("end")
+    )
+    fig = figures.spikes_figure(hourly, local.with_columns(pl.col("excess_usd") * k))
+    rows = [
+        [
+            _name(r["key"]),
+            f"{r['start']:%b %d %H:%M} – {r['end']:%H:%M}",
+            f"{r['calls'] * k:,}",
+            usd(r["cost_usd"] * k),
+            f"<strong>{usd(r['excess_usd'] * k)}</strong>",
+            esc(r["reason"]),
+        ]
+        for r in local.sort("excess_usd", descending=True).iter_rows(named=True)
+    ]
+    head = [
+        ("Feature", False),
+        ("When", False),
+        ("Calls", True),
+        ("Spent", True),
+        ("Above normal", True),
+        ("Why", False),
+    ]
+    more = ""
+    if episodes.height > local.height:
+        rest = episodes.height - local.height
+        more = f"<p class='muted'>… and {rest:,} smaller spike episode(s).</p>"
+    return (
+        fig,
+        _table(head, rows, "No spend spikes.") + more + sample_note(data),
+        episodes.height,
+    )
+
+
+def failure_section(data: ReportData) -> tuple[str, float]:
+    """Cost of failure per feature, and the total."""
+    k = data.sample_every
+    table = cost_of_failure(data.calls)
+    rows = [
+        [
+            _name(r["feature"]),
+            f"{r['errored_calls'] * k:,}",
+            usd(r["errored_usd"] * k),
+            f"{r['retries'] * k:,}",
+            usd(r["retry_usd"] * k),
+            f"{r['truncated_calls'] * k:,}",
+            usd(r["truncated_usd"] * k),
+            f"<strong>{usd(r['failure_usd'] * k)}</strong>",
+            _pct(r["failure_share"]),
+        ]
+        for r in table.filter(pl.col("failure_usd") > 0).head(_TOP_ROWS).iter_rows(named=True)
+    ]
+    head = [
+        ("Feature", False),
+        ("Failed calls", True),
+        ("Failed $", True),
+        ("Retries", True),
+        ("Retries $ (est.)", True),
+        ("Truncated", True),
+        ("Truncated $", True),
+        ("Total", True),
+        ("Of its spend", True),
+    ]
+    total = float(table["failure_usd"].sum() or 0.0) * k
+    note = (
+        "<p class='note'>Retries are estimated as each resend costing what the final attempt "
+        "cost (an upper bound); truncated calls stopped at <code>max_tokens</code>.</p>"
+    )
+    return _table(head, rows, "Nothing lost to failures.") + note + sample_note(data), total
+
+
+_STATUS_ORDER = {"fail": 0, "warn": 1, "pass": 2, "n/a": 3}
+
+
+def audit_section(data: ReportData, config: Config) -> tuple[str, dict[str, int]]:
+    """The checklist scorecard: one row per item with a status badge, and counts per status."""
+    from clauditor.analytics.audit import audit
+
+    items = audit(data.calls, config=config)
+    counts = {s: int((items["status"] == s).sum()) for s in _STATUS_ORDER}
+    rows = []
+    ordered = items.with_columns(
+        pl.col("status").replace_strict(_STATUS_ORDER, default=4).alias("order")
+    ).sort(["order", "usd_at_stake"], descending=[False, True], nulls_last=True)
+    for r in ordered.iter_rows(named=True):
+        status = r["status"]
+        stake = r["usd_at_stake"]
+        rows.append(
+            [
+                f"<span class='badge {esc(status.replace('/', ''))}'>{esc(status)}</span>",
+                f"<strong>{esc(r['item'].replace('_', ' '))}</strong>"
+                f"<div class='muted small'>{esc(r['category'])}</div>",
+                esc(r["evidence"]),
+                usd(stake * data.sample_every) if stake else "",
+            ]
+        )
+    head = [("Status", False), ("Check", False), ("Evidence", False), ("At stake", True)]
+    return _table(head, rows, "No checks ran.") + sample_note(data), counts

@@ -1,0 +1,76 @@
+"""The report over the committed sample (sample_logs/): every planted incident is visible.
+
+The incidents are listed in sample_logs/README.md: the 529 storm of 9 October, the runaway loop
+of 16 October, the cache regression of 21 October and the budget's 80 % line on 24 October.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import pytest
+
+from clauditor.config import load_config
+from clauditor.dashboards.report import write_report
+from clauditor.ingest import ingest_paths
+
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_logs"
+AS_OF = dt.datetime(2026, 10, 31, tzinfo=dt.UTC)
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (SAMPLE / "sample-30d.jsonl.gz").exists(), reason="sample_logs not generated"
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory: pytest.TempPathFactory) -> str:
+    folder = tmp_path_factory.mktemp("sample")
+    config = load_config(SAMPLE / "clauditor.toml")
+    db = folder / "clauditor.duckdb"
+    ingest_paths([SAMPLE / "sample-30d.jsonl.gz"], db, config=config)
+    out = folder / "report.html"
+    summary = write_report(db, out, period="30d", as_of=AS_OF, config=config)
+    assert summary.calls == 52_109
+    assert summary.sample_every == 1
+    assert summary.bytes <= 6_000_000
+    return out.read_text(encoding="utf-8")
+
+
+def _text(page: str) -> str:
+    """The page's visible text, roughly: scripts dropped, tags removed, spaces collapsed."""
+    body = re.sub(r"<script\b.*?</script>", " ", page, flags=re.DOTALL)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body))
+
+
+def test_the_529_storm_is_an_error_episode(page: str) -> None:
+    assert re.search(r"overloaded Oct 09 14:00 – 14:45 45 min", _text(page))
+
+
+def test_the_runaway_loop_is_a_spend_spike(page: str) -> None:
+    match = re.search(r"agent-tools Oct 16 01:00 – 03:00 ([\d,]+) \$([\d,.]+)", _text(page))
+    assert match, "no agent-tools spike on the night of 16 October"
+    assert float(match.group(2).replace(",", "")) > 100  # ~$60 an hour for 90 minutes
+    assert "runaway volume" in page
+
+
+def test_the_cache_regression_is_marked(page: str) -> None:
+    assert re.search(r"support-chat : hit ratio fell from 8\d% to \d% at Oct 21 10:00", _text(page))
+
+
+def test_the_budget_crossings_are_dated(page: str) -> None:
+    text = _text(page)
+    assert "80% on Oct 24" in text
+    assert "100% on Oct 30" in text
+    assert "Budget used 104%" in text  # $928.32 of $890
+
+
+def test_unpriced_model_and_untagged_spend_are_shown(page: str) -> None:
+    text = _text(page)
+    assert "claude-experimental-2026 : 126 calls" in text
+    assert "Untagged spend $59.25" in text
+    assert page.count('class="plotly-graph-div"') == 8
