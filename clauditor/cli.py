@@ -14,7 +14,7 @@ import json
 import sys
 import zoneinfo
 from collections.abc import Callable
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -43,7 +43,7 @@ out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 240)
 err = Console(stderr=True, soft_wrap=True)
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     """How commands that print data print it."""
 
     table = "table"
@@ -233,7 +233,9 @@ def _print_ingest_summary(summary: Any) -> None:
         highlight=False,
     )
     for rejection in summary.rejections[:20]:
-        err.print(f"  rejected {rejection.origin}: {rejection.reason}", highlight=False, markup=False)
+        err.print(
+            f"  rejected {rejection.origin}: {rejection.reason}", highlight=False, markup=False
+        )
     if summary.rejected > 20:
         err.print(
             f"  … and {summary.rejected - 20:,} more (all in the `quarantine` table)",
@@ -329,7 +331,7 @@ def errors(
     config: ConfigOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Sustained error episodes per class (429, 529, 5xx, 4xx, timeouts), and retry amplification."""
+    """Sustained error episodes per class (429, 529, 5xx, 4xx, timeouts); retry amplification."""
     from clauditor.analytics.errors import error_episodes, retry_amplification
 
     _, span, calls = _window(db, config, period, as_of, history=dt.timedelta(0))
@@ -527,7 +529,9 @@ def simulate(
 @app.command()
 @handles_errors
 def serve(
-    host: Annotated[str, typer.Option(help="Address to bind (loopback unless told).")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Address to bind (loopback unless told).")
+    ] = "127.0.0.1",
     http_port: Annotated[int, typer.Option(help="OTLP/HTTP port (0: any free port).")] = 4318,
     grpc_port: Annotated[int, typer.Option(help="OTLP/gRPC port (0: any free port).")] = 4317,
     db: DbOpt = None,
@@ -553,7 +557,11 @@ def serve(
         )
 
     run_server(
-        _db(db), host=host, http_port=http_port, grpc_port=grpc_port, config=_config(config),
+        _db(db),
+        host=host,
+        http_port=http_port,
+        grpc_port=grpc_port,
+        config=_config(config),
         ready=ready,
     )
 
@@ -591,9 +599,7 @@ def alerts_check(
     from clauditor.alerts import check_alerts, render_text
 
     cfg = _config(config)
-    result = check_alerts(
-        _db(db), cfg, as_of=parse_as_of(as_of, cfg.timezone), dry_run=dry_run
-    )
+    result = check_alerts(_db(db), cfg, as_of=parse_as_of(as_of, cfg.timezone), dry_run=dry_run)
     for message in result.printed:
         out.print(render_text(message), highlight=False, markup=False)
         out.print()
@@ -623,9 +629,7 @@ def alerts_backtest(
     from clauditor.alerts import backtest
 
     cfg = _config(config)
-    table = backtest(
-        _db(db), cfg, since=since, as_of=parse_as_of(as_of, cfg.timezone), step=step
-    )
+    table = backtest(_db(db), cfg, since=since, as_of=parse_as_of(as_of, cfg.timezone), step=step)
     emit(table, fmt, title=f"Alerts that would have fired ({since})")
 
 
@@ -641,7 +645,11 @@ def prices(
         return
     from clauditor.pricing import price_table_frame
 
-    emit(price_table_frame(_config(config).price_table()), fmt, title="Prices (USD per million tokens)")
+    emit(
+        price_table_frame(_config(config).price_table()),
+        fmt,
+        title="Prices (USD per million tokens)",
+    )
 
 
 @prices_app.command("import")

@@ -216,9 +216,7 @@ def _parse_budget(raw: Any, where: str) -> BudgetConfig:
     features = raw.get("features", {})
     if not isinstance(features, Mapping):
         raise ConfigError(f"{where}: [budget.features] must map feature names to dollars")
-    per_feature = {
-        str(k): _number(v, f"budget.features.{k}", where) for k, v in features.items()
-    }
+    per_feature = {str(k): _number(v, f"budget.features.{k}", where) for k, v in features.items()}
     return BudgetConfig(monthly_usd=monthly_usd, thresholds=values, features=per_feature)
 
 

@@ -28,7 +28,7 @@ SAMPLE_NAME = "sample-30d.jsonl.gz"
 
 
 def find_sample() -> Path:
-    """The committed sample: ``$CLAUDITOR_SAMPLE``, the checkout's sample_logs/, or ./sample_logs/."""
+    """The committed sample: ``$CLAUDITOR_SAMPLE``, else the checkout's or ./sample_logs/."""
     candidates = []
     if os.environ.get("CLAUDITOR_SAMPLE"):
         candidates.append(Path(os.environ["CLAUDITOR_SAMPLE"]))

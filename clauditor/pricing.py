@@ -21,13 +21,15 @@ counts them so that every report can show them.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import re
 import tomllib
-from json import dumps as json_dumps
-from json import loads as json_loads
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
+from json import dumps as json_dumps
+from json import loads as json_loads
 from pathlib import Path
 from typing import Any
 
@@ -81,11 +83,10 @@ _ENTRY_KEYS = {
 def normalize_model_id(model: str) -> str:
     """The table key of a model id: lower case, without date, provider prefix or version suffix.
 
-    ``claude-sonnet-4-5-20250929``, ``claude-sonnet-4-5``, ``anthropic.claude-sonnet-4-5-20250929-v1:0``
-    (Bedrock) and ``claude-sonnet-4-5@20250929`` (Vertex) all give ``claude-sonnet-4-5``.
+    ``claude-sonnet-4-5-20250929``, ``claude-sonnet-4-5``,
+    ``anthropic.claude-sonnet-4-5-20250929-v1:0`` (Bedrock) and ``claude-sonnet-4-5@20250929``
+    (Vertex) all give ``claude-sonnet-4-5``.
     """
-    import re
-
     key = model.strip().lower()
     key = re.sub(_PROVIDER_PREFIX, "", key)
     key = re.sub(_VERSION_SUFFIX, "", key)
@@ -263,7 +264,9 @@ def load_price_table(
     clauditor.toml gives it).
     """
     text = resources.files("clauditor").joinpath("prices.toml").read_text(encoding="utf-8")
-    table = PriceTable(tuple(parse_price_entries(tomllib.loads(text), where="prices.toml", origin="builtin")))
+    table = PriceTable(
+        tuple(parse_price_entries(tomllib.loads(text), where="prices.toml", origin="builtin"))
+    )
     for path in extra_files:
         try:
             data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
@@ -272,7 +275,9 @@ def load_price_table(
         table = table.with_entries(parse_price_entries(data, where=str(path), origin="imported"))
     if overrides:
         extra = [
-            PriceEntry.from_mapping({"id": model, **entry}, where=f"[prices.{model!r}]", origin="override")
+            PriceEntry.from_mapping(
+                {"id": model, **entry}, where=f"[prices.{model!r}]", origin="override"
+            )
             for model, entry in overrides.items()
         ]
         table = table.with_entries(extra)
@@ -306,7 +311,9 @@ def price_calls(calls: pl.DataFrame, table: PriceTable | None = None) -> pl.Data
         return pl.when(value.str.strip_chars() == "").then(None).otherwise(value)
 
     model = pl.coalesce(named("response_model"), named("request_model"))
-    out_columns = list(calls.columns) + [c for c in (*_COSTS, "price_version") if c not in calls.columns]
+    out_columns = list(calls.columns) + [
+        c for c in (*_COSTS, "price_version") if c not in calls.columns
+    ]
     keyed = calls.drop([c for c in (*_COSTS, "price_version") if c in calls.columns])
     keyed = keyed.with_row_index("__row").with_columns(
         model_key_expr(model).alias("__model_key"),
@@ -475,14 +482,16 @@ def import_litellm(source: str | Path, target: str | Path, *, today: dt.date | N
             )
             long_out = info.get(_LITELLM_LONG_OUTPUT)
             if long_out and price_out:
-                entry["long_context_output_multiplier"] = round(float(long_out) * 1e6 / price_out, 4)
+                entry["long_context_output_multiplier"] = round(
+                    float(long_out) * 1e6 / price_out, 4
+                )
         if isinstance(info.get("deprecation_date"), str):
-            try:
+            with contextlib.suppress(ValueError):
                 entry["deprecated_on"] = dt.date.fromisoformat(info["deprecation_date"])
-            except ValueError:
-                pass
         entries[key] = entry
-    lines = [f"# Imported from {Path(source).name} on {today}; read by clauditor on top of its table.\n"]
+    lines = [
+        f"# Imported from {Path(source).name} on {today}; read by clauditor on top of its table.\n"
+    ]
     for entry in entries.values():
         lines.append("\n[[model]]\n")
         for k, v in entry.items():

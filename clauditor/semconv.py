@@ -33,6 +33,10 @@ GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS = "gen_ai.usage.cache_creation.input_to
 GEN_AI_TOKEN_TYPE = "gen_ai.token.type"
 GEN_AI_CLIENT_TOKEN_USAGE = "gen_ai.client.token.usage"  # metric
 GEN_AI_CLIENT_OPERATION_DURATION = "gen_ai.client.operation.duration"  # metric
+# Content (recorded only when content capture is on): JSON strings in the semconv message schema.
+GEN_AI_INPUT_MESSAGES = "gen_ai.input.messages"
+GEN_AI_OUTPUT_MESSAGES = "gen_ai.output.messages"
+GEN_AI_SYSTEM_INSTRUCTIONS = "gen_ai.system_instructions"
 
 ERROR_TYPE = "error.type"
 HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
@@ -69,6 +73,8 @@ SPEED = "clauditor.usage.speed"
 TTFT_MS = "clauditor.ttft_ms"
 STREAM_OUTCOME = "clauditor.stream.outcome"  # completed | abandoned | error
 TAG_PREFIX = "clauditor.tag."
+ERROR_BODY = "clauditor.error.body"  # JSON of a failed call's error body (content capture only)
+CONTENT_TRUNCATED = "clauditor.content.truncated"  # true when captured content was shortened
 
 # W3C baggage keys: carry the feature and user across service boundaries.
 BAGGAGE_FEATURE = "clauditor.feature"
@@ -81,6 +87,7 @@ ENV_SLACK_WEBHOOK_URL = "CLAUDITOR_SLACK_WEBHOOK_URL"
 ENV_WEBHOOK_URL = "CLAUDITOR_WEBHOOK_URL"
 ENV_RECEIVER_TOKEN = "CLAUDITOR_RECEIVER_TOKEN"
 ENV_OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
+ENV_CAPTURE_CONTENT = "CLAUDITOR_CAPTURE_CONTENT"  # off | errors_only | a sample rate in [0, 1]
 
 # --- other instrumentations, as ingest meets them --------------------------------------------
 # OpenLLMetry (opentelemetry-instrumentation-anthropic), older underscore names.

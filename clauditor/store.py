@@ -141,7 +141,11 @@ CREATE TABLE IF NOT EXISTS alerts (
 """
 
 MIGRATIONS: tuple[tuple[int, str, str], ...] = (
-    (1, "calls table and its views", f"CREATE TABLE calls (\n    {duckdb_columns_sql()}\n);\n{_VIEWS_V1}"),
+    (
+        1,
+        "calls table and its views",
+        f"CREATE TABLE calls (\n    {duckdb_columns_sql()}\n);\n{_VIEWS_V1}",
+    ),
     (2, "quarantine and ingested files", _QUARANTINE_V2),
     (3, "alert state", _ALERTS_V3),
 )

@@ -41,11 +41,10 @@ import polars as pl
 from clauditor.pricing import PriceTable, load_price_table, price_calls
 from clauditor.redact import scrub, scrub_attributes
 from clauditor.schema import CALLS_SCHEMA, conform
-from clauditor.store import WriteResult, drain_spool, write_connection
 
 # The insert of one conformed frame inside an open transaction, span_id duplicates skipped:
 # the same statement write_calls runs (private there; see the report to the lead).
-from clauditor.store import insert_calls
+from clauditor.store import WriteResult, drain_spool, insert_calls, write_connection
 
 from .normalize import ROW_COLUMNS, SpanRecord, SpanRejected, _row
 

@@ -36,8 +36,14 @@ def filled_db(db_path: Path, make_calls) -> Path:
 def test_query_json_is_an_array_of_objects(filled_db: Path) -> None:
     result = runner.invoke(
         app,
-        ["query", "SELECT feature, sum(cost_usd) AS usd FROM calls GROUP BY 1 ORDER BY 1",
-         "--db", str(filled_db), "--format", "json"],
+        [
+            "query",
+            "SELECT feature, sum(cost_usd) AS usd FROM calls GROUP BY 1 ORDER BY 1",
+            "--db",
+            str(filled_db),
+            "--format",
+            "json",
+        ],
     )
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
@@ -48,8 +54,14 @@ def test_query_json_is_an_array_of_objects(filled_db: Path) -> None:
 def test_query_csv_over_a_view(filled_db: Path) -> None:
     result = runner.invoke(
         app,
-        ["query", "SELECT feature, calls FROM feature_costs ORDER BY feature",
-         "--db", str(filled_db), "-f", "csv"],
+        [
+            "query",
+            "SELECT feature, calls FROM feature_costs ORDER BY feature",
+            "--db",
+            str(filled_db),
+            "-f",
+            "csv",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == ["feature,calls", "chat,2", "search,1"]

@@ -39,7 +39,9 @@ def test_ingest_summary_and_idempotency(small_sample: Path, db_path: Path) -> No
         assert con.execute("SELECT count(*) FROM calls").fetchall()[0][0] == count
 
 
-def test_ingest_reports_bad_lines_and_exits_1(small_sample: Path, db_path: Path, tmp_path: Path) -> None:
+def test_ingest_reports_bad_lines_and_exits_1(
+    small_sample: Path, db_path: Path, tmp_path: Path
+) -> None:
     import gzip
 
     lines = gzip.decompress(small_sample.read_bytes()).decode().splitlines()
@@ -59,8 +61,17 @@ def test_costs_json_matches_the_database(small_sample: Path, db_path: Path) -> N
     runner.invoke(app, ["ingest", str(small_sample), "--db", str(db_path)])
     result = runner.invoke(
         app,
-        ["costs", "--db", str(db_path), "--by", "feature,model", "--period", "2026-10-29..2026-10-30",
-         "--format", "json"],
+        [
+            "costs",
+            "--db",
+            str(db_path),
+            "--by",
+            "feature,model",
+            "--period",
+            "2026-10-29..2026-10-30",
+            "--format",
+            "json",
+        ],
     )
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)

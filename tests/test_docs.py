@@ -33,8 +33,12 @@ def test_every_view_is_in_the_readme(tmp_path: Path) -> None:
     with write_connection(db):
         pass
     with read_connection(db) as con:
-        views = [r[0] for r in con.execute(
-            "SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()]
+        views = [
+            r[0]
+            for r in con.execute(
+                "SELECT view_name FROM duckdb_views() WHERE NOT internal"
+            ).fetchall()
+        ]
     assert views
     missing = [v for v in views if f"| `{v}` |" not in README]
     assert not missing, f"views missing from README.md: {missing}"
@@ -42,6 +46,8 @@ def test_every_view_is_in_the_readme(tmp_path: Path) -> None:
 
 def test_readme_quick_start_matches_ci() -> None:
     ci = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text()
-    test_command = 'python3 -m venv .venv && . .venv/bin/activate && pip install -q -e ".[dev]" && pytest'
+    test_command = (
+        'python3 -m venv .venv && . .venv/bin/activate && pip install -q -e ".[dev]" && pytest'
+    )
     assert test_command in README and test_command in ci
     assert "clauditor demo" in README

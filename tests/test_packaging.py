@@ -45,6 +45,9 @@ def test_wheel_installs_into_a_clean_venv_and_runs(tmp_path: Path) -> None:
         assert command in help_text
     prices = subprocess.run(
         [str(venv / "bin" / "clauditor"), "prices", "-f", "csv"],
-        check=True, capture_output=True, text=True, cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     ).stdout
     assert "claude-sonnet-4-5" in prices

@@ -201,12 +201,20 @@ def test_price_change_by_effective_from() -> None:
             {"claude-test": {"input": 4.0, "output": 8.0, "effective_from": dt.date(2026, 6, 1)}}
         ).entries[-1:]
     )
-    days = [dt.datetime(2025, 12, 31, 23, tzinfo=UTC), dt.datetime(2026, 3, 1, tzinfo=UTC),
-            dt.datetime(2026, 6, 1, 0, 30, tzinfo=UTC)]
+    days = [
+        dt.datetime(2025, 12, 31, 23, tzinfo=UTC),
+        dt.datetime(2026, 3, 1, tzinfo=UTC),
+        dt.datetime(2026, 6, 1, 0, 30, tzinfo=UTC),
+    ]
     frame = frame_from_rows(
         [
-            call_row(start_time=d, request_model="claude-test", response_model=None,
-                     input_tokens=1_000_000, output_tokens=0)
+            call_row(
+                start_time=d,
+                request_model="claude-test",
+                response_model=None,
+                input_tokens=1_000_000,
+                output_tokens=0,
+            )
             for d in days
         ]
     )
@@ -219,8 +227,15 @@ def test_price_change_by_effective_from() -> None:
 
 def test_config_override_applies_from_its_date() -> None:
     config = parse_config(
-        {"prices": {"claude-sonnet-4-5": {"input": 4.0, "output": 20.0,
-                                          "effective_from": dt.date(2026, 10, 1)}}}
+        {
+            "prices": {
+                "claude-sonnet-4-5": {
+                    "input": 4.0,
+                    "output": 20.0,
+                    "effective_from": dt.date(2026, 10, 1),
+                }
+            }
+        }
     )
     table = config.price_table()
     before = priced(table, start_time=dt.datetime(2026, 9, 30, tzinfo=UTC), input_tokens=1000)
@@ -238,8 +253,10 @@ def test_bad_override_names_the_problem() -> None:
 
 
 def test_row_order_and_other_columns_are_kept() -> None:
-    rows = [call_row(feature=f"f{i}", start_time=dt.datetime(2026, 10, 30 - i, tzinfo=UTC))
-            for i in range(5)]
+    rows = [
+        call_row(feature=f"f{i}", start_time=dt.datetime(2026, 10, 30 - i, tzinfo=UTC))
+        for i in range(5)
+    ]
     out = price_calls(frame_from_rows(rows))
     assert out.get_column("feature").to_list() == [f"f{i}" for i in range(5)]
     assert out.height == 5 and "cost_usd" in out.columns
@@ -256,17 +273,24 @@ def test_import_litellm(tmp_path: Path) -> None:
         json.dumps(
             {
                 "claude-sonnet-4-5-20250929": {  # unchanged: skipped
-                    "litellm_provider": "anthropic", "mode": "chat",
-                    "input_cost_per_token": 3e-06, "output_cost_per_token": 1.5e-05,
+                    "litellm_provider": "anthropic",
+                    "mode": "chat",
+                    "input_cost_per_token": 3e-06,
+                    "output_cost_per_token": 1.5e-05,
                 },
                 "claude-newmodel-5": {  # new: priced from 1970 so history is priced
-                    "litellm_provider": "anthropic", "mode": "chat",
-                    "input_cost_per_token": 2e-06, "output_cost_per_token": 1e-05,
+                    "litellm_provider": "anthropic",
+                    "mode": "chat",
+                    "input_cost_per_token": 2e-06,
+                    "output_cost_per_token": 1e-05,
                     "input_cost_per_token_above_200k_tokens": 4e-06,
                     "output_cost_per_token_above_200k_tokens": 1.5e-05,
                 },
-                "gpt-4o": {"litellm_provider": "openai", "input_cost_per_token": 1e-06,
-                           "output_cost_per_token": 1e-06},
+                "gpt-4o": {
+                    "litellm_provider": "openai",
+                    "input_cost_per_token": 1e-06,
+                    "output_cost_per_token": 1e-06,
+                },
             }
         )
     )
