@@ -27,16 +27,24 @@ from clauditor.analytics.errors import (
     retry_amplification,
 )
 from clauditor.analytics.failure import cost_of_failure
+from clauditor.analytics.frame import (
+    ANALYTICS_COLUMNS,
+    analytics_frame_from,
+    load_analytics_frame,
+    prepare_calls,
+)
 from clauditor.analytics.latency import latency_percentiles
 from clauditor.analytics.periods import ACCEPTED_SPECS, Period, resolve_period
 from clauditor.analytics.spikes import detect_spikes, hourly_spend, spike_episodes
 
 __all__ = [
     "ACCEPTED_SPECS",
+    "ANALYTICS_COLUMNS",
     "AUDIT_ITEMS",
     "ERROR_CLASSES",
     "GROUP_KEYS",
     "Period",
+    "analytics_frame_from",
     "audit",
     "budget_status",
     "cache_economics",
@@ -53,7 +61,9 @@ __all__ = [
     "group_key_expr",
     "hourly_spend",
     "latency_percentiles",
+    "load_analytics_frame",
     "load_calls_in",
+    "prepare_calls",
     "resolve_period",
     "retry_amplification",
     "spend_by_day",

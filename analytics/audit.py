@@ -13,12 +13,13 @@ synchronous API are *non-interactive*: Batch API candidates.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 import polars as pl
 
 from clauditor.analytics.cache import cache_economics, caching_candidates
-from clauditor.analytics.costs import UNTAGGED, group_key_expr
+from clauditor.analytics.costs import PREPARED_KEY, UNTAGGED, group_key_expr
 from clauditor.analytics.errors import error_class_expr, failed_expr
 from clauditor.analytics.failure import cost_of_failure
 from clauditor.config import Config
@@ -60,6 +61,14 @@ STREAM_AFTER_MS = 2000.0
 GROWTH_WARN = 3.0
 PROMPT_WARN_TOKENS = 100_000
 MIN_TURNS = 3
+_PROMPT_COLUMNS = (
+    "input_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "cost_input_usd",
+    "cost_cache_read_usd",
+    "cost_cache_write_usd",
+)
 
 
 def _row(
@@ -89,6 +98,7 @@ def _by_workload(frame: pl.DataFrame, *aggs: pl.Expr) -> pl.DataFrame:
         pl.when(~untagged).then(pl.col("feature")).alias("_feature"),
         pl.when(untagged).then(pl.col("code_location").fill_null("?")).alias("_location"),
     ).agg(*aggs)
+    grouped = grouped.with_columns(pl.col("_feature", "_location").cast(pl.String))
     return grouped.with_columns(
         pl.when(pl.col("_feature").is_null())
         .then(pl.format("{} {}", pl.lit(UNTAGGED), pl.col("_location")))
@@ -97,12 +107,25 @@ def _by_workload(frame: pl.DataFrame, *aggs: pl.Expr) -> pl.DataFrame:
     ).drop("_feature", "_location")
 
 
+def _model_id(frame: pl.DataFrame) -> pl.Expr:
+    """The model id as answered, from a prepared frame's column when there is one."""
+    if "_model_id" in frame.columns:
+        return pl.col("_model_id")
+    return pl.coalesce("response_model", "request_model")
+
+
+def _has_user(frame: pl.DataFrame) -> pl.Expr:
+    """Whether a call names an end user (a prepared frame may carry only ``_has_user``)."""
+    return pl.col("_has_user") if "_has_user" in frame.columns else pl.col("user_id").is_not_null()
+
+
 def _models(frame: pl.DataFrame) -> pl.DataFrame:
     """Calls per model id as answered (``model``), with the normalized table key (``key``)."""
     return (
-        frame.group_by(pl.coalesce("response_model", "request_model").alias("model"))
+        frame.group_by(_model_id(frame).alias("model"))
         .agg(pl.len().alias("calls"))
         .filter(pl.col("model").is_not_null())
+        .with_columns(pl.col("model").cast(pl.String))
         .with_columns(model_key_expr("model").alias("key"))
     )
 
@@ -129,11 +152,11 @@ def _model_mix(chat: pl.DataFrame, table: PriceTable) -> dict[str, Any]:
         t: int(models.filter(pl.col("tier") == t)["calls"].sum()) / counted for t in TARGET_MIX
     }
     opus_ids = models.filter(pl.col("tier") == "opus")["model"].to_list()
-    opus = chat.filter(pl.coalesce("response_model", "request_model").is_in(opus_ids))
+    opus = chat.filter(_model_id(chat).cast(pl.String).is_in(opus_ids))
     usd = 0.0
     if shares["opus"] > OPUS_WARN and opus.height:
         # What the Opus calls beyond a 5 % share would have cost on Sonnet 4.5.
-        sonnet = opus.with_columns(
+        sonnet = opus.with_columns(pl.col(pl.Categorical).cast(pl.String)).with_columns(
             pl.lit("claude-sonnet-4-5").alias("request_model"),
             pl.lit("claude-sonnet-4-5").alias("response_model"),
         )
@@ -156,9 +179,13 @@ def _model_mix(chat: pl.DataFrame, table: PriceTable) -> dict[str, Any]:
     return _row("model_mix", "cost", status, evidence, usd)
 
 
-def _prompt_caching(calls: pl.DataFrame) -> dict[str, Any]:
-    candidates = caching_candidates(calls)
-    economics = cache_economics(calls, by=[])
+def _prompt_caching(calls: pl.DataFrame, results: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
+    candidates = results.get("caching_candidates")
+    if candidates is None:
+        candidates = caching_candidates(calls)
+    economics = results.get("cache_economics")
+    if economics is None:
+        economics = cache_economics(calls, by=[])
     wasted = float(economics["wasted_write_usd"].sum()) if economics.height else 0.0
     if candidates.height == 0:
         return _row(
@@ -186,13 +213,18 @@ def _prompt_caching(calls: pl.DataFrame) -> dict[str, Any]:
     )
 
 
+def _seconds(ms: float | None) -> str:
+    """A median duration for evidence text; other instrumentations may not record durations."""
+    return "duration unknown" if ms is None else f"{ms / 1000:.1f} s"
+
+
 def _batch_api(chat: pl.DataFrame, total: float) -> dict[str, Any]:
     per = (
         _by_workload(
             chat,
             pl.len().alias("calls"),
             pl.col("stream").fill_null(False).any().alias("streams"),
-            pl.col("user_id").is_not_null().any().alias("has_users"),
+            _has_user(chat).any().alias("has_users"),
             (pl.col("service_tier") == "batch").fill_null(False).any().alias("batched"),
             pl.col("cost_usd").fill_null(0.0).sum().alias("cost"),
             pl.col("duration_ms").median().alias("p50_ms"),
@@ -206,7 +238,7 @@ def _batch_api(chat: pl.DataFrame, total: float) -> dict[str, Any]:
         )
     stake = float(per["cost"].sum()) * (1.0 - BATCH_DISCOUNT)
     names = ", ".join(
-        f"{r['workload']} (${r['cost']:,.2f}, p50 {r['p50_ms'] / 1000:.1f} s)"
+        f"{r['workload']} (${r['cost']:,.2f}, p50 {_seconds(r['p50_ms'])})"
         for r in per.head(3).iter_rows(named=True)
     )
     status = "fail" if stake >= 0.1 * total else "warn"
@@ -221,7 +253,10 @@ def _batch_api(chat: pl.DataFrame, total: float) -> dict[str, Any]:
 
 
 def _max_tokens(chat: pl.DataFrame) -> list[dict[str, Any]]:
-    ok = chat.filter(~failed_expr())
+    columns = ["feature", "code_location", "max_tokens", "output_tokens", "stop_reason"]
+    ok = (
+        chat.lazy().filter(~failed_expr()).select(*columns, "cost_usd", "cost_output_usd").collect()
+    )
     if ok.height == 0:
         return [
             _row("max_tokens_set", "cost", "n/a", "no successful generation calls"),
@@ -275,10 +310,21 @@ def _max_tokens(chat: pl.DataFrame) -> list[dict[str, Any]]:
 
 
 def _retries(calls: pl.DataFrame) -> dict[str, Any]:
-    classed = calls.with_columns(error_class_expr())
-    retried = classed.filter(pl.col("retries").fill_null(0) > 0).height
-    transient = classed.filter(pl.col("error_class").is_in(["rate_limited", "overloaded"])).height
-    timeouts = classed.filter(pl.col("error_class") == "timeout").height
+    retried = int(calls.select((pl.col("retries").fill_null(0) > 0).sum()).item())
+    # Failed calls are few: classify their distinct (status, type, HTTP status) combinations.
+    classed = (
+        calls.lazy()
+        .filter(failed_expr())
+        .group_by("status", "error_type", "http_status")
+        .agg(pl.len().alias("n"))
+        .with_columns(pl.col("status", "error_type").cast(pl.String))
+        .with_columns(error_class_expr())
+        .collect()
+    )
+    transient = int(
+        classed.filter(pl.col("error_class").is_in(["rate_limited", "overloaded"]))["n"].sum()
+    )
+    timeouts = int(classed.filter(pl.col("error_class") == "timeout")["n"].sum())
     longest = float(calls["duration_ms"].max() or 0.0) / 1000.0
     evidence = (
         f"{retried:,} calls resent ({_pct(retried / calls.height)}); {transient:,} final 429/529; "
@@ -296,7 +342,13 @@ def _retries(calls: pl.DataFrame) -> dict[str, Any]:
 
 
 def _usage_logged(chat: pl.DataFrame) -> dict[str, Any]:
-    ok = chat.filter(~failed_expr())
+    ok = (
+        chat.lazy()
+        .filter(~failed_expr())
+        .select("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
+                "output_tokens")
+        .collect()
+    )  # fmt: skip
     if ok.height == 0:
         return _row("usage_logged", "observability", "n/a", "no successful generation calls")
     tokens = (
@@ -315,12 +367,16 @@ def _usage_logged(chat: pl.DataFrame) -> dict[str, Any]:
     )
 
 
-def _error_rate(calls: pl.DataFrame) -> dict[str, Any]:
-    failed = calls.filter(failed_expr()).height
+def _error_rate(calls: pl.DataFrame, results: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
+    failed = int(calls.select(failed_expr().sum()).item())
     rate = failed / calls.height
     status = "pass" if rate <= ERROR_WARN else ("warn" if rate <= ERROR_FAIL else "fail")
-    failure = cost_of_failure(calls, by=[])
-    usd = float(failure["errored_usd"][0] + failure["retry_usd"][0]) if failure.height else 0.0
+    failure = results.get("cost_of_failure")
+    if failure is None:
+        failure = cost_of_failure(calls, by=[])
+    usd = (
+        float(failure["errored_usd"].sum() + failure["retry_usd"].sum()) if failure.height else 0.0
+    )
     return _row(
         "error_rate",
         "reliability",
@@ -331,8 +387,13 @@ def _error_rate(calls: pl.DataFrame) -> dict[str, Any]:
 
 
 def _attribution(calls: pl.DataFrame, total: float) -> dict[str, Any]:
+    key = (
+        pl.col(PREPARED_KEY + "feature")
+        if PREPARED_KEY + "feature" in calls.columns
+        else group_key_expr("feature")
+    )
     untagged = float(
-        calls.filter(group_key_expr("feature") == UNTAGGED)["cost_usd"].fill_null(0).sum()
+        calls.select(pl.col("cost_usd").filter(key == UNTAGGED).fill_null(0).sum()).item()
     )
     share = untagged / total if total > 0 else 0.0
     status = "pass" if share <= UNTAGGED_WARN else ("warn" if share <= UNTAGGED_FAIL else "fail")
@@ -348,9 +409,18 @@ def _attribution(calls: pl.DataFrame, total: float) -> dict[str, Any]:
 def _streaming(chat: pl.DataFrame) -> dict[str, Any]:
     per = (
         _by_workload(
-            chat.filter(~failed_expr() & (pl.col("service_tier").fill_null("") != "batch")),
+            chat.lazy()
+            .filter(~failed_expr() & (pl.col("service_tier").fill_null("") != "batch"))
+            .select(
+                "feature",
+                "code_location",
+                "stream",
+                "duration_ms",
+                _has_user(chat).alias("_has_user"),
+            )  # fmt: skip
+            .collect(),
             pl.col("stream").fill_null(False).mean().alias("streamed"),
-            pl.col("user_id").is_not_null().any().alias("has_users"),
+            pl.col("_has_user").any().alias("has_users"),
             pl.col("duration_ms").median().alias("p50_ms"),
         )
         .sort("workload")
@@ -367,7 +437,7 @@ def _streaming(chat: pl.DataFrame) -> dict[str, Any]:
             f"{per.height} interactive workloads; those slower than 2 s stream",
         )
     names = ", ".join(
-        f"{r['workload']} (p50 {r['p50_ms'] / 1000:.1f} s)" for r in slow.iter_rows(named=True)
+        f"{r['workload']} (p50 {_seconds(r['p50_ms'])})" for r in slow.iter_rows(named=True)
     )
     return _row(
         "streaming", "performance", "warn", f"interactive and not streamed, over 2 s: {names}"
@@ -375,7 +445,10 @@ def _streaming(chat: pl.DataFrame) -> dict[str, Any]:
 
 
 def _context_growth(chat: pl.DataFrame) -> dict[str, Any]:
-    conv = chat.filter(pl.col("conversation_id").is_not_null() & ~failed_expr())
+    conversation = "_conversation" if "_conversation" in chat.columns else "conversation_id"
+    conv = chat.filter(pl.col(conversation).is_not_null() & ~failed_expr()).select(
+        conversation, "start_time", *_PROMPT_COLUMNS
+    )
     if conv.height == 0:
         return _row("context_growth", "cost", "n/a", "no conversation ids recorded")
     prompt = (
@@ -390,7 +463,7 @@ def _context_growth(chat: pl.DataFrame) -> dict[str, Any]:
     )
     turns = conv.sort("start_time").with_columns(prompt.alias("prompt"), input_cost.alias("icost"))
     per = (
-        turns.group_by("conversation_id")
+        turns.group_by(conversation)
         .agg(
             pl.len().alias("turns"),
             pl.col("prompt").first().alias("first"),
@@ -443,8 +516,8 @@ def _deprecated(calls: pl.DataFrame, table: PriceTable) -> dict[str, Any]:
         return _row(
             "deprecated_models", "reliability", "pass", "no model in use is deprecated", 0.0
         )
-    keyed = calls.filter(
-        pl.coalesce("response_model", "request_model").is_in(models["model"].to_list())
+    keyed = calls.select(
+        pl.col("cost_usd").filter(_model_id(calls).cast(pl.String).is_in(models["model"].to_list()))
     )
     used = (
         models.group_by(pl.col("key").alias("_key"))
@@ -485,13 +558,22 @@ def _budget(config: Config | None) -> dict[str, Any]:
     )
 
 
-def audit(calls: pl.DataFrame, *, config: Config | None = None) -> pl.DataFrame:
+def audit(
+    calls: pl.DataFrame,
+    *,
+    config: Config | None = None,
+    results: Mapping[str, pl.DataFrame] | None = None,
+) -> pl.DataFrame:
     """Score the checklist items telemetry can judge (see :data:`AUDIT_ITEMS`).
 
     ``config`` supplies the price table (for what-if pricing and deprecation dates) and the
     budget; without it the built-in prices are used and ``budget_configured`` is ``n/a``.
     Columns: ``item``, ``category``, ``status``, ``evidence``, ``usd_at_stake``, one row per
     item in :data:`AUDIT_ITEMS` order. An empty frame gives every item ``n/a``.
+
+    ``results`` lends job results already computed over the same ``calls`` so that the audit
+    does not run them again: ``cache_economics`` and ``cost_of_failure`` (any ``by``: their
+    rows are summed) and ``caching_candidates`` (default options). Missing ones are computed.
     """
     schema = {
         "item": pl.String,
@@ -505,18 +587,25 @@ def audit(calls: pl.DataFrame, *, config: Config | None = None) -> pl.DataFrame:
             [_row(i, "", "n/a", "no calls in the period") for i in AUDIT_ITEMS], schema=schema
         )
     table = config.price_table() if config is not None else load_price_table()
+    results = results or {}
     operation = pl.col("operation").fill_null("chat")
-    chat = calls.filter(operation.is_in(["chat", "batch"]))
-    sync = chat.filter(operation == "chat") if (chat["operation"] == "batch").any() else chat
+    # Copy rows only when some are not generation calls (a copy of a big frame costs memory).
+    operations = set(calls.select(operation.unique().cast(pl.String))["operation"].to_list())
+    chat = (
+        calls
+        if operations <= {"chat", "batch"}
+        else calls.filter(operation.is_in(["chat", "batch"]))
+    )
+    sync = chat.filter(operation == "chat") if "batch" in operations else chat
     total = float(calls["cost_usd"].fill_null(0).sum())
     rows = [
         _model_mix(chat, table),
-        _prompt_caching(calls),
+        _prompt_caching(calls, results),
         _batch_api(sync, total),
         *_max_tokens(sync),
         _retries(calls),
         _usage_logged(chat),
-        _error_rate(calls),
+        _error_rate(calls, results),
         _attribution(calls, total),
         _streaming(sync),
         _context_growth(chat),

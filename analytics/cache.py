@@ -28,7 +28,8 @@ from datetime import timedelta
 
 import polars as pl
 
-from clauditor.analytics.errors import failed_expr, with_group_keys
+from clauditor.analytics.costs import with_group_keys
+from clauditor.analytics.errors import failed_expr
 from clauditor.pricing import (
     CACHE_READ_MULTIPLIER,
     CACHE_WRITE_1H_MULTIPLIER,
@@ -75,6 +76,58 @@ def _prepared(calls: pl.DataFrame | pl.LazyFrame, by: Sequence[str]) -> pl.LazyF
     )
 
 
+def _next_in_group(value: pl.Expr, gid: pl.Expr) -> pl.Expr:
+    """The first non-NULL ``value`` strictly after each row within its group ``gid``, on a frame
+    sorted by ``gid`` then time (one pass over the whole frame, no per-group work)."""
+    found = value.shift(-1).backward_fill()
+    found_gid = pl.when(value.is_not_null()).then(gid).shift(-1).backward_fill()
+    return pl.when(found_gid == gid).then(found)
+
+
+def _sequence_terms(cached: pl.LazyFrame) -> pl.LazyFrame:
+    """Waste and TTL-replay terms of each cached call (reads or writes > 0).
+
+    Only cached calls take part in the read/write sequence (a call without cache tokens is
+    neither a read nor a write), so the sequence is followed on them alone: one sort by an
+    integer group id (feature and model as recorded) and time, then shifts that do not cross
+    group boundaries.
+    """
+    t = pl.col("start_time")
+    gid = pl.col("_gid")
+    seq = cached.with_columns(
+        pl.struct(pl.col("_seq_feature").cast(pl.String), pl.col("_seq_model").cast(pl.String))
+        .rank("dense")
+        .alias("_gid")
+    ).sort("_gid", "start_time")
+    next_read = _next_in_group(pl.when(pl.col("_read") > 0).then(t), gid)
+    gap_to_read = next_read - t
+    unread_5m = (pl.col("_w5m") > 0) & (next_read.is_null() | (gap_to_read > TTL_5M))
+    unread_1h = (pl.col("_w1h") > 0) & (next_read.is_null() | (gap_to_read > TTL_1H))
+    premium_5m = (CACHE_WRITE_5M_MULTIPLIER - 1.0) * pl.col("_w5m") * pl.col("_unit_in")
+    premium_1h = (CACHE_WRITE_1H_MULTIPLIER - 1.0) * pl.col("_w1h") * pl.col("_unit_in")
+    # Every row here is cached, so the previous cached call is the previous row of the group.
+    prev_cached = pl.when(gid.shift(1) == gid).then(t.shift(1))
+    gap = t - prev_cached
+    prefix_usd = (pl.col("_read") + pl.col("_write")) * pl.col("_unit_in")
+    replay_5m = prefix_usd * pl.when(gap.is_null() | (gap > TTL_5M)).then(
+        CACHE_WRITE_5M_MULTIPLIER
+    ).otherwise(CACHE_READ_MULTIPLIER)
+    replay_1h = prefix_usd * pl.when(gap.is_null() | (gap > TTL_1H)).then(
+        CACHE_WRITE_1H_MULTIPLIER
+    ).otherwise(CACHE_READ_MULTIPLIER)
+    return seq.with_columns(
+        (
+            pl.when(unread_5m).then(premium_5m).otherwise(0.0)
+            + pl.when(unread_1h).then(premium_1h).otherwise(0.0)
+        ).alias("_wasted"),
+        (
+            pl.when(unread_5m).then(pl.col("_w5m")).otherwise(0)
+            + pl.when(unread_1h).then(pl.col("_w1h")).otherwise(0)
+        ).alias("_unread"),
+        (replay_5m - replay_1h).alias("_ttl_gain"),
+    )
+
+
 def cache_economics(
     calls: pl.DataFrame, *, by: Sequence[str] = ("feature", "model")
 ) -> pl.DataFrame:
@@ -89,61 +142,45 @@ def cache_economics(
     the sequence per feature and model, whatever ``by`` is. Sorted by ``saved_usd`` descending.
     """
     by = list(by)
-    seq_keys = ["_seq_feature", "_seq_model"]
     # Failed calls carry no usage; they would only add empty rows under the requested model id.
     # The read/write sequence is followed per feature and model as recorded (no need for
     # the display names there).
-    lf = _prepared(calls.lazy().filter(~failed_expr()), by).with_columns(
-        pl.col("feature").alias("_seq_feature"),
-        pl.coalesce("response_model", "request_model").alias("_seq_model"),
-    )
-    lf = lf.sort("start_time")
-    t = pl.col("start_time")
-    read_at = pl.when(pl.col("_read") > 0).then(t)
-    # The first read strictly after each call, within the same feature and model.
-    next_read = read_at.shift(-1).backward_fill().over(seq_keys)
-    gap_to_read = next_read - t
-    unread_5m = (pl.col("_w5m") > 0) & (next_read.is_null() | (gap_to_read > TTL_5M))
-    unread_1h = (pl.col("_w1h") > 0) & (next_read.is_null() | (gap_to_read > TTL_1H))
+    lf = _prepared(calls.lazy().filter(~failed_expr()), by)
     premium_5m = (CACHE_WRITE_5M_MULTIPLIER - 1.0) * pl.col("_w5m") * pl.col("_unit_in")
     premium_1h = (CACHE_WRITE_1H_MULTIPLIER - 1.0) * pl.col("_w1h") * pl.col("_unit_in")
     read_saving = (1.0 / CACHE_READ_MULTIPLIER - 1.0) * pl.col("cost_cache_read_usd").fill_null(0.0)
-    # TTL replay over cached calls only.
-    cached = (pl.col("_read") + pl.col("_write")) > 0
-    cached_at = pl.when(cached).then(t)
-    prev_cached = cached_at.shift(1).forward_fill().over(seq_keys)
-    gap = t - prev_cached
-    prefix_usd = (pl.col("_read") + pl.col("_write")) * pl.col("_unit_in")
-    replay_5m = prefix_usd * pl.when(gap.is_null() | (gap > TTL_5M)).then(
-        CACHE_WRITE_5M_MULTIPLIER
-    ).otherwise(CACHE_READ_MULTIPLIER)
-    replay_1h = prefix_usd * pl.when(gap.is_null() | (gap > TTL_1H)).then(
-        CACHE_WRITE_1H_MULTIPLIER
-    ).otherwise(CACHE_READ_MULTIPLIER)
-    lf = lf.with_columns(
-        (read_saving - (premium_5m + premium_1h).fill_null(0.0)).alias("_saved"),
-        (
-            pl.when(unread_5m).then(premium_5m).otherwise(0.0)
-            + pl.when(unread_1h).then(premium_1h).otherwise(0.0)
-        ).alias("_wasted"),
-        (
-            pl.when(unread_5m).then(pl.col("_w5m")).otherwise(0)
-            + pl.when(unread_1h).then(pl.col("_w1h")).otherwise(0)
-        ).alias("_unread"),
-        pl.when(cached).then(replay_5m - replay_1h).otherwise(0.0).alias("_ttl_gain"),
-    )
-    aggs = [
+    sums = [
         pl.len().cast(pl.Int64).alias("calls"),
         pl.col("_input").sum().alias("input_tokens"),
         pl.col("_read").sum().alias("cache_read_input_tokens"),
         pl.col("_write").sum().alias("cache_creation_input_tokens"),
-        pl.col("_saved").sum().alias("saved_usd"),
+        (read_saving - (premium_5m + premium_1h).fill_null(0.0)).sum().alias("saved_usd"),
         pl.col("cost_cache_write_usd").fill_null(0.0).sum().alias("write_cost_usd"),
+    ]
+    seq_sums = [
         pl.col("_wasted").sum().alias("wasted_write_usd"),
         pl.col("_unread").sum().cast(pl.Int64).alias("unread_write_tokens"),
         pl.col("_ttl_gain").sum().alias("ttl_1h_saving_usd"),
     ]
-    grouped = lf.group_by(by).agg(aggs) if by else lf.select(aggs)
+    have = set(lf.collect_schema().names())
+    seq_model = (
+        pl.col("_model_id")
+        if "_model_id" in have
+        else pl.coalesce("response_model", "request_model")
+    )
+    cached = lf.filter((pl.col("_read") + pl.col("_write")) > 0).select(
+        *by, pl.col("feature").alias("_seq_feature"), seq_model.alias("_seq_model"),
+        "start_time", "_read", "_write", "_w5m", "_w1h", "_unit_in",
+    )  # fmt: skip
+    terms = _sequence_terms(cached)
+    if by:
+        grouped = (
+            lf.group_by(by)
+            .agg(sums)
+            .join(terms.group_by(by).agg(seq_sums), on=by, how="left", nulls_equal=True)
+        )
+    else:
+        grouped = pl.concat([lf.select(sums), terms.select(seq_sums)], how="horizontal")
     total = (
         pl.col("input_tokens")
         + pl.col("cache_read_input_tokens")
@@ -151,8 +188,14 @@ def cache_economics(
     )
     return (
         grouped.with_columns(
+            pl.col("wasted_write_usd").fill_null(0.0),
+            pl.col("unread_write_tokens").fill_null(0),
+            pl.col("ttl_1h_saving_usd").fill_null(0.0),
+        )
+        .with_columns(
             pl.when(total > 0).then(pl.col("cache_read_input_tokens") / total).alias("hit_ratio"),
             (pl.col("ttl_1h_saving_usd") > 0).alias("recommend_1h"),
+            *[pl.col(k).cast(pl.String) for k in by],
         )
         .select(
             *by,
@@ -199,36 +242,49 @@ def caching_candidates(
         (pl.col("operation").fill_null("chat") != "count_tokens")
         & (pl.col("status").fill_null("ok") == "ok")
     )
-    lf = lf.sort("start_time").with_columns(
-        ((pl.col("start_time") - pl.col("start_time").shift(1)) <= TTL_5M)
-        .fill_null(False)
-        .over(keys)
-        .alias("_reuse"),
-        pl.col("_input").quantile(0.1, "lower").over(keys).alias("prefix_tokens"),
-    )
-    prefix_usd = pl.col("prefix_tokens") * pl.col("_unit_in").fill_null(0.0)
-    gain = (
-        pl.when(pl.col("_reuse"))
-        .then((1.0 - CACHE_READ_MULTIPLIER) * prefix_usd)
-        .otherwise(-(CACHE_WRITE_5M_MULTIPLIER - 1.0) * prefix_usd)
-    )
-    grouped = lf.group_by(keys).agg(
-        pl.len().cast(pl.Int64).alias("calls"),
-        pl.col("_input").mean().alias("avg_input_tokens"),
-        pl.col("prefix_tokens").first().cast(pl.Int64),
-        pl.col("_reuse").mean().alias("reuse_share"),
-        (pl.col("_read") + pl.col("_write")).sum().alias("_cached"),
-        pl.col("_input").sum().alias("_input_sum"),
-        pl.col("cost_input_usd").fill_null(0.0).sum().alias("input_cost_usd"),
-        gain.sum().clip(lower_bound=0.0).alias("dollars_at_stake"),
-    )
     cached_share = pl.col("_cached") / (pl.col("_cached") + pl.col("_input_sum"))
-    return (
-        grouped.filter(
+    # The cheap sums decide which groups qualify; the per-call work (the 10th percentile and
+    # the reuse sequence) is then done for those groups only.
+    totals = (
+        lf.group_by(keys)
+        .agg(
+            pl.len().cast(pl.Int64).alias("calls"),
+            pl.col("_input").mean().alias("avg_input_tokens"),
+            (pl.col("_read") + pl.col("_write")).sum().alias("_cached"),
+            pl.col("_input").sum().alias("_input_sum"),
+            pl.col("cost_input_usd").fill_null(0.0).sum().alias("input_cost_usd"),
+        )
+        .filter(
             (pl.col("calls") >= min_calls)
             & (pl.col("avg_input_tokens") >= min_prompt_tokens)
             & (cached_share.fill_nan(0.0) < max_cached_share)
         )
+        .collect()
+    )
+    t = pl.col("start_time")
+    # Inside each group: its calls in time order, each a reuse when it follows the previous
+    # one within 5 minutes.
+    reuse = (t.sort().diff() <= TTL_5M).fill_null(False)
+    prefix = pl.col("_input").quantile(0.1, "lower")
+    prefix_usd = prefix * pl.col("_unit_in").fill_null(0.0).sort_by(t)
+    gain = (
+        pl.when(reuse)
+        .then((1.0 - CACHE_READ_MULTIPLIER) * prefix_usd)
+        .otherwise(-(CACHE_WRITE_5M_MULTIPLIER - 1.0) * prefix_usd)
+    )
+    per_call = (
+        lf.join(totals.lazy().select(keys), on=keys, how="semi", nulls_equal=True)
+        .group_by(keys)
+        .agg(
+            prefix.cast(pl.Int64).alias("prefix_tokens"),
+            reuse.mean().alias("reuse_share"),
+            gain.sum().clip(lower_bound=0.0).alias("dollars_at_stake"),
+        )
+        .collect()
+    )
+    return (
+        totals.join(per_call, on=keys, how="left", nulls_equal=True)
+        .with_columns([pl.col(k).cast(pl.String) for k in keys])
         .select(
             *keys,
             "calls",
@@ -239,7 +295,6 @@ def caching_candidates(
             "dollars_at_stake",
         )
         .sort(["dollars_at_stake", *keys], descending=[True, False, False])
-        .collect()
     )
 
 
@@ -274,6 +329,7 @@ def _series(calls: pl.DataFrame, every: str, by: str) -> pl.DataFrame:
             pl.col("_read").sum().alias("cache_read_input_tokens"),
             pl.col("_write").sum().alias("cache_creation_input_tokens"),
         )
+        .with_columns(pl.col("key").cast(pl.String))
         .collect()
     )
     schema = sums.schema

@@ -8,8 +8,9 @@ Conventions every caller can rely on:
 
 * ``model`` is what answered the call, ``coalesce(response_model, request_model)``, as its
   canonical undated id (``claude-sonnet-4-5-20250929`` and ``claude-sonnet-4-5`` are one model:
-  see :func:`clauditor.pricing.normalize_model_id`); ``user`` is ``user_id``. A NULL (or empty) key is shown as ``(untagged)`` for ``feature`` and ``(none)``
-  for every other key, so untagged spend is a row of its own and never disappears.
+  see :func:`clauditor.pricing.normalize_model_id`); ``user`` is ``user_id``. A NULL (or
+  empty) key is shown as ``(untagged)`` for ``feature`` and ``(none)`` for every other key,
+  so untagged spend is a row of its own and never disappears.
 * A call with no price (its model is not in the price table) has ``cost_usd`` NULL. Groups count
   such calls in ``unpriced_calls``; a group made only of unpriced calls has ``cost_usd`` NULL,
   never 0, so "free" and "unknown" cannot be confused.
@@ -35,8 +36,10 @@ __all__ = [
     "UNTAGGED",
     "cost_breakdown",
     "group_key_expr",
+    "keys_as_strings",
     "load_calls_in",
     "spend_by_day",
+    "with_group_keys",
 ]
 
 GROUP_KEYS = ("feature", "model", "service", "environment", "user", "code_location")
@@ -54,17 +57,27 @@ _KEY_SOURCES: dict[str, tuple[str, ...]] = {
 }
 
 
+# Columns a prepared frame (:func:`clauditor.analytics.frame.prepare_calls`) carries: the group
+# key already computed, named ``_key_<key>``.
+PREPARED_KEY = "_key_"
+
+
 def _present(name: str) -> pl.Expr:
-    """Column ``name`` with empty strings read as NULL (an empty tag is no tag)."""
-    column = pl.col(name)
-    return pl.when(column.str.len_chars() == 0).then(None).otherwise(column)
+    """Column ``name`` with empty strings read as NULL (an empty tag is no tag).
+
+    ``replace`` rather than a string function, so that Categorical columns work too.
+    """
+    return pl.col(name).replace("", None)
 
 
 def group_key_expr(key: str) -> pl.Expr:
     """The expression computing group key ``key`` (one of :data:`GROUP_KEYS`), aliased ``key``.
 
     NULL keys become ``(untagged)`` for ``feature`` and ``(none)`` otherwise. The frame must hold
-    the key's source columns (:func:`cost_breakdown` adds missing ones as NULL).
+    the key's source columns (:func:`cost_breakdown` adds missing ones as NULL); they may be
+    String or Categorical. The result has the source's type (String or Categorical). The
+    ``model`` key normalizes ids with regular expressions, so it is computed once per DISTINCT
+    id and mapped onto the rows rather than evaluated on every row.
     """
     _check_keys([key])
     sources = _KEY_SOURCES[key]
@@ -72,8 +85,38 @@ def group_key_expr(key: str) -> pl.Expr:
         pl.coalesce([_present(c) for c in sources]) if len(sources) > 1 else _present(sources[0])
     )
     if key == "model":
-        value = model_key_expr(value)
+        ids = value.unique(maintain_order=True).cast(pl.String)  # one order for old and new
+        value = value.cast(pl.String).replace_strict(
+            ids, model_key_expr(ids), default=None, return_dtype=pl.String
+        )
     return value.fill_null(UNTAGGED if key == "feature" else NO_KEY).alias(key)
+
+
+def with_group_keys(
+    calls: pl.DataFrame | pl.LazyFrame, by: Sequence[str], *, prefix: str = ""
+) -> pl.LazyFrame:
+    """``calls`` (lazily) with one column per group key of ``by``, as :func:`group_key_expr`
+    computes it, named ``<prefix><key>``.
+
+    A prepared frame's ``_key_<key>`` columns are reused rather than recomputed. The key
+    columns may be Categorical: aggregate on them, then :func:`keys_as_strings` on the (small)
+    result so that callers always see String keys.
+    """
+    lf = calls.lazy()
+    have = set(lf.collect_schema().names())
+    exprs = [
+        (pl.col(PREPARED_KEY + k) if PREPARED_KEY + k in have else group_key_expr(k)).alias(
+            prefix + k
+        )
+        for k in by
+    ]
+    return lf.with_columns(exprs) if exprs else lf
+
+
+def keys_as_strings(frame: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
+    """``frame`` with the ``keys`` columns cast to String (Categorical keys of a prepared frame
+    must not leak into job results)."""
+    return frame.with_columns([pl.col(k).cast(pl.String) for k in keys]) if keys else frame
 
 
 def _check_keys(by: Sequence[str]) -> None:
@@ -112,7 +155,7 @@ def cost_breakdown(calls: pl.DataFrame | pl.LazyFrame, by: Sequence[str]) -> pl.
     by = list(by) if not isinstance(by, str) else by
     _check_keys(by)
     needed = [c for k in by for c in _KEY_SOURCES[k]] + [*TOKEN_COLUMNS, "cost_usd"]
-    lf = _with_columns(calls, needed).with_columns([group_key_expr(k) for k in by])
+    lf = with_group_keys(_with_columns(calls, needed), by)
     aggs = [
         pl.len().cast(pl.Int64).alias("calls"),
         *[pl.col(c).sum().cast(pl.Int64).alias(c) for c in TOKEN_COLUMNS],
@@ -127,6 +170,7 @@ def cost_breakdown(calls: pl.DataFrame | pl.LazyFrame, by: Sequence[str]) -> pl.
     columns = [*by, "calls", *TOKEN_COLUMNS, "cost_usd", "share", "unpriced_calls"]
     return (
         out.select(columns)
+        .with_columns([pl.col(k).cast(pl.String) for k in by])
         .sort(
             ["cost_usd", "calls", *by],
             descending=[True, True, *([False] * len(by))],
@@ -152,16 +196,15 @@ def spend_by_day(
     if isinstance(dtype, pl.Datetime) and dtype.time_zone is None:
         start = start.dt.replace_time_zone("UTC")  # stored times are UTC
     return (
-        lf.with_columns(
-            start.dt.convert_time_zone(tz).dt.date().alias("day"),
-            group_key_expr(by),
-        )
+        with_group_keys(lf, [by])
+        .with_columns(start.dt.convert_time_zone(tz).dt.date().alias("day"))
         .group_by("day", by)
         .agg(
             pl.len().cast(pl.Int64).alias("calls"),
             _priced_sum().alias("cost_usd"),
             pl.col("cost_usd").is_null().sum().cast(pl.Int64).alias("unpriced_calls"),
         )
+        .with_columns(pl.col(by).cast(pl.String))
         .sort(["day", "cost_usd", by], descending=[False, True, False], nulls_last=True)
         .collect()
     )

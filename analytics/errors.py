@@ -32,7 +32,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from clauditor.analytics.costs import group_key_expr
+from clauditor.analytics.costs import with_group_keys
 
 __all__ = [
     "ANY",
@@ -58,35 +58,6 @@ ERROR_CLASSES = (
 OTHER = "other"
 ANY = "any"
 _ALL_CLASSES = (*ERROR_CLASSES, OTHER)
-
-
-def with_group_keys(
-    calls: pl.DataFrame | pl.LazyFrame, by: Sequence[str], *, prefix: str = ""
-) -> pl.LazyFrame:
-    """``calls`` (lazily) with one column per group key of ``by``, as
-    :func:`~clauditor.analytics.costs.group_key_expr` computes it.
-
-    Same values, computed faster on big frames: the ``model`` key normalizes ids with regular
-    expressions, so it is computed once per distinct model id and mapped onto the rows rather
-    than evaluated on every row. ``prefix`` names the columns ``<prefix><key>``.
-    """
-    lf = calls.lazy()
-    exprs = []
-    for key in by:
-        if key != "model":
-            exprs.append(group_key_expr(key).alias(prefix + key))
-            continue
-        raw = pl.coalesce(
-            pl.col("response_model").replace("", None), pl.col("request_model").replace("", None)
-        )
-        ids = lf.select(raw.unique().alias("_id")).collect()["_id"]
-        names = pl.DataFrame({"response_model": ids, "request_model": ids}).select(
-            group_key_expr("model")
-        )["model"]
-        known = ids.is_not_null()
-        mapped = raw.replace_strict(ids.filter(known), names.filter(known), default=None)
-        exprs.append(mapped.fill_null(names.filter(~known).first() or "(none)").alias(prefix + key))
-    return lf.with_columns(exprs) if exprs else lf
 
 
 def failed_expr() -> pl.Expr:
@@ -170,21 +141,31 @@ def _duration(text: str) -> int:
 def _bucket_counts(calls: pl.DataFrame, every: str) -> pl.DataFrame:
     """Calls and errors per class per ``every`` bucket, on a dense grid (empty buckets are 0).
 
-    Columns: ``bucket``, ``calls``, one ``err_<class>`` per class and ``err_any``.
+    Columns: ``bucket``, ``calls``, one ``err_<class>`` per class and ``err_any``. Failed calls
+    are few, so they are counted per distinct (status, error type, HTTP status) first and only
+    those few combinations are classified: no string work on every row, and the raw columns
+    may be Categorical.
     """
     lf = calls.lazy().select("start_time", "status", "error_type", "http_status")
-    lf = lf.with_columns(
-        pl.col("start_time").dt.truncate(every).alias("bucket"), error_class_expr()
+    bucket = pl.col("start_time").dt.truncate(every).alias("bucket")
+    totals = lf.group_by(bucket).agg(pl.len().cast(pl.Int64).alias("calls"))
+    failed = (
+        lf.filter(failed_expr())
+        .group_by(bucket, "status", "error_type", "http_status")
+        .agg(pl.len().cast(pl.Int64).alias("_n"))
+        .with_columns(pl.col("status", "error_type").cast(pl.String))
+        .with_columns(error_class_expr())
+        .group_by("bucket")
+        .agg(
+            *[
+                pl.col("_n").filter(pl.col("error_class") == c).sum().alias(f"err_{c}")
+                for c in _ALL_CLASSES
+            ]
+        )
     )
     counts = (
-        lf.group_by("bucket")
-        .agg(
-            pl.len().cast(pl.Int64).alias("calls"),
-            *[
-                (pl.col("error_class") == c).sum().cast(pl.Int64).alias(f"err_{c}")
-                for c in _ALL_CLASSES
-            ],
-        )
+        totals.join(failed, on="bucket", how="left")
+        .with_columns([pl.col(f"err_{c}").fill_null(0).cast(pl.Int64) for c in _ALL_CLASSES])
         .collect()
     )
     if counts.height == 0:
@@ -407,7 +388,8 @@ def retry_amplification(calls: pl.DataFrame, *, by: Sequence[str] = ("feature",)
     ]
     grouped = lf.group_by(by).agg(aggs) if by else lf.select(aggs)
     return (
-        grouped.with_columns(
+        grouped.with_columns(pl.col(by).cast(pl.String))
+        .with_columns(
             (pl.col("attempts") / pl.col("calls")).alias("attempts_per_call"),
             (pl.col("retried_calls") / pl.col("calls")).alias("retried_share"),
         )

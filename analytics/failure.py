@@ -19,7 +19,8 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from clauditor.analytics.errors import failed_expr, with_group_keys
+from clauditor.analytics.costs import with_group_keys
+from clauditor.analytics.errors import failed_expr
 
 __all__ = ["cost_of_failure"]
 
@@ -51,7 +52,7 @@ def cost_of_failure(calls: pl.DataFrame, *, by: Sequence[str] = ("feature",)) ->
     grouped = lf.group_by(by).agg(aggs) if by else lf.select(aggs)
     failure = pl.col("errored_usd") + pl.col("retry_usd") + pl.col("truncated_usd")
     return (
-        grouped.with_columns(failure.alias("failure_usd"))
+        grouped.with_columns(failure.alias("failure_usd"), *[pl.col(k).cast(pl.String) for k in by])
         .with_columns(
             pl.when(pl.col("cost_usd") > 0)
             .then(pl.col("failure_usd") / pl.col("cost_usd"))

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from clauditor.analytics.errors import with_group_keys
+from clauditor.analytics.costs import with_group_keys
 
 __all__ = ["PERCENTILES", "latency_percentiles"]
 
@@ -57,4 +57,5 @@ def latency_percentiles(
     for q in PERCENTILES:
         aggs.append(pl.col("ttft_ms").quantile(q, "linear").alias(f"ttft_p{round(q * 100)}_ms"))
     grouped = lf.group_by(keys).agg(aggs) if keys else lf.select(aggs)
+    grouped = grouped.with_columns([pl.col(k).cast(pl.String) for k in by])
     return grouped.sort(keys or ["calls"]).collect()

@@ -26,7 +26,7 @@ import numpy as np
 import polars as pl
 from numpy.lib.stride_tricks import sliding_window_view
 
-from clauditor.analytics.errors import with_group_keys
+from clauditor.analytics.costs import with_group_keys
 
 __all__ = ["detect_spikes", "hourly_spend", "spike_episodes"]
 
@@ -50,8 +50,10 @@ def hourly_spend(calls: pl.DataFrame, *, by: str = "feature") -> pl.DataFrame:
         pl.col("_k_model").alias("_model"),
         pl.col("cost_usd").fill_null(0.0).alias("_cost"),
     )
-    per_model = lf.group_by("hour", "key", "_model").agg(
-        pl.len().cast(pl.Int64).alias("calls"), pl.col("_cost").sum().alias("cost_usd")
+    per_model = (
+        lf.group_by("hour", "key", "_model")
+        .agg(pl.len().cast(pl.Int64).alias("calls"), pl.col("_cost").sum().alias("cost_usd"))
+        .with_columns(pl.col("key", "_model").cast(pl.String))
     )
     return (
         per_model.group_by("hour", "key")
@@ -193,6 +195,7 @@ def _with_reasons(
         )
         .group_by("key", "m_hour", "top_model")
         .agg(pl.col("_cost").sum().alias("m_cost"))
+        .with_columns(pl.col("key", "top_model").cast(pl.String))
         .collect()
     )
     window = pl.duration(hours=baseline_hours)

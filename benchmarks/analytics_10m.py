@@ -4,13 +4,17 @@
 
 Rows are generated directly in DuckDB with SQL (``range()`` plus hashed pseudo-random columns:
 30 days, a dozen features, four models, caching, streaming, errors with retries, conversations),
-in a child process so that the generator's memory is not counted. The measuring process then:
+in a child process so that the generator's memory is not counted. A second child process then:
 
 1. times the plain per-feature-per-day rollup as one DuckDB SQL statement;
-2. loads the columns the jobs read into one Polars frame (timed apart: reading is I/O);
-3. runs every job of :mod:`clauditor.analytics` on it, timing each;
+2. loads the analytics frame (:func:`clauditor.analytics.frame.load_analytics_frame`: the
+   columns the jobs read, strings coded, derived keys once);
+3. runs every job of :mod:`clauditor.analytics` on it, timing each (the audit reuses the cache
+   and failure results, as the report does);
 
-and prints a table plus the peak RSS of the measuring process (``ru_maxrss``).
+and reports wall and CPU seconds of each step (the machine may be shared: CPU time says what
+the work cost when wall time is inflated by other processes) and its own peak RSS
+(``ru_maxrss``). The parent prints the table and the ratios to the SQL rollup.
 """
 
 from __future__ import annotations
@@ -24,18 +28,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
-
-COLUMNS = (
-    "start_time", "duration_ms", "ttft_ms", "feature", "user_id", "conversation_id",
-    "code_location", "operation", "request_model", "response_model", "max_tokens", "stream",
-    "service_tier", "input_tokens", "output_tokens", "cache_read_input_tokens",
-    "cache_creation_input_tokens", "cache_creation_1h_input_tokens", "stop_reason", "status",
-    "http_status", "error_type", "retries", "cost_usd", "cost_input_usd", "cost_output_usd",
-    "cost_cache_read_usd", "cost_cache_write_usd",
-)  # fmt: skip
 
 # Hashed uniform in [0, 1) per row and salt: deterministic, no RNG state.
 _U = "((hash(i, {salt}) % 1000000) / 1000000.0)"
@@ -131,8 +127,15 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
-def measure(db: Path) -> list[tuple[str, float]]:
-    """Time the SQL rollup, the load and each job; returns (name, seconds) rows."""
+def _timed(timings: list[tuple[str, float, float]], name: str, job: Any) -> Any:
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = job()
+    timings.append((name, time.perf_counter() - wall, time.process_time() - cpu))
+    return out
+
+
+def measure(db: Path) -> list[tuple[str, float, float]]:
+    """Time the SQL rollup, the load and each job; returns (name, wall s, CPU s) rows."""
     from clauditor.analytics.audit import audit
     from clauditor.analytics.budget import budget_status, threshold_crossings
     from clauditor.analytics.cache import (
@@ -141,26 +144,26 @@ def measure(db: Path) -> list[tuple[str, float]]:
         cache_regressions,
         caching_candidates,
     )
+    from clauditor.analytics.costs import cost_breakdown, spend_by_day
     from clauditor.analytics.errors import error_episodes, error_windows, retry_amplification
     from clauditor.analytics.failure import cost_of_failure
+    from clauditor.analytics.frame import analytics_frame_from
     from clauditor.analytics.latency import latency_percentiles
     from clauditor.analytics.spikes import spike_episodes
 
-    timings: list[tuple[str, float]] = []
+    timings: list[tuple[str, float, float]] = []
     con = duckdb.connect(str(db), read_only=True)
     con.execute("SET TimeZone = 'UTC'").fetchall()
-    t = time.perf_counter()
-    con.execute(ROLLUP).fetchall()
-    timings.append(("SQL rollup (feature x day, DuckDB)", time.perf_counter() - t))
-
-    t = time.perf_counter()
-    calls = con.sql(f"SELECT {', '.join(COLUMNS)} FROM calls").pl()
-    calls = calls.with_columns(pl.col("start_time").dt.convert_time_zone("UTC"))
+    _timed(timings, "SQL rollup (feature x day, DuckDB)", lambda: con.execute(ROLLUP).fetchall())
+    calls = _timed(timings, "load", lambda: analytics_frame_from(con))
     con.close()
-    timings.append((f"load {calls.height:,} rows into Polars", time.perf_counter() - t))
+    timings[-1] = (f"load {calls.height:,} rows (analytics frame)", *timings[-1][1:])
 
     as_of = dt.datetime(2026, 10, 24, tzinfo=dt.UTC)
+    results: dict[str, pl.DataFrame] = {}
     jobs = {
+        "cost_breakdown": lambda: cost_breakdown(calls, ["feature", "model"]),
+        "spend_by_day": lambda: spend_by_day(calls),
         "cache_economics": lambda: cache_economics(calls),
         "caching_candidates": lambda: caching_candidates(calls),
         "cache_hit_ratio_series": lambda: cache_hit_ratio_series(calls),
@@ -175,12 +178,10 @@ def measure(db: Path) -> list[tuple[str, float]]:
         "threshold_crossings": lambda: threshold_crossings(calls, monthly_usd=1e6),
         "spike_episodes": lambda: spike_episodes(calls),
         "cost_of_failure": lambda: cost_of_failure(calls),
-        "audit": lambda: audit(calls),
+        "audit": lambda: audit(calls, results=results),
     }
     for name, job in jobs.items():
-        t = time.perf_counter()
-        job()
-        timings.append((name, time.perf_counter() - t))
+        results[name] = _timed(timings, name, job)
     return timings
 
 
@@ -192,10 +193,9 @@ def main() -> None:
     parser.add_argument("--measure-only", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure_only:
-        timings = measure(args.measure_only)
-        for name, seconds in timings:
-            print(f"{name}\t{seconds:.3f}")
-        print(f"peak_rss_mb\t{peak_rss_mb():.0f}")
+        for name, wall, cpu in measure(args.measure_only):
+            print(f"{name}\t{wall:.3f}\t{cpu:.3f}")
+        print(f"peak_rss_mb\t{peak_rss_mb():.0f}\t0")
         return
 
     tmp = Path(tempfile.mkdtemp(prefix="clauditor-bench-"))
@@ -216,21 +216,27 @@ def main() -> None:
         text=True,
     )
     rows = [line.split("\t") for line in out.stdout.strip().splitlines()]
-    results = {name: float(value) for name, value in rows}
-    rss = results.pop("peak_rss_mb")
+    results = {name: (float(wall), float(cpu)) for name, wall, cpu in rows}
+    rss = results.pop("peak_rss_mb")[0]
     sql = next(v for k, v in results.items() if k.startswith("SQL rollup"))
     load = next(v for k, v in results.items() if k.startswith("load "))
-    jobs = sum(v for k, v in results.items() if not k.startswith(("SQL rollup", "load ")))
-    print(f"{'step':<44} {'seconds':>8}")
-    for name, seconds in results.items():
-        print(f"{name:<44} {seconds:>8.3f}")
-    print(f"{'all jobs together':<44} {jobs:>8.3f}")
-    print(f"{'all jobs together + load':<44} {jobs + load:>8.3f}")
+    job_rows = [v for k, v in results.items() if not k.startswith(("SQL rollup", "load "))]
+    jobs = (sum(w for w, _ in job_rows), sum(c for _, c in job_rows))
+    print(f"{'step':<44} {'wall s':>8} {'CPU s':>8}")
+    for name, (wall, cpu) in results.items():
+        print(f"{name:<44} {wall:>8.3f} {cpu:>8.3f}")
+    print(f"{'all jobs together':<44} {jobs[0]:>8.3f} {jobs[1]:>8.3f}")
+    both = (jobs[0] + load[0], jobs[1] + load[1])
+    print(f"{'all jobs together + load':<44} {both[0]:>8.3f} {both[1]:>8.3f}")
+    for label, i in (("wall", 0), ("CPU", 1)):
+        print(
+            f"{label}: jobs / SQL rollup {jobs[i] / sql[i]:.1f}x; "
+            f"(jobs + load) / SQL rollup {both[i] / sql[i]:.1f}x"
+        )
     print(
-        f"jobs / SQL rollup: {jobs / sql:.1f}x; "
-        f"(jobs + load) / SQL rollup: {(jobs + load) / sql:.1f}x"
+        f"peak RSS of the measuring process (rollup + load + jobs): {rss:,.0f} MB; "
+        f"cores: {os.cpu_count()}"
     )
-    print(f"peak RSS of the measuring process: {rss:,.0f} MB; cores: {os.cpu_count()}")
     if not args.keep and args.db is None:
         db.unlink(missing_ok=True)
 

@@ -159,3 +159,19 @@ def test_context_growth_over_conversation_turns(make_calls):
     # History share per turn: 0, 1/2, 2/3, 3/4 of 2,000/3,000/4,000 tokens = 1,000 + 2,000 +
     # 3,000 = 6,000 tokens per conversation at $3/M = $0.018; three conversations $0.054.
     assert got["usd_at_stake"] == pytest.approx(0.054)
+
+
+def test_audit_survives_calls_without_durations() -> None:
+    # Spans from other instrumentations may carry no duration: the audit must still score them.
+    from clauditor.analytics.audit import audit
+    from clauditor.pricing import price_calls
+    from clauditor.schema import frame_from_rows
+    from tests.conftest import call_row
+
+    rows = [
+        call_row(feature="nightly", duration_ms=None, stream=False, input_tokens=5000)
+        for _ in range(30)
+    ]
+    result = audit(price_calls(frame_from_rows(rows)))
+    batch = result.filter(result["item"] == "batch_api").row(0, named=True)
+    assert "duration unknown" in batch["evidence"]
