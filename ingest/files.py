@@ -34,6 +34,7 @@ from clauditor.schema import CALLS_SCHEMA
 from clauditor.semconv import SECRET_KEY_MARKERS
 from clauditor.store import drain_spool, read_connection, write_calls
 
+from .columnar import ChunkParser, columnar_supported
 from .normalize import ROW_COLUMNS, SpanRecord, SpanRejected, _row
 from .otlp_json import iter_otlp_json_spans
 
@@ -44,6 +45,9 @@ MAX_KEPT_REJECTIONS = 100
 MAX_PAYLOAD_CHARS = 2000
 _GZIP_MAGIC = b"\x1f\x8b"
 _PROGRESS_EVERY_LINES = 2000
+# Columnar engine: lines handed to DuckDB at a time (bounds memory; big enough to amortize).
+CHUNK_BYTES = 32 * 1024 * 1024
+CHUNK_LINES = 50_000
 
 
 @dataclass
@@ -189,6 +193,18 @@ def _frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
     )
 
 
+def _conform_fast(frame: pl.DataFrame) -> pl.DataFrame:
+    """A SQL-made frame with the dtypes :func:`_frame` gives (plus the order keys)."""
+    return frame.with_columns(
+        [pl.col(n).cast(t) for n, t in _BUILD_DTYPES.items() if n not in ("start_time", "end_time")]
+        + [
+            pl.col("start_time").cast(pl.Int64).cast(pl.Datetime("us", "UTC")),
+            pl.col("end_time").cast(pl.Int64).cast(pl.Datetime("us", "UTC")),
+            pl.col("_g", "_ri", "_si", "_pi").cast(pl.Int64),
+        ]
+    )
+
+
 class _Batcher:
     """Collects rows and rejections; :meth:`flush` writes them in one transaction."""
 
@@ -198,6 +214,11 @@ class _Batcher:
         self.summary = summary
         self.size = max(1, size)
         self.rows: list[dict[str, Any]] = []
+        # Columnar engine: SQL-made frames (with their file-order keys) and the file-order keys
+        # of the rows in ``rows`` (which then come from the lines left to Python).
+        self.frames: list[pl.DataFrame] = []
+        self.frame_rows = 0
+        self.row_keys: list[tuple[int, int]] = []
         self.quarantine: list[tuple[str, str, str]] = []
         self.files_done: list[tuple[str, int, int, int, int]] = []
 
@@ -230,6 +251,33 @@ class _Batcher:
                 "SELECT path, size, mtime_ns, now(), spans, rejected FROM f"
             ).fetchall()
 
+    def _ordered(self, upto: int | None) -> pl.DataFrame:
+        """The pending rows of lines up to ``upto`` (all when None), in file order."""
+        order = ["_g", "_ri", "_si", "_pi"]
+        parts = []
+        if self.rows:
+            keys = pl.DataFrame(self.row_keys, schema=["_g", "_pi"], orient="row")
+            parts.append(
+                pl.concat([_frame(self.rows), keys], how="horizontal").with_columns(
+                    pl.lit(0, pl.Int64).alias("_ri"), pl.lit(0, pl.Int64).alias("_si")
+                )
+            )
+            self.rows, self.row_keys = [], []
+        if self.frames:
+            frames = pl.concat(self.frames, how="vertical_relaxed")
+            if upto is None:
+                now, later = frames, frames.clear()
+            else:
+                now, later = frames.filter(pl.col("_g") <= upto), frames.filter(pl.col("_g") > upto)
+            self.frames = [later] if later.height else []
+            self.frame_rows = 0  # every line counted so far is <= upto: its rows go now
+            parts.append(_conform_fast(now))
+        if not parts:
+            return _frame([])
+        columns = [*_BUILD_DTYPES, *order]
+        merged = pl.concat([p.select(columns) for p in parts], how="vertical_relaxed")
+        return merged.sort(order).drop(order)
+
     def _existing(self, span_ids: list[str]) -> set[str]:
         """Which of ``span_ids`` are stored already (to count only new unpriced rows)."""
         if not span_ids or not self.db.exists():
@@ -239,10 +287,21 @@ class _Batcher:
             rows = con.execute("SELECT c.span_id FROM calls c JOIN ids USING (span_id)").fetchall()
         return {r[0] for r in rows}
 
-    def flush(self, *, force: bool = False) -> None:
-        if not self.rows and not (force and (self.quarantine or self.files_done)):
+    def pending(self) -> int:
+        """Rows waiting for the next write."""
+        return len(self.rows) + self.frame_rows
+
+    def flush(self, *, force: bool = False, upto: int | None = None) -> None:
+        """Write the pending rows; with ``upto`` (columnar engine), those of lines up to that
+        line ordinal, in file order, keeping the rest of the SQL-made frames pending."""
+        if not self.pending() and not (force and (self.quarantine or self.files_done)):
             return
-        frame = price_calls(_frame(self.rows), self.table) if self.rows else None
+        if self.frames or self.row_keys:
+            rows = self._ordered(upto)
+        else:
+            rows = _frame(self.rows) if self.rows else None
+            self.rows = []
+        frame = price_calls(rows, self.table) if rows is not None and rows.height else None
         unpriced_ids: list[str] = []
         if frame is not None:
             unpriced_ids = frame.filter(pl.col("cost_usd").is_null())["span_id"].unique().to_list()
@@ -257,7 +316,6 @@ class _Batcher:
         summary.calls_written += result.inserted
         summary.duplicates += result.duplicates
         summary.unpriced += len(set(unpriced_ids) - already)
-        self.rows = []
         self.quarantine = []
         self.files_done = []
 
@@ -275,6 +333,50 @@ def _lines(stream: IO[bytes], path: Path, batcher: _Batcher) -> Iterator[tuple[i
         batcher.reject(f"{path}:{number + 1}", f"cannot read further: {exc}", b"")
 
 
+def _python_line(
+    name: str,
+    number: int,
+    line: bytes,
+    batcher: _Batcher,
+    feature_attributes: tuple[str, ...],
+    order: int | None,
+) -> bool:
+    """One line the Python way: rows to ``batcher.rows``, rejections to the batcher.
+
+    ``order`` (columnar engine) is the line's ordinal, recorded with each row for file order.
+    Returns whether the line was a request (only then may the caller flush, as it always did).
+    """
+    summary = batcher.summary
+    try:
+        request = json.loads(line)
+    except ValueError as exc:  # UnicodeDecodeError included
+        batcher.reject(f"{name}:{number}", f"not valid JSON: {exc}", line)
+        return False
+    try:
+        items = list(iter_otlp_json_spans(request))
+    except SpanRejected as exc:
+        batcher.reject(f"{name}:{number}", exc.reason, line)
+        return False
+    rows = batcher.rows
+    for item in items:
+        summary.spans_read += 1
+        if type(item) is SpanRejected:
+            batcher.reject(f"{name}:{number}", item.reason, item.payload)
+            continue
+        try:
+            row = _row(item, feature_attributes)  # type: ignore[arg-type]
+        except SpanRejected as exc:
+            batcher.reject(f"{name}:{number}", exc.reason, item)
+            continue
+        if row is None:
+            summary.ignored += 1
+        else:
+            rows.append(row)
+            if order is not None:
+                batcher.row_keys.append((order, len(batcher.row_keys)))
+    return True
+
+
 def _ingest_file(
     path: Path,
     batcher: _Batcher,
@@ -286,41 +388,17 @@ def _ingest_file(
     stream, raw = _open(path)
     spans_before = summary.spans_read
     rejected_before = summary.rejected
-    rows = batcher.rows
     name = str(path)
     try:
         for number, line in _lines(stream, path, batcher):
             if line.isspace():
                 continue
             summary.lines += 1
-            try:
-                request = json.loads(line)
-            except ValueError as exc:  # UnicodeDecodeError included
-                batcher.reject(f"{name}:{number}", f"not valid JSON: {exc}", line)
-                continue
-            try:
-                items = list(iter_otlp_json_spans(request))
-            except SpanRejected as exc:
-                batcher.reject(f"{name}:{number}", exc.reason, line)
-                continue
-            for item in items:
-                summary.spans_read += 1
-                if type(item) is SpanRejected:
-                    batcher.reject(f"{name}:{number}", item.reason, item.payload)
-                    continue
-                try:
-                    row = _row(item, feature_attributes)  # type: ignore[arg-type]
-                except SpanRejected as exc:
-                    batcher.reject(f"{name}:{number}", exc.reason, item)
-                    continue
-                if row is None:
-                    summary.ignored += 1
-                else:
-                    rows.append(row)
-            # Rejections count too: a file of nothing but bad lines must not pile up in memory.
-            if len(rows) >= batcher.size or len(batcher.quarantine) >= batcher.size:
+            if _python_line(name, number, line, batcher, feature_attributes, None) and (
+                len(batcher.rows) >= batcher.size or len(batcher.quarantine) >= batcher.size
+            ):
+                # Rejections count too: a file of nothing but bad lines must not pile up.
                 batcher.flush()
-                rows = batcher.rows
             if number % _PROGRESS_EVERY_LINES == 0:
                 on_progress(raw.tell())
     finally:
@@ -338,6 +416,101 @@ def _ingest_file(
     summary.files += 1
 
 
+def _ingest_file_columnar(
+    path: Path,
+    batcher: _Batcher,
+    parser: ChunkParser,
+    feature_attributes: tuple[str, ...],
+    on_progress: Callable[[int], None],
+    ordinal: list[int],
+) -> None:
+    """:func:`_ingest_file` with the lines decided in SQL where SQL can (see ``.columnar``).
+
+    Same counts, rows, rejections (in the same order) and batch boundaries as the Python path:
+    lines are read in chunks, SQL normalizes the regular ones, Python the rest, and then the
+    lines are walked in order to count and to flush exactly where the Python path would.
+    ``ordinal`` holds the run-wide line counter (file order across files).
+    """
+    summary = batcher.summary
+    stat = path.stat()
+    stream, raw = _open(path)
+    spans_before = summary.spans_read
+    rejected_before = summary.rejected
+    name = str(path)
+    number = 0
+    broken: str | None = None
+    try:
+        while True:
+            chunk: list[tuple[int, int, bytes]] = []  # (ordinal, line number, line)
+            size = 0
+            try:
+                for line in stream:
+                    number += 1
+                    if line.isspace():
+                        continue
+                    ordinal[0] += 1
+                    chunk.append((ordinal[0], number, line))
+                    size += len(line)
+                    if size >= CHUNK_BYTES or len(chunk) >= CHUNK_LINES:
+                        break
+            except (OSError, EOFError, zlib.error) as exc:
+                broken = f"cannot read further: {exc}"
+            if chunk:
+                _columnar_chunk(name, chunk, batcher, parser, feature_attributes)
+                on_progress(raw.tell())
+            if broken is not None:
+                batcher.reject(f"{path}:{number + 1}", broken, b"")
+                break
+            if not chunk:
+                break
+    finally:
+        stream.close()
+        raw.close()
+    batcher.files_done.append(
+        (
+            str(path.resolve()),
+            stat.st_size,
+            stat.st_mtime_ns,
+            summary.spans_read - spans_before,
+            summary.rejected - rejected_before,
+        )
+    )
+    summary.files += 1
+
+
+def _columnar_chunk(
+    name: str,
+    chunk: list[tuple[int, int, bytes]],
+    batcher: _Batcher,
+    parser: ChunkParser,
+    feature_attributes: tuple[str, ...],
+) -> None:
+    summary = batcher.summary
+    gs: list[int] = []
+    texts: list[str] = []
+    for g, _, line in chunk:
+        if line.isascii():  # anything else is Python's (see .columnar)
+            gs.append(g)
+            texts.append(line.decode("ascii"))
+    result = parser.parse(gs, texts) if gs else None
+    sql_lines = set(gs) - result.python_lines if result is not None else set()
+    if result is not None and result.rows.height:
+        batcher.frames.append(result.rows)
+    stats = result.stats if result is not None else {}
+    size = batcher.size
+    for g, number, line in chunk:
+        summary.lines += 1
+        if g in sql_lines:
+            spans, rows = stats.get(g, (0, 0))
+            summary.spans_read += spans
+            summary.ignored += spans - rows
+            batcher.frame_rows += rows
+        elif not _python_line(name, number, line, batcher, feature_attributes, g):
+            continue  # as in the Python path: no flush after a rejected line
+        if batcher.pending() >= size or len(batcher.quarantine) >= size:
+            batcher.flush(upto=g)
+
+
 def ingest_paths(
     paths: Sequence[str | Path],
     db: str | Path,
@@ -345,6 +518,7 @@ def ingest_paths(
     config: Config | None = None,
     progress: Callable[[int, int], None] | None = None,
     batch_size: int = 50_000,
+    engine: str = "python",
 ) -> IngestSummary:
     """Ingest every OTLP/JSON-lines file under ``paths`` into the database ``db``.
 
@@ -353,10 +527,18 @@ def ingest_paths(
     the feature attribute keys. ``progress(bytes_done, bytes_total)`` is called now and then,
     in bytes of the files as stored (compressed for gzip).
 
+    ``engine="python"`` (the default) does every line in Python; ``engine="columnar"`` parses
+    and normalizes in DuckDB, handing unusual lines to the Python path (not yet faster: see
+    benchmarks/ingest_throughput.py). Both store the same
+    rows and report the same summary (``clauditor.ingest.columnar`` lists the one harmless
+    difference).
+
     Re-running over the same input writes nothing new: every span counts as a duplicate.
     Raises :class:`~clauditor.errors.IngestError` only when an input cannot be read at all
     (missing, unreadable, a broken gzip header); bad lines and spans are rejected and counted.
     """
+    if engine not in ("columnar", "python"):
+        raise ValueError(f"engine must be 'columnar' or 'python', not {engine!r}")
     config = config or Config()
     db = Path(db)
     files = _discover(paths)
@@ -376,13 +558,22 @@ def ingest_paths(
     # forms a cycle). Paused for the run, restored whatever happens.
     gc_was_enabled = gc.isenabled()
     gc.disable()
+    parser = (
+        ChunkParser(feature_attributes) if engine == "columnar" and columnar_supported() else None
+    )
+    ordinal = [0]
     try:
         for path, size in zip(files, sizes, strict=True):
-            _ingest_file(path, batcher, feature_attributes, report)
+            if parser is None:
+                _ingest_file(path, batcher, feature_attributes, report)
+            else:
+                _ingest_file_columnar(path, batcher, parser, feature_attributes, report, ordinal)
             done_before += size
             report(0)
         batcher.flush(force=True)
     finally:
+        if parser is not None:
+            parser.close()
         if gc_was_enabled:
             gc.enable()
     drained = drain_spool(db)
