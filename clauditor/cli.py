@@ -108,6 +108,11 @@ def handles_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def split_keys(by: str) -> list[str]:
+    """``--by feature, model`` as ``["feature", "model"]``."""
+    return [k.strip() for k in by.split(",") if k.strip()]
+
+
 def _db(db: Path | None) -> Path:
     from clauditor.store import default_db_path
 
@@ -264,7 +269,7 @@ def costs(
 
     cfg = _config(config)
     span = resolve_period(period, as_of=parse_as_of(as_of, cfg.timezone), tz=cfg.timezone)
-    keys = [k.strip() for k in by.split(",") if k.strip()]
+    keys = split_keys(by)
     calls = load_calls_in(_db(db), span)
     table = cost_breakdown(calls, keys)
     emit(table, fmt, title=f"Spend by {', '.join(keys)} — {span.label}")
@@ -311,7 +316,7 @@ def cache(
     from clauditor.analytics.cache import cache_economics, cache_regressions, caching_candidates
 
     _, span, calls = _window(db, config, period, as_of, history=dt.timedelta(0))
-    keys = [k.strip() for k in by.split(",") if k.strip()]
+    keys = split_keys(by)
     emit(cache_economics(calls, by=keys), fmt, title=f"Cache economics — {span.label}")
     if fmt is Format.table:
         emit(caching_candidates(calls), fmt, title="Caching candidates (large uncached input)")
@@ -360,7 +365,7 @@ def latency(
     from clauditor.analytics.latency import latency_percentiles
 
     cfg, span, calls = _window(db, config, period, as_of, history=dt.timedelta(0))
-    keys = [k.strip() for k in by.split(",") if k.strip()]
+    keys = split_keys(by)
     table = latency_percentiles(
         calls, by=keys, every=None if every.lower() == "none" else every, tz=cfg.timezone
     )
@@ -425,7 +430,7 @@ def failures(
     from clauditor.analytics.failure import cost_of_failure
 
     _, span, calls = _window(db, config, period, as_of, history=dt.timedelta(0))
-    keys = [k.strip() for k in by.split(",") if k.strip()]
+    keys = split_keys(by)
     emit(cost_of_failure(calls, by=keys), fmt, title=f"Cost of failure — {span.label}")
 
 
