@@ -169,7 +169,9 @@ def _cell(value: Any, column: str) -> str:
     if value is None:
         return "—"
     if isinstance(value, float):
-        if column in ("share", "fraction") or column.endswith(("_ratio", "_rate", "_share")):
+        if column in ("share", "fraction", "change") or column.endswith(
+            ("_ratio", "_rate", "_share")
+        ):
             return f"{value:.1%}"
         if "usd" in column or column.startswith("cost"):
             return f"${value:,.4f}" if abs(value) < 1 else f"${value:,.2f}"
@@ -258,21 +260,35 @@ def costs(
             help="Comma-separated: feature, model, service, environment, user, code_location.",
         ),
     ] = "feature",
+    every: Annotated[
+        str | None,
+        typer.Option(help="Split into hour, day, week or month buckets (calendar, config zone)."),
+    ] = None,
     period: PeriodOpt = "30d",
     as_of: AsOfOpt = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Spend by feature (or any combination of keys) in a period. Unpriced calls are shown."""
-    from clauditor.analytics import cost_breakdown, load_calls_in, resolve_period
+    """Spend by feature (or any combination of keys) in a period, with the change against the
+    period before. Untagged spend and unpriced calls are rows of their own, never hidden."""
+    from clauditor.analytics import load_calls_in, resolve_period
+    from clauditor.analytics.trends import cost_by_bucket, cost_change
 
     cfg = _config(config)
     span = resolve_period(period, as_of=parse_as_of(as_of, cfg.timezone), tz=cfg.timezone)
     keys = split_keys(by)
     calls = load_calls_in(_db(db), span)
-    table = cost_breakdown(calls, keys)
-    emit(table, fmt, title=f"Spend by {', '.join(keys)} — {span.label}")
+    if every:
+        table = cost_by_bucket(calls, keys, every=every, tz=cfg.timezone)
+        title = f"Spend by {every} and {', '.join(keys) or 'total'} — {span.label}"
+    else:
+        previous = load_calls_in(_db(db), span.previous())
+        table = cost_change(calls, previous, keys)
+        title = (
+            f"Spend by {', '.join(keys) or 'total'} — {span.label} (change vs the period before)"
+        )
+    emit(table, fmt, title=title)
     if fmt is Format.table and calls.height == 0:
         err.print(f"no calls between {span.start} and {span.end} (UTC); try --period or --as-of")
 

@@ -122,3 +122,17 @@ def test_demo_in_a_fresh_process(tmp_path: Path) -> None:
     assert calls > 40_000 and unpriced > 0
     html = (out / "report.html").read_text()
     assert "claude-experimental-2026" in html  # the unpriced model is named, never hidden
+
+
+def test_costs_per_day_and_change(small_sample: Path, db_path: Path) -> None:
+    runner.invoke(app, ["ingest", str(small_sample), "--db", str(db_path)])
+    common = ["costs", "--db", str(db_path), "--as-of", "2026-10-31T00:00:00Z", "-f", "json"]
+    daily = json.loads(runner.invoke(app, [*common, "--period", "2d", "--every", "day"]).stdout)
+    assert {r["bucket"][:10] for r in daily} == {"2026-10-29", "2026-10-30"}
+    # The last day against the day before: change = today / yesterday - 1 for the total.
+    rows = json.loads(runner.invoke(app, [*common, "--period", "1d", "--by", ""]).stdout)
+    totals: dict[str, float] = {}
+    for r in daily:
+        totals[r["bucket"][:10]] = totals.get(r["bucket"][:10], 0.0) + (r["cost_usd"] or 0.0)
+    assert rows[0]["previous_cost_usd"] == pytest.approx(totals["2026-10-29"])
+    assert rows[0]["change"] == pytest.approx(totals["2026-10-30"] / totals["2026-10-29"] - 1)

@@ -1,0 +1,79 @@
+"""Cost over time and against the previous period (issue 5, item 1).
+
+Built on :func:`clauditor.analytics.costs.cost_breakdown`, so the group keys, the ``(untagged)``
+and ``(none)`` labels and the NULL-for-unpriced rule are the same everywhere.
+
+* :func:`cost_by_bucket` splits a period into hours, days, weeks or months (calendar buckets in
+  the configured time zone; weeks start on Monday) and breaks each bucket down by the keys.
+* :func:`cost_change` puts a period next to the one before it: ``previous_cost_usd`` and
+  ``change`` (a fraction; NULL when the group had no priced spend before, so "new" spend is
+  never shown as an infinite increase).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+
+from clauditor.analytics.costs import cost_breakdown
+
+__all__ = ["BUCKETS", "cost_by_bucket", "cost_change"]
+
+# CLI names of the buckets and the Polars calendar duration each one truncates to.
+BUCKETS = {"hour": "1h", "day": "1d", "week": "1w", "month": "1mo"}
+
+
+def cost_by_bucket(
+    calls: pl.DataFrame, by: Sequence[str], *, every: str = "day", tz: str = "UTC"
+) -> pl.DataFrame:
+    """:func:`cost_breakdown` per calendar ``every`` (hour, day, week, month) in ``tz``.
+
+    Columns: ``bucket`` (the bucket's start, a datetime in ``tz``), then the breakdown's columns,
+    with ``share`` taken within each bucket. Sorted by bucket, then cost descending.
+    """
+    if every not in BUCKETS:
+        raise ValueError(f"unknown bucket {every!r}; use one of: {', '.join(BUCKETS)}")
+    if calls.height == 0:
+        empty = cost_breakdown(calls, by).clear()
+        return empty.select(pl.lit(None, dtype=pl.Datetime("us", tz)).alias("bucket"), pl.all())
+    start = pl.col("start_time")
+    if calls.schema["start_time"].time_zone is None:  # type: ignore[union-attr]
+        start = start.dt.replace_time_zone("UTC")
+    bucketed = calls.with_columns(
+        start.dt.convert_time_zone(tz).dt.truncate(BUCKETS[every]).alias("bucket")
+    )
+    dtype = pl.Datetime("us", tz)
+    # One breakdown per bucket (a loop over buckets, never over calls): shares are per bucket.
+    parts = [
+        cost_breakdown(group, by).select(pl.lit(bucket, dtype=dtype).alias("bucket"), pl.all())
+        for (bucket,), group in bucketed.group_by("bucket", maintain_order=True)
+    ]
+    return pl.concat(parts, how="vertical").sort("bucket", maintain_order=True)
+
+
+def cost_change(current: pl.DataFrame, previous: pl.DataFrame, by: Sequence[str]) -> pl.DataFrame:
+    """The breakdown of ``current`` with ``previous_cost_usd`` and ``change`` per group.
+
+    ``change`` = current / previous - 1, NULL when the group had no priced spend before.
+    Groups that spent only in the previous period appear with zero calls and ``change`` -1.
+    """
+    now = cost_breakdown(current, by)
+    before = cost_breakdown(previous, by).select(*by, pl.col("cost_usd").alias("previous_cost_usd"))
+    if not by:
+        joined = now.with_columns(before.get_column("previous_cost_usd"))
+    else:
+        joined = now.join(before, on=list(by), how="full", coalesce=True)
+    filled = joined.with_columns(
+        pl.col("calls").fill_null(0),
+        pl.col("unpriced_calls").fill_null(0),
+        *[pl.col(c).fill_null(0) for c in ("input_tokens", "output_tokens")],
+    )
+    change = (
+        pl.when(pl.col("previous_cost_usd") > 0)
+        .then(pl.col("cost_usd").fill_null(0.0) / pl.col("previous_cost_usd") - 1.0)
+        .otherwise(None)
+    )
+    return filled.with_columns(change.alias("change")).sort(
+        ["cost_usd", "previous_cost_usd"], descending=True, nulls_last=True
+    )
