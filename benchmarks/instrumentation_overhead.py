@@ -15,7 +15,10 @@ Configurations (whichever the installed packages allow):
 
 Transport: an in-process ``MockTransport`` (no sockets: the figure is pure instrumentation
 cost) and, for sync calls, loopback HTTP to the fake server in tests/fakeanthropic.py.
-Streams: the per-event cost is the slope between a 4-event and a 404-event stream.
+Streams: the per-event cost is a slope paired within each round, ((cost on a 404-chunk stream)
+- (cost on a 4-chunk stream)) / 400, so every fixed per-call cost cancels; its median over rounds
+is reported. Every figure comes with the interquartile range of its per-round values: the noise.
+Metrics go to the global meter provider (a no-op unless the app sets one), for every tool alike.
 
 Run: ``python benchmarks/instrumentation_overhead.py [--rounds 30] [--block 200]``.
 """
@@ -60,7 +63,8 @@ def _sse(n_chunks: int) -> bytes:
 
 
 _JSON = json.dumps(fa.message_body()).encode()
-_STREAMS = {n: _sse(n) for n in (4, 404)}
+N_EVENTS_SHORT, N_EVENTS_LONG = 4, 404  # text chunks; each stream also has 5 framing events
+_STREAMS = {n: _sse(n) for n in (N_EVENTS_SHORT, N_EVENTS_LONG)}
 
 
 def _handler(request: Any) -> Any:
@@ -190,36 +194,74 @@ def run(rounds: int, block: int, loopback: bool) -> dict[str, dict[str, float]]:
     if server:
         server.close()
     base_of = {"clauditor+sdk": "sdk-spans"}
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, dict[str, Figure]] = {}
     for cfg in configs:
         ref = base_of.get(cfg.name, "baseline")
-        result: dict[str, float] = {}
-        for wname, values in medians[cfg.name].items():
-            diffs = [v - b for v, b in zip(values, medians[ref][wname], strict=True)]
-            result[wname] = statistics.median(diffs) if cfg.name != ref else 0.0
-            result[wname + " (abs)"] = statistics.median(values)
-        if "stream404" in result:
-            result["per-event"] = (result["stream404"] - result["stream4"]) / 400
+        if cfg.name == ref:
+            continue
+        mine, theirs = medians[cfg.name], medians[ref]
+        result: dict[str, Figure] = {}
+        for wname, values in mine.items():
+            result[wname] = Figure.of([v - b for v, b in zip(values, theirs[wname], strict=True)])
+        if "stream404" in mine:
+            # The per-event cost is a slope, paired within each round: (extra time on a 404-event
+            # stream - extra time on a 4-event one) / 400. Fixed per-call costs cancel out.
+            slopes = [
+                ((m404 - b404) - (m4 - b4)) / (N_EVENTS_LONG - N_EVENTS_SHORT)
+                for m404, b404, m4, b4 in zip(
+                    mine["stream404"], theirs["stream404"], mine["stream4"], theirs["stream4"],
+                    strict=True,
+                )
+            ]  # fmt: skip
+            result["per-event"] = Figure.of(slopes)
         out[f"{cfg.name} vs {ref}"] = result
     return out
+
+
+class Figure:
+    """The median of per-round paired differences (microseconds) and its interquartile range."""
+
+    def __init__(self, median: float, q1: float, q3: float, rounds: int) -> None:
+        self.median, self.q1, self.q3, self.rounds = median, q1, q3, rounds
+
+    @classmethod
+    def of(cls, values: list[float]) -> Figure:
+        if len(values) < 4:
+            m = statistics.median(values)
+            return cls(m, min(values), max(values), len(values))
+        q1, med, q3 = statistics.quantiles(values, n=4, method="inclusive")
+        return cls(med, q1, q3, len(values))
+
+    def __str__(self) -> str:
+        return f"{self.median:.2f} (IQR {self.q1:.2f}..{self.q3:.2f})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--block", type=int, default=200)
+    parser.add_argument("--no-loopback", action="store_true", help="in-process transport only")
     args = parser.parse_args()
     print(f"anthropic {anthropic.__version__}, python {sys.version.split()[0]}")
-    for loopback in (False, True):
+    for loopback in (False,) if args.no_loopback else (False, True):
         label = "loopback HTTP" if loopback else "in-process transport"
         rounds = args.rounds if not loopback else max(args.rounds // 3, 5)
         block = args.block if not loopback else max(args.block // 4, 20)
         print(
-            f"\n## {label} ({rounds} rounds x {block} calls); microseconds, median of paired diffs"
+            f"\n## {label} ({rounds} rounds x {block} calls): microseconds added per call, "
+            "median of per-round paired differences (IQR over rounds)"
         )
-        for name, result in run(rounds, block, loopback).items():
-            cells = ", ".join(f"{k}={v:.1f}" for k, v in result.items())
-            print(f"{name:28s} {cells}")
+        results = run(rounds, block, loopback)
+        for name, result in results.items():
+            print(f"{name}")
+            for wname, fig in result.items():
+                print(f"    {wname:14s} {fig}")
+        ours = results.get("clauditor vs baseline", {})
+        theirs = results.get("openllmetry vs baseline", {})
+        for wname in ours:
+            if wname in theirs and ours[wname].median > 0:
+                ratio = theirs[wname].median / ours[wname].median
+                print(f"openllmetry / clauditor, {wname}: {ratio:.1f}x")
 
 
 if __name__ == "__main__":

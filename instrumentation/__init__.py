@@ -13,6 +13,7 @@ DuckDB exporter is imported inside ``instrument()`` only when that sink is chose
 
 from __future__ import annotations
 
+from ._capture import CapturePolicy
 from ._context import FeatureContext, current_feature, feature
 from ._instrumentor import AnthropicInstrumentor, Handle, instrument, uninstrument
 from ._metrics import DURATION_BUCKETS, TOKEN_BUCKETS
@@ -22,6 +23,7 @@ __all__ = [
     "DURATION_BUCKETS",
     "TOKEN_BUCKETS",
     "AnthropicInstrumentor",
+    "CapturePolicy",
     "FeatureContext",
     "Handle",
     "current_feature",

@@ -118,29 +118,52 @@ def request_attributes(kwargs: dict[str, Any], *, stream: bool) -> dict[str, Any
 def _get(obj: Any, name: str) -> Any:
     if obj is None:
         return None
-    if isinstance(obj, dict):
+    if type(obj) is dict:
         return obj.get(name)
     return getattr(obj, name, None)
 
 
-def _count(obj: Any, name: str) -> int | None:
-    value = _get(obj, name)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    return None
+def _count(value: Any) -> int | None:
+    # A count is a non-negative int; bool (an int subclass) and anything else is left out.
+    return value if type(value) is int and value >= 0 else None
+
+
+_STRING_FIELDS = (
+    ("service_tier", semconv.ANTHROPIC_RESPONSE_SERVICE_TIER),
+    ("inference_geo", semconv.INFERENCE_GEO),
+    ("speed", semconv.SPEED),
+)
+_MESSAGE_FIELDS = (
+    ("id", semconv.GEN_AI_RESPONSE_ID),
+    ("model", semconv.GEN_AI_RESPONSE_MODEL),
+    ("stop_reason", semconv.ANTHROPIC_STOP_REASON),
+)
 
 
 def usage_attributes(usage: Any, *, output: bool = True) -> dict[str, Any]:
     """Token attributes from an Anthropic ``usage`` object (a model or a dict).
 
     ``output=False`` leaves out ``output_tokens`` (a stream's ``message_start`` placeholder).
+    Runs once per call: plain attribute reads, no per-field helper calls beyond ``_count``.
     """
     attrs: dict[str, Any] = {}
     if usage is None:
         return attrs
-    uncached = _count(usage, "input_tokens")
-    read = _count(usage, "cache_read_input_tokens")
-    write = _count(usage, "cache_creation_input_tokens")
+    if type(usage) is dict:
+        get = usage.get
+    else:
+        # Pydantic models keep declared fields in __dict__ and unknown ones (a newer API's usage
+        # fields on an older SDK) in __pydantic_extra__; reading both avoids a getattr miss,
+        # which costs a raised AttributeError per absent field.
+        fields = getattr(usage, "__dict__", None)
+        if type(fields) is dict:
+            extra = getattr(usage, "__pydantic_extra__", None)
+            get = {**fields, **extra}.get if extra else fields.get
+        else:
+            get = lambda name: getattr(usage, name, None)  # noqa: E731
+    uncached = _count(get("input_tokens"))
+    read = _count(get("cache_read_input_tokens"))
+    write = _count(get("cache_creation_input_tokens"))
     if uncached is not None:
         attrs[semconv.INPUT_TOKENS_UNCACHED] = uncached
         attrs[semconv.GEN_AI_USAGE_INPUT_TOKENS] = uncached + (read or 0) + (write or 0)
@@ -148,25 +171,21 @@ def usage_attributes(usage: Any, *, output: bool = True) -> dict[str, Any]:
         attrs[semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = read
     if write is not None:
         attrs[semconv.ANTHROPIC_CACHE_WRITE_INPUT_TOKENS] = write
-    split = _get(usage, "cache_creation")
+    split = get("cache_creation")
     if split is not None:
-        five = _count(split, "ephemeral_5m_input_tokens")
-        hour = _count(split, "ephemeral_1h_input_tokens")
+        five = _count(_get(split, "ephemeral_5m_input_tokens"))
+        hour = _count(_get(split, "ephemeral_1h_input_tokens"))
         if five is not None:
             attrs[semconv.ANTHROPIC_CACHE_5M_INPUT_TOKENS] = five
         if hour is not None:
             attrs[semconv.ANTHROPIC_CACHE_1H_INPUT_TOKENS] = hour
     if output:
-        out = _count(usage, "output_tokens")
+        out = _count(get("output_tokens"))
         if out is not None:
             attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] = out
-    for field, key in (
-        ("service_tier", semconv.ANTHROPIC_RESPONSE_SERVICE_TIER),
-        ("inference_geo", semconv.INFERENCE_GEO),
-        ("speed", semconv.SPEED),
-    ):
-        value = _get(usage, field)
-        if isinstance(value, str):
+    for field, key in _STRING_FIELDS:
+        value = get(field)
+        if type(value) is str:
             attrs[key] = value
     return attrs
 
@@ -174,13 +193,9 @@ def usage_attributes(usage: Any, *, output: bool = True) -> dict[str, Any]:
 def message_attributes(message: Any) -> dict[str, Any]:
     """Attributes of a complete Message: id, model, stop reason and usage."""
     attrs: dict[str, Any] = {}
-    for field, key in (
-        ("id", semconv.GEN_AI_RESPONSE_ID),
-        ("model", semconv.GEN_AI_RESPONSE_MODEL),
-        ("stop_reason", semconv.ANTHROPIC_STOP_REASON),
-    ):
+    for field, key in _MESSAGE_FIELDS:
         value = _get(message, field)
-        if isinstance(value, str):
+        if type(value) is str:
             attrs[key] = value
     attrs.update(usage_attributes(_get(message, "usage")))
     return attrs

@@ -1,20 +1,28 @@
 """One traced API call: the span clauditor owns when the SDK makes none (SDK spans off, or 0.x).
 
 A :class:`Call` is started by a wrapper, learns the HTTP status and retries from the SDK hooks,
-learns usage from the response or from stream events, and ends its span exactly once. No method
-raises: each catches its own failure, reports it, and lets the app's call go on untouched.
+learns usage from the response or from stream events, and ends exactly once. No method raises:
+each catches its own failure, reports it, and lets the app's call go on untouched.
+
+The span itself is made only when the call ends: ``start_span`` with the start time and parent
+context recorded when the call began, every attribute written at once (straight into the span's
+dict when the SDK's layout allows, see :func:`~._native.raw_attributes`), then ended. That is
+the cheapest way through the OpenTelemetry SDK, and changes nothing a reader sees: clauditor's
+span is never made the current span (the SDK's own HTTP work is not a child of it), so it need
+not exist earlier. Span processors' ``on_start`` therefore sees the span without attributes.
 """
 
 from __future__ import annotations
 
 import contextvars
-import itertools
 import time
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from clauditor import semconv
+from clauditor.redact import scrub
 
 from ._attributes import (
     context_attributes,
@@ -23,6 +31,8 @@ from ._attributes import (
     request_attributes,
     usage_attributes,
 )
+from ._capture import CallCapture, CapturePolicy
+from ._native import raw_attributes
 from ._safety import report_failure
 
 __all__ = ["ACTIVE_CALL", "Call", "start_call"]
@@ -31,6 +41,9 @@ __all__ = ["ACTIVE_CALL", "Call", "start_call"]
 ACTIVE_CALL: contextvars.ContextVar[Call | None] = contextvars.ContextVar(
     "clauditor_active_call", default=None
 )
+
+_CLIENT = SpanKind.CLIENT
+_OK = Status(StatusCode.OK)
 
 _USAGE_FIELDS = (
     "input_tokens",
@@ -48,21 +61,34 @@ class Call:
     """The state of one call and its span while the call (or its stream) runs."""
 
     __slots__ = (
+        "_capture",
         "_ended",
         "_first_token_ns",
         "_metrics",
         "_saw_delta",
         "_saw_stop",
-        "_start_keys",
         "_stream_usage",
         "attrs",
-        "span",
+        "name",
+        "parent",
         "start_ns",
         "streaming",
+        "tracer",
     )
 
-    def __init__(self, span: Any, attrs: dict[str, Any], metrics: Any, start_ns: int) -> None:
-        self.span = span
+    def __init__(
+        self,
+        tracer: Tracer,
+        name: str,
+        attrs: dict[str, Any],
+        metrics: Any,
+        start_ns: int,
+        capture: CallCapture | None = None,
+    ) -> None:
+        self.tracer = tracer
+        self.name = name
+        # The span's parent is decided where the call began, not where its stream ends.
+        self.parent = otel_context.get_current()
         self.attrs = attrs
         self.start_ns = start_ns
         self.streaming = False
@@ -72,7 +98,7 @@ class Call:
         self._saw_delta = False
         self._saw_stop = False
         self._stream_usage: dict[str, Any] = {}
-        self._start_keys = len(attrs)  # the span already has these; only later ones are set
+        self._capture = capture
 
     # --- facts learned during the call ------------------------------------------------------
 
@@ -83,11 +109,14 @@ class Call:
             self.attrs[semconv.HTTP_RESPONSE_STATUS_CODE] = status
         if retries:
             self.attrs[semconv.HTTP_REQUEST_RESEND_COUNT] = retries
-        headers = getattr(response, "headers", None)
-        if headers is not None:
-            request_id = headers.get("request-id")
-            if request_id:
-                self.attrs[semconv.ANTHROPIC_REQUEST_ID] = request_id
+        if self.attrs.get(semconv.GEN_AI_REQUEST_STREAM):
+            # A parsed Message carries its request id (read in returned()); a stream does not,
+            # and reading httpx headers costs more than the rest of this hook.
+            headers = getattr(response, "headers", None)
+            if headers is not None:
+                request_id = headers.get("request-id")
+                if request_id:
+                    self.attrs[semconv.ANTHROPIC_REQUEST_ID] = request_id
 
     def on_retry(self, retries_taken: int) -> None:
         """The SDK is about to resend the request (a retry)."""
@@ -99,8 +128,12 @@ class Call:
         if kind == "content_block_delta":
             if not self._first_token_ns:
                 self._first_token_ns = time.time_ns()
+            if self._capture is not None:
+                self._capture_event(event)
             return
         try:
+            if self._capture is not None:
+                self._capture_event(event)
             if kind == "message_start":
                 message = event.message
                 self.attrs.update(message_attributes(message))
@@ -118,6 +151,14 @@ class Call:
         except Exception as exc:
             report_failure("stream event", exc)
 
+    def _capture_event(self, event: Any) -> None:
+        capture = self._capture
+        if capture is not None and capture.full:
+            try:
+                capture.event(event)
+            except Exception as exc:
+                report_failure("capture", exc)
+
     def _merge_usage(self, usage: Any) -> None:
         # message_delta usage is cumulative: a field it carries replaces message_start's value.
         if usage is None:
@@ -134,13 +175,21 @@ class Call:
         if self._ended or self.streaming:
             return
         try:
+            message = None
             if getattr(result, "type", None) == "message":
-                self.attrs.update(message_attributes(result))
+                message = result
             elif hasattr(result, "http_response") and not self.attrs.get(
                 semconv.GEN_AI_REQUEST_STREAM
             ):
                 # with_raw_response: the SDK caches what parse() returns, so the app pays nothing.
-                self.attrs.update(message_attributes(result.parse()))
+                message = result.parse()
+            if message is not None:
+                self.attrs.update(message_attributes(message))
+                request_id = getattr(message, "_request_id", None)
+                if type(request_id) is str:
+                    self.attrs[semconv.ANTHROPIC_REQUEST_ID] = request_id
+                if self._capture is not None:
+                    self.attrs.update(self._capture.output_attributes(message))
             else:
                 count = getattr(result, "input_tokens", None)
                 if isinstance(count, int) and not hasattr(result, "usage"):
@@ -159,10 +208,12 @@ class Call:
             return
         try:
             self.attrs.update(error_attributes(exc))
+            if self._capture is not None:
+                self.attrs.update(self._capture.error_attributes(exc))
         except Exception as inner:
             report_failure("error", inner)
         self._finish_stream("error")
-        self._end(StatusCode.ERROR, str(exc)[:200])
+        self._end(StatusCode.ERROR, scrub(str(exc)[:200]))
 
     def stream_ended(self) -> None:
         """The stream was read to its end."""
@@ -197,18 +248,36 @@ class Call:
             self.attrs.update(counts)
         if self._first_token_ns:
             self.attrs[semconv.TTFT_MS] = (self._first_token_ns - self.start_ns) / 1e6
+        capture = self._capture
+        if capture is not None and capture.full and outcome != "error":
+            try:
+                stop = self.attrs.get(semconv.ANTHROPIC_STOP_REASON)
+                self.attrs.update(capture.stream_output_attributes(stop))
+            except Exception as exc:
+                report_failure("capture", exc)
 
     def _end(self, code: StatusCode, description: str | None = None) -> None:
         self._ended = True
+        end_ns = time.time_ns()
+        attrs = self.attrs
         try:
-            span = self.span
-            attrs = self.attrs
-            if len(attrs) > self._start_keys:
-                span.set_attributes(dict(itertools.islice(attrs.items(), self._start_keys, None)))
-            if code is not StatusCode.UNSET:
-                span.set_status(Status(code, description if code is StatusCode.ERROR else None))
-            end_ns = time.time_ns()
-            span.end(end_time=end_ns)
+            # No attributes through start_span: the SDK would validate each under a lock; they
+            # go into the span's dict below when the layout allows (see raw_attributes).
+            span = self.tracer.start_span(self.name, self.parent, _CLIENT, start_time=self.start_ns)
+        except Exception as exc:
+            report_failure("start span", exc)
+            return
+        try:
+            raw = raw_attributes(span, len(attrs))
+            if raw is not None:
+                raw.update(attrs)
+            else:
+                span.set_attributes(attrs)
+            if code is StatusCode.OK:
+                span.set_status(_OK)
+            elif code is StatusCode.ERROR:
+                span.set_status(Status(code, description))
+            span.end(end_ns)
             if self._metrics is not None:
                 self._metrics.record(self.attrs, (end_ns - self.start_ns) / 1e9)
         except Exception as exc:
@@ -223,18 +292,24 @@ def start_call(
     kwargs: dict[str, Any],
     *,
     stream: bool,
+    capture: CapturePolicy | None = None,
 ) -> Call | None:
-    """Start a call span; ``None`` (and the app goes on untraced) when anything fails."""
+    """Start tracing a call; ``None`` (and the app goes on untraced) when anything fails.
+
+    ``capture`` is the content policy (``None`` when off): a call it picks records its request
+    now and its response or error when it ends.
+    """
     try:
         attrs = request_attributes(kwargs, stream=stream)
         if operation == "chat":
             attrs[semconv.GEN_AI_OPERATION_NAME] = "chat"
         attrs.update(context_attributes(operation))
-        start_ns = time.time_ns()
-        span = tracer.start_span(
-            span_name, kind=SpanKind.CLIENT, attributes=attrs, start_time=start_ns
-        )
-        return Call(span, attrs, metrics, start_ns)
+        recorder = None
+        if capture is not None and operation == "chat":
+            recorder = CallCapture.start(capture, kwargs)
+            if recorder is not None and recorder.full:
+                attrs.update(recorder.input_attributes())
+        return Call(tracer, span_name, attrs, metrics, time.time_ns(), recorder)
     except Exception as exc:
         report_failure("start span", exc)
         return None

@@ -26,10 +26,17 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from clauditor import semconv
 
+from ._capture import CapturePolicy, policy_from_environment
 from ._metrics import CallMetrics
 from ._native import NativeSpanEnricher, add_sdk_response_attributes, remove_sdk_response_attributes
 from ._safety import report_failure
-from ._wrappers import ENRICHED_PIPELINES, Runtime, patch_all, unpatch_all
+from ._wrappers import (
+    ENRICHED_PIPELINES,
+    Runtime,
+    forget_native_verdicts,
+    patch_all,
+    unpatch_all,
+)
 
 try:  # the [instruments] base class; clauditor works without it, minus `opentelemetry-instrument`
     from opentelemetry.instrumentation.instrumentor import (
@@ -76,7 +83,9 @@ class AnthropicInstrumentor(_Base):  # type: ignore[misc,valid-type]
     ``AnthropicInstrumentor().instrument(tracer_provider=..., meter_provider=...)`` installs the
     wrappers; ``uninstrument()`` removes every one of them. With no provider given, the global
     ones are used. The feature comes from ``clauditor.feature`` blocks or, failing that, from the
-    ``clauditor.feature`` W3C baggage entry.
+    ``clauditor.feature`` W3C baggage entry. ``capture_content=`` takes a content policy (see
+    :class:`~._capture.CapturePolicy`); without it, ``$CLAUDITOR_CAPTURE_CONTENT`` or the config
+    file's ``[capture]`` table decides, and content capture is off when neither says anything.
     """
 
     # Keyed weakly by provider: an id() could be reused by a later provider once one is freed.
@@ -103,7 +112,16 @@ class AnthropicInstrumentor(_Base):  # type: ignore[misc,valid-type]
         provider = tracer_provider or trace.get_tracer_provider()
         self._add_enricher(provider, metrics)
         add_sdk_response_attributes()
-        patch_all(Runtime(tracer=tracer, metrics=metrics))
+        policy = CapturePolicy.off()
+        try:
+            if kwargs.get("capture_content") is not None:
+                policy = CapturePolicy.coerce(kwargs["capture_content"])
+            else:
+                policy = policy_from_environment()
+        except Exception as exc:  # a bad config file leaves capture off, never stops the app
+            report_failure("capture policy", exc)
+        capture = policy if policy.enabled else None
+        patch_all(Runtime(tracer=tracer, metrics=metrics, capture=capture))
 
     def _add_enricher(self, provider: Any, metrics: Any) -> None:
         pipeline = getattr(provider, "_active_span_processor", None)
@@ -118,6 +136,7 @@ class AnthropicInstrumentor(_Base):  # type: ignore[misc,valid-type]
         enricher.metrics = metrics
         if not any(pipeline is p for p in ENRICHED_PIPELINES):
             ENRICHED_PIPELINES.append(pipeline)
+            forget_native_verdicts()
 
     def _uninstrument(self, **kwargs: Any) -> None:
         unpatch_all()
@@ -126,6 +145,7 @@ class AnthropicInstrumentor(_Base):  # type: ignore[misc,valid-type]
         for enricher in self._enrichers.values():
             enricher.enabled = False
         ENRICHED_PIPELINES.clear()
+        forget_native_verdicts()
 
 
 class Handle:
@@ -202,7 +222,7 @@ def instrument(
     *,
     db: str | os.PathLike[str] | None = None,
     endpoint: str | None = None,
-    capture_content: bool | str | float = False,
+    capture_content: bool | str | float | CapturePolicy | None = None,
     tracer_provider: Any = None,
     meter_provider: Any = None,
     exporter: SpanExporter | None = None,
@@ -214,10 +234,17 @@ def instrument(
     resource ``service.name`` / ``deployment.environment.name`` and sets it globally. Spans go to
     ``exporter`` when given, else to ``endpoint`` / ``$OTEL_EXPORTER_OTLP_ENDPOINT`` (OTLP/HTTP),
     else to the DuckDB file ``db`` (default ``$CLAUDITOR_DB`` or ``./clauditor.duckdb``), through a
-    batching processor flushed at interpreter exit. ``capture_content`` is accepted for the
-    content policy (off by default); prompts and responses are not recorded by this version.
+    batching processor flushed at interpreter exit.
+
+    ``capture_content`` records prompts and responses on the spans: ``"errors_only"`` (request
+    and error body of failed calls), a sample rate such as ``0.05`` (request and response of that
+    share of calls), ``True`` (every call) or a :class:`CapturePolicy`. ``None`` (the default)
+    reads ``$CLAUDITOR_CAPTURE_CONTENT`` and then the config file's ``[capture]`` table; with
+    neither, nothing of a prompt or response is recorded. API keys and auth headers never are.
+    A value that is not a policy raises :class:`~clauditor.errors.ConfigError`.
     """
     global _handle
+    policy = None if capture_content is None else CapturePolicy.coerce(capture_content)
     with _lock:
         if _handle is not None and _handle.active:
             return _handle
@@ -248,7 +275,10 @@ def instrument(
             report_failure("sink setup", exc)
         try:
             AnthropicInstrumentor().instrument(
-                tracer_provider=provider, meter_provider=meter_provider, skip_dep_check=True
+                tracer_provider=provider,
+                meter_provider=meter_provider,
+                capture_content=policy,
+                skip_dep_check=True,
             )
         except Exception as exc:
             report_failure("instrument", exc)

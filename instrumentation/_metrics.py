@@ -26,12 +26,14 @@ DURATION_BUCKETS = (
     0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
 )  # fmt: skip
 
+# The span attributes copied onto the metric points (after operation and provider), in key order.
 _DIMENSIONS = (
-    (semconv.GEN_AI_REQUEST_MODEL, semconv.GEN_AI_REQUEST_MODEL),
-    (semconv.GEN_AI_RESPONSE_MODEL, semconv.GEN_AI_RESPONSE_MODEL),
-    (semconv.ERROR_TYPE, semconv.ERROR_TYPE),
-    (semconv.FEATURE, semconv.FEATURE),
+    semconv.GEN_AI_REQUEST_MODEL,
+    semconv.GEN_AI_RESPONSE_MODEL,
+    semconv.ERROR_TYPE,
+    semconv.FEATURE,
 )
+_MAX_CACHED = 4096
 
 
 class CallMetrics:
@@ -55,22 +57,52 @@ class CallMetrics:
             description="Duration of each Claude call, retries and stream reading included",
             explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
         )
+        self._dims: dict[tuple[Any, ...], tuple[dict[str, Any], ...]] = {}
 
     def record(self, attributes: Mapping[str, Any], duration_s: float) -> None:
         """Record one call whose final span attributes are ``attributes``."""
-        op = attributes.get(semconv.GEN_AI_OPERATION_NAME) or attributes.get(semconv.OPERATION)
+        get = attributes.get
+        op = get(semconv.GEN_AI_OPERATION_NAME) or get(semconv.OPERATION) or "chat"
+        key = (
+            op,
+            get(semconv.GEN_AI_REQUEST_MODEL),
+            get(semconv.GEN_AI_RESPONSE_MODEL),
+            get(semconv.ERROR_TYPE),
+            get(semconv.FEATURE),
+        )
+        try:
+            dims, input_dims, output_dims = self._dims[key]
+        except KeyError:
+            dims, input_dims, output_dims = self._dims_for(key)
+        except TypeError:  # an unhashable value in a malformed span: build without the cache
+            dims, input_dims, output_dims = self._build(key)
+        self._duration.record(duration_s, dims)
+        inclusive = get(semconv.GEN_AI_USAGE_INPUT_TOKENS)
+        if type(inclusive) is int:
+            self._tokens.record(inclusive, input_dims)
+        output = get(semconv.GEN_AI_USAGE_OUTPUT_TOKENS)
+        if type(output) is int:
+            self._tokens.record(output, output_dims)
+
+    def _dims_for(self, key: tuple[Any, ...]) -> tuple[dict[str, Any], ...]:
+        # The metric attributes of a (operation, models, error, feature) combination, made once:
+        # apps have few combinations, and the SDK only reads these dicts.
+        if len(self._dims) >= _MAX_CACHED:
+            self._dims.clear()  # a runaway number of features or models: start over, stay bounded
+        built = self._dims[key] = self._build(key)
+        return built
+
+    @staticmethod
+    def _build(key: tuple[Any, ...]) -> tuple[dict[str, Any], ...]:
         dims: dict[str, Any] = {
             semconv.GEN_AI_PROVIDER_NAME: "anthropic",
-            semconv.GEN_AI_OPERATION_NAME: op or "chat",
+            semconv.GEN_AI_OPERATION_NAME: key[0],
         }
-        for source, target in _DIMENSIONS:
-            value = attributes.get(source)
+        for name, value in zip(_DIMENSIONS, key[1:], strict=True):
             if value is not None:
-                dims[target] = value
-        self._duration.record(duration_s, dims)
-        inclusive = attributes.get(semconv.GEN_AI_USAGE_INPUT_TOKENS)
-        if isinstance(inclusive, int):
-            self._tokens.record(inclusive, {**dims, semconv.GEN_AI_TOKEN_TYPE: "input"})
-        output = attributes.get(semconv.GEN_AI_USAGE_OUTPUT_TOKENS)
-        if isinstance(output, int):
-            self._tokens.record(output, {**dims, semconv.GEN_AI_TOKEN_TYPE: "output"})
+                dims[name] = value
+        return (
+            dims,
+            {**dims, semconv.GEN_AI_TOKEN_TYPE: "input"},
+            {**dims, semconv.GEN_AI_TOKEN_TYPE: "output"},
+        )

@@ -26,9 +26,16 @@ from opentelemetry.trace import StatusCode
 from clauditor import semconv
 
 from ._attributes import context_attributes
+from ._capture import PENDING_CAPTURE
 from ._safety import report_failure
 
-__all__ = ["NativeSpanEnricher", "add_sdk_response_attributes", "remove_sdk_response_attributes"]
+__all__ = [
+    "NativeSpanEnricher",
+    "add_sdk_response_attributes",
+    "raw_attributes",
+    "record_response_hook",
+    "remove_sdk_response_attributes",
+]
 
 _OPERATIONS = {
     semconv.ANTHROPIC_SPAN_MESSAGES_CREATE: "chat",
@@ -71,6 +78,43 @@ def remove_sdk_response_attributes() -> None:
                 del response[key]
 
 
+def record_response_hook(original: Any) -> Any:
+    """Wrap the SDK function that records a call's result on its span, to add captured content.
+
+    That is ``_tracing.record_response(span, result)`` in anthropic 2.x and
+    ``lib._tracing._api_call.record_api_call(client, span, result)`` in 1.x: both run while the
+    span is still open, in the app's call, with the parsed response or the error - the one place
+    that sees both. The span and the result are the last two arguments in each.
+    """
+
+    def hooked(*args: Any, **kwargs: Any) -> Any:
+        done = original(*args, **kwargs)
+        capture = PENDING_CAPTURE.get()
+        if capture is None or len(args) < 2 or capture.span is not args[-2]:
+            return done
+        span, result = args[-2], args[-1]
+        try:
+            error = getattr(result, "error", None)
+            if error is not None:
+                attrs = capture.error_attributes(error)
+            else:
+                data = getattr(result, "data", None)
+                raw = getattr(data, "http_response", None)
+                if raw is not None and getattr(raw, "is_closed", False):
+                    data = (
+                        data.parse()
+                    )  # with_raw_response: parse() is cached, the app pays nothing
+                kind = getattr(data, "type", None)
+                attrs = capture.output_attributes(data) if kind == "message" else {}
+            if attrs and span.is_recording():
+                span.set_attributes(attrs)
+        except Exception as exc:
+            report_failure("capture", exc)
+        return done
+
+    return hooked
+
+
 def _is_sdk_call_span(span: ReadableSpan) -> str | None:
     operation = _OPERATIONS.get(span.name)
     if operation is None:
@@ -81,9 +125,31 @@ def _is_sdk_call_span(span: ReadableSpan) -> str | None:
     return operation
 
 
+def raw_attributes(span: Span, adding: int) -> dict[str, Any] | None:
+    """The span's own attribute dict, when ``adding`` clauditor values may go straight into it.
+
+    The SDK validates each value it is given (type, length limit) under a lock; clauditor's
+    values are plain str/int/float/bool it made itself, so when the span has no value-length
+    limit and room for them, writing them into the dict is the same result for a fraction of the
+    cost. ``None`` (use ``set_attributes``) whenever the SDK's layout is not the one expected.
+    """
+    bounded = getattr(span, "_attributes", None)
+    raw = getattr(bounded, "_dict", None)
+    if type(raw) is not dict or getattr(bounded, "max_value_len", 0) is not None:
+        return None
+    maxlen = getattr(bounded, "maxlen", 0)
+    if maxlen is not None and len(raw) + adding > maxlen:
+        return None
+    return raw
+
+
 def _set_while_ending(span: Span, extra: dict[str, Any]) -> None:
     # The SDK calls _on_ending after freezing the attributes (the spec says the span is still
     # writable there), so write through the frozen mapping for this one moment.
+    raw = raw_attributes(span, len(extra))
+    if raw is not None:
+        raw.update(extra)
+        return
     if span.is_recording():
         span.set_attributes(extra)
         return
@@ -115,12 +181,23 @@ class NativeSpanEnricher(SpanProcessor):
             return
         try:
             operation = _is_sdk_call_span(span)
-            if operation is not None:
-                attrs = context_attributes(operation)
-                if operation == "chat" and semconv.GEN_AI_REQUEST_STREAM not in (
-                    span.attributes or {}
-                ):
-                    attrs[semconv.GEN_AI_REQUEST_STREAM] = False
+            if operation is None:
+                return
+            attrs = context_attributes(operation)
+            current = getattr(getattr(span, "_attributes", None), "_dict", None)
+            if current is None:
+                current = span.attributes or {}
+            if operation == "chat" and semconv.GEN_AI_REQUEST_STREAM not in current:
+                attrs[semconv.GEN_AI_REQUEST_STREAM] = False
+            capture = PENDING_CAPTURE.get() if operation == "chat" else None
+            if capture is not None and capture.span is None:
+                capture.span = span
+                if capture.full:
+                    attrs.update(capture.input_attributes())
+            raw = raw_attributes(span, len(attrs)) if capture is None else None
+            if raw is not None:
+                raw.update(attrs)
+            else:
                 span.set_attributes(attrs)
         except Exception as exc:
             report_failure("enrich SDK span", exc)
@@ -131,7 +208,9 @@ class NativeSpanEnricher(SpanProcessor):
         try:
             if _is_sdk_call_span(span) is None:
                 return
-            attrs = span.attributes or {}
+            attrs = getattr(getattr(span, "_attributes", None), "_dict", None)
+            if type(attrs) is not dict:
+                attrs = span.attributes or {}
             extra: dict[str, Any] = {}
             inclusive = attrs.get(semconv.GEN_AI_USAGE_INPUT_TOKENS)
             uncached = attrs.get(semconv.INPUT_TOKENS_UNCACHED)
@@ -158,7 +237,8 @@ class NativeSpanEnricher(SpanProcessor):
                 _set_while_ending(span, extra)
             if self.metrics is not None:
                 start = span.start_time or time.time_ns()
-                self.metrics.record({**attrs, **extra}, (time.time_ns() - start) / 1e9)
+                final = attrs if extra.items() <= attrs.items() else {**attrs, **extra}
+                self.metrics.record(final, (time.time_ns() - start) / 1e9)
         except Exception as exc:
             report_failure("finish SDK span", exc)
 

@@ -29,6 +29,7 @@ from clauditor import semconv
 
 from ._attributes import context_attributes, message_attributes
 from ._call import ACTIVE_CALL, Call, start_call
+from ._capture import PENDING_CAPTURE, CallCapture, CapturePolicy
 from ._safety import report_failure
 from ._streams import (
     AsyncTracedStream,
@@ -37,23 +38,25 @@ from ._streams import (
     TracedStreamManager,
 )
 
-__all__ = ["Runtime", "patch_all", "unpatch_all"]
+__all__ = ["Runtime", "forget_native_verdicts", "patch_all", "unpatch_all"]
 
 BATCH_RESULTS_SPAN = "anthropic.messages.batches.results"
 
 
 @dataclass
 class Runtime:
-    """What the wrappers need: clauditor's tracer and metrics (None when metrics are off)."""
+    """What the wrappers need: clauditor's tracer, metrics and content policy (None when off)."""
 
     tracer: Tracer
     metrics: Any = None
+    capture: CapturePolicy | None = None
 
 
 _runtime: Runtime | None = None
-_patched: list[tuple[type, str, Any]] = []
+_patched: list[tuple[Any, str, Any]] = []
 # The span pipelines (SDK providers' active processors) that have a NativeSpanEnricher.
 ENRICHED_PIPELINES: list[Any] = []
+_NATIVE_VERDICTS: dict[int, tuple[Any, bool]] = {}
 
 
 def _native(resource: Any) -> bool:
@@ -61,18 +64,40 @@ def _native(resource: Any) -> bool:
 
     True only for anthropic >= 1.17 with tracing on whose tracer feeds a provider that has a
     :class:`~._native.NativeSpanEnricher`; in every other case clauditor makes the span itself.
+    The verdict is kept per tracer (clients share them) until the enriched pipelines change.
     """
-    try:
-        tracer = resource._client._tracer
-    except Exception:
-        return False  # 0.x: no native spans
+    client = getattr(resource, "_client", None)
+    tracer = getattr(client, "_tracer", None)  # 0.x clients have none: no native spans
     if tracer is None:
         return False
+    known = _NATIVE_VERDICTS.get(id(tracer))
+    if known is not None and known[0] is tracer:
+        return known[1]
     real = getattr(tracer, "_real_tracer", tracer)  # a ProxyTracer resolves once a provider is set
     if real is None and hasattr(tracer, "_tracer"):
         real = tracer._tracer
     pipeline = getattr(real, "span_processor", None)
-    return pipeline is not None and any(pipeline is p for p in ENRICHED_PIPELINES)
+    verdict = pipeline is not None and any(pipeline is p for p in ENRICHED_PIPELINES)
+    if real is not None:  # an unresolved proxy may resolve later: ask again next time
+        if len(_NATIVE_VERDICTS) > 256:
+            _NATIVE_VERDICTS.clear()
+        _NATIVE_VERDICTS[id(tracer)] = (tracer, verdict)  # the tracer itself guards id reuse
+    return verdict
+
+
+def forget_native_verdicts() -> None:
+    """Drop the cached :func:`_native` verdicts (the enriched pipelines changed)."""
+    _NATIVE_VERDICTS.clear()
+
+
+def _pend(policy: CapturePolicy, kwargs: dict[str, Any]) -> Any:
+    """Make this call's capture visible to the SDK-span enricher (native mode); a reset token."""
+    try:
+        capture = CallCapture.start(policy, kwargs)
+    except Exception as exc:
+        report_failure("capture", exc)
+        capture = None
+    return PENDING_CAPTURE.set(capture)
 
 
 # --- wrapper factories -------------------------------------------------------------------------
@@ -82,11 +107,20 @@ def _sync_call(span_name: str, operation: str, original: Callable[..., Any]) -> 
     @functools.wraps(original)
     def traced(self: Any, *args: Any, **kwargs: Any) -> Any:
         rt = _runtime
-        if rt is None or _native(self):
+        if rt is None:
             return original(self, *args, **kwargs)
+        if _native(self):
+            if rt.capture is None or operation != "chat":
+                return original(self, *args, **kwargs)
+            token = _pend(rt.capture, kwargs)
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                PENDING_CAPTURE.reset(token)
         call = start_call(
-            rt.tracer, rt.metrics, span_name, operation, kwargs, stream=kwargs.get("stream") is True
-        )
+            rt.tracer, rt.metrics, span_name, operation, kwargs,
+            stream=kwargs.get("stream") is True, capture=rt.capture,
+        )  # fmt: skip
         if call is None:
             return original(self, *args, **kwargs)
         token = ACTIVE_CALL.set(call)
@@ -107,11 +141,20 @@ def _async_call(span_name: str, operation: str, original: Callable[..., Any]) ->
     @functools.wraps(original)
     async def traced(self: Any, *args: Any, **kwargs: Any) -> Any:
         rt = _runtime
-        if rt is None or _native(self):
+        if rt is None:
             return await original(self, *args, **kwargs)
+        if _native(self):
+            if rt.capture is None or operation != "chat":
+                return await original(self, *args, **kwargs)
+            token = _pend(rt.capture, kwargs)
+            try:
+                return await original(self, *args, **kwargs)
+            finally:
+                PENDING_CAPTURE.reset(token)
         call = start_call(
-            rt.tracer, rt.metrics, span_name, operation, kwargs, stream=kwargs.get("stream") is True
-        )
+            rt.tracer, rt.metrics, span_name, operation, kwargs,
+            stream=kwargs.get("stream") is True, capture=rt.capture,
+        )  # fmt: skip
         if call is None:
             return await original(self, *args, **kwargs)
         token = ACTIVE_CALL.set(call)
@@ -141,7 +184,7 @@ def _stream_method(original: Callable[..., Any], *, is_async: bool) -> Callable[
         def start() -> Call | None:
             return start_call(
                 rt.tracer, rt.metrics, semconv.ANTHROPIC_SPAN_MESSAGES_CREATE, "chat", kwargs,
-                stream=True,
+                stream=True, capture=rt.capture,
             )  # fmt: skip
 
         return manager_cls(manager, start)
@@ -301,9 +344,13 @@ def _results_method(original: Callable[..., Any], *, is_async: bool) -> Callable
 # --- patching ---------------------------------------------------------------------------------
 
 
-def _patch(module_name: str, class_name: str, method: str, factory: Callable[..., Any]) -> None:
+def _patch(
+    module_name: str, class_name: str | None, method: str, factory: Callable[..., Any]
+) -> None:
+    # class_name None patches a module-level function of the module itself.
     try:
-        cls = getattr(importlib.import_module(module_name), class_name)
+        module = importlib.import_module(module_name)
+        cls = module if class_name is None else getattr(module, class_name)
         original = cls.__dict__[method]
     except (ImportError, AttributeError, KeyError):
         return  # this SDK generation has no such method
@@ -336,6 +383,7 @@ def patch_all(runtime: Runtime) -> None:
     """Install every wrapper (idempotent) and make ``runtime`` the one they use."""
     global _runtime
     _runtime = runtime
+    forget_native_verdicts()
     if _patched:
         return
     chat = semconv.ANTHROPIC_SPAN_MESSAGES_CREATE
@@ -358,6 +406,11 @@ def patch_all(runtime: Runtime) -> None:
     ):
         _patch(module, "Batches", "results", functools.partial(_results_method, is_async=False))
         _patch(module, "AsyncBatches", "results", functools.partial(_results_method, is_async=True))
+    # The SDK's own call spans (>= 1.17) learn captured content where the SDK records responses.
+    from ._native import record_response_hook
+
+    _patch("anthropic._tracing", None, "record_response", record_response_hook)  # 2.x
+    _patch("anthropic.lib._tracing._api_call", None, "record_api_call", record_response_hook)  # 1.x
     base = "anthropic._base_client"
     _patch(base, "SyncAPIClient", "_process_response", _process_response_hook)
     _patch(base, "AsyncAPIClient", "_process_response", _async_process_response_hook)
@@ -369,6 +422,7 @@ def unpatch_all() -> None:
     """Remove every wrapper, restoring the SDK's own methods."""
     global _runtime
     _runtime = None
+    forget_native_verdicts()
     while _patched:
         cls, method, original = _patched.pop()
         setattr(cls, method, original)

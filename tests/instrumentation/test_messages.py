@@ -40,6 +40,7 @@ def test_create_records_usage_in_both_meanings(make_client, fake, pipeline) -> N
     assert a[sc.OPERATION] == "chat"
     assert sc.HTTP_REQUEST_RESEND_COUNT not in a
     assert a[sc.GEN_AI_RESPONSE_ID] == msg.id
+    assert a[sc.ANTHROPIC_REQUEST_ID].startswith("req_fake")
 
 
 def test_exactly_one_span_carries_usage(make_client, pipeline) -> None:
