@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "feature", "instrument", "uninstrument"]
+__all__ = ["CapturePolicy", "__version__", "feature", "instrument", "uninstrument"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from clauditor.instrumentation import feature, instrument, uninstrument
+    from clauditor.instrumentation import CapturePolicy, feature, instrument, uninstrument
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("instrument", "uninstrument", "feature"):
+    if name in ("instrument", "uninstrument", "feature", "CapturePolicy"):
         from clauditor import instrumentation
 
         return getattr(instrumentation, name)
