@@ -46,6 +46,7 @@ __all__ = [
     "PriceTable",
     "load_price_table",
     "model_key_expr",
+    "model_key_sql",
     "import_litellm",
     "normalize_model_id",
     "price_calls",
@@ -105,6 +106,18 @@ def model_key_expr(column: str | pl.Expr) -> pl.Expr:
         .str.replace(r"-latest$", "")
         .str.replace(_DATE_SUFFIX, "")
     )
+
+
+def model_key_sql(expression: str) -> str:
+    """The DuckDB SQL of :func:`normalize_model_id` applied to the SQL ``expression``.
+
+    For aggregates computed inside DuckDB, so that a dated snapshot and its undated id group as
+    one model there too. The regular expressions are the same ones (RE2 accepts them).
+    """
+    key = f"lower(trim({expression}))"
+    for pattern in (_PROVIDER_PREFIX, _VERSION_SUFFIX, r"-latest$", _DATE_SUFFIX):
+        key = f"regexp_replace({key}, '{pattern}', '')"
+    return key
 
 
 @dataclass(frozen=True)

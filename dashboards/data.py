@@ -40,6 +40,7 @@ import polars as pl
 
 from clauditor.analytics.costs import NO_KEY, UNTAGGED
 from clauditor.analytics.periods import Period
+from clauditor.pricing import model_key_sql
 from clauditor.schema import conform
 from clauditor.store import read_connection
 
@@ -53,6 +54,8 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 # Keys as clauditor.analytics.costs names them: an empty tag is no tag. ``which`` is NULL for
 # rows read only for the budget (its month and look-back reach beyond the two periods).
+# Models by their canonical undated id, as everywhere else (clauditor.pricing.normalize_model_id).
+_MODEL_KEY = model_key_sql("coalesce(nullif(response_model, ''), nullif(request_model, ''))")
 _ROLLUP_SQL = f"""
 SELECT
     CASE WHEN start_time >= $cur_start AND start_time < $cur_end THEN 'current'
@@ -61,7 +64,7 @@ SELECT
     start_time < $as_of AS before_as_of,
     epoch_us(start_time) // {_BUCKET_US} AS bucket,
     coalesce(nullif(feature, ''), '{UNTAGGED}') AS feature,
-    coalesce(nullif(response_model, ''), nullif(request_model, ''), '{NO_KEY}') AS model,
+    coalesce({_MODEL_KEY}, '{NO_KEY}') AS model,
     CASE WHEN nullif(feature, '') IS NULL THEN coalesce(nullif(code_location, ''), '{NO_KEY}')
     END AS code_location,
     epoch_us(min(start_time)) AS first_call,

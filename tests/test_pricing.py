@@ -315,3 +315,17 @@ def test_empty_response_model_falls_back_to_request_model() -> None:
     # Haiku 4.5 $1/M: 1,000 in = $0.001.
     row = priced(request_model="claude-haiku-4-5", response_model="", input_tokens=1000)
     assert row["cost_usd"] == pytest.approx(0.001)
+
+
+@pytest.mark.parametrize(
+    "model",
+    ["claude-haiku-4-5-20251001", "us.anthropic.claude-haiku-4-5-20251001-v1:0",
+     "claude-haiku-4-5@20251001", " Claude-Haiku-4-5-latest"],
+)  # fmt: skip
+def test_sql_model_key_matches_python(model: str) -> None:
+    import duckdb
+
+    from clauditor.pricing import model_key_sql
+
+    got = duckdb.sql(f"SELECT {model_key_sql('m')} FROM (SELECT ? AS m)", params=[model]).fetchall()
+    assert got == [(normalize_model_id(model),)]
