@@ -109,9 +109,22 @@ OPENINFERENCE_USER_ID = "user.id"
 # OTel general semconv: the end user of the request (a fallback for the user column).
 ENDUSER_ID = "enduser.id"
 OPENINFERENCE_SESSION_ID = "session.id"
+OPENLLMETRY_SCOPE = "opentelemetry.instrumentation.anthropic"
+OPENLLMETRY_IS_STREAMING = "gen_ai.is_streaming"  # 0.56 and newer
+OPENLLMETRY_IS_STREAMING_OLD = "llm.is_streaming"
+OPENLLMETRY_FINISH_REASON = "gen_ai.completion.0.finish_reason"  # older releases
+OPENLLMETRY_ASSOCIATION_PREFIX = "traceloop.association.properties."  # traceloop-sdk context
+# OpenInference (continued).
+OPENINFERENCE_SCOPE = "openinference.instrumentation.anthropic"
+OPENINFERENCE_REQUEST_MODEL_NAME = "llm.request.model_name"
+OPENINFERENCE_FINISH_REASON = "llm.finish_reason"
+OPENINFERENCE_INVOCATION_PARAMETERS = "llm.invocation_parameters"  # JSON text
+OPENINFERENCE_METADATA = "metadata"  # JSON text of the app's using_metadata(...)
 # OpenLIT.
+OPENLIT_SCOPE_PREFIX = "openlit."
 OPENLIT_USAGE_COST = "gen_ai.usage.cost"
 OPENLIT_CACHE_READ = "gen_ai.usage.cache_read_input_tokens"
+OPENLIT_TTFT_S = "gen_ai.server.time_to_first_token"  # seconds
 
 # Attribute keys whose values are secrets: an attribute whose lower-cased key contains one of
 # these is dropped wherever it appears (see clauditor.redact).

@@ -106,24 +106,44 @@ def _list(items: Sequence[str]) -> str:
 def columnar_supported() -> bool:
     """Whether the SQL below still matches :mod:`.normalize`'s conventions.
 
-    The SQL encodes the three conventions as they are today (same keys, same provider keys,
-    the same detectors). Should someone add or change one, this turns False and file ingest
-    falls back to the Python path until the SQL is taught the change.
+    The SQL encodes three conventions as they are today (same keys, same provider keys,
+    the same detectors); every other convention must be detected by a
+    :class:`~.normalize.Markers`, whose spans SQL hands to Python (see :func:`_python_only`).
+    Should someone change one of the three, or add a convention detected otherwise, this turns
+    False and file ingest falls back to the Python path until the SQL is taught the change.
     """
     expected = (
         ("clauditor", nz._is_clauditor),
         ("anthropic-sdk", nz._is_anthropic_sdk),
         ("otel-genai", nz._always),
     )
-    if tuple((c.source, c.matches) for c in nz.CONVENTIONS) != expected:
+    decided = tuple(c for c in nz.CONVENTIONS if not isinstance(c.matches, nz.Markers))
+    if tuple((c.source, c.matches) for c in decided) != expected:
         return False
     if not all(k.startswith(nz._CLAUDITOR_PREFIX) for k in nz._CLAUDITOR_KEYS):
         return False
     return all(
         dict(c.keys) == dict(nz.GENAI_KEYS)
         and c.provider_keys == (sc.GEN_AI_PROVIDER_NAME, sc.GEN_AI_SYSTEM)
-        for c in nz.CONVENTIONS
+        and not c.feature_keys
+        and c.refine is None
+        for c in decided
     )
+
+
+def _python_only() -> str:
+    """SQL: the span matches a convention that only Python decides (a ``Markers`` detector),
+    so its line goes to Python, whatever the order of ``CONVENTIONS``."""
+    markers = [c.matches for c in nz.CONVENTIONS if isinstance(c.matches, nz.Markers)]
+    scopes = sorted({s for m in markers for s in m.scopes})
+    prefixes = sorted({p for m in markers for p in m.scope_prefixes})
+    keys = sorted({k for m in markers for k in m.keys})
+    tests = [f"starts_with(scope_name, {_lit(p)})" for p in prefixes]
+    if scopes:
+        tests.append(f"list_contains({_list(scopes)}, scope_name)")
+    if keys:
+        tests.append(f"list_has_any(keys, {_list(keys)})")
+    return " OR ".join(tests) or "false"
 
 
 def _value_json(v: str) -> str:
@@ -316,7 +336,7 @@ def _spans_sql(feature_attributes: tuple[str, ...]) -> str:
     provider = "coalesce(" + ", ".join(f"{v}.stringValue" for v in provider_vs) + ")"
     claude = (
         f"CASE WHEN {request_model} IS NULL AND {response_model} IS NULL THEN "
-        f"(p_op IS NOT NULL OR starts_with(name, 'anthropic.messages')) "
+        f"(p_op IS NOT NULL OR list_contains({_list(sorted(nz._CALL_SPAN_NAMES))}, name)) "
         f"WHEN {provider} IS NOT NULL THEN contains(lower({provider}), 'anthropic') "
         f"OR contains(lower(coalesce({request_model}, '')), 'claude') "
         f"OR contains(lower(coalesce({response_model}, '')), 'claude') ELSE true END"
@@ -365,6 +385,7 @@ def _spans_sql(feature_attributes: tuple[str, ...]) -> str:
             "TRY_CAST(start_s AS BIGINT) > 0",
             "TRY_CAST(end_s AS BIGINT) >= TRY_CAST(start_s AS BIGINT)",
             "res_ok",
+            f"NOT ({_python_only()})",
             _attrs_canonical("attrs"),
             *checks,
         ]

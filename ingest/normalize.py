@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+import polars as pl
+
 from clauditor import semconv as sc
 from clauditor.redact import is_secret_key, scrub, scrub_attributes
 from clauditor.schema import CALLS_COLUMNS, COST_COLUMNS
@@ -38,8 +40,10 @@ __all__ = [
     "MAX_TOKEN_COUNT",
     "Convention",
     "SpanRecord",
+    "SOURCE_PREFERENCE",
     "SpanRejected",
     "normalize",
+    "one_row_per_call",
 ]
 
 MAX_TOKEN_COUNT = 100_000_000  # no single call comes near this; larger means a broken exporter
@@ -54,7 +58,25 @@ _ZERO16 = "0" * 16
 _ZERO32 = "0" * 32
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
-_ERROR_TYPE_ALIASES = {"client_timeout_error": "timeout"}
+# error.type as the instrumentations write it -> Anthropic's error type. OpenLLMetry, OpenLIT and
+# the official OTel instrumentation record the SDK's exception class (qualified or not).
+_EXCEPTION_ERROR_TYPES = {
+    "RateLimitError": "rate_limit_error",
+    "OverloadedError": "overloaded_error",
+    "InternalServerError": "api_error",
+    "BadRequestError": "invalid_request_error",
+    "AuthenticationError": "authentication_error",
+    "PermissionDeniedError": "permission_error",
+    "NotFoundError": "not_found_error",
+    "RequestTooLargeError": "request_too_large",
+    "APITimeoutError": "timeout",
+    "APIConnectionError": "connection_error",
+}
+_ERROR_TYPE_ALIASES = {
+    "client_timeout_error": "timeout",
+    **_EXCEPTION_ERROR_TYPES,
+    **{f"anthropic.{name}": kind for name, kind in _EXCEPTION_ERROR_TYPES.items()},
+}
 _OPERATION_BY_SPAN_NAME = {
     sc.ANTHROPIC_SPAN_COUNT_TOKENS: "count_tokens",
     "anthropic.messages.batches.results": "batch",
@@ -135,6 +157,33 @@ GENAI_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
 )
 
 
+# refine(record, row, rest, feature_attributes): see Convention.
+Refine = Callable[[SpanRecord, dict[str, Any], dict[str, Any], tuple[str, ...]], None]
+
+
+@dataclass(frozen=True)
+class Markers:
+    """A detector made of data: a span matches when its scope name is one of ``scopes`` (or
+    starts with one of ``scope_prefixes``) or it carries one of ``keys``.
+
+    Conventions detected this way are decided by Python in every ingest path: the columnar
+    engine hands any span that matches one of them to :func:`normalize` (it reads these fields).
+    A matching scope also makes a span without a model a Claude call: those scopes belong to
+    Anthropic-only instrumentations, whose failed-call spans may name no model at all.
+    """
+
+    scopes: frozenset[str] = frozenset()
+    scope_prefixes: tuple[str, ...] = ()
+    keys: frozenset[str] = frozenset()
+
+    def owns_scope(self, scope_name: str) -> bool:
+        """Whether spans of this scope are always Anthropic API calls."""
+        return scope_name in self.scopes or scope_name.startswith(self.scope_prefixes)
+
+    def __call__(self, attributes: Mapping[str, Any], scope_name: str) -> bool:
+        return self.owns_scope(scope_name) or not self.keys.isdisjoint(attributes)
+
+
 @dataclass(frozen=True)
 class Convention:
     """How one instrumentation writes a Claude call.
@@ -144,12 +193,18 @@ class Convention:
     in ``keys`` is consumed: it is not repeated in the ``attributes`` JSON. ``provider_keys``
     name the provider, used only to skip other providers' calls. A new convention is usually
     ``Convention("name", detect, {**GENAI_KEYS, "request_model": ("llm.model_name",), ...})``.
+
+    ``feature_keys`` are the convention's own places for the feature, tried after the configured
+    keys and the baggage copy. ``refine(record, row, rest)`` fixes up the finished row in place
+    for what key lookup cannot express (JSON-valued attributes, units, status messages).
     """
 
     source: str
     matches: Callable[[Mapping[str, Any], str], bool]
     keys: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: GENAI_KEYS)
     provider_keys: tuple[str, ...] = (sc.GEN_AI_PROVIDER_NAME, sc.GEN_AI_SYSTEM)
+    feature_keys: tuple[str, ...] = ()
+    refine: Refine | None = None
     # Derived once, for the per-span path.
     single: tuple[tuple[str, str], ...] = field(init=False, repr=False)
     multi: tuple[tuple[str, tuple[str, ...]], ...] = field(init=False, repr=False)
@@ -196,9 +251,140 @@ def _always(attributes: Mapping[str, Any], scope_name: str) -> bool:
     return True
 
 
-# First match wins. Our own spans first: they may ride on the SDK's scope, and their clauditor
-# attributes are what make them exact. The last entry catches every other gen_ai span.
+# --- other instrumentations ---------------------------------------------------------------------
+
+_STATUS_HTTP = re.compile(r"Error code: (\d{3})")
+_STATUS_ERROR_TYPE = re.compile(r"'error': \{'type': '([a-z_]+)'")
+
+
+def _refine_failure(record: SpanRecord, row: dict[str, Any]) -> None:
+    """The HTTP status and API error type of a failed call, from the SDK's exception message
+    (``Error code: 429 - {'type': 'error', 'error': {'type': 'rate_limit_error', ...}}``),
+    which these instrumentations put in the span status and nowhere else."""
+    message = record.status_message
+    if row["status"] != "error" or type(message) is not str:
+        return
+    if row["http_status"] is None and (m := _STATUS_HTTP.search(message)):
+        row["http_status"] = int(m.group(1))
+    if (m := _STATUS_ERROR_TYPE.search(message)) and (
+        row["error_type"] is None or row["error_type"] in _ERROR_TYPE_ALIASES.values()
+    ):
+        row["error_type"] = m.group(1)
+    if row["error_type"] is None and row["http_status"] is not None:
+        row["error_type"] = "api_error"
+
+
+def _json_object(value: Any) -> dict[str, Any]:
+    if type(value) is not str:
+        return {}
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return {}
+    return parsed if type(parsed) is dict else {}
+
+
+def _refine_openllmetry(
+    record: SpanRecord, row: dict[str, Any], rest: dict[str, Any], feature_keys: tuple[str, ...]
+) -> None:
+    _refine_failure(record, row)
+
+
+def _refine_openinference(
+    record: SpanRecord, row: dict[str, Any], rest: dict[str, Any], feature_keys: tuple[str, ...]
+) -> None:
+    """max_tokens and stream live in the invocation parameters JSON; the feature may be a key of
+    the app's ``using_metadata({...})`` JSON (config key ``metadata.<name>``, default
+    ``metadata.feature``)."""
+    params = _json_object(record.attributes.get(sc.OPENINFERENCE_INVOCATION_PARAMETERS))
+    if row["max_tokens"] is None and type(params.get("max_tokens")) is int:
+        row["max_tokens"] = params["max_tokens"]
+    if row["stream"] is None and params:
+        row["stream"] = params.get("stream") is True
+    if row["feature"] is None:
+        metadata = _json_object(record.attributes.get(sc.OPENINFERENCE_METADATA))
+        names = [k[len("metadata.") :] for k in feature_keys if k.startswith("metadata.")]
+        for name in (*names, "feature"):
+            if type(metadata.get(name)) is str:
+                row["feature"] = metadata[name]
+                break
+    _refine_failure(record, row)
+
+
+def _refine_openlit(
+    record: SpanRecord, row: dict[str, Any], rest: dict[str, Any], feature_keys: tuple[str, ...]
+) -> None:
+    """OpenLIT's time to first token is in seconds and also set for calls that did not stream;
+    its failed-call spans carry no attribute but the span name ``chat <model>``."""
+    ttft = rest.pop(sc.OPENLIT_TTFT_S, None)
+    if row["stream"] is True and row["ttft_ms"] is None and type(ttft) in (int, float):
+        row["ttft_ms"] = float(ttft) * 1000.0
+    elif ttft is not None:
+        rest[sc.OPENLIT_TTFT_S] = ttft
+    if row["request_model"] is None and record.name.startswith("chat "):
+        row["request_model"] = record.name[len("chat ") :]
+    _refine_failure(record, row)
+
+
+_OPENLLMETRY_KEYS = {
+    **GENAI_KEYS,
+    # Before 0.40 the inclusive count was "prompt_tokens"; it always included the cache.
+    "input_inclusive": (sc.GEN_AI_USAGE_INPUT_TOKENS, sc.OPENLLMETRY_PROMPT_TOKENS),
+    "output_tokens": (sc.GEN_AI_USAGE_OUTPUT_TOKENS, sc.OPENLLMETRY_COMPLETION_TOKENS),
+    "stream": (
+        sc.GEN_AI_REQUEST_STREAM,
+        sc.OPENLLMETRY_IS_STREAMING,
+        sc.OPENLLMETRY_IS_STREAMING_OLD,
+    ),
+    "stop_reason": (sc.ANTHROPIC_STOP_REASON, sc.OPENLLMETRY_FINISH_REASON),
+}
+_OPENINFERENCE_KEYS = {
+    **GENAI_KEYS,
+    "request_model": (sc.OPENINFERENCE_REQUEST_MODEL_NAME, sc.OPENINFERENCE_MODEL_NAME),
+    "response_model": ("llm.response.model_name",),
+    "input_inclusive": (sc.OPENINFERENCE_PROMPT_TOKENS,),  # includes cache reads and writes
+    "output_tokens": (sc.OPENINFERENCE_COMPLETION_TOKENS,),
+    "cache_read": (sc.OPENINFERENCE_CACHE_READ,),
+    "cache_write": (sc.OPENINFERENCE_CACHE_WRITE,),
+    "stop_reason": (sc.OPENINFERENCE_FINISH_REASON,),
+    "conversation_id": (sc.GEN_AI_CONVERSATION_ID, sc.OPENINFERENCE_SESSION_ID),
+}
+_OPENLIT_KEYS = {
+    **GENAI_KEYS,
+    # OpenLIT (checked on 1.45) writes Anthropic's own, UNCACHED count under the semconv name.
+    "input_uncached": (sc.INPUT_TOKENS_UNCACHED, sc.GEN_AI_USAGE_INPUT_TOKENS),
+    "input_inclusive": (),
+}
+
+# First match wins. The instrumentations recognised by their own scope (or a key only they
+# write) come first: a context-propagating span processor may copy ``clauditor.*`` baggage onto
+# their spans, which must not make them look like ours. Then our own spans: they may ride on
+# the SDK's scope, and their clauditor attributes are what make them exact. The last entry
+# catches every other gen_ai span (the official OTel GenAI instrumentations among them).
 CONVENTIONS: tuple[Convention, ...] = (
+    Convention(
+        "openllmetry",
+        Markers(scopes=frozenset({sc.OPENLLMETRY_SCOPE}), keys=frozenset({"llm.request.type"})),
+        _OPENLLMETRY_KEYS,
+        feature_keys=(sc.OPENLLMETRY_ASSOCIATION_PREFIX + "feature",),
+        refine=_refine_openllmetry,
+    ),
+    Convention(
+        "openinference",
+        Markers(
+            scopes=frozenset({sc.OPENINFERENCE_SCOPE}),
+            keys=frozenset({sc.OPENINFERENCE_SPAN_KIND, sc.OPENINFERENCE_PROMPT_TOKENS}),
+        ),
+        _OPENINFERENCE_KEYS,
+        provider_keys=(sc.OPENINFERENCE_PROVIDER, sc.OPENINFERENCE_SYSTEM, sc.GEN_AI_SYSTEM),
+        refine=_refine_openinference,
+    ),
+    Convention(
+        "openlit",
+        Markers(scope_prefixes=(sc.OPENLIT_SCOPE_PREFIX,)),
+        _OPENLIT_KEYS,
+        refine=_refine_openlit,
+    ),
     Convention("clauditor", _is_clauditor),
     Convention("anthropic-sdk", _is_anthropic_sdk),
     Convention("otel-genai", _always),
@@ -363,11 +549,22 @@ def _check_ids_and_times(record: SpanRecord) -> tuple[str, str, str | None]:
     return span_id.lower(), trace_id.lower(), parent
 
 
+# SDK span names that are Claude calls even without a model attribute. The SDK also traces
+# batch and admin requests (batches.retrieve, batches.results): those carry no usage and are
+# not calls; clauditor records each batch result as a call of its own instead.
+_CALL_SPAN_NAMES = frozenset({sc.ANTHROPIC_SPAN_MESSAGES_CREATE, sc.ANTHROPIC_SPAN_COUNT_TOKENS})
+
+
 def _is_claude_call(record: SpanRecord, conv: Convention) -> bool:
     attributes = record.attributes
     models = [v for k in conv.model_keys if (v := attributes.get(k)) is not None]
     if not models:
-        return sc.OPERATION in attributes or record.name.startswith("anthropic.messages")
+        detect = conv.matches
+        return (
+            sc.OPERATION in attributes
+            or record.name in _CALL_SPAN_NAMES
+            or (type(detect) is Markers and detect.owns_scope(record.scope_name))
+        )
     for key in conv.provider_keys:
         provider = attributes.get(key)
         if provider is not None:
@@ -386,7 +583,12 @@ def _mapped(conv: Convention, feature_attributes: tuple[str, ...]) -> frozenset[
     cache_key = (conv.source, feature_attributes)
     mapped = _mapped_cache.get(cache_key)
     if mapped is None:
-        mapped = conv.mapped | set(feature_attributes) | {BAGGAGE_FEATURE_ATTRIBUTE}
+        mapped = (
+            conv.mapped
+            | set(feature_attributes)
+            | set(conv.feature_keys)
+            | {BAGGAGE_FEATURE_ATTRIBUTE}
+        )
         _mapped_cache[cache_key] = mapped
     return mapped
 
@@ -463,6 +665,11 @@ def _row(record: SpanRecord, feature_attributes: Sequence[str]) -> dict[str, Any
             break
     else:
         feature = get(BAGGAGE_FEATURE_ATTRIBUTE)
+        if feature is None:
+            for key in conv.feature_keys:
+                feature = get(key)
+                if feature is not None:
+                    break
 
     error_type = _text(f["error_type"])
     if error_type is not None:
@@ -496,7 +703,7 @@ def _row(record: SpanRecord, feature_attributes: Sequence[str]) -> dict[str, Any
     if type(retries) is not int:
         retries = _lenient(f, "retries", _to_int, rest, attrs, conv) or 0
 
-    return {
+    row = {
         "span_id": span_id,
         "trace_id": trace_id,
         "parent_span_id": parent,
@@ -530,9 +737,13 @@ def _row(record: SpanRecord, feature_attributes: Sequence[str]) -> dict[str, Any
         "error_type": error_type,
         "retries": retries,
         "source": conv.source,
-        "attributes": _json(rest),
+        "attributes": "",
         "resource": resource_json,
     }
+    if conv.refine is not None:
+        conv.refine(record, row, rest, feature_attributes)
+    row["attributes"] = _json(rest)
+    return row
 
 
 ROW_COLUMNS: tuple[str, ...] = tuple(
@@ -563,3 +774,90 @@ def normalize(
         row[name] = None
     row["price_version"] = None
     return row
+
+
+# --- one row per call ----------------------------------------------------------------------------
+
+# When two instrumentations describe the same call (the anthropic SDK >= 2 makes its own span
+# whenever a tracer provider is set, so an app that also runs OpenLLMetry, OpenInference, OpenLIT
+# or the official instrumentation emits two spans per call), the most exact one is the record:
+# ours, then the SDK's (it has the cache TTL split, service tier and HTTP status), then the rest.
+SOURCE_PREFERENCE: tuple[str, ...] = (
+    "clauditor",
+    "anthropic-sdk",
+    "otel-genai",
+    "openllmetry",
+    "openinference",
+    "openlit",
+)
+
+
+def one_row_per_call(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` (``calls`` rows) with one row per Claude call when two instrumentations
+    described the same call; the row of the preferred source (:data:`SOURCE_PREFERENCE`) stays
+    and takes the feature, user and conversation of the rows it replaces where it has none (the
+    wrapper instrumentations are where apps attach those).
+
+    Two rows of different sources are the same call when they share a ``gen_ai.response.id``
+    (the message id, unique per call), or, for a row without one (failed calls; OpenInference
+    keeps the id only in captured output), when the preferred row is of the same service, model
+    and status and started while the other span was open (a wrapper's span encloses the SDK's).
+    Rows of one source are never merged: the span_id key already dedupes re-ingests.
+    """
+    if frame.height < 2 or frame["source"].n_unique() < 2:
+        return frame
+    rank = {source: i for i, source in enumerate(SOURCE_PREFERENCE)}
+    response_id = pl.col("attributes").str.json_path_match("$['" + sc.GEN_AI_RESPONSE_ID + "']")
+    keyed = frame.with_columns(
+        response_id.alias("_rid"),
+        pl.col("source")
+        .replace_strict(rank, default=len(rank), return_dtype=pl.Int32)
+        .alias("_rank"),
+    )
+    # For every row, the row that replaces it (itself when none does).
+    by_id = (
+        keyed.filter(pl.col("_rid").is_not_null())
+        .sort("_rank")
+        .with_columns(pl.col("span_id").first().over("_rid").alias("_keep"))
+        .filter(pl.col("_keep") != pl.col("span_id"))
+        .select("span_id", "_keep")
+    )
+    match = ["service", "request_model", "status"]
+    loose = keyed.filter(pl.col("_rid").is_null()).select(
+        "span_id", "_rank", "start_time", "end_time", *match
+    )
+    by_time = (
+        loose.join(
+            keyed.select(
+                pl.col("span_id").alias("_keep"),
+                pl.col("_rank").alias("_keep_rank"),
+                pl.col("start_time").alias("_keep_start"),
+                *match,
+            ),
+            on=match,
+            nulls_equal=True,
+        )
+        .filter(
+            (pl.col("_keep_rank") < pl.col("_rank"))
+            & pl.col("_keep_start").is_between(pl.col("start_time"), pl.col("end_time"))
+        )
+        .sort("_keep_rank")
+        .group_by("span_id", maintain_order=True)
+        .agg(pl.col("_keep").first())
+    )
+    replaced = pl.concat([by_id, by_time], how="vertical").unique("span_id", keep="first")
+    if replaced.height == 0:
+        return frame
+    carried = ("feature", "user_id", "conversation_id")
+    gifts = (
+        replaced.join(frame.select("span_id", *carried), on="span_id")
+        .group_by("_keep")
+        .agg([pl.col(c).drop_nulls().first() for c in carried])
+        .rename({"_keep": "span_id", **{c: f"_gift_{c}" for c in carried}})
+    )
+    return (
+        frame.filter(~pl.col("span_id").is_in(replaced["span_id"].implode()))
+        .join(gifts, on="span_id", how="left", maintain_order="left")
+        .with_columns([pl.coalesce(c, f"_gift_{c}").alias(c) for c in carried])
+        .select(frame.columns)
+    )

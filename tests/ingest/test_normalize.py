@@ -93,7 +93,7 @@ def test_older_cache_attribute_names() -> None:
     row = row_of(attrs, scope="opentelemetry.instrumentation.anthropic")
     assert (row["input_tokens"], row["cache_read_input_tokens"]) == (100, 500)
     assert row["cache_creation_input_tokens"] == 300
-    assert row["source"] == "otel-genai"
+    assert row["source"] == "openllmetry"  # OpenLLMetry's scope
 
 
 def test_sdk_span_without_input_count_leaves_input_null() -> None:

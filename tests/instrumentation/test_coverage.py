@@ -104,15 +104,8 @@ def test_metrics_by_feature(make_client, fake, pipeline) -> None:
     assert duration.count == 1 and duration.attributes[sc.FEATURE] == "search"
 
 
-def _sdk_batch_spans_make_rows(mode: str) -> bool:
-    # The SDK's own GET spans for batches exist only with SDK spans on (anthropic >= 1.17).
-    from tests.instrumentation.conftest import SDK_HAS_SPANS
-
-    return SDK_HAS_SPANS and mode == "native"
-
-
 def test_batch_reads_through_the_db_give_one_row_per_result(
-    make_client, fake, pipeline, mode, tmp_path, request
+    make_client, fake, pipeline, tmp_path
 ) -> None:
     """Only the results are calls: the SDK's retrieve/results GET spans carry no usage."""
     import duckdb
@@ -120,11 +113,6 @@ def test_batch_reads_through_the_db_give_one_row_per_result(
 
     from clauditor.ingest.exporter import DuckDBSpanExporter
 
-    if _sdk_batch_spans_make_rows(mode):
-        # ingest/normalize.py (not this stage's file) keeps any span named anthropic.messages.*
-        # as a call, so the SDK's batch-management spans become usage-less rows; reported to the
-        # lead with the fix. Strict: once normalize skips them this xfail fails - remove it then.
-        request.applymarker(pytest.mark.xfail(strict=True, reason="normalize keeps SDK GET spans"))
     db = tmp_path / "calls.duckdb"
     pipeline.provider.add_span_processor(SimpleSpanProcessor(DuckDBSpanExporter(db)))
     fake.add_batch("msgbatch_2", [_result("a", 10), _result("b", 20)])
