@@ -613,3 +613,31 @@ def audit(
         _budget(config),
     ]
     return pl.DataFrame(rows, schema=schema)
+
+
+# The calls columns the audit reads (user_id and conversation_id come as derived columns).
+AUDIT_COLUMNS = (
+    "start_time", "duration_ms", "feature", "code_location", "operation", "request_model",
+    "response_model", "max_tokens", "stream", "service_tier", "input_tokens", "output_tokens",
+    "cache_read_input_tokens", "cache_creation_input_tokens", "cache_creation_5m_input_tokens",
+    "cache_creation_1h_input_tokens", "inference_geo", "speed", "stop_reason", "status",
+    "http_status", "error_type", "retries", "cost_usd", "cost_input_usd", "cost_output_usd",
+    "cost_cache_read_usd", "cost_cache_write_usd",
+)  # fmt: skip
+
+
+def audit_from_inputs(
+    con: Any,
+    period: Any,
+    inputs: Any,
+    *,
+    config: Config | None = None,
+    results: Mapping[str, pl.DataFrame] | None = None,
+) -> pl.DataFrame:
+    """:func:`audit` for :func:`clauditor.analytics.plan.run_all_jobs`: reads the columns the
+    audit needs on the open DuckDB connection ``con`` (``inputs`` is not used yet: the items
+    still need per-call values) and reuses ``results``."""
+    from clauditor.analytics.frame import analytics_frame_from
+
+    calls = analytics_frame_from(con, period, columns=AUDIT_COLUMNS)
+    return audit(calls, config=config, results=results)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 import polars as pl
 
@@ -38,6 +39,9 @@ from clauditor.pricing import (
 
 __all__ = [
     "cache_economics",
+    "cache_economics_from",
+    "cache_hit_ratio_series_from_hours",
+    "cache_regressions_from_hours",
     "cache_hit_ratio_series",
     "cache_regressions",
     "caching_candidates",
@@ -157,11 +161,13 @@ def cache_economics(
         (read_saving - (premium_5m + premium_1h).fill_null(0.0)).sum().alias("saved_usd"),
         pl.col("cost_cache_write_usd").fill_null(0.0).sum().alias("write_cost_usd"),
     ]
-    seq_sums = [
-        pl.col("_wasted").sum().alias("wasted_write_usd"),
-        pl.col("_unread").sum().cast(pl.Int64).alias("unread_write_tokens"),
-        pl.col("_ttl_gain").sum().alias("ttl_1h_saving_usd"),
-    ]
+    terms = _cached_terms(lf, by)
+    grouped = lf.group_by(by).agg(sums) if by else lf.select(sums)
+    return _economics(grouped, terms, by)
+
+
+def _cached_terms(lf: pl.LazyFrame, by: list[str]) -> pl.LazyFrame:
+    """The sequence terms of the cached calls of ``lf`` (a :func:`_prepared` frame)."""
     have = set(lf.collect_schema().names())
     seq_model = (
         pl.col("_model_id")
@@ -172,15 +178,27 @@ def cache_economics(
         *by, pl.col("feature").alias("_seq_feature"), seq_model.alias("_seq_model"),
         "start_time", "_read", "_write", "_w5m", "_w1h", "_unit_in",
     )  # fmt: skip
-    terms = _sequence_terms(cached)
+    return _sequence_terms(cached)
+
+
+def _economics(grouped: pl.LazyFrame, terms: pl.LazyFrame, by: list[str]) -> pl.DataFrame:
+    """The result of :func:`cache_economics` from the group sums and the sequence terms."""
+    seq_sums = [
+        pl.col("_wasted").sum().alias("wasted_write_usd"),
+        pl.col("_unread").sum().cast(pl.Int64).alias("unread_write_tokens"),
+        pl.col("_ttl_gain").sum().alias("ttl_1h_saving_usd"),
+    ]
     if by:
-        grouped = (
-            lf.group_by(by)
-            .agg(sums)
-            .join(terms.group_by(by).agg(seq_sums), on=by, how="left", nulls_equal=True)
+        # Keys may be Categorical on one side and String on the other: join on strings.
+        strings = [pl.col(k).cast(pl.String) for k in by]
+        grouped = grouped.with_columns(strings).join(
+            terms.group_by(by).agg(seq_sums).with_columns(strings),
+            on=by,
+            how="left",
+            nulls_equal=True,
         )
     else:
-        grouped = pl.concat([lf.select(sums), terms.select(seq_sums)], how="horizontal")
+        grouped = pl.concat([grouped, terms.select(seq_sums)], how="horizontal")
     total = (
         pl.col("input_tokens")
         + pl.col("cache_read_input_tokens")
@@ -332,6 +350,11 @@ def _series(calls: pl.DataFrame, every: str, by: str) -> pl.DataFrame:
         .with_columns(pl.col("key").cast(pl.String))
         .collect()
     )
+    return _dense(sums, every)
+
+
+def _dense(sums: pl.DataFrame, every: str) -> pl.DataFrame:
+    """Per-key sums on a dense grid of ``every`` buckets (missing ones 0), with the ratio."""
     schema = sums.schema
     if sums.height == 0:
         return sums.with_columns(
@@ -377,7 +400,24 @@ def cache_regressions(
     largest fall is reported. Columns: ``key``, ``start`` (the first bucket of the lower
     ratio), ``before_ratio``, ``after_ratio``, ``calls_before``, ``calls_after``.
     """
-    dense = _series(calls, every, by)
+    return _regressions(
+        _series(calls, every, by),
+        drop=drop,
+        min_calls=min_calls,
+        window=window,
+        min_before_ratio=min_before_ratio,
+    )
+
+
+def _regressions(
+    dense: pl.DataFrame,
+    *,
+    drop: float = 0.5,
+    min_calls: int = 20,
+    window: int = 24,
+    min_before_ratio: float = 0.2,
+) -> pl.DataFrame:
+    """:func:`cache_regressions` on the dense per-key series of :func:`_series`."""
     cols = ["calls", "cache_read_input_tokens", "_total"]
     dense = dense.with_columns(
         (
@@ -455,3 +495,58 @@ def cache_regressions(
         )
         .sort("start", "key")
     )
+
+
+def cache_economics_from(
+    hours: pl.DataFrame, cached: pl.DataFrame, *, by: Sequence[str] = ("feature", "model")
+) -> pl.DataFrame:
+    """:func:`cache_economics` from the hourly aggregate and the successful cached calls
+    (``by`` among feature and model) of :mod:`clauditor.analytics.plan`."""
+    by = list(by)
+    ok = with_group_keys(hours.lazy().filter(~failed_expr()), by)
+    sums = [
+        pl.col("calls").sum().cast(pl.Int64).alias("calls"),
+        pl.col("input_tokens").fill_null(0).sum().cast(pl.Int64).alias("input_tokens"),
+        pl.col("cache_read_input_tokens").fill_null(0).sum().cast(pl.Int64),
+        pl.col("cache_creation_input_tokens").fill_null(0).sum().cast(pl.Int64),
+        pl.col("_saved").sum().alias("saved_usd"),
+        pl.col("_write_usd").sum().alias("write_cost_usd"),
+    ]
+    grouped = ok.group_by(by).agg(sums) if by else ok.select(sums)
+    return _economics(grouped, _cached_terms(_prepared(cached, by), by), by)
+
+
+def _sums_from_hours(hours: pl.DataFrame, every: str, by: str) -> pl.DataFrame:
+    """Per ``every`` bucket (whole hours) and key: calls and token sums, from ``hours``."""
+    return (
+        with_group_keys(hours, [by])
+        .with_columns(pl.col("hour").dt.truncate(every).alias("bucket"), pl.col(by).alias("key"))
+        .group_by("key", "bucket")
+        .agg(
+            pl.col("calls").sum().cast(pl.Int64),
+            pl.col("input_tokens").fill_null(0).sum().cast(pl.Int64),
+            pl.col("cache_read_input_tokens").fill_null(0).sum().cast(pl.Int64),
+            pl.col("cache_creation_input_tokens").fill_null(0).sum().cast(pl.Int64),
+        )
+        .with_columns(pl.col("key").cast(pl.String))
+        .collect()
+    )
+
+
+def cache_hit_ratio_series_from_hours(
+    hours: pl.DataFrame, *, every: str = "1h", by: str = "feature"
+) -> pl.DataFrame:
+    """:func:`cache_hit_ratio_series` from the hourly aggregate (``every`` whole hours)."""
+    return (
+        _dense(_sums_from_hours(hours, every, by), every)
+        .filter(pl.col("calls") > 0)
+        .drop("_dense")
+        .sort("key", "bucket")
+    )
+
+
+def cache_regressions_from_hours(
+    hours: pl.DataFrame, *, every: str = "1h", by: str = "feature", **kw: Any
+) -> pl.DataFrame:
+    """:func:`cache_regressions` from the hourly aggregate; ``kw`` as there."""
+    return _regressions(_dense(_sums_from_hours(hours, every, by), every), **kw)

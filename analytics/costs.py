@@ -34,11 +34,14 @@ __all__ = [
     "GROUP_KEYS",
     "NO_KEY",
     "UNTAGGED",
+    "HOURS_KEYS",
     "cost_breakdown",
+    "cost_breakdown_from_hours",
     "group_key_expr",
     "keys_as_strings",
     "load_calls_in",
     "spend_by_day",
+    "spend_by_day_from_hours",
     "with_group_keys",
 ]
 
@@ -228,4 +231,66 @@ def load_calls_in(
         where="start_time >= ? AND start_time < ?",
         params=[period.start, period.end],
         columns=list(columns) if columns is not None else None,
+    )
+
+
+# Group keys the hourly aggregate of clauditor.analytics.plan can be grouped by.
+HOURS_KEYS = ("feature", "model")
+
+
+def _hours_keys(by: Sequence[str]) -> None:
+    _check_keys(by)
+    other = [k for k in by if k not in HOURS_KEYS]
+    if other:
+        raise ValueError(f"the hourly aggregate holds only {HOURS_KEYS}, not {other}")
+
+
+def cost_breakdown_from_hours(hours: pl.DataFrame, by: Sequence[str]) -> pl.DataFrame:
+    """:func:`cost_breakdown` from the hourly aggregate of :mod:`clauditor.analytics.plan`
+    (``by`` among :data:`HOURS_KEYS`; ``calls``/``_priced`` count the calls of a row)."""
+    by = list(by)
+    _hours_keys(by)
+    lf = with_group_keys(hours, by)
+    aggs = [
+        pl.col("calls").sum().cast(pl.Int64).alias("calls"),
+        *[pl.col(c).sum().cast(pl.Int64).alias(c) for c in TOKEN_COLUMNS],
+        pl.when(pl.col("_priced").sum() > 0).then(pl.col("cost_usd").sum()).alias("cost_usd"),
+        (pl.col("calls") - pl.col("_priced")).sum().cast(pl.Int64).alias("unpriced_calls"),
+    ]
+    grouped = lf.group_by(by).agg(aggs) if by else lf.select(aggs)
+    total = pl.col("cost_usd").sum()
+    columns = [*by, "calls", *TOKEN_COLUMNS, "cost_usd", "share", "unpriced_calls"]
+    return (
+        grouped.with_columns(
+            pl.when(total > 0).then(pl.col("cost_usd") / total).otherwise(None).alias("share")
+        )
+        .select(columns)
+        .with_columns([pl.col(k).cast(pl.String) for k in by])
+        .sort(
+            ["cost_usd", "calls", *by],
+            descending=[True, True, *([False] * len(by))],
+            nulls_last=True,
+        )
+        .collect()
+    )
+
+
+def spend_by_day_from_hours(
+    hours: pl.DataFrame, *, tz: str = "UTC", by: str = "feature"
+) -> pl.DataFrame:
+    """:func:`spend_by_day` from the hourly aggregate (``tz`` must be a whole number of hours
+    from UTC, so that no hour straddles two local days)."""
+    _hours_keys([by])
+    return (
+        with_group_keys(hours, [by])
+        .with_columns(pl.col("hour").dt.convert_time_zone(tz).dt.date().alias("day"))
+        .group_by("day", by)
+        .agg(
+            pl.col("calls").sum().cast(pl.Int64),
+            pl.when(pl.col("_priced").sum() > 0).then(pl.col("cost_usd").sum()).alias("cost_usd"),
+            (pl.col("calls") - pl.col("_priced")).sum().cast(pl.Int64).alias("unpriced_calls"),
+        )
+        .with_columns(pl.col(by).cast(pl.String))
+        .sort(["day", "cost_usd", by], descending=[False, True, False], nulls_last=True)
+        .collect()
     )

@@ -41,9 +41,13 @@ __all__ = [
     "classify_errors",
     "error_class_expr",
     "error_episodes",
+    "error_episodes_from_minutes",
+    "error_minutes",
     "error_windows",
+    "error_windows_from_minutes",
     "failed_expr",
     "retry_amplification",
+    "retry_amplification_from_hours",
     "with_group_keys",
 ]
 
@@ -138,21 +142,40 @@ def _duration(text: str) -> int:
     return total
 
 
-def _bucket_counts(calls: pl.DataFrame, every: str) -> pl.DataFrame:
+def error_minutes(calls: pl.DataFrame, every: str = "1m") -> pl.DataFrame:
+    """Calls per ``every`` bucket and per (``status``, ``error_type``, ``http_status``).
+
+    Columns: ``bucket``, ``status``, ``error_type`` (String), ``http_status``, ``calls``. This
+    is what the error jobs read of the calls; DuckDB can produce it for 1-minute buckets (see
+    :mod:`clauditor.analytics.plan`) and the ``*_from_minutes`` jobs take it from there.
+    """
+    return (
+        calls.lazy()
+        .group_by(
+            pl.col("start_time").dt.truncate(every).alias("bucket"),
+            "status",
+            "error_type",
+            "http_status",
+        )
+        .agg(pl.len().cast(pl.Int64).alias("calls"))
+        .with_columns(pl.col("status", "error_type").cast(pl.String))
+        .collect()
+    )
+
+
+def _bucket_counts(minutes: pl.DataFrame, every: str) -> pl.DataFrame:
     """Calls and errors per class per ``every`` bucket, on a dense grid (empty buckets are 0).
 
-    Columns: ``bucket``, ``calls``, one ``err_<class>`` per class and ``err_any``. Failed calls
-    are few, so they are counted per distinct (status, error type, HTTP status) first and only
-    those few combinations are classified: no string work on every row, and the raw columns
-    may be Categorical.
+    ``minutes`` is an :func:`error_minutes` frame of buckets no longer than ``every`` that
+    divide it. Columns: ``bucket``, ``calls``, one ``err_<class>`` per class and ``err_any``.
+    Only the few (status, error type, HTTP status) combinations are classified.
     """
-    lf = calls.lazy().select("start_time", "status", "error_type", "http_status")
-    bucket = pl.col("start_time").dt.truncate(every).alias("bucket")
-    totals = lf.group_by(bucket).agg(pl.len().cast(pl.Int64).alias("calls"))
+    lf = minutes.lazy().with_columns(pl.col("bucket").dt.truncate(every))
+    totals = lf.group_by("bucket").agg(pl.col("calls").sum().cast(pl.Int64))
     failed = (
         lf.filter(failed_expr())
-        .group_by(bucket, "status", "error_type", "http_status")
-        .agg(pl.len().cast(pl.Int64).alias("_n"))
+        .group_by("bucket", "status", "error_type", "http_status")
+        .agg(pl.col("calls").sum().alias("_n"))
         .with_columns(pl.col("status", "error_type").cast(pl.String))
         .with_columns(error_class_expr())
         .group_by("bucket")
@@ -208,8 +231,15 @@ def error_windows(calls: pl.DataFrame, *, window: str = "5m", every: str = "1m")
     denominator of every class), ``errors``, ``error_rate``. Windows start every ``every`` and
     are ``window`` long; ``window`` must be a whole number of ``every``.
     """
+    return error_windows_from_minutes(error_minutes(calls, every), window=window, every=every)
+
+
+def error_windows_from_minutes(
+    minutes: pl.DataFrame, *, window: str = "5m", every: str = "1m"
+) -> pl.DataFrame:
+    """:func:`error_windows` from an :func:`error_minutes` frame (buckets dividing ``every``)."""
     k = _steps(window, every)
-    dense = _bucket_counts(calls, every)
+    dense = _bucket_counts(minutes, every)
     if dense.height == 0:
         return pl.DataFrame(
             schema={
@@ -280,6 +310,30 @@ def error_episodes(
     or ``any``), ``start``, ``end`` (exclusive, bucket-aligned), ``peak_rate`` (highest window
     rate inside), ``calls``, ``errors``, ``error_rate``; sorted by start.
     """
+    return error_episodes_from_minutes(
+        error_minutes(calls, every),
+        window=window,
+        threshold=threshold,
+        min_duration=min_duration,
+        min_calls=min_calls,
+        min_errors=min_errors,
+        every=every,
+        z=z,
+    )
+
+
+def error_episodes_from_minutes(
+    minutes: pl.DataFrame,
+    *,
+    window: str = "5m",
+    threshold: float = 0.01,
+    min_duration: str = "5m",
+    min_calls: int = 20,
+    min_errors: int = 5,
+    every: str = "1m",
+    z: float = 3.0,
+) -> pl.DataFrame:
+    """:func:`error_episodes` from an :func:`error_minutes` frame (buckets dividing ``every``)."""
     k = _steps(window, every)
     step = _duration(every)
     min_steps = math.ceil(_duration(min_duration) / step)
@@ -292,7 +346,7 @@ def error_episodes(
         "errors": pl.Int64,
         "error_rate": pl.Float64,
     }
-    dense = _bucket_counts(calls, every)
+    dense = _bucket_counts(minutes, every)
     if dense.height == 0:
         return pl.DataFrame(schema=schema)
     rolled = _rolling(dense, k)
@@ -385,6 +439,40 @@ def retry_amplification(calls: pl.DataFrame, *, by: Sequence[str] = ("feature",)
         (retries + 1).sum().alias("attempts"),
         (retries > 0).sum().cast(pl.Int64).alias("retried_calls"),
         ((retries > 0) & failed_expr()).sum().cast(pl.Int64).alias("failed_after_retries"),
+    ]
+    grouped = lf.group_by(by).agg(aggs) if by else lf.select(aggs)
+    return (
+        grouped.with_columns(pl.col(by).cast(pl.String))
+        .with_columns(
+            (pl.col("attempts") / pl.col("calls")).alias("attempts_per_call"),
+            (pl.col("retried_calls") / pl.col("calls")).alias("retried_share"),
+        )
+        .select(
+            *by,
+            "calls",
+            "attempts",
+            "attempts_per_call",
+            "retried_calls",
+            "retried_share",
+            "failed_after_retries",
+        )
+        .sort(["attempts_per_call", *by], descending=[True, *([False] * len(by))])
+        .collect()
+    )
+
+
+def retry_amplification_from_hours(
+    hours: pl.DataFrame, *, by: Sequence[str] = ("feature",)
+) -> pl.DataFrame:
+    """:func:`retry_amplification` from the hourly aggregate of :mod:`clauditor.analytics.plan`
+    (``calls``, ``retries``, ``_retried`` per row; the failed filter applies to rows)."""
+    by = list(by)
+    lf = with_group_keys(hours, by)
+    aggs = [
+        pl.col("calls").sum().cast(pl.Int64).alias("calls"),
+        (pl.col("retries") + pl.col("calls")).sum().cast(pl.Int64).alias("attempts"),
+        pl.col("_retried").sum().cast(pl.Int64).alias("retried_calls"),
+        pl.col("_retried").filter(failed_expr()).sum().cast(pl.Int64).alias("failed_after_retries"),
     ]
     grouped = lf.group_by(by).agg(aggs) if by else lf.select(aggs)
     return (

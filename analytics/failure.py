@@ -22,7 +22,7 @@ import polars as pl
 from clauditor.analytics.costs import with_group_keys
 from clauditor.analytics.errors import failed_expr
 
-__all__ = ["cost_of_failure"]
+__all__ = ["cost_of_failure", "cost_of_failure_from_hours"]
 
 
 def cost_of_failure(calls: pl.DataFrame, *, by: Sequence[str] = ("feature",)) -> pl.DataFrame:
@@ -48,6 +48,38 @@ def cost_of_failure(calls: pl.DataFrame, *, by: Sequence[str] = ("feature",)) ->
         (cost * retries).sum().alias("retry_usd"),
         truncated.sum().cast(pl.Int64).alias("truncated_calls"),
         cost.filter(truncated).sum().alias("truncated_usd"),
+    ]
+    grouped = lf.group_by(by).agg(aggs) if by else lf.select(aggs)
+    failure = pl.col("errored_usd") + pl.col("retry_usd") + pl.col("truncated_usd")
+    return (
+        grouped.with_columns(failure.alias("failure_usd"), *[pl.col(k).cast(pl.String) for k in by])
+        .with_columns(
+            pl.when(pl.col("cost_usd") > 0)
+            .then(pl.col("failure_usd") / pl.col("cost_usd"))
+            .alias("failure_share")
+        )
+        .sort(["failure_usd", *by], descending=[True, *([False] * len(by))])
+        .collect()
+    )
+
+
+def cost_of_failure_from_hours(
+    hours: pl.DataFrame, *, by: Sequence[str] = ("feature",)
+) -> pl.DataFrame:
+    """:func:`cost_of_failure` from the hourly aggregate of :mod:`clauditor.analytics.plan`."""
+    by = list(by)
+    cost = pl.col("cost_usd").fill_null(0.0)
+    failed = failed_expr()
+    lf = with_group_keys(hours, by)
+    aggs = [
+        pl.col("calls").sum().cast(pl.Int64).alias("calls"),
+        cost.sum().alias("cost_usd"),
+        pl.col("calls").filter(failed).sum().cast(pl.Int64).alias("errored_calls"),
+        cost.filter(failed).sum().alias("errored_usd"),
+        pl.col("retries").sum().cast(pl.Int64).alias("retries"),
+        pl.col("_retry_usd").sum().alias("retry_usd"),
+        pl.col("_truncated").sum().cast(pl.Int64).alias("truncated_calls"),
+        pl.col("_truncated_usd").sum().alias("truncated_usd"),
     ]
     grouped = lf.group_by(by).agg(aggs) if by else lf.select(aggs)
     failure = pl.col("errored_usd") + pl.col("retry_usd") + pl.col("truncated_usd")

@@ -133,17 +133,24 @@ def analytics_frame_from(
     period: Period | None = None,
     *,
     columns: Sequence[str] | None = None,
+    where: str | None = None,
 ) -> pl.DataFrame:
-    """:func:`load_analytics_frame` on an open connection (``period`` None: every call)."""
+    """:func:`load_analytics_frame` on an open connection (``period`` None: every call).
+
+    ``where`` (trusted SQL from clauditor's own code, never user input) limits the calls
+    further, e.g. to the cached calls the cache job follows one by one.
+    """
     wanted = list(ANALYTICS_COLUMNS if columns is None else columns)
     unknown = [c for c in wanted if c not in CALLS_SCHEMA]
     if unknown:
         raise ValueError(f"unknown calls column(s) {unknown}")
     table = {row[0] for row in con.execute("DESCRIBE calls").fetchall()}
     wanted = [c for c in wanted if c in table]  # a trimmed table (benchmarks) lacks a few
-    where, params = "", []
+    where_sql, where, params = where, "", []
     if period is not None:
         where, params = " WHERE start_time >= ? AND start_time < ?", [period.start, period.end]
+    if where_sql is not None:
+        where = f"{where} AND ({where_sql})" if where else f" WHERE ({where_sql})"
     needs_models = {"request_model", "response_model"} <= set(ANALYTICS_COLUMNS) | set(wanted)
     # Every string to code: (output name, SQL expression, NULL shown as, transform).
     coded: list[tuple[str, str, str | None, Any]] = [

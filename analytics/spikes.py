@@ -28,7 +28,14 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from clauditor.analytics.costs import with_group_keys
 
-__all__ = ["detect_spikes", "hourly_spend", "spike_episodes"]
+__all__ = [
+    "detect_spikes",
+    "detect_spikes_from_hours",
+    "hourly_spend",
+    "hourly_spend_from_hours",
+    "spike_episodes",
+    "spike_episodes_from_hours",
+]
 
 MAD_TO_SIGMA = 1.4826
 RELATIVE_FLOOR = 0.1
@@ -37,24 +44,39 @@ COST_PER_CALL_FACTOR = 2.0
 MODEL_SHARE = 0.1
 
 
-def hourly_spend(calls: pl.DataFrame, *, by: str = "feature") -> pl.DataFrame:
-    """Spend per UTC hour per value of the group key ``by`` (any key of ``cost_breakdown``).
-
-    Columns: ``hour``, ``key``, ``calls``, ``cost_usd`` (unpriced calls count $0),
-    ``top_model`` (the model that cost most that hour). Hours without calls are absent.
-    """
+def _per_model(calls: pl.DataFrame, by: str) -> pl.DataFrame:
+    """Calls and spend (unpriced $0) per UTC ``hour``, ``key`` (of ``by``) and ``_model``."""
     lf = with_group_keys(calls, [by, "model"] if by != "model" else [by], prefix="_k_")
-    lf = lf.with_columns(
-        pl.col("start_time").dt.truncate("1h").alias("hour"),
-        pl.col(f"_k_{by}").alias("key"),
-        pl.col("_k_model").alias("_model"),
-        pl.col("cost_usd").fill_null(0.0).alias("_cost"),
-    )
-    per_model = (
-        lf.group_by("hour", "key", "_model")
-        .agg(pl.len().cast(pl.Int64).alias("calls"), pl.col("_cost").sum().alias("cost_usd"))
+    return (
+        lf.group_by(
+            pl.col("start_time").dt.truncate("1h").alias("hour"),
+            pl.col(f"_k_{by}").alias("key"),
+            pl.col("_k_model").alias("_model"),
+        )
+        .agg(
+            pl.len().cast(pl.Int64).alias("calls"),
+            pl.col("cost_usd").fill_null(0.0).sum().alias("cost_usd"),
+        )
         .with_columns(pl.col("key", "_model").cast(pl.String))
+        .collect()
     )
+
+
+def _per_model_from_hours(hours: pl.DataFrame, by: str) -> pl.DataFrame:
+    """:func:`_per_model` from the hourly aggregate of :mod:`clauditor.analytics.plan`."""
+    lf = with_group_keys(hours, [by, "model"] if by != "model" else [by], prefix="_k_")
+    return (
+        lf.group_by("hour", pl.col(f"_k_{by}").alias("key"), pl.col("_k_model").alias("_model"))
+        .agg(
+            pl.col("calls").sum().cast(pl.Int64),
+            pl.col("cost_usd").fill_null(0.0).sum(),
+        )
+        .with_columns(pl.col("key", "_model").cast(pl.String))
+        .collect()
+    )
+
+
+def _hourly(per_model: pl.DataFrame) -> pl.DataFrame:
     return (
         per_model.group_by("hour", "key")
         .agg(
@@ -66,8 +88,21 @@ def hourly_spend(calls: pl.DataFrame, *, by: str = "feature") -> pl.DataFrame:
             .alias("top_model"),
         )
         .sort("key", "hour")
-        .collect()
     )
+
+
+def hourly_spend(calls: pl.DataFrame, *, by: str = "feature") -> pl.DataFrame:
+    """Spend per UTC hour per value of the group key ``by`` (any key of ``cost_breakdown``).
+
+    Columns: ``hour``, ``key``, ``calls``, ``cost_usd`` (unpriced calls count $0),
+    ``top_model`` (the model that cost most that hour). Hours without calls are absent.
+    """
+    return _hourly(_per_model(calls, by))
+
+
+def hourly_spend_from_hours(hours: pl.DataFrame, *, by: str = "feature") -> pl.DataFrame:
+    """:func:`hourly_spend` from the hourly aggregate (``by`` is feature or model)."""
+    return _hourly(_per_model_from_hours(hours, by))
 
 
 def _rolling_stats(x: np.ndarray, window: int, min_hours: int) -> dict[str, np.ndarray]:
@@ -123,6 +158,31 @@ def detect_spikes(
     ``baseline_median``, ``baseline_mad``, ``baseline_calls``, ``score``, ``excess_usd``,
     ``top_model``, ``reason``; sorted by hour then key.
     """
+    return _detect(
+        _per_model(calls, by),
+        baseline_hours=baseline_hours,
+        min_baseline_hours=min_baseline_hours,
+        z=z,
+        min_usd=min_usd,
+    )
+
+
+def detect_spikes_from_hours(
+    hours: pl.DataFrame, *, by: str = "feature", **kw: Any
+) -> pl.DataFrame:
+    """:func:`detect_spikes` from the hourly aggregate of :mod:`clauditor.analytics.plan`."""
+    return _detect(_per_model_from_hours(hours, by), **kw)
+
+
+def _detect(
+    per_model: pl.DataFrame,
+    *,
+    baseline_hours: int = 168,
+    min_baseline_hours: int = 24,
+    z: float = 6.0,
+    min_usd: float = 1.0,
+) -> pl.DataFrame:
+    """:func:`detect_spikes` on the per-model hourly spend of :func:`_per_model`."""
     schema: dict[str, Any] = {
         "hour": pl.Datetime("us", "UTC"),
         "key": pl.String,
@@ -136,7 +196,7 @@ def detect_spikes(
         "top_model": pl.String,
         "reason": pl.String,
     }
-    hourly = hourly_spend(calls, by=by)
+    hourly = _hourly(per_model)
     if hourly.height == 0:
         return pl.DataFrame(schema=schema)
     hours = pl.datetime_range(hourly["hour"].min(), hourly["hour"].max(), "1h", eager=True)
@@ -177,27 +237,17 @@ def detect_spikes(
     )
     if spikes.height == 0:
         return pl.DataFrame(schema=schema)
-    return _with_reasons(spikes, calls, by, baseline_hours).select(list(schema)).sort("hour", "key")
+    return _with_reasons(spikes, per_model, baseline_hours).select(list(schema)).sort("hour", "key")
 
 
 def _with_reasons(
-    spikes: pl.DataFrame, calls: pl.DataFrame, by: str, baseline_hours: int
+    spikes: pl.DataFrame, per_model: pl.DataFrame, baseline_hours: int
 ) -> pl.DataFrame:
     """Add ``reason``: volume, model and request size against the baseline window."""
-    keys = [by, "model"] if by != "model" else [by]
-    per_model = (
-        with_group_keys(calls, keys, prefix="_k_")
-        .with_columns(
-            pl.col("start_time").dt.truncate("1h").alias("m_hour"),
-            pl.col(f"_k_{by}").alias("key"),
-            pl.col("_k_model").alias("top_model"),
-            pl.col("cost_usd").fill_null(0.0).alias("_cost"),
-        )
-        .group_by("key", "m_hour", "top_model")
-        .agg(pl.col("_cost").sum().alias("m_cost"))
-        .with_columns(pl.col("key", "top_model").cast(pl.String))
-        .collect()
-    )
+    per_model = per_model.select(
+        "key", pl.col("hour").alias("m_hour"), pl.col("_model").alias("top_model"),
+        pl.col("cost_usd").alias("m_cost"),
+    )  # fmt: skip
     window = pl.duration(hours=baseline_hours)
     # Spike rows are few, so joining each to its key's hourly model spend stays small.
     joined = (
@@ -244,7 +294,15 @@ def spike_episodes(calls: pl.DataFrame, **kw: Any) -> pl.DataFrame:
     ``hours``, ``calls``, ``cost_usd``, ``excess_usd`` (over the baseline medians),
     ``peak_score``, ``reason`` (of the peak hour); sorted by start.
     """
-    spikes = detect_spikes(calls, **kw)
+    return _episodes(detect_spikes(calls, **kw))
+
+
+def spike_episodes_from_hours(hours: pl.DataFrame, **kw: Any) -> pl.DataFrame:
+    """:func:`spike_episodes` from the hourly aggregate of :mod:`clauditor.analytics.plan`."""
+    return _episodes(detect_spikes_from_hours(hours, **kw))
+
+
+def _episodes(spikes: pl.DataFrame) -> pl.DataFrame:
     gap = pl.col("hour") - pl.col("hour").shift(1)
     return (
         spikes.sort("key", "hour")

@@ -1,6 +1,6 @@
 """Benchmark: every analytics job over 10M simulated calls, against one plain SQL rollup.
 
-    python benchmarks/analytics_10m.py [--rows 10000000] [--db PATH] [--keep]
+    python benchmarks/analytics_10m.py [--rows 10000000] [--db PATH] [--keep] [--planned]
 
 Rows are generated directly in DuckDB with SQL (``range()`` plus hashed pseudo-random columns:
 30 days, a dozen features, four models, caching, streaming, errors with retries, conversations),
@@ -185,15 +185,42 @@ def measure(db: Path) -> list[tuple[str, float, float]]:
     return timings
 
 
+def measure_planned(db: Path) -> list[tuple[str, float, float]]:
+    """Time the SQL rollup and :func:`clauditor.analytics.plan.run_all_jobs_on` (DuckDB
+    aggregates, per-call values only where a job needs them) in one process."""
+    from clauditor.analytics.plan import run_all_jobs_on
+    from clauditor.config import BudgetConfig, Config
+
+    timings: list[tuple[str, float, float]] = []
+    con = duckdb.connect(str(db), read_only=True)
+    con.execute("SET TimeZone = 'UTC'").fetchall()
+    _timed(timings, "SQL rollup (feature x day, DuckDB)", lambda: con.execute(ROLLUP).fetchall())
+    config = Config(budget=BudgetConfig(monthly_usd=1e6, features={"feature-1": 1e5}))
+    as_of = dt.datetime(2026, 10, 24, tzinfo=dt.UTC)
+    _timed(
+        timings,
+        "run_all_jobs (planned, incl. reads)",
+        lambda: run_all_jobs_on(con, None, config=config, as_of=as_of),
+    )
+    con.close()
+    return timings
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--db", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the generated database")
+    parser.add_argument(
+        "--planned",
+        action="store_true",
+        help="time run_all_jobs (DuckDB pre-aggregates) instead of load + per-call jobs",
+    )
     parser.add_argument("--measure-only", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure_only:
-        for name, wall, cpu in measure(args.measure_only):
+        steps = measure_planned if args.planned else measure
+        for name, wall, cpu in steps(args.measure_only):
             print(f"{name}\t{wall:.3f}\t{cpu:.3f}")
         print(f"peak_rss_mb\t{peak_rss_mb():.0f}\t0")
         return
@@ -210,7 +237,8 @@ def main() -> None:
         )  # fmt: skip
         print(f"generated {args.rows:,} rows in {time.perf_counter() - t:.1f} s -> {db}")
     out = subprocess.run(
-        [sys.executable, __file__, "--measure-only", str(db)],
+        [sys.executable, __file__, "--measure-only", str(db)]
+        + (["--planned"] if args.planned else []),
         check=True,
         capture_output=True,
         text=True,
@@ -219,7 +247,7 @@ def main() -> None:
     results = {name: (float(wall), float(cpu)) for name, wall, cpu in rows}
     rss = results.pop("peak_rss_mb")[0]
     sql = next(v for k, v in results.items() if k.startswith("SQL rollup"))
-    load = next(v for k, v in results.items() if k.startswith("load "))
+    load = next((v for k, v in results.items() if k.startswith("load ")), (0.0, 0.0))
     job_rows = [v for k, v in results.items() if not k.startswith(("SQL rollup", "load "))]
     jobs = (sum(w for w, _ in job_rows), sum(c for _, c in job_rows))
     print(f"{'step':<44} {'wall s':>8} {'CPU s':>8}")

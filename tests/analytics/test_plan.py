@@ -1,0 +1,89 @@
+"""run_all_jobs (DuckDB aggregates, per-call values only where needed) gives the same results
+as the per-call jobs on the committed sample."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from clauditor.analytics.audit import audit
+from clauditor.analytics.budget import budget_status, threshold_crossings
+from clauditor.analytics.cache import (
+    cache_economics,
+    cache_hit_ratio_series,
+    cache_regressions,
+    caching_candidates,
+)
+from clauditor.analytics.costs import cost_breakdown, spend_by_day
+from clauditor.analytics.errors import error_episodes, error_windows, retry_amplification
+from clauditor.analytics.failure import cost_of_failure
+from clauditor.analytics.latency import latency_percentiles
+from clauditor.analytics.plan import run_all_jobs
+from clauditor.analytics.spikes import spike_episodes
+from clauditor.config import load_config
+from clauditor.ingest.files import ingest_paths
+from clauditor.store import load_calls
+
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_logs"
+AS_OF = dt.datetime(2026, 10, 20, 12, 30, tzinfo=dt.UTC)
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory: pytest.TempPathFactory):
+    config = load_config(SAMPLE / "clauditor.toml")
+    db = tmp_path_factory.mktemp("plan") / "clauditor.duckdb"
+    ingest_paths([SAMPLE / "sample-30d.jsonl.gz"], db, config=config)
+    return load_calls(db), run_all_jobs(db, None, config=config, as_of=AS_OF), config
+
+
+def test_every_job_matches_the_per_call_job(both) -> None:
+    calls, got, config = both
+    tz, budget = config.timezone, config.budget
+    expected = {
+        "cost_breakdown": cost_breakdown(calls, ["feature", "model"]),
+        "spend_by_day": spend_by_day(calls, tz=tz),
+        "cache_economics": cache_economics(calls),
+        "caching_candidates": caching_candidates(calls),
+        "cache_hit_ratio_series": cache_hit_ratio_series(calls),
+        "cache_regressions": cache_regressions(calls),
+        "error_windows": error_windows(calls),
+        "error_episodes": error_episodes(calls),
+        "retry_amplification": retry_amplification(calls),
+        "latency_percentiles": latency_percentiles(calls, tz=tz),
+        "budget_status": budget_status(
+            calls,
+            monthly_usd=budget.monthly_usd,
+            feature_budgets=budget.features,
+            thresholds=budget.thresholds,
+            as_of=AS_OF,
+            tz=tz,
+        ),
+        "threshold_crossings": threshold_crossings(
+            calls, monthly_usd=budget.monthly_usd, thresholds=budget.thresholds, tz=tz
+        ),
+        "spike_episodes": spike_episodes(calls),
+        "cost_of_failure": cost_of_failure(calls),
+        "audit": audit(calls, config=config),
+    }
+    assert set(got) == set(expected)
+    for name, frame in expected.items():
+        (
+            assert_frame_equal(
+                got[name], frame, check_exact=False, rel_tol=1e-9, check_dtypes=True
+            ),
+            name,
+        )
+    # The sample's planted incidents are in these results (not empty frames).
+    assert got["error_episodes"].height and got["spike_episodes"].height
+    assert got["threshold_crossings"].height
+
+
+def test_budget_crossing_times_are_exact_calls(both) -> None:
+    calls, got, _ = both
+    times = set(calls["start_time"].to_list())
+    assert all(t in times for t in got["threshold_crossings"]["crossed_at"].to_list())
+    assert not pl.DataFrame(got["budget_status"]).is_empty()
