@@ -8,6 +8,7 @@ generation, and a Batch API result's span measures fetching the result, not gene
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import polars as pl
@@ -17,6 +18,7 @@ from clauditor.analytics.costs import with_group_keys
 __all__ = ["PERCENTILES", "latency_percentiles"]
 
 PERCENTILES = (0.5, 0.95, 0.99)
+_BUCKET = re.compile(r"[1-9][0-9]*(?:h|d|w|mo)")
 
 
 def latency_percentiles(
@@ -37,6 +39,10 @@ def latency_percentiles(
     (NULL without streamed calls). Percentiles interpolate linearly between observations.
     """
     by = list(by)
+    if every is not None and not _BUCKET.fullmatch(every):
+        raise ValueError(
+            f"--every {every!r} is not a bucket; use a whole number and a unit: 1h, 6h, 1d, 1w, 1mo"
+        )
     lf = calls.lazy()
     keep = pl.col("operation").fill_null("chat") == "chat"
     if not include_errors:

@@ -98,14 +98,19 @@ def handles_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except ClauditorError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
-            raise typer.Exit(2) from None
-        except ValueError as exc:  # bad option values reported by library parsers
-            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        except (ClauditorError, ValueError) as exc:  # ValueError: bad option values
+            _print_error(exc)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _print_error(exc: Exception) -> None:
+    """One line on stderr; the message is text, never markup (it may quote user input)."""
+    from rich.text import Text
+
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    err.print(Text("error: ", style="bold red") + Text(first), highlight=False)
 
 
 def split_keys(by: str) -> list[str]:
@@ -125,7 +130,7 @@ def _config(path: Path | None) -> Config:
     return load_config(path)
 
 
-def parse_as_of(value: str | None, tz: str = "UTC") -> dt.datetime:
+def parse_as_of(value: str | None, tz: str = "UTC", *, option: str = "--as-of") -> dt.datetime:
     """``--as-of`` as an aware UTC datetime; naive values are read in ``tz``; None is now."""
     if value is None or value.strip().lower() == "now":
         return dt.datetime.now(dt.UTC)
@@ -133,7 +138,7 @@ def parse_as_of(value: str | None, tz: str = "UTC") -> dt.datetime:
         moment = dt.datetime.fromisoformat(value.strip())
     except ValueError:
         raise ConfigError(
-            f"--as-of {value!r} is not an ISO 8601 moment (e.g. 2026-10-24T12:00:00Z)"
+            f"{option} {value!r} is not an ISO 8601 moment (e.g. 2026-10-24T12:00:00Z)"
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zoneinfo.ZoneInfo(tz))
@@ -144,8 +149,22 @@ def emit(frame: pl.DataFrame, fmt: Format, *, title: str | None = None) -> None:
     """Print a frame as a rich table, CSV or a JSON array of objects."""
     import polars as pl
 
+    # Whole-number decimals (DuckDB's sum of BIGINT) print as numbers, not strings.
+    frame = frame.with_columns(
+        pl.col(c).cast(pl.Int64 if t.scale == 0 else pl.Float64)  # type: ignore[attr-defined]
+        for c, t in frame.schema.items()
+        if isinstance(t, pl.Decimal)
+    )
     if fmt is Format.csv:
-        sys.stdout.write(frame.write_csv())
+        nested = [c for c, t in frame.schema.items() if t.is_nested()]
+        flat = frame.with_columns(
+            pl.col(c).map_elements(
+                lambda v: json.dumps(v.to_list() if hasattr(v, "to_list") else v, default=str),
+                return_dtype=pl.String,
+            )
+            for c in nested
+        )
+        sys.stdout.write(flat.write_csv())
         return
     if fmt is Format.json:
         rows = frame.with_columns(
@@ -532,7 +551,7 @@ def simulate(
         out_file,
         days=days,
         seed=seed,
-        end=None if end is None else parse_as_of(end),
+        end=None if end is None else parse_as_of(end, option="--end"),
         scale=scale,
     )
     out.print(

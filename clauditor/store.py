@@ -140,6 +140,19 @@ CREATE TABLE IF NOT EXISTS alerts (
 );
 """
 
+# Version 4: token sums as BIGINT (DuckDB's sum of BIGINT is a DECIMAL(38,0), which JSON
+# tools then read as text).
+_VIEWS_V4 = _VIEWS_V1
+for _column in (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+):
+    _VIEWS_V4 = _VIEWS_V4.replace(
+        f"sum({_column}) AS {_column}", f"CAST(sum({_column}) AS BIGINT) AS {_column}"
+    )
+
 MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (
         1,
@@ -148,6 +161,7 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     ),
     (2, "quarantine and ingested files", _QUARANTINE_V2),
     (3, "alert state", _ALERTS_V3),
+    (4, "token sums in the views as BIGINT", _VIEWS_V4),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

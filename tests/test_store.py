@@ -170,3 +170,15 @@ def test_failed_batch_leaves_nothing(db_path: Path, make_calls) -> None:
     with pytest.raises(RuntimeError):
         write_calls(db_path, make_calls({}, {}), before_commit=explode)
     assert load_calls(db_path).height == 1
+
+
+def test_view_token_sums_are_integers(db_path: Path, make_calls) -> None:
+    write_calls(db_path, make_calls({}, {}))
+    with read_connection(db_path) as con:
+        types = dict(
+            con.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_name IN ('daily_costs', 'feature_costs') AND column_name = 'input_tokens'"
+            ).fetchall()
+        )
+    assert set(types.values()) == {"BIGINT"}
