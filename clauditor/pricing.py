@@ -161,13 +161,30 @@ class PriceEntry:
             raise PricingError(f"{where}: input and output must be numbers ({exc})") from None
         if input_price < 0 or output_price < 0:
             raise PricingError(f"{where}: prices must not be negative")
+        try:
+            return cls._build(data, model_id, input_price, output_price, where, origin)
+        except (TypeError, ValueError) as exc:
+            raise PricingError(
+                f"{where}: a multiplier or threshold is not a number ({exc})"
+            ) from None
+
+    @classmethod
+    def _build(
+        cls,
+        data: Mapping[str, Any],
+        model_id: str,
+        input_price: float,
+        output_price: float,
+        where: str,
+        origin: str,
+    ) -> PriceEntry:
         return cls(
             id=normalize_model_id(model_id),
             effective_from=_as_date(data.get("effective_from", dt.date(1970, 1, 1)), where),
             input=input_price,
             output=output_price,
             source=str(data.get("source", origin)),
-            aliases=tuple(normalize_model_id(a) for a in data.get("aliases", ())),
+            aliases=_aliases(data.get("aliases", ()), where),
             long_context_threshold=(
                 int(data["long_context_threshold"]) if "long_context_threshold" in data else None
             ),
@@ -248,6 +265,12 @@ def _as_date(value: Any, where: str) -> dt.date:
         raise PricingError(f"{where}: {value!r} is not a date (YYYY-MM-DD)") from None
 
 
+def _aliases(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(a, str) for a in value):
+        raise PricingError(f"{where}: aliases must be a list of model ids")
+    return tuple(normalize_model_id(a) for a in value)
+
+
 def _opt_date(value: Any, where: str) -> dt.date | None:
     return None if value is None else _as_date(value, where)
 
@@ -286,15 +309,48 @@ def load_price_table(
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise PricingError(f"{path}: cannot read price file: {exc}") from None
         table = table.with_entries(parse_price_entries(data, where=str(path), origin="imported"))
-    if overrides:
-        extra = [
-            PriceEntry.from_mapping(
-                {"id": model, **entry}, where=f"[prices.{model!r}]", origin="override"
-            )
-            for model, entry in overrides.items()
-        ]
-        table = table.with_entries(extra)
+    for model, entry in (overrides or {}).items():
+        table = _apply_override(table, model, entry)
     return table
+
+
+_INHERITED = (
+    "aliases",
+    "long_context_threshold",
+    "long_context_input_multiplier",
+    "long_context_output_multiplier",
+    "us_only_multiplier",
+    "fast_multiplier",
+    "deprecated_on",
+    "retired_on",
+)
+
+
+def _apply_override(table: PriceTable, model: str, entry: Mapping[str, Any]) -> PriceTable:
+    """``table`` with the config override ``[prices."<model>"]`` applied.
+
+    Keys the override leaves out (long-context tier, US-only and fast multipliers, aliases,
+    dates) come from the model's newest built-in entry, so overriding the base prices keeps the
+    model's pricing rules. Without ``effective_from`` the override replaces every entry of the
+    model: it prices all calls, whatever their date.
+    """
+    key = normalize_model_id(model)
+    known = [e for e in table.entries if e.id == key]
+    base = max(known, key=lambda e: e.effective_from) if known else None
+    merged: dict[str, Any] = {"id": model}
+    if base is not None:
+        for name in _INHERITED:
+            value = getattr(base, name)
+            if value is not None and value != ():
+                merged[name] = list(value) if name == "aliases" else value
+        if base.long_context_threshold is None:
+            merged.pop("long_context_input_multiplier", None)
+            merged.pop("long_context_output_multiplier", None)
+    merged.update(entry)
+    override = PriceEntry.from_mapping(merged, where=f"[prices.{model!r}]", origin="override")
+    if "effective_from" not in entry:
+        return PriceTable(tuple(e for e in table.entries if e.id != key) + (override,))
+    return table.with_entries([override])
 
 
 def price_calls(calls: pl.DataFrame, table: PriceTable | None = None) -> pl.DataFrame:

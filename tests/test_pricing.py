@@ -329,3 +329,29 @@ def test_sql_model_key_matches_python(model: str) -> None:
 
     got = duckdb.sql(f"SELECT {model_key_sql('m')} FROM (SELECT ? AS m)", params=[model]).fetchall()
     assert got == [(normalize_model_id(model),)]
+
+
+def test_override_without_date_applies_to_every_call_and_keeps_the_model_rules() -> None:
+    # No effective_from: replaces the built-in Haiku 4.5 entry at every date.
+    # 1M input tokens x $2/M = $2.00 (the built-in price would give $1.00).
+    table = parse_config(
+        {"prices": {"claude-haiku-4-5": {"input": 2.0, "output": 10.0}}}
+    ).price_table()
+    row = priced(table, request_model="claude-haiku-4-5", response_model=None,
+                 input_tokens=1_000_000)  # fmt: skip
+    assert row["cost_usd"] == pytest.approx(2.0)
+    # A dated override of Sonnet 4.5 keeps its long-context tier: 250,000 input tokens at the
+    # overridden $4/M doubled = $8/M -> $2.00.
+    dated = parse_config(
+        {"prices": {"claude-sonnet-4-5": {"input": 4.0, "output": 20.0,
+                                          "effective_from": dt.date(2026, 1, 1)}}}
+    ).price_table()  # fmt: skip
+    long = priced(dated, input_tokens=250_000, output_tokens=0)
+    assert long["cost_usd"] == pytest.approx(2.0)
+
+
+def test_bad_multiplier_and_aliases_name_the_entry() -> None:
+    with pytest.raises(ConfigError, match=r"\[prices.'claude-x'\].*not a number"):
+        parse_config({"prices": {"claude-x": {"input": 1, "output": 1, "fast_multiplier": "a"}}})
+    with pytest.raises(ConfigError, match="aliases must be a list"):
+        parse_config({"prices": {"claude-x": {"input": 1, "output": 1, "aliases": "abc"}}})
