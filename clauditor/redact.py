@@ -10,12 +10,13 @@ Two rules, applied at every boundary where outside data is stored or shown:
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 from clauditor.semconv import SECRET_KEY_MARKERS
 
-__all__ = ["REDACTED", "is_secret_key", "scrub", "scrub_attributes"]
+__all__ = ["REDACTED", "is_secret_key", "scrub", "scrub_attributes", "scrub_value"]
 
 REDACTED = "[REDACTED]"
 
@@ -33,21 +34,40 @@ def is_secret_key(key: str) -> bool:
 
 
 def scrub(text: str) -> str:
-    """``text`` with every API key, bearer token and webhook URL replaced by ``[REDACTED]``."""
-    if "sk-ant-" not in text and "hooks.slack" not in text and "earer" not in text:
-        return text  # the common case, without running the regex
-    return _SECRET_VALUE.sub(REDACTED, text)
+    """``text`` with every API key, bearer token and webhook URL replaced by ``[REDACTED]``.
+
+    Text that is a JSON object or array naming a secret field (say, request options with
+    ``extra_headers``) is parsed and cleaned like an attribute tree, then written back.
+    """
+    if "sk-ant-" in text or "hooks.slack" in text or "earer" in text:
+        text = _SECRET_VALUE.sub(REDACTED, text)
+    if text[:1] in ("{", "[") and is_secret_key(text):
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            return text
+        cleaned = scrub_value(parsed)
+        if cleaned != parsed:
+            return json.dumps(cleaned, separators=(",", ":"), ensure_ascii=False)
+    return text
+
+
+def scrub_value(value: Any) -> Any:
+    """``value`` (a string, or lists and dicts nested to any depth) with secret-named keys
+    dropped and secrets scrubbed from every string."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {
+            k: scrub_value(v)
+            for k, v in value.items()
+            if not (isinstance(k, str) and is_secret_key(k))
+        }
+    if isinstance(value, list | tuple):
+        return [scrub_value(v) for v in value]
+    return value
 
 
 def scrub_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``attributes`` without secret keys and with secrets scrubbed from string values."""
-    clean: dict[str, Any] = {}
-    for key, value in attributes.items():
-        if is_secret_key(key):
-            continue
-        if isinstance(value, str):
-            value = scrub(value)
-        elif isinstance(value, list):
-            value = [scrub(v) if isinstance(v, str) else v for v in value]
-        clean[key] = value
-    return clean
+    return {k: scrub_value(v) for k, v in attributes.items() if not is_secret_key(k)}

@@ -31,7 +31,7 @@ from typing import Any
 import polars as pl
 
 from clauditor import semconv as sc
-from clauditor.redact import is_secret_key, scrub, scrub_attributes
+from clauditor.redact import is_secret_key, scrub, scrub_value
 from clauditor.schema import CALLS_COLUMNS, COST_COLUMNS
 
 __all__ = [
@@ -112,6 +112,9 @@ class SpanRejected(Exception):
     """
 
     def __init__(self, reason: str, payload: Any = None) -> None:
+        # Reasons quote the offending value, and they are printed, stored and sent back to
+        # senders: scrub them here, once, for every path.
+        reason = scrub(reason)
         super().__init__(reason)
         self.reason = reason
         self.payload = payload
@@ -483,6 +486,21 @@ def _secret_key(key: str) -> bool:
     return is_secret_key(key)
 
 
+_TEXT_COLUMNS = (
+    "service",
+    "environment",
+    "feature",
+    "user_id",
+    "conversation_id",
+    "code_location",
+    "request_model",
+    "response_model",
+    "service_tier",
+    "stop_reason",
+    "error_type",
+)
+
+
 def _json(attributes: dict[str, Any]) -> str:
     """Compact JSON of ``attributes`` after :func:`clauditor.redact.scrub_attributes`' rules."""
     if not attributes:
@@ -493,13 +511,7 @@ def _json(attributes: dict[str, Any]) -> str:
             key = str(key)
         if _secret_key(key):
             continue
-        if type(value) is str:
-            value = scrub(value)
-        elif type(value) is list:
-            value = [scrub(v) if type(v) is str else v for v in value]
-        elif type(value) is dict:
-            value = scrub_attributes(value)
-        clean[key] = value
+        clean[key] = scrub(value) if type(value) is str else scrub_value(value)
     return _encode(clean)
 
 
@@ -742,6 +754,10 @@ def _row(record: SpanRecord, feature_attributes: Sequence[str]) -> dict[str, Any
     }
     if conv.refine is not None:
         conv.refine(record, row, rest, feature_attributes)
+    for column in _TEXT_COLUMNS:  # a key pasted into a tag must not reach a column either
+        value = row[column]
+        if type(value) is str:
+            row[column] = scrub(value)
     row["attributes"] = _json(rest)
     return row
 
