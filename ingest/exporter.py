@@ -106,6 +106,7 @@ class DuckDBSpanExporter(SpanExporter):
         self._warned = False
         self._lock = threading.Lock()
         self._shutdown = False
+        self._prices: Any = None
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Normalize, price and append ``spans``; never raises."""
@@ -149,11 +150,29 @@ class DuckDBSpanExporter(SpanExporter):
         from clauditor.schema import frame_from_rows
         from clauditor.store import write_calls
 
-        frame = price_calls(frame_from_rows(rows))
+        frame = price_calls(frame_from_rows(rows), self._price_table())
         with self._lock:  # one writer per process: force_flush may race the worker thread
             result = write_calls(self.path, frame, timeout_s=self.timeout_s, spool_on_busy=True)
         self.spooled += result.spooled
         self.written += result.inserted
+
+    def _price_table(self) -> Any:
+        """The app's configured prices (config file, price files, overrides), read once.
+
+        A config that does not load must not stop telemetry: the built-in table is used and
+        the problem logged once.
+        """
+        if self._prices is None:
+            from clauditor.config import load_config
+            from clauditor.errors import ClauditorError
+            from clauditor.pricing import load_price_table
+
+            try:
+                self._prices = load_config().price_table()
+            except ClauditorError as exc:
+                log.warning("clauditor: config not used for prices (%s); built-in prices", exc)
+                self._prices = load_price_table()
+        return self._prices
 
     def shutdown(self) -> None:
         """Stop accepting spans (the processor flushes before calling this)."""

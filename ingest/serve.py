@@ -29,7 +29,6 @@ import uvicorn
 
 from clauditor.config import Config
 from clauditor.errors import ClauditorError
-from clauditor.pricing import load_price_table
 from clauditor.semconv import ENV_RECEIVER_TOKEN
 
 from .grpc_receiver import start_grpc_server
@@ -72,7 +71,7 @@ class Receiver:
         self.stats = ReceiverStats()
         self.writer = WriteQueue(
             self.db,
-            prices=load_price_table(self.config.prices),
+            prices=self.config.price_table(),
             max_batches=queue_batches,
         )
         self._token = token or None
