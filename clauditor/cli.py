@@ -362,9 +362,11 @@ def cache(
 @handles_errors
 def errors(
     window: Annotated[str, typer.Option(help="Rolling window (Polars duration).")] = "5m",
-    threshold: Annotated[float, typer.Option(help="Error rate that counts as degraded.")] = 0.01,
+    threshold: Annotated[
+        float, typer.Option(help="Error rate that counts as degraded.", min=0.0, max=1.0)
+    ] = 0.01,
     min_duration: Annotated[str, typer.Option(help="Shortest episode reported.")] = "5m",
-    min_calls: Annotated[int, typer.Option(help="Fewest calls in an episode.")] = 20,
+    min_calls: Annotated[int, typer.Option(help="Fewest calls in an episode.", min=1)] = 20,
     period: PeriodOpt = "7d",
     as_of: AsOfOpt = None,
     db: DbOpt = None,

@@ -210,6 +210,13 @@ def _holder(exc: Exception) -> str | None:
     return match.group(1).strip() if match else None
 
 
+def _looks_like_duckdb(path: Path) -> bool:
+    """DuckDB files carry the magic bytes ``DUCK`` at offset 8 (an empty file is fine too)."""
+    with path.open("rb") as handle:
+        head = handle.read(12)
+    return not head or head[8:12] == b"DUCK"
+
+
 def _open(path: Path, *, read_only: bool, timeout_s: float) -> duckdb.DuckDBPyConnection:
     """Open ``path``, retrying with exponential backoff (10 ms doubling to 0.5 s) while locked."""
     deadline = time.monotonic() + timeout_s
@@ -230,6 +237,11 @@ def _open(path: Path, *, read_only: bool, timeout_s: float) -> duckdb.DuckDBPyCo
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
         except duckdb.Error as exc:
+            if path.is_file() and not _looks_like_duckdb(path):
+                raise StoreError(
+                    f"{path} is not a DuckDB database file (for telemetry files use "
+                    "`clauditor ingest`)"
+                ) from None
             raise StoreError(f"cannot open database {path}: {exc}") from None
 
 
