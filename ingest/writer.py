@@ -46,7 +46,7 @@ from clauditor.schema import CALLS_SCHEMA, conform
 # the same statement write_calls runs (private there; see the report to the lead).
 from clauditor.store import WriteResult, drain_spool, insert_calls, write_connection
 
-from .normalize import ROW_COLUMNS, SpanRecord, SpanRejected, _row
+from .normalize import ROW_COLUMNS, SpanRecord, SpanRejected, _row, one_row_per_call
 
 __all__ = [
     "MAX_ATTRIBUTE_CHARS",
@@ -413,7 +413,9 @@ class WriteQueue:
         try:
             result = WriteResult()
             if rows:
-                result = insert_calls(con, conform(price_calls(rows_frame(rows), self.prices)))
+                result = insert_calls(
+                    con, conform(price_calls(one_row_per_call(rows_frame(rows)), self.prices))
+                )
             if entries:
                 q = pl.DataFrame(  # noqa: F841  (DuckDB reads the local by name)
                     entries, schema=["origin", "reason", "payload"], orient="row"
