@@ -1,4 +1,5 @@
-"""``clauditor ingest``: OTLP/JSON-lines files (plain or gzip) into the ``calls`` table.
+"""``clauditor ingest``: OTLP files (JSON lines, plain or gzip; Collector protobuf) into the
+``calls`` table.
 
 Each line is one ``ExportTraceServiceRequest``, as the OpenTelemetry Collector's file exporter
 writes it. A line that is not JSON, or not that shape, is rejected whole; a bad span inside a
@@ -8,17 +9,24 @@ the same transaction as the batch they were met in.
 
 Rows are written in batches of ``batch_size``, each priced and appended in one transaction, so
 a crash leaves the database consistent and the run can simply be repeated: ``span_id`` dedupes.
-Gzip is recognised by its magic bytes, whatever the file is called.
+Gzip is recognised by its magic bytes, whatever the file is called; protobuf files (the
+Collector's ``format: proto``, see ``.otlp_proto``) by not starting like JSON or gzip.
+
+Big inputs are parsed and normalized by worker processes (``.parallel``) while this process
+prices and writes; the in-process loop here is the reference the parallel engine reproduces
+exactly (counts, rejection order, batch boundaries).
 """
 
 from __future__ import annotations
 
 import gc
 import gzip
-import json
 import os
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Generator, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -28,21 +36,32 @@ import polars as pl
 
 from clauditor.config import Config
 from clauditor.errors import IngestError
-from clauditor.pricing import PriceTable, load_price_table, price_calls
-from clauditor.redact import is_secret_key, scrub
+from clauditor.pricing import PriceTable, price_calls
 from clauditor.schema import CALLS_SCHEMA
-from clauditor.semconv import SECRET_KEY_MARKERS
 from clauditor.store import drain_spool, read_connection, write_calls
 
+from . import parallel as parallel_module
 from .columnar import ChunkParser, columnar_supported
-from .normalize import ROW_COLUMNS, SpanRecord, SpanRejected, _row
-from .otlp_json import iter_otlp_json_spans
+from .lines import BUILD_DTYPES, build_frame, read_line, read_span, safe_payload
+from .normalize import SpanRejected, one_row_per_call
+from .otlp_proto import is_proto_file, iter_proto_file_spans
+from .parallel import (
+    ChunkResult,
+    available_workers,
+    columns_frame,
+    iter_chunks,
+    parse_chunk,
+    start_pool,
+)
 
 __all__ = ["INGEST_SUFFIXES", "IngestSummary", "Rejection", "ingest_paths"]
 
-INGEST_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
+INGEST_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz", ".pb", ".binpb")
+ENGINES = ("auto", "parallel", "python", "columnar")
+# engine="auto" starts worker processes only for this much input: below it, their start-up
+# (about a second the first time) costs more than they save.
+PARALLEL_MIN_BYTES = 16 * 1024 * 1024
 MAX_KEPT_REJECTIONS = 100
-MAX_PAYLOAD_CHARS = 2000
 _GZIP_MAGIC = b"\x1f\x8b"
 _PROGRESS_EVERY_LINES = 2000
 # Columnar engine: lines handed to DuckDB at a time (bounds memory; big enough to amortize).
@@ -120,77 +139,11 @@ def _open(path: Path) -> tuple[IO[bytes], IO[bytes]]:
         raise IngestError(f"{path}: cannot read gzip data: {exc}") from None
 
 
-# --- payloads for the quarantine ----------------------------------------------------------------
-
-
-def _scrub_tree(value: Any) -> Any:
-    """``value`` with secret-named keys (plain or OTLP ``{"key": ...}`` pairs) dropped and
-    secrets scrubbed from strings."""
-    if isinstance(value, str):
-        return scrub(value)
-    if isinstance(value, dict):
-        key = value.get("key")
-        if isinstance(key, str) and is_secret_key(key):
-            return None
-        return {
-            k: _scrub_tree(v)
-            for k, v in value.items()
-            if not (isinstance(k, str) and is_secret_key(k))
-        }
-    if isinstance(value, list):
-        return [v for v in (_scrub_tree(item) for item in value) if v is not None]
-    return value
-
-
-def _safe_payload(value: Any) -> str:
-    """A scrubbed, truncated text of a rejected span or line, fit for the quarantine table."""
-    if isinstance(value, bytes | str):
-        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-        try:
-            value = json.loads(text)
-        except ValueError:
-            # Not JSON: scrub what can be recognised, and cut before any secret-named field,
-            # whose value cannot be located reliably in broken text.
-            text = scrub(text)
-            lowered = text.lower()
-            cut = min((i for m in SECRET_KEY_MARKERS if (i := lowered.find(m)) >= 0), default=-1)
-            if cut >= 0:
-                text = text[:cut] + "[REDACTED: rest withheld]"
-            return text[:MAX_PAYLOAD_CHARS]
-    if isinstance(value, SpanRecord):
-        value = {
-            "traceId": value.trace_id,
-            "spanId": value.span_id,
-            "parentSpanId": value.parent_span_id,
-            "name": value.name,
-            "startTimeUnixNano": value.start_ns,
-            "endTimeUnixNano": value.end_ns,
-            "status": {"code": value.status_code, "message": value.status_message},
-            "scope": {"name": value.scope_name, "version": value.scope_version},
-            "attributes": value.attributes,
-            "resource": value.resource,
-        }
-    text = json.dumps(_scrub_tree(value), separators=(",", ":"), default=str)
-    return scrub(text)[:MAX_PAYLOAD_CHARS]
-
-
 # --- batches ---------------------------------------------------------------------------------
 
-# Built with Int64 where the table has INTEGER (conform() casts down on write, overflow -> NULL)
-# and with the times as Int64 microseconds, cast to Datetime once per batch.
-_BUILD_DTYPES = {
-    name: pl.Int64 if dtype == pl.Int32 or name in ("start_time", "end_time") else dtype
-    for name, dtype in CALLS_SCHEMA.items()
-    if name in ROW_COLUMNS
-}
-
-
-def _frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
-    """A ``calls`` frame (no costs) from :func:`_row` dicts; times arrive as Unix microseconds."""
-    return pl.DataFrame(rows, schema=_BUILD_DTYPES).with_columns(
-        pl.col("start_time").cast(pl.Datetime("us", "UTC")),
-        pl.col("end_time").cast(pl.Datetime("us", "UTC")),
-    )
+_BUILD_DTYPES = BUILD_DTYPES
+_frame = build_frame
+_safe_payload = safe_payload
 
 
 def _conform_fast(frame: pl.DataFrame) -> pl.DataFrame:
@@ -219,15 +172,32 @@ class _Batcher:
         self.frames: list[pl.DataFrame] = []
         self.frame_rows = 0
         self.row_keys: list[tuple[int, int]] = []
+        # Parallel engine: frames the workers built, in file order, each ready to write.
+        self.parts: list[pl.DataFrame] = []
+        self.part_rows = 0
         self.quarantine: list[tuple[str, str, str]] = []
         self.files_done: list[tuple[str, int, int, int, int]] = []
 
     def reject(self, origin: str, reason: str, payload: Any) -> None:
+        self.reject_scrubbed(origin, reason, _safe_payload(payload))
+
+    def reject_scrubbed(self, origin: str, reason: str, payload: str) -> None:
+        """:meth:`reject` with the payload already made safe (by a worker)."""
         summary = self.summary
         summary.rejected += 1
         if len(summary.rejections) < MAX_KEPT_REJECTIONS:
             summary.rejections.append(Rejection(origin, reason))
-        self.quarantine.append((origin, reason, _safe_payload(payload)))
+        self.quarantine.append((origin, reason, payload))
+
+    def add_part(self, frame: pl.DataFrame) -> None:
+        """Queue a worker-built frame after everything pending (file order is kept)."""
+        if self.rows:  # rows read in-process (a protobuf file) come first
+            self.parts.append(_frame(self.rows))
+            self.part_rows += len(self.rows)
+            self.rows = []
+        if frame.height:
+            self.parts.append(frame)
+            self.part_rows += frame.height
 
     def _record_side_tables(self, con: duckdb.DuckDBPyConnection) -> None:
         if self.quarantine:
@@ -289,18 +259,27 @@ class _Batcher:
 
     def pending(self) -> int:
         """Rows waiting for the next write."""
-        return len(self.rows) + self.frame_rows
+        return len(self.rows) + self.frame_rows + self.part_rows
 
     def flush(self, *, force: bool = False, upto: int | None = None) -> None:
         """Write the pending rows; with ``upto`` (columnar engine), those of lines up to that
         line ordinal, in file order, keeping the rest of the SQL-made frames pending."""
         if not self.pending() and not (force and (self.quarantine or self.files_done)):
             return
+        rows: pl.DataFrame | None
         if self.frames or self.row_keys:
             rows = self._ordered(upto)
+        elif self.parts:
+            self.add_part(_frame([]))  # takes any in-process rows along, in order
+            rows = pl.concat(self.parts, how="vertical")
+            self.parts, self.part_rows = [], 0
         else:
             rows = _frame(self.rows) if self.rows else None
             self.rows = []
+        # Two instrumentations describing one call (say OpenLLMetry and the SDK's own span)
+        # become one row, before pricing, so the call is billed once.
+        if rows is not None and rows.height:
+            rows = one_row_per_call(rows, by_time=False)
         frame = price_calls(rows, self.table) if rows is not None and rows.height else None
         unpriced_ids: list[str] = []
         if frame is not None:
@@ -333,48 +312,59 @@ def _lines(stream: IO[bytes], path: Path, batcher: _Batcher) -> Iterator[tuple[i
         batcher.reject(f"{path}:{number + 1}", f"cannot read further: {exc}", b"")
 
 
-def _python_line(
-    name: str,
-    number: int,
-    line: bytes,
-    batcher: _Batcher,
-    feature_attributes: tuple[str, ...],
-    order: int | None,
-) -> bool:
-    """One line the Python way: rows to ``batcher.rows``, rejections to the batcher.
+def _is_proto(path: Path) -> bool:
+    try:
+        return is_proto_file(path)
+    except OSError:
+        return False  # _open says what is wrong, in the words every other file gets
 
-    ``order`` (columnar engine) is the line's ordinal, recorded with each row for file order.
-    Returns whether the line was a request (only then may the caller flush, as it always did).
+
+def _file_done(
+    path: Path, stat: os.stat_result, batcher: _Batcher, spans_before: int, rejected_before: int
+) -> None:
+    summary = batcher.summary
+    batcher.files_done.append(
+        (
+            str(path.resolve()),
+            stat.st_size,
+            stat.st_mtime_ns,
+            summary.spans_read - spans_before,
+            summary.rejected - rejected_before,
+        )
+    )
+    summary.files += 1
+
+
+def _ingest_proto_file(
+    path: Path, batcher: _Batcher, feature_attributes: tuple[str, ...], ordinal: list[int] | None
+) -> None:
+    """A Collector protobuf file: each message counts as a line, each span as in a JSON line.
+
+    A message that does not parse is rejected whole (``path:message N``) and, like a JSON line
+    that does not parse, counts no spans. ``ordinal`` (columnar engine) orders the rows.
     """
     summary = batcher.summary
-    try:
-        request = json.loads(line)
-    except ValueError as exc:  # UnicodeDecodeError included
-        batcher.reject(f"{name}:{number}", f"not valid JSON: {exc}", line)
-        return False
-    try:
-        items = list(iter_otlp_json_spans(request))
-    except SpanRejected as exc:
-        batcher.reject(f"{name}:{number}", exc.reason, line)
-        return False
-    rows = batcher.rows
-    for item in items:
-        summary.spans_read += 1
-        if type(item) is SpanRejected:
-            batcher.reject(f"{name}:{number}", item.reason, item.payload)
-            continue
-        try:
-            row = _row(item, feature_attributes)  # type: ignore[arg-type]
-        except SpanRejected as exc:
-            batcher.reject(f"{name}:{number}", exc.reason, item)
-            continue
-        if row is None:
-            summary.ignored += 1
+    stat = path.stat()
+    spans_before = summary.spans_read
+    rejected_before = summary.rejected
+    name = str(path)
+    last = 0
+    order = None
+    for number, item in iter_proto_file_spans(path):
+        if number != last:
+            summary.lines += 1
+            last = number
+            if ordinal is not None:
+                ordinal[0] += 1
+                order = ordinal[0]
+        origin = f"{name}:message {number}"
+        if isinstance(item, SpanRejected):
+            batcher.reject(origin, item.reason, item.payload or b"")
         else:
-            rows.append(row)
-            if order is not None:
-                batcher.row_keys.append((order, len(batcher.row_keys)))
-    return True
+            read_span(origin, item, batcher, feature_attributes, order)
+        if batcher.pending() >= batcher.size or len(batcher.quarantine) >= batcher.size:
+            batcher.flush(upto=order)
+    _file_done(path, stat, batcher, spans_before, rejected_before)
 
 
 def _ingest_file(
@@ -383,6 +373,9 @@ def _ingest_file(
     feature_attributes: tuple[str, ...],
     on_progress: Callable[[int], None],
 ) -> None:
+    if _is_proto(path):
+        _ingest_proto_file(path, batcher, feature_attributes, None)
+        return
     summary = batcher.summary
     stat = path.stat()
     stream, raw = _open(path)
@@ -394,7 +387,7 @@ def _ingest_file(
             if line.isspace():
                 continue
             summary.lines += 1
-            if _python_line(name, number, line, batcher, feature_attributes, None) and (
+            if read_line(name, number, line, batcher, feature_attributes) and (
                 len(batcher.rows) >= batcher.size or len(batcher.quarantine) >= batcher.size
             ):
                 # Rejections count too: a file of nothing but bad lines must not pile up.
@@ -404,16 +397,7 @@ def _ingest_file(
     finally:
         stream.close()
         raw.close()
-    batcher.files_done.append(
-        (
-            str(path.resolve()),
-            stat.st_size,
-            stat.st_mtime_ns,
-            summary.spans_read - spans_before,
-            summary.rejected - rejected_before,
-        )
-    )
-    summary.files += 1
+    _file_done(path, stat, batcher, spans_before, rejected_before)
 
 
 def _ingest_file_columnar(
@@ -431,6 +415,9 @@ def _ingest_file_columnar(
     lines are walked in order to count and to flush exactly where the Python path would.
     ``ordinal`` holds the run-wide line counter (file order across files).
     """
+    if _is_proto(path):
+        _ingest_proto_file(path, batcher, feature_attributes, ordinal)
+        return
     summary = batcher.summary
     stat = path.stat()
     stream, raw = _open(path)
@@ -466,16 +453,7 @@ def _ingest_file_columnar(
     finally:
         stream.close()
         raw.close()
-    batcher.files_done.append(
-        (
-            str(path.resolve()),
-            stat.st_size,
-            stat.st_mtime_ns,
-            summary.spans_read - spans_before,
-            summary.rejected - rejected_before,
-        )
-    )
-    summary.files += 1
+    _file_done(path, stat, batcher, spans_before, rejected_before)
 
 
 def _columnar_chunk(
@@ -505,10 +483,141 @@ def _columnar_chunk(
             summary.spans_read += spans
             summary.ignored += spans - rows
             batcher.frame_rows += rows
-        elif not _python_line(name, number, line, batcher, feature_attributes, g):
+        elif not read_line(name, number, line, batcher, feature_attributes, g):
             continue  # as in the Python path: no flush after a rejected line
         if batcher.pending() >= size or len(batcher.quarantine) >= size:
             batcher.flush(upto=g)
+
+
+# --- the parallel engine (see .parallel) ------------------------------------------------------
+
+# What the reader queues, in file order: a chunk in a worker, or something the parent does
+# itself when it comes up (start a file, end it, ingest a protobuf file, raise an open error).
+_Job = tuple[str, Any]
+
+
+def _jobs(
+    files: Sequence[Path],
+    pool: ProcessPoolExecutor,
+    feature_attributes: tuple[str, ...],
+) -> Generator[_Job, None, None]:
+    """Read the files ahead of the parent, submitting every chunk to ``pool`` as it is read."""
+    offset = 0
+    for path in files:
+        if _is_proto(path):
+            yield "proto", path
+            offset += path.stat().st_size
+            continue
+        try:
+            stat = path.stat()
+            stream, raw = _open(path)
+        except (OSError, IngestError) as exc:
+            yield "error", exc
+            return
+        yield "start", None
+        name = str(path)
+        number = 1
+        broken = None
+        try:
+            try:
+                # A plain file is read in blocks; gzip line by line, so that a stream that
+                # breaks off gives the lines the in-process loop gives (see iter_chunks).
+                for first, count, lines in iter_chunks(stream, blocks=stream is raw):
+                    future = pool.submit(parse_chunk, name, first, lines, feature_attributes)
+                    yield "chunk", (future, offset + raw.tell())
+                    number = first + count
+            except (OSError, EOFError, zlib.error) as exc:
+                broken = (f"{path}:{number}", f"cannot read further: {exc}")
+        finally:
+            stream.close()
+            raw.close()
+        yield "end", (path, stat, broken)
+        offset += stat.st_size
+
+
+def _replay(result: ChunkResult, batcher: _Batcher) -> None:
+    """Count a worker's chunk line by line and flush exactly where the in-process loop would."""
+    summary = batcher.summary
+    size = batcher.size
+    frame = columns_frame(result.columns)
+    rejections = iter(result.rejections)
+    taken = 0  # rows of this chunk already handed to the batcher
+    done = 0  # rows of the lines replayed so far
+    for request, spans, ignored, rows, rejected in result.lines:
+        summary.lines += 1
+        summary.spans_read += spans
+        summary.ignored += ignored
+        for _ in range(rejected):
+            batcher.reject_scrubbed(*next(rejections))
+        done += rows
+        if request and (
+            batcher.pending() + done - taken >= size or len(batcher.quarantine) >= size
+        ):
+            batcher.add_part(frame.slice(taken, done - taken))
+            taken = done
+            batcher.flush()
+    if done > taken:
+        batcher.add_part(frame.slice(taken, done - taken))
+
+
+def _ingest_parallel(
+    files: Sequence[Path],
+    batcher: _Batcher,
+    pool: ProcessPoolExecutor,
+    feature_attributes: tuple[str, ...],
+    report: Callable[[int], None],
+    in_flight: int,
+) -> None:
+    """Every file through the worker pool; the parent replays results in order and writes."""
+    summary = batcher.summary
+    queue: deque[_Job] = deque()
+    chunks = 0
+    before = (0, 0)
+
+    def settle(job: _Job) -> None:
+        nonlocal before
+        kind, value = job
+        if kind == "chunk":
+            future, position = value
+            try:
+                result = future.result()
+            except BrokenProcessPool:
+                raise IngestError(
+                    "an ingest worker process died (out of memory?); re-run the ingest, "
+                    "or use engine='python'"
+                ) from None
+            _replay(result, batcher)
+            report(position)
+        elif kind == "start":
+            before = (summary.spans_read, summary.rejected)
+        elif kind == "end":
+            path, stat, broken = value
+            if broken is not None:
+                batcher.reject(broken[0], broken[1], b"")
+            _file_done(path, stat, batcher, *before)
+        elif kind == "proto":
+            _ingest_proto_file(value, batcher, feature_attributes, None)
+        else:
+            raise value
+
+    jobs = _jobs(files, pool, feature_attributes)
+    try:
+        for job in jobs:
+            queue.append(job)
+            chunks += job[0] == "chunk"
+            # Bounded read-ahead: the workers stay busy while the parent writes, and no more
+            # than ``in_flight`` chunks (and their results) are held at once.
+            while chunks >= in_flight or (queue and queue[0][0] != "chunk"):
+                done = queue.popleft()
+                chunks -= done[0] == "chunk"
+                settle(done)
+        while queue:
+            settle(queue.popleft())
+    finally:
+        jobs.close()
+        for kind, value in queue:
+            if kind == "chunk":
+                value[0].cancel()
 
 
 def ingest_paths(
@@ -518,34 +627,43 @@ def ingest_paths(
     config: Config | None = None,
     progress: Callable[[int, int], None] | None = None,
     batch_size: int = 50_000,
-    engine: str = "python",
+    engine: str = "auto",
+    workers: int | None = None,
 ) -> IngestSummary:
-    """Ingest every OTLP/JSON-lines file under ``paths`` into the database ``db``.
+    """Ingest every OTLP file (JSON lines, plain or gzip, or Collector protobuf) under ``paths``
+    into the database ``db``.
 
     ``paths`` are files (read whatever their name) or folders (searched recursively for
-    ``*.json``, ``*.jsonl`` and their ``.gz`` forms). ``config`` supplies price overrides and
-    the feature attribute keys. ``progress(bytes_done, bytes_total)`` is called now and then,
-    in bytes of the files as stored (compressed for gzip).
+    ``*.json``, ``*.jsonl``, their ``.gz`` forms, ``*.pb`` and ``*.binpb``). ``config``
+    supplies price overrides and the feature attribute keys. ``progress(bytes_done,
+    bytes_total)`` is called now and then, in bytes of the files as stored (compressed for
+    gzip). In a protobuf file each message counts as a line and rejections name
+    ``path:message N``.
 
-    ``engine="python"`` (the default) does every line in Python; ``engine="columnar"`` parses
-    and normalizes in DuckDB, handing unusual lines to the Python path (not yet faster: see
-    benchmarks/ingest_throughput.py). Both store the same
-    rows and report the same summary (``clauditor.ingest.columnar`` lists the one harmless
-    difference).
+    Engines, all storing the same rows and reporting the same summary:
+
+    * ``"parallel"`` parses and normalizes JSON lines in ``workers`` processes (default: one
+      per CPU, at most 8) while this process prices and writes (see ``.parallel``); a script
+      calling it must guard its top level with ``if __name__ == "__main__":``;
+    * ``"python"`` does everything in this process;
+    * ``"auto"`` (the default) is ``"parallel"`` for inputs of 16 MB or more when there are
+      at least two CPUs, else ``"python"``;
+    * ``"columnar"`` parses and normalizes in DuckDB, handing unusual lines to Python (not
+      faster; ``clauditor.ingest.columnar`` lists its one harmless difference).
 
     Re-running over the same input writes nothing new: every span counts as a duplicate.
     Raises :class:`~clauditor.errors.IngestError` only when an input cannot be read at all
     (missing, unreadable, a broken gzip header); bad lines and spans are rejected and counted.
     """
-    if engine not in ("columnar", "python"):
-        raise ValueError(f"engine must be 'columnar' or 'python', not {engine!r}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     config = config or Config()
     db = Path(db)
     files = _discover(paths)
     sizes = [_size(p) for p in files]
     total = sum(sizes)
     summary = IngestSummary()
-    batcher = _Batcher(db, load_price_table(config.prices), summary, batch_size)
+    batcher = _Batcher(db, config.price_table(), summary, batch_size)
     feature_attributes = tuple(config.feature_attributes)
     done_before = 0
 
@@ -562,8 +680,17 @@ def ingest_paths(
         ChunkParser(feature_attributes) if engine == "columnar" and columnar_supported() else None
     )
     ordinal = [0]
+    count = workers or available_workers()
+    parallel = engine == "parallel" or (
+        engine == "auto" and count >= 2 and total >= PARALLEL_MIN_BYTES
+    )
+    pool = start_pool(count) if parallel and files else None
     try:
-        for path, size in zip(files, sizes, strict=True):
+        if pool is not None:
+            in_flight = parallel_module.CHUNKS_IN_FLIGHT_PER_WORKER * count
+            _ingest_parallel(files, batcher, pool, feature_attributes, report, in_flight)
+            files = []
+        for path, size in zip(files, sizes, strict=False):
             if parser is None:
                 _ingest_file(path, batcher, feature_attributes, report)
             else:
@@ -574,6 +701,8 @@ def ingest_paths(
     finally:
         if parser is not None:
             parser.close()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         if gc_was_enabled:
             gc.enable()
     drained = drain_spool(db)

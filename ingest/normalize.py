@@ -808,7 +808,7 @@ SOURCE_PREFERENCE: tuple[str, ...] = (
 )
 
 
-def one_row_per_call(frame: pl.DataFrame) -> pl.DataFrame:
+def one_row_per_call(frame: pl.DataFrame, *, by_time: bool = True) -> pl.DataFrame:
     """``frame`` (``calls`` rows) with one row per Claude call when two instrumentations
     described the same call; the row of the preferred source (:data:`SOURCE_PREFERENCE`) stays
     and takes the feature, user and conversation of the rows it replaces where it has none (the
@@ -819,7 +819,11 @@ def one_row_per_call(frame: pl.DataFrame) -> pl.DataFrame:
     keeps the id only in captured output), when the preferred row is of the same service, model
     and status and started while the other span was open (a wrapper's span encloses the SDK's).
     Rows of one source are never merged: the span_id key already dedupes re-ingests.
+    ``by_time=False`` keeps only the exact response-id match: the ingest paths use that, since
+    a file or a receiver mixes apps where one call may be seen by one instrumentation only, and
+    merging by time there could fold two different calls into one.
     """
+    by_time_merge = by_time
     if frame.height < 2 or frame["source"].n_unique() < 2:
         return frame
     rank = {source: i for i, source in enumerate(SOURCE_PREFERENCE)}
@@ -861,7 +865,8 @@ def one_row_per_call(frame: pl.DataFrame) -> pl.DataFrame:
         .group_by("span_id", maintain_order=True)
         .agg(pl.col("_keep").first())
     )
-    replaced = pl.concat([by_id, by_time], how="vertical").unique("span_id", keep="first")
+    parts = [by_id, by_time] if by_time_merge else [by_id]
+    replaced = pl.concat(parts, how="vertical").unique("span_id", keep="first")
     if replaced.height == 0:
         return frame
     carried = ("feature", "user_id", "conversation_id")

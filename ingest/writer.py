@@ -414,7 +414,10 @@ class WriteQueue:
             result = WriteResult()
             if rows:
                 result = insert_calls(
-                    con, conform(price_calls(one_row_per_call(rows_frame(rows)), self.prices))
+                    con,
+                    conform(
+                        price_calls(one_row_per_call(rows_frame(rows), by_time=False), self.prices)
+                    ),
                 )
             if entries:
                 q = pl.DataFrame(  # noqa: F841  (DuckDB reads the local by name)
