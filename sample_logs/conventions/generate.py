@@ -77,7 +77,7 @@ os.environ.setdefault("OPENINFERENCE_HIDE_INPUTS", "true")
 os.environ.setdefault("OPENINFERENCE_HIDE_OUTPUTS", "true")
 
 HERE = Path(__file__).parent
-API_KEY = "sk-ant-api03-FIXTURE-not-a-real-key"
+API_KEY = "sk-ant-test-FIXTURE-fake"
 RESOURCE = {"service.name": "support-bot", "deployment.environment.name": "prod"}
 
 # (target, output folder, distribution whose version names the file, id seed)

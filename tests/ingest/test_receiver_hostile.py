@@ -84,7 +84,7 @@ def test_quarantine_has_reasons_and_no_secrets(served: tuple[Receiver, Path]) ->
         origin.startswith("otlp-http 127.0.0.1:") and reason for origin, reason, _ in rows
     )
     dump = json.dumps(rows)
-    assert "SECRETSECRETSECRET" not in dump
+    assert "SECRETSECRETSECRET" not in dump and "SECRETfake1" not in dump
     assert max(len(payload or "") for _, _, payload in rows) <= 2000
     # The 10 MB value was cut in the stored row, and the call kept its tokens and cost.
     attributes, cost = query(

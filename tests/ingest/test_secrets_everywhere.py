@@ -9,7 +9,7 @@ from pathlib import Path
 from clauditor.ingest import ingest_paths
 from clauditor.store import read_connection
 
-KEY = "sk-ant-api03-TESTKEYabcdefghijklmnopqrstuvwx"
+KEY = "sk-ant-test-KEYfake-1234"
 PROXY = "proxy-key-PLAIN123"
 
 
@@ -55,7 +55,7 @@ def test_no_secret_in_any_stored_byte(tmp_path: Path) -> None:
             con.sql(f"SELECT * FROM {table}").pl().write_csv() for table in ("calls", "quarantine")
         )
         feature = con.execute("SELECT feature FROM calls").fetchall()[0][0]
-    for secret in (KEY, PROXY, "Basic QUJD", "TESTKEY"):
+    for secret in (KEY, PROXY, "Basic QUJD", "KEYfake"):
         assert secret not in dump
         for path in tmp_path.glob("s.duckdb*"):
             assert secret.encode() not in path.read_bytes()

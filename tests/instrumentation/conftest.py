@@ -24,7 +24,7 @@ from tests.fakeanthropic import FakeAnthropic
 
 SDK_HAS_SPANS = "open_telemetry" in inspect.signature(anthropic.Anthropic.__init__).parameters
 MODES = ["native", "own"] if SDK_HAS_SPANS else ["own"]
-API_KEY = "sk-ant-api03-TESTSECRET-never-recorded"
+API_KEY = "sk-ant-test-NEVERSTORED"
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from tests import fakeanthropic as fa
 from tests.instrumentation.conftest import API_KEY, SDK_HAS_SPANS
 
 MODEL = "claude-haiku-4-5"
-PROMPT_KEY = "sk-ant-test-PROMPTSECRET-0123456789"
+PROMPT_KEY = "sk-ant-test-PROMPTfake-1"
 CONTENT_KEYS = (
     sc.GEN_AI_INPUT_MESSAGES,
     sc.GEN_AI_OUTPUT_MESSAGES,
@@ -192,7 +192,7 @@ def test_no_secret_reaches_spans_or_the_database(fake, tmp_path: Path) -> None:
         ]
     )
     assert "CONTROL-MARKER-42" in dumped and "CONTROL-TOOL" in dumped  # content was captured
-    for secret in ("PROMPTSECRET", "TESTSECRET", "abcdefghijklmnop", "HEADERSECRET"):
+    for secret in ("PROMPTfake", "NEVERSTORED", "abcdefghijklmnop", "HEADERSECRET"):
         assert secret not in dumped, secret
     assert "sk-ant-" not in dumped
 
@@ -206,7 +206,7 @@ def test_no_secret_reaches_spans_or_the_database(fake, tmp_path: Path) -> None:
     assert sc.ERROR_BODY in json.loads(rows[1][1])
     raw = db.read_bytes() + b"".join(p.read_bytes() for p in tmp_path.glob("*.wal"))
     assert b"CONTROL-MARKER-42" in raw  # the file holds the captured text as plain bytes
-    for secret in ("PROMPTSECRET", "TESTSECRET", "abcdefghijklmnop", "HEADERSECRET", "sk-ant-"):
+    for secret in ("PROMPTfake", "NEVERSTORED", "abcdefghijklmnop", "HEADERSECRET", "sk-ant-"):
         assert secret.encode() not in raw, secret
 
 

@@ -269,7 +269,7 @@ def cases() -> list[Case]:
     leaky = proto_span(
         call_attributes(
             gen_ai__usage__output_tokens=-1,
-            note="key sk-ant-api03-SECRETSECRETSECRET in a message",
+            note="key sk-ant-test-SECRETfake1 in a message",
             **{"http.request.header.authorization": "Bearer SECRETSECRETSECRET"},
         )
     )
