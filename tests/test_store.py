@@ -178,7 +178,8 @@ def test_view_token_sums_are_integers(db_path: Path, make_calls) -> None:
         types = dict(
             con.execute(
                 "SELECT column_name, data_type FROM information_schema.columns "
-                "WHERE table_name IN ('daily_costs', 'feature_costs') AND column_name = 'input_tokens'"
+                "WHERE table_name IN ('daily_costs', 'feature_costs') "
+                "AND column_name = 'input_tokens'"
             ).fetchall()
         )
     assert set(types.values()) == {"BIGINT"}
