@@ -84,8 +84,10 @@ def test_kill_9_and_restart_keeps_every_span_exactly_once(db_path: Path) -> None
     sender.start()
     try:
         total = REQUESTS * SPANS_PER_REQUEST
+        killed_with_acked = []
         for fraction in (0.25, 0.6):
             _wait_for_rows(db_path, int(total * fraction), sender)
+            killed_with_acked.append(sender.acked)
             os.kill(server.pid, signal.SIGKILL)
             server.wait(30)
             server, sender.url = _start_server(db_path)
@@ -96,7 +98,9 @@ def test_kill_9_and_restart_keeps_every_span_exactly_once(db_path: Path) -> None
         assert server.wait(60) == 0
 
     assert sender.acked == REQUESTS
-    assert sender.retries > 0  # the kills did cut requests off
+    # Both kills fell mid-stream (whether a request was in flight at that instant is up to the
+    # scheduler, so it is not asserted: any point must be safe).
+    assert all(acked < REQUESTS for acked in killed_with_acked)
     rows = query(db_path, "SELECT span_id FROM calls")
     assert len(rows) == len(expected)  # no duplicates
     assert {row[0] for row in rows} == expected  # none lost
