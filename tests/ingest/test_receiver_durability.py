@@ -1,8 +1,9 @@
 """`kill -9` of the receiver mid-stream, a restart, and a sender that retries every request it
 has no answer for: every span ends up stored exactly once.
 
-Deterministic: the kills are triggered by the database state (rows stored so far), not by
-sleeps; where in its work the receiver dies varies, and any point must be safe.
+Deterministic: the test releases requests to the sender in steps and kills the receiver with
+the last released one in flight or about to be sent, never after a sleep; exactly where in its
+work the receiver dies varies, and any point must be safe.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .receiver_support import proto_request, proto_span, query, span_count
+from .receiver_support import proto_request, proto_span, query
 
 REQUESTS = 40
 SPANS_PER_REQUEST = 250
@@ -46,11 +47,15 @@ class RetryingSender(threading.Thread):
         self.url = url
         self.acked = 0
         self.retries = 0
+        # The test hands out requests through this gate, so that each kill is sure to fall
+        # while some requests are still unsent or unanswered, however fast the machine is.
+        self.gate = threading.Semaphore(0)
 
     def run(self) -> None:
         headers = {"Content-Type": "application/x-protobuf"}
         with httpx.Client(timeout=60) as client:
             for body in self.bodies:
+                self.gate.acquire()
                 while True:
                     try:
                         response = client.post(self.url, content=body, headers=headers)
@@ -63,12 +68,11 @@ class RetryingSender(threading.Thread):
                 self.acked += 1
 
 
-def _wait_for_rows(db: Path, at_least: int, sender: RetryingSender) -> None:
-    deadline = time.monotonic() + 120
-    while span_count(db) < at_least:
-        assert sender.is_alive(), "sender finished before the kill point"
-        assert time.monotonic() < deadline, f"fewer than {at_least} rows after 120 s"
-        time.sleep(0.02)
+def _wait_for_acks(sender: RetryingSender, at_least: int) -> None:
+    deadline = time.monotonic() + 120  # a bound, not a timing assertion
+    while sender.acked < at_least:
+        assert time.monotonic() < deadline, f"fewer than {at_least} answers after 120 s"
+        time.sleep(0.01)
 
 
 @pytest.mark.slow
@@ -83,14 +87,18 @@ def test_kill_9_and_restart_keeps_every_span_exactly_once(db_path: Path) -> None
     sender = RetryingSender([r.SerializeToString() for r in requests], url)
     sender.start()
     try:
-        total = REQUESTS * SPANS_PER_REQUEST
+        released = 0
         killed_with_acked = []
-        for fraction in (0.25, 0.6):
-            _wait_for_rows(db_path, int(total * fraction), sender)
+        for kill_at in (10, 25):
+            sender.gate.release(kill_at - released)
+            released = kill_at
+            # Kill with the last released request in flight, or about to be sent.
+            _wait_for_acks(sender, kill_at - 1)
             killed_with_acked.append(sender.acked)
             os.kill(server.pid, signal.SIGKILL)
             server.wait(30)
             server, sender.url = _start_server(db_path)
+        sender.gate.release(REQUESTS - released)
         sender.join(180)
         assert not sender.is_alive()
     finally:
