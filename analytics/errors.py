@@ -441,6 +441,11 @@ def retry_amplification(calls: pl.DataFrame, *, by: Sequence[str] = ("feature",)
         ((retries > 0) & failed_expr()).sum().cast(pl.Int64).alias("failed_after_retries"),
     ]
     grouped = lf.group_by(by).agg(aggs) if by else lf.select(aggs)
+    return _retry_table(grouped, by)
+
+
+def _retry_table(grouped: pl.LazyFrame, by: list[str]) -> pl.DataFrame:
+    """The retry-amplification columns from per-group calls, attempts and retried counts."""
     return (
         grouped.with_columns(pl.col(by).cast(pl.String))
         .with_columns(
@@ -475,21 +480,4 @@ def retry_amplification_from_hours(
         pl.col("_retried").filter(failed_expr()).sum().cast(pl.Int64).alias("failed_after_retries"),
     ]
     grouped = lf.group_by(by).agg(aggs) if by else lf.select(aggs)
-    return (
-        grouped.with_columns(pl.col(by).cast(pl.String))
-        .with_columns(
-            (pl.col("attempts") / pl.col("calls")).alias("attempts_per_call"),
-            (pl.col("retried_calls") / pl.col("calls")).alias("retried_share"),
-        )
-        .select(
-            *by,
-            "calls",
-            "attempts",
-            "attempts_per_call",
-            "retried_calls",
-            "retried_share",
-            "failed_after_retries",
-        )
-        .sort(["attempts_per_call", *by], descending=[True, *([False] * len(by))])
-        .collect()
-    )
+    return _retry_table(grouped, by)

@@ -50,6 +50,11 @@ def cost_of_failure(calls: pl.DataFrame, *, by: Sequence[str] = ("feature",)) ->
         cost.filter(truncated).sum().alias("truncated_usd"),
     ]
     grouped = lf.group_by(by).agg(aggs) if by else lf.select(aggs)
+    return _failure_table(grouped, by)
+
+
+def _failure_table(grouped: pl.LazyFrame, by: list[str]) -> pl.DataFrame:
+    """Total failure dollars and their share of spend, from the per-group sums."""
     failure = pl.col("errored_usd") + pl.col("retry_usd") + pl.col("truncated_usd")
     return (
         grouped.with_columns(failure.alias("failure_usd"), *[pl.col(k).cast(pl.String) for k in by])
@@ -82,14 +87,4 @@ def cost_of_failure_from_hours(
         pl.col("_truncated_usd").sum().alias("truncated_usd"),
     ]
     grouped = lf.group_by(by).agg(aggs) if by else lf.select(aggs)
-    failure = pl.col("errored_usd") + pl.col("retry_usd") + pl.col("truncated_usd")
-    return (
-        grouped.with_columns(failure.alias("failure_usd"), *[pl.col(k).cast(pl.String) for k in by])
-        .with_columns(
-            pl.when(pl.col("cost_usd") > 0)
-            .then(pl.col("failure_usd") / pl.col("cost_usd"))
-            .alias("failure_share")
-        )
-        .sort(["failure_usd", *by], descending=[True, *([False] * len(by))])
-        .collect()
-    )
+    return _failure_table(grouped, by)
