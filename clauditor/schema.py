@@ -18,8 +18,8 @@ __all__ = [
     "COST_COLUMNS",
     "TOKEN_COLUMNS",
     "SOURCES",
+    "STORED_COLUMNS",
     "conform",
-    "duckdb_columns_sql",
     "empty_calls",
     "frame_from_rows",
 ]
@@ -86,12 +86,16 @@ COST_COLUMNS = (
     "cost_cache_read_usd",
     "cost_cache_write_usd",
 )
-SOURCES = ("clauditor", "anthropic-sdk", "openllmetry", "otel-genai", "openinference", "openlit")
+# Every instrumentation whose spans become rows, in order of preference: when two of them
+# describe the same call, the row of the earlier one is kept. Ours first, then the SDK's own
+# (it has the cache TTL split, service tier and HTTP status), then the rest.
+SOURCES = ("clauditor", "anthropic-sdk", "otel-genai", "openllmetry", "openinference", "openlit")
 
-
-def duckdb_columns_sql() -> str:
-    """The column list of ``CREATE TABLE calls``."""
-    return ",\n    ".join(f"{name} {sql_type}" for name, sql_type, _ in CALLS_COLUMNS)
+# Columns the store keeps beside the record, derived on insert rather than handed between
+# stages: ``response_id`` is ``gen_ai.response.id`` (the Anthropic message id, unique per call)
+# out of ``attributes``, so that two instrumentations' rows for one call are recognized even
+# when they arrive in different batches. Added by migration 5, so it comes last in the table.
+STORED_COLUMNS: tuple[tuple[str, str, Any], ...] = (("response_id", "VARCHAR", pl.String),)
 
 
 def empty_calls() -> pl.DataFrame:

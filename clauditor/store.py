@@ -30,7 +30,7 @@ import duckdb
 import polars as pl
 
 from clauditor.errors import DatabaseBusyError, StoreError
-from clauditor.schema import CALLS_COLUMNS, conform, duckdb_columns_sql
+from clauditor.schema import CALLS_COLUMNS, SOURCES, STORED_COLUMNS, conform
 
 __all__ = [
     "DEFAULT_DB",
@@ -153,15 +153,23 @@ for _column in (
         f"sum({_column}) AS {_column}", f"CAST(sum({_column}) AS BIGINT) AS {_column}"
     )
 
+# Version 5: the response id as a column (clauditor.schema.STORED_COLUMNS), filled in for the
+# rows already stored, so rows of two instrumentations for one call meet across batches.
+_RESPONSE_ID_SQL = "json_extract_string(attributes, '$.\"gen_ai.response.id\"')"
+_RESPONSE_ID_V5 = f"""
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS response_id VARCHAR;
+UPDATE calls SET response_id = {_RESPONSE_ID_SQL} WHERE response_id IS NULL;
+"""
+
+# The table as version 1 created it: every column of the record; later migrations add theirs.
+_V1_COLUMNS = ",\n    ".join(f"{name} {sql_type}" for name, sql_type, _ in CALLS_COLUMNS)
+
 MIGRATIONS: tuple[tuple[int, str, str], ...] = (
-    (
-        1,
-        "calls table and its views",
-        f"CREATE TABLE calls (\n    {duckdb_columns_sql()}\n);\n{_VIEWS_V1}",
-    ),
+    (1, "calls table and its views", f"CREATE TABLE calls (\n    {_V1_COLUMNS}\n);\n{_VIEWS_V1}"),
     (2, "quarantine and ingested files", _QUARANTINE_V2),
     (3, "alert state", _ALERTS_V3),
     (4, "token sums in the views as BIGINT", _VIEWS_V4),
+    (5, "response id column", _RESPONSE_ID_V5),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -294,40 +302,156 @@ def read_connection(
 
 @dataclass(frozen=True)
 class WriteResult:
-    """What one write did: rows new to the table, rows whose span_id was already there, and
-    whether the batch went to the spool instead (the database was busy)."""
+    """What one write did.
+
+    ``inserted``: calls new to the table (the row count grew by this much). ``duplicates``:
+    rows of the batch that added no call, either because their span_id was already stored or
+    because they describe a call already stored from another instrumentation; ``merged`` counts
+    the latter apart (:func:`insert_calls`). ``spooled``: rows that went to the spool instead
+    (the database was busy).
+    """
 
     inserted: int = 0
     duplicates: int = 0
     spooled: int = 0
+    merged: int = 0
 
     def __add__(self, other: WriteResult) -> WriteResult:
         return WriteResult(
             self.inserted + other.inserted,
             self.duplicates + other.duplicates,
             self.spooled + other.spooled,
+            self.merged + other.merged,
         )
 
 
 _COLUMN_NAMES = ", ".join(name for name, _, _ in CALLS_COLUMNS)
+_STORED_NAMES = ", ".join(name for name, _, _ in STORED_COLUMNS)
+_SOURCE_RANK = {source: rank for rank, source in enumerate(SOURCES)}
+
+# A stored row is looked for only among calls that started this close to the batch's own: the
+# spans of one call start within its duration of each other, and the bound lets DuckDB skip
+# every row group outside it (zone maps), so the lookup does not grow with the table.
+_SAME_CALL_WINDOW_US = 24 * 3600 * 1_000_000
+_CARRIED = ("feature", "user_id", "conversation_id")
 
 
 def insert_calls(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> WriteResult:
     """Insert ``frame`` (conformed) in the caller's open transaction; duplicates are skipped.
 
+    Exactly one row per call, across batches too: a row whose ``gen_ai.response.id`` matches a
+    stored row of ANOTHER source (two instrumentations saw one call, and their spans reached
+    the store in different batches) is merged with it. The row of the preferred source
+    (:data:`clauditor.schema.SOURCES` order) stays, whichever came first, and takes the
+    feature, user and conversation of the other where it has none. Rows of one source are
+    never merged with each other (the span_id key already dedupes re-ingests). The batch itself
+    should already hold one row per call (:func:`clauditor.ingest.normalize.one_row_per_call`).
+
     For a writer that keeps one connection across back-to-back batches (the receiver); most
     callers want :func:`write_calls`, which opens, writes one batch and closes.
     """
     unique = frame.unique(subset="span_id", keep="first", maintain_order=True)
-    batch = unique.to_arrow()  # noqa: F841  (DuckDB reads the local by name)
     before = con.execute("SELECT count(*) FROM calls").fetchall()[0][0]
+    merged = 0
+    if before and unique.height:
+        unique, merged = _merge_stored_calls(con, unique)
+    batch = unique.to_arrow()  # noqa: F841  (DuckDB reads the local by name)
     con.execute(
-        f"INSERT INTO calls ({_COLUMN_NAMES}) SELECT {_COLUMN_NAMES} FROM batch "
+        f"INSERT INTO calls ({_COLUMN_NAMES}, {_STORED_NAMES}) "
+        f"SELECT {_COLUMN_NAMES}, {_RESPONSE_ID_SQL} FROM batch "
         "ON CONFLICT (span_id) DO NOTHING"
     ).fetchall()
     after = con.execute("SELECT count(*) FROM calls").fetchall()[0][0]
     inserted = int(after - before)
-    return WriteResult(inserted=inserted, duplicates=frame.height - inserted)
+    return WriteResult(inserted=inserted, duplicates=frame.height - inserted, merged=merged)
+
+
+def _merge_stored_calls(
+    con: duckdb.DuckDBPyConnection, batch_frame: pl.DataFrame
+) -> tuple[pl.DataFrame, int]:
+    """Resolve the batch rows that describe a call already stored from another source.
+
+    Per response id, the preferred row of all involved (batch and stored) wins; the others are
+    dropped from the batch or deleted from the table, and their feature, user and conversation
+    fill the winner's gaps. Returns the batch to insert and how many batch rows were merged.
+    """
+    starts = batch_frame["start_time"].dt.epoch("us")
+    low, high = starts.min(), starts.max()
+    if low is None or high is None:
+        return batch_frame, 0
+    window = [low - _SAME_CALL_WINDOW_US, high + _SAME_CALL_WINDOW_US]
+    sources = batch_frame["source"].unique()
+    if sources.len() == 1 and sources[0] is not None:
+        # The common case, one instrumentation everywhere: merging needs a stored row of
+        # another source near these calls; a scan of one column settles that there is none.
+        other = con.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM calls WHERE start_time BETWEEN "
+            "make_timestamptz(?) AND make_timestamptz(?) AND source IS DISTINCT FROM ? LIMIT 1)",
+            [*window, sources[0]],
+        ).fetchall()[0][0]
+        if not other:
+            return batch_frame, 0
+    keys = batch_frame.select("span_id", "source", "attributes", "start_time", *_CARRIED)
+    arrow_keys = keys.to_arrow()  # noqa: F841  (DuckDB reads the local by name)
+    carried_new = ", ".join(f"b.{c} AS new_{c}" for c in _CARRIED)
+    carried_old = ", ".join(f"c.{c} AS old_{c}" for c in _CARRIED)
+    pairs = con.sql(
+        f"""
+        WITH b AS (SELECT *, {_RESPONSE_ID_SQL} AS rid FROM arrow_keys)
+        SELECT b.rid, b.span_id AS new_id, b.source AS new_source, {carried_new},
+               c.span_id AS old_id, c.source AS old_source, {carried_old}
+        FROM b JOIN calls c ON c.response_id = b.rid
+        WHERE c.source IS DISTINCT FROM b.source
+          AND c.start_time BETWEEN make_timestamptz(?) AND make_timestamptz(?)
+        """,
+        params=window,
+    ).pl()
+    if pairs.height == 0:
+        return batch_frame, 0
+
+    def side(prefix: str, new: bool) -> pl.DataFrame:
+        return pairs.select(
+            "rid",
+            pl.col(f"{prefix}_id").alias("span_id"),
+            pl.col(f"{prefix}_source")
+            .replace_strict(_SOURCE_RANK, default=len(_SOURCE_RANK), return_dtype=pl.Int32)
+            .alias("rank"),
+            pl.lit(new).alias("new"),
+            *[pl.col(f"{prefix}_{c}").alias(c) for c in _CARRIED],
+        ).unique("span_id", keep="first", maintain_order=True)
+
+    # Every row of each call, best first: lower rank, then the stored row (no churn on ties),
+    # then batch order.
+    rows = (
+        pl.concat([side("old", False), side("new", True)])
+        .with_row_index("order")
+        .sort("rid", "rank", pl.col("new"), "order")
+    )
+    first = pl.col("span_id").first().over("rid")
+    gifts = [pl.col(c).drop_nulls().first().over("rid").alias(f"gift_{c}") for c in _CARRIED]
+    rows = rows.with_columns((pl.col("span_id") == first).alias("winner"), *gifts)
+    winners = rows.filter("winner")
+    losers = rows.filter(~pl.col("winner"))
+
+    deleted = losers.filter(~pl.col("new")).select("span_id")  # noqa: F841  (read by DuckDB)
+    if deleted.height:
+        con.execute("DELETE FROM calls WHERE span_id IN (SELECT span_id FROM deleted)").fetchall()
+    stored_winners = winners.filter(~pl.col("new"))  # noqa: F841  (read by DuckDB)
+    if stored_winners.height:
+        sets = ", ".join(f"{c} = coalesce(calls.{c}, w.gift_{c})" for c in _CARRIED)
+        con.execute(
+            f"UPDATE calls SET {sets} FROM stored_winners w WHERE calls.span_id = w.span_id"
+        ).fetchall()
+
+    new_gifts = winners.filter("new").select("span_id", *[f"gift_{c}" for c in _CARRIED])
+    dropped = losers.filter("new")["span_id"]
+    out = (
+        batch_frame.filter(~pl.col("span_id").is_in(dropped.implode()))
+        .join(new_gifts, on="span_id", how="left", maintain_order="left")
+        .with_columns([pl.coalesce(c, f"gift_{c}").alias(c) for c in _CARRIED])
+        .select(batch_frame.columns)
+    )
+    return out, int(rows.filter("new").height)
 
 
 def spool_dir(path: str | Path) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -11,7 +12,7 @@ import duckdb
 import pytest
 
 from clauditor.errors import DatabaseBusyError, StoreError
-from clauditor.schema import CALLS_COLUMNS
+from clauditor.schema import CALLS_COLUMNS, STORED_COLUMNS, conform
 from clauditor.store import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -65,7 +66,7 @@ def test_new_file_gets_every_column_and_view(db_path: Path) -> None:
         ).fetchall()
         views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
         assert schema_version(con) == SCHEMA_VERSION
-    assert [c[0] for c in columns] == [name for name, _, _ in CALLS_COLUMNS]
+    assert [c[0] for c in columns] == [name for name, _, _ in CALLS_COLUMNS + STORED_COLUMNS]
     assert {"daily_costs", "feature_costs", "errors"} <= views
 
 
@@ -183,3 +184,86 @@ def test_view_token_sums_are_integers(db_path: Path, make_calls) -> None:
             ).fetchall()
         )
     assert set(types.values()) == {"BIGINT"}
+
+
+# --- one row per call across batches ------------------------------------------------------------
+
+RID = "msg_01SameCallSeenTwice"
+
+
+def _seen_by(source: str, span: str, **overrides: object) -> dict[str, object]:
+    """A row of one instrumentation for the call RID (the attributes carry its response id)."""
+    row: dict[str, object] = {
+        "span_id": span * 16,
+        "source": source,
+        "attributes": json.dumps({"gen_ai.response.id": RID}),
+    }
+    row.update(overrides)
+    return row
+
+
+def test_a_better_source_arriving_later_replaces_the_stored_row(db_path: Path, make_calls) -> None:
+    # OpenLLMetry's span of the call lands first (it carries the feature), the SDK's own span
+    # of the same call in a later batch: one row stays, the SDK's, with the feature.
+    write_calls(db_path, make_calls(_seen_by("openllmetry", "a", feature="summarize")))
+    result = write_calls(db_path, make_calls(_seen_by("anthropic-sdk", "b", feature=None)))
+    assert (result.inserted, result.duplicates, result.merged) == (0, 1, 1)
+    rows = load_calls(db_path).to_dicts()
+    assert [(r["span_id"], r["source"], r["feature"]) for r in rows] == [
+        ("b" * 16, "anthropic-sdk", "summarize")
+    ]
+    # One Sonnet 4.5 call of 1,000 input tokens: $0.003, counted once.
+    assert sum(r["cost_usd"] for r in rows) == pytest.approx(0.003)
+
+
+def test_a_worse_source_arriving_later_is_folded_into_the_stored_row(
+    db_path: Path, make_calls
+) -> None:
+    write_calls(db_path, make_calls(_seen_by("clauditor", "a", feature=None, user_id=None)))
+    later = make_calls(_seen_by("openinference", "b", feature="search", user_id="u-7"))
+    result = write_calls(db_path, later)
+    assert (result.inserted, result.merged) == (0, 1)
+    rows = load_calls(db_path).to_dicts()
+    assert [(r["span_id"], r["feature"], r["user_id"]) for r in rows] == [
+        ("a" * 16, "search", "u-7")
+    ]
+    # Re-sending the folded span changes nothing, and the kept row keeps its own feature.
+    again = write_calls(db_path, later)
+    assert (again.inserted, again.duplicates) == (0, 1)
+    assert load_calls(db_path).height == 1
+
+
+def test_rows_of_one_source_or_of_different_calls_are_never_merged(
+    db_path: Path, make_calls
+) -> None:
+    write_calls(db_path, make_calls(_seen_by("clauditor", "a")))
+    # Same source and response id, another span: kept (only the span_id key dedupes one
+    # source). Another source with another response id: another call.
+    other_call = _seen_by("anthropic-sdk", "c", attributes=json.dumps({"gen_ai.response.id": "x"}))
+    result = write_calls(db_path, make_calls(_seen_by("clauditor", "b"), other_call))
+    assert (result.inserted, result.merged) == (2, 0)
+    with read_connection(db_path) as con:
+        stored = con.execute("SELECT span_id, response_id FROM calls ORDER BY 1").fetchall()
+    assert stored == [("a" * 16, RID), ("b" * 16, RID), ("c" * 16, "x")]
+
+
+def test_upgrade_fills_the_response_id_of_stored_rows(db_path: Path, make_calls) -> None:
+    # A file as version 4 left it, with a row in it: version 5 adds the column and fills it,
+    # so a later batch merges with rows written before the upgrade.
+    con = duckdb.connect(str(db_path))
+    con.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, description VARCHAR, "
+        "applied_at TIMESTAMPTZ)"
+    ).fetchall()
+    for version, _, sql in MIGRATIONS[:4]:
+        con.execute(sql).fetchall()
+        con.execute("INSERT INTO schema_migrations VALUES (?, 'old', now())", [version]).fetchall()
+    con.close()
+    old = conform(make_calls(_seen_by("openlit", "a", feature="triage")))  # noqa: F841
+    con = duckdb.connect(str(db_path))
+    con.execute("INSERT INTO calls SELECT * FROM old").fetchall()
+    con.close()
+    result = write_calls(db_path, make_calls(_seen_by("clauditor", "b", feature=None)))
+    assert result.merged == 1
+    rows = load_calls(db_path).to_dicts()
+    assert [(r["span_id"], r["feature"]) for r in rows] == [("b" * 16, "triage")]

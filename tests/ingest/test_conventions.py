@@ -207,3 +207,30 @@ def test_both_ingest_engines_store_the_same_rows(tmp_path: Path) -> None:
         "openinference",
         "openlit",
     }
+
+
+@pytest.mark.parametrize("first_scope", ["com.anthropic", "opentelemetry.instrumentation"])
+def test_one_row_per_call_when_the_two_spans_arrive_in_different_files(
+    first_scope: str, tmp_path: Path
+) -> None:
+    # The overlap fixture split by instrumentation, as two processes' exporters would write it:
+    # whichever file is ingested first, the rows equal those of ingesting both spans together.
+    source = FIXTURES / "overlap" / "opentelemetry-instrumentation-anthropic-0.62.4.jsonl"
+    together = _ingest([source], tmp_path / "together.duckdb")
+    parts: dict[bool, list[str]] = {True: [], False: []}
+    for line in source.read_text().splitlines():
+        request = json.loads(line)
+        for resource_spans in request["resourceSpans"]:
+            for scope_spans in resource_spans["scopeSpans"]:
+                first = scope_spans["scope"]["name"].startswith(first_scope)
+                one = {"resourceSpans": [{**resource_spans, "scopeSpans": [scope_spans]}]}
+                parts[first].append(json.dumps(one))
+    db = tmp_path / "split.duckdb"
+    for i, first in enumerate((True, False)):
+        part = tmp_path / f"part{i}.jsonl"
+        part.write_text("\n".join(parts[first]) + "\n")
+        ingest_paths([part], db)
+    split = load_calls(db).sort("start_time").to_dicts()
+    keep = ("span_id", "source", "feature", "cost_usd", "input_tokens", "output_tokens")
+    assert [{k: r[k] for k in keep} for r in split] == [{k: r[k] for k in keep} for r in together]
+    assert len(split) == 5  # 3 calls with a response id once each; the failed one twice
