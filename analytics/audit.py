@@ -119,11 +119,11 @@ def _has_user(frame: pl.DataFrame) -> pl.Expr:
     return pl.col("_has_user") if "_has_user" in frame.columns else pl.col("user_id").is_not_null()
 
 
-def _models(frame: pl.DataFrame) -> pl.DataFrame:
+def _models(frame: pl.DataFrame, *aggs: pl.Expr) -> pl.DataFrame:
     """Calls per model id as answered (``model``), with the normalized table key (``key``)."""
     return (
         frame.group_by(_model_id(frame).alias("model"))
-        .agg(pl.len().alias("calls"))
+        .agg(pl.len().alias("calls"), *aggs)
         .filter(pl.col("model").is_not_null())
         .with_columns(pl.col("model").cast(pl.String))
         .with_columns(model_key_expr("model").alias("key"))
@@ -143,8 +143,32 @@ def _tier() -> pl.Expr:
     )
 
 
+# What Opus calls are repriced as, for the dollars of the model_mix item.
+REPRICE_AS = "claude-sonnet-4-5"
+
+
 def _model_mix(chat: pl.DataFrame, table: PriceTable) -> dict[str, Any]:
-    models = _models(chat).with_columns(_tier()).filter(pl.col("tier").is_not_null())
+    def saving(opus_ids: list[str]) -> float | None:
+        opus = chat.filter(_model_id(chat).cast(pl.String).is_in(opus_ids))
+        if opus.height == 0:
+            return None
+        sonnet = opus.with_columns(pl.col(pl.Categorical).cast(pl.String)).with_columns(
+            pl.lit(REPRICE_AS).alias("request_model"),
+            pl.lit(REPRICE_AS).alias("response_model"),
+        )
+        from clauditor.pricing import price_calls
+
+        repriced = price_calls(sonnet, table)
+        return float(opus["cost_usd"].fill_null(0).sum() - repriced["cost_usd"].fill_null(0).sum())
+
+    return model_mix_row(_models(chat), saving)
+
+
+def model_mix_row(models: pl.DataFrame, saving: Any) -> dict[str, Any]:
+    """The ``model_mix`` item from calls per model id (``model``, ``calls``, ``key``) and
+    ``saving(opus_ids)``: Opus dollars minus the same calls priced as :data:`REPRICE_AS`
+    (None when there are no such calls). Called only when Opus exceeds its share."""
+    models = models.with_columns(_tier()).filter(pl.col("tier").is_not_null())
     counted = int(models["calls"].sum())
     if counted == 0:
         return _row("model_mix", "cost", "n/a", "no Haiku, Sonnet or Opus calls")
@@ -152,21 +176,12 @@ def _model_mix(chat: pl.DataFrame, table: PriceTable) -> dict[str, Any]:
         t: int(models.filter(pl.col("tier") == t)["calls"].sum()) / counted for t in TARGET_MIX
     }
     opus_ids = models.filter(pl.col("tier") == "opus")["model"].to_list()
-    opus = chat.filter(_model_id(chat).cast(pl.String).is_in(opus_ids))
     usd = 0.0
-    if shares["opus"] > OPUS_WARN and opus.height:
+    if shares["opus"] > OPUS_WARN:
         # What the Opus calls beyond a 5 % share would have cost on Sonnet 4.5.
-        sonnet = opus.with_columns(pl.col(pl.Categorical).cast(pl.String)).with_columns(
-            pl.lit("claude-sonnet-4-5").alias("request_model"),
-            pl.lit("claude-sonnet-4-5").alias("response_model"),
-        )
-        from clauditor.pricing import price_calls
-
-        repriced = price_calls(sonnet, table)
-        saving = float(
-            opus["cost_usd"].fill_null(0).sum() - repriced["cost_usd"].fill_null(0).sum()
-        )
-        usd = saving * (shares["opus"] - OPUS_WARN) / shares["opus"]
+        found = saving(opus_ids)
+        if found is not None:
+            usd = found * (shares["opus"] - OPUS_WARN) / shares["opus"]
     status = "pass"
     if shares["opus"] > OPUS_FAIL:
         status = "fail"
@@ -179,12 +194,17 @@ def _model_mix(chat: pl.DataFrame, table: PriceTable) -> dict[str, Any]:
     return _row("model_mix", "cost", status, evidence, usd)
 
 
-def _prompt_caching(calls: pl.DataFrame, results: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
+def _prompt_caching(
+    calls: pl.DataFrame | None, results: Mapping[str, pl.DataFrame], total: float
+) -> dict[str, Any]:
+    """``calls`` may be None when ``results`` holds both jobs it reads."""
     candidates = results.get("caching_candidates")
     if candidates is None:
+        assert calls is not None
         candidates = caching_candidates(calls)
     economics = results.get("cache_economics")
     if economics is None:
+        assert calls is not None
         economics = cache_economics(calls, by=[])
     wasted = float(economics["wasted_write_usd"].sum()) if economics.height else 0.0
     if candidates.height == 0:
@@ -201,9 +221,7 @@ def _prompt_caching(calls: pl.DataFrame, results: Mapping[str, pl.DataFrame]) ->
         f"{r['feature']} ({r['avg_input_tokens']:,.0f} tok)"
         for r in candidates.head(3).iter_rows(named=True)
     )
-    status = (
-        "fail" if stake > 0.05 * max(float(calls["cost_usd"].fill_null(0).sum()), 1e-9) else "warn"
-    )
+    status = "fail" if stake > 0.05 * max(total, 1e-9) else "warn"
     return _row(
         "prompt_caching",
         "cost",
@@ -219,18 +237,23 @@ def _seconds(ms: float | None) -> str:
 
 
 def _batch_api(chat: pl.DataFrame, total: float) -> dict[str, Any]:
-    per = (
-        _by_workload(
-            chat,
-            pl.len().alias("calls"),
-            pl.col("stream").fill_null(False).any().alias("streams"),
-            _has_user(chat).any().alias("has_users"),
-            (pl.col("service_tier") == "batch").fill_null(False).any().alias("batched"),
-            pl.col("cost_usd").fill_null(0.0).sum().alias("cost"),
-            pl.col("duration_ms").median().alias("p50_ms"),
-        )
-        .filter(~pl.col("streams") & ~pl.col("has_users") & ~pl.col("batched"))
-        .sort("cost", descending=True)
+    per = _by_workload(
+        chat,
+        pl.len().alias("calls"),
+        pl.col("stream").fill_null(False).any().alias("streams"),
+        _has_user(chat).any().alias("has_users"),
+        (pl.col("service_tier") == "batch").fill_null(False).any().alias("batched"),
+        pl.col("cost_usd").fill_null(0.0).sum().alias("cost"),
+        pl.col("duration_ms").median().alias("p50_ms"),
+    )
+    return batch_api_row(per, total)
+
+
+def batch_api_row(per: pl.DataFrame, total: float) -> dict[str, Any]:
+    """The ``batch_api`` item from per-workload figures of the synchronous generation calls
+    (``workload``, ``calls``, ``streams``, ``has_users``, ``batched``, ``cost``, ``p50_ms``)."""
+    per = per.filter(~pl.col("streams") & ~pl.col("has_users") & ~pl.col("batched")).sort(
+        "cost", descending=True
     )
     if per.height == 0:
         return _row(
@@ -263,24 +286,9 @@ def _max_tokens(chat: pl.DataFrame) -> list[dict[str, Any]]:
             _row("max_tokens_sized", "cost", "n/a", "no successful generation calls"),
         ]
     unset = ok.filter(pl.col("max_tokens").is_null())
-    share = unset.height / ok.height
-    where = ", ".join(
-        _by_workload(unset, pl.len().alias("n"))
-        .sort("n", "workload", descending=[True, False])
-        .head(3)["workload"]
-        .to_list()
+    unset_per = _by_workload(
+        unset, pl.len().alias("n"), pl.col("cost_output_usd").fill_null(0).sum().alias("usd")
     )
-    status = "pass" if share == 0 else ("warn" if share < 0.1 else "fail")
-    rows = [
-        _row(
-            "max_tokens_set",
-            "cost",
-            status,
-            f"{unset.height:,} of {ok.height:,} calls ({_pct(share)}) sent no max_tokens"
-            + (f": {where}" if where else ""),
-            float(unset["cost_output_usd"].fill_null(0).sum()) if unset.height else 0.0,
-        )
-    ]
     per = _by_workload(
         ok.filter(pl.col("max_tokens").is_not_null()),
         pl.col("max_tokens").max().alias("cap"),
@@ -291,7 +299,36 @@ def _max_tokens(chat: pl.DataFrame) -> list[dict[str, Any]]:
         .fill_null(0)
         .sum()
         .alias("truncated_usd"),
-    ).sort("workload")
+    )
+    return max_tokens_rows(ok.height, unset_per, per)
+
+
+def max_tokens_rows(ok_calls: int, unset: pl.DataFrame, per: pl.DataFrame) -> list[dict[str, Any]]:
+    """The two ``max_tokens`` items from the successful synchronous generation calls: their
+    number, the calls without max_tokens per workload (``workload``, ``n``, ``usd`` of output)
+    and per workload of the others (``cap``, ``p99`` output, ``truncated`` share and USD)."""
+    if ok_calls == 0:
+        return [
+            _row("max_tokens_set", "cost", "n/a", "no successful generation calls"),
+            _row("max_tokens_sized", "cost", "n/a", "no successful generation calls"),
+        ]
+    unset_calls = int(unset["n"].sum())
+    share = unset_calls / ok_calls
+    where = ", ".join(
+        unset.sort("n", "workload", descending=[True, False]).head(3)["workload"].to_list()
+    )
+    status = "pass" if share == 0 else ("warn" if share < 0.1 else "fail")
+    rows = [
+        _row(
+            "max_tokens_set",
+            "cost",
+            status,
+            f"{unset_calls:,} of {ok_calls:,} calls ({_pct(share)}) sent no max_tokens"
+            + (f": {where}" if where else ""),
+            float(unset["usd"].sum()) if unset_calls else 0.0,
+        )
+    ]
+    per = per.sort("workload")
     oversized = per.filter(pl.col("cap") > CAP_OVER_P99 * pl.col("p99").clip(lower_bound=1))
     tight = per.filter(pl.col("truncated") > TRUNCATED_WARN)
     notes = [
@@ -312,22 +349,32 @@ def _max_tokens(chat: pl.DataFrame) -> list[dict[str, Any]]:
 def _retries(calls: pl.DataFrame) -> dict[str, Any]:
     retried = int(calls.select((pl.col("retries").fill_null(0) > 0).sum()).item())
     # Failed calls are few: classify their distinct (status, type, HTTP status) combinations.
-    classed = (
+    failed = (
         calls.lazy()
         .filter(failed_expr())
         .group_by("status", "error_type", "http_status")
         .agg(pl.len().alias("n"))
-        .with_columns(pl.col("status", "error_type").cast(pl.String))
-        .with_columns(error_class_expr())
         .collect()
+    )
+    longest = calls["duration_ms"].max()
+    return retries_row(retried, failed, longest, calls.height)  # type: ignore[arg-type]
+
+
+def retries_row(
+    retried: int, failed: pl.DataFrame, longest_ms: float | None, calls: int
+) -> dict[str, Any]:
+    """The ``retries_visible`` item: calls resent, failed calls per (``status``,
+    ``error_type``, ``http_status``) with their number ``n``, the longest duration."""
+    classed = failed.with_columns(pl.col("status", "error_type").cast(pl.String)).with_columns(
+        error_class_expr()
     )
     transient = int(
         classed.filter(pl.col("error_class").is_in(["rate_limited", "overloaded"]))["n"].sum()
     )
     timeouts = int(classed.filter(pl.col("error_class") == "timeout")["n"].sum())
-    longest = float(calls["duration_ms"].max() or 0.0) / 1000.0
+    longest = float(longest_ms or 0.0) / 1000.0
     evidence = (
-        f"{retried:,} calls resent ({_pct(retried / calls.height)}); {transient:,} final 429/529; "
+        f"{retried:,} calls resent ({_pct(retried / calls)}); {transient:,} final 429/529; "
         f"{timeouts:,} timeouts recorded; longest call {longest:,.0f} s"
     )
     if transient and not retried:
@@ -356,24 +403,37 @@ def _usage_logged(chat: pl.DataFrame) -> dict[str, Any]:
         + pl.col("cache_read_input_tokens").fill_null(0)
         + pl.col("cache_creation_input_tokens").fill_null(0)
     )
-    logged = ok.filter((tokens > 0) & pl.col("output_tokens").is_not_null()).height
-    share = logged / ok.height
+    return usage_logged_row(
+        ok.height, ok.filter((tokens > 0) & pl.col("output_tokens").is_not_null()).height
+    )
+
+
+def usage_logged_row(ok_calls: int, logged: int) -> dict[str, Any]:
+    """The ``usage_logged`` item: successful generation calls, and those with token counts."""
+    if ok_calls == 0:
+        return _row("usage_logged", "observability", "n/a", "no successful generation calls")
+    share = logged / ok_calls
     status = "pass" if share >= 0.99 else ("warn" if share >= 0.9 else "fail")
     return _row(
         "usage_logged",
         "observability",
         status,
-        f"{_pct(share)} of {ok.height:,} successful calls carry input and output token counts",
+        f"{_pct(share)} of {ok_calls:,} successful calls carry input and output token counts",
     )
 
 
 def _error_rate(calls: pl.DataFrame, results: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
-    failed = int(calls.select(failed_expr().sum()).item())
-    rate = failed / calls.height
-    status = "pass" if rate <= ERROR_WARN else ("warn" if rate <= ERROR_FAIL else "fail")
     failure = results.get("cost_of_failure")
     if failure is None:
         failure = cost_of_failure(calls, by=[])
+    failed = int(calls.select(failed_expr().sum()).item())
+    return error_rate_row(failed, calls.height, failure)
+
+
+def error_rate_row(failed: int, calls: int, failure: pl.DataFrame) -> dict[str, Any]:
+    """The ``error_rate`` item: failed calls of all calls, and the cost-of-failure result."""
+    rate = failed / calls
+    status = "pass" if rate <= ERROR_WARN else ("warn" if rate <= ERROR_FAIL else "fail")
     usd = (
         float(failure["errored_usd"].sum() + failure["retry_usd"].sum()) if failure.height else 0.0
     )
@@ -381,7 +441,7 @@ def _error_rate(calls: pl.DataFrame, results: Mapping[str, pl.DataFrame]) -> dic
         "error_rate",
         "reliability",
         status,
-        f"{failed:,} of {calls.height:,} calls failed ({_pct(rate)}; alert line 1 %)",
+        f"{failed:,} of {calls:,} calls failed ({_pct(rate)}; alert line 1 %)",
         usd,
     )
 
@@ -395,6 +455,11 @@ def _attribution(calls: pl.DataFrame, total: float) -> dict[str, Any]:
     untagged = float(
         calls.select(pl.col("cost_usd").filter(key == UNTAGGED).fill_null(0).sum()).item()
     )
+    return attribution_row(untagged, total)
+
+
+def attribution_row(untagged: float, total: float) -> dict[str, Any]:
+    """The ``feature_attribution`` item: untagged spend of total spend."""
     share = untagged / total if total > 0 else 0.0
     status = "pass" if share <= UNTAGGED_WARN else ("warn" if share <= UNTAGGED_FAIL else "fail")
     return _row(
@@ -407,25 +472,28 @@ def _attribution(calls: pl.DataFrame, total: float) -> dict[str, Any]:
 
 
 def _streaming(chat: pl.DataFrame) -> dict[str, Any]:
-    per = (
-        _by_workload(
-            chat.lazy()
-            .filter(~failed_expr() & (pl.col("service_tier").fill_null("") != "batch"))
-            .select(
-                "feature",
-                "code_location",
-                "stream",
-                "duration_ms",
-                _has_user(chat).alias("_has_user"),
-            )  # fmt: skip
-            .collect(),
-            pl.col("stream").fill_null(False).mean().alias("streamed"),
-            pl.col("_has_user").any().alias("has_users"),
-            pl.col("duration_ms").median().alias("p50_ms"),
-        )
-        .sort("workload")
-        .filter(pl.col("has_users") | (pl.col("streamed") > 0))
+    per = _by_workload(
+        chat.lazy()
+        .filter(~failed_expr() & (pl.col("service_tier").fill_null("") != "batch"))
+        .select(
+            "feature",
+            "code_location",
+            "stream",
+            "duration_ms",
+            _has_user(chat).alias("_has_user"),
+        )  # fmt: skip
+        .collect(),
+        pl.col("stream").fill_null(False).mean().alias("streamed"),
+        pl.col("_has_user").any().alias("has_users"),
+        pl.col("duration_ms").median().alias("p50_ms"),
     )
+    return streaming_row(per)
+
+
+def streaming_row(per: pl.DataFrame) -> dict[str, Any]:
+    """The ``streaming`` item from per-workload figures of the successful synchronous calls
+    off the batch tier (``workload``, ``streamed`` share, ``has_users``, ``p50_ms``)."""
+    per = per.sort("workload").filter(pl.col("has_users") | (pl.col("streamed") > 0))
     if per.height == 0:
         return _row("streaming", "performance", "n/a", "no interactive workloads")
     slow = per.filter((pl.col("streamed") < 0.5) & (pl.col("p50_ms") > STREAM_AFTER_MS))
@@ -480,6 +548,15 @@ def _context_growth(chat: pl.DataFrame) -> dict[str, Any]:
         )
         .filter(pl.col("turns") >= MIN_TURNS)
     )
+    return context_growth_row(per)
+
+
+def context_growth_row(per: pl.DataFrame | None) -> dict[str, Any]:
+    """The ``context_growth`` item from per-conversation figures of conversations with
+    :data:`MIN_TURNS`+ turns (``first``, ``last``, ``peak`` prompt, ``history_usd``); None
+    when no successful call names a conversation."""
+    if per is None:
+        return _row("context_growth", "cost", "n/a", "no conversation ids recorded")
     if per.height == 0:
         return _row("context_growth", "cost", "n/a", f"no conversation has {MIN_TURNS}+ turns")
     growth = float((per["last"] / per["first"].clip(lower_bound=1)).median())
@@ -498,7 +575,13 @@ def _context_growth(chat: pl.DataFrame) -> dict[str, Any]:
 
 
 def _deprecated(calls: pl.DataFrame, table: PriceTable) -> dict[str, Any]:
-    reference = calls["start_time"].max()
+    models = _models(calls, pl.col("cost_usd").fill_null(0).sum().alias("cost"))
+    return deprecated_row(calls["start_time"].max(), models, table)
+
+
+def deprecated_row(reference: Any, models: pl.DataFrame, table: PriceTable) -> dict[str, Any]:
+    """The ``deprecated_models`` item: the latest call time, and per model id (``model``,
+    ``calls``, ``key``, ``cost``) of all calls."""
     day = reference.date() if isinstance(reference, dt.datetime) else dt.date.today()
     flagged = {}
     for entry in table.entries:
@@ -511,14 +594,11 @@ def _deprecated(calls: pl.DataFrame, table: PriceTable) -> dict[str, Any]:
         return _row(
             "deprecated_models", "reliability", "pass", "no model in use is deprecated", 0.0
         )
-    models = _models(calls).filter(pl.col("key").is_in(list(flagged)))
+    models = models.filter(pl.col("key").is_in(list(flagged)))
     if models.height == 0:
         return _row(
             "deprecated_models", "reliability", "pass", "no model in use is deprecated", 0.0
         )
-    keyed = calls.select(
-        pl.col("cost_usd").filter(_model_id(calls).cast(pl.String).is_in(models["model"].to_list()))
-    )
     used = (
         models.group_by(pl.col("key").alias("_key"))
         .agg(pl.col("calls").sum())
@@ -534,7 +614,7 @@ def _deprecated(calls: pl.DataFrame, table: PriceTable) -> dict[str, Any]:
         "reliability",
         status,
         "; ".join(notes),
-        float(keyed["cost_usd"].fill_null(0).sum()),
+        float(models["cost"].sum()),
     )
 
 
@@ -600,7 +680,7 @@ def audit(
     total = float(calls["cost_usd"].fill_null(0).sum())
     rows = [
         _model_mix(chat, table),
-        _prompt_caching(calls, results),
+        _prompt_caching(calls, results, total),
         _batch_api(sync, total),
         *_max_tokens(sync),
         _retries(calls),

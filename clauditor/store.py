@@ -375,10 +375,10 @@ def _merge_stored_calls(
     dropped from the batch or deleted from the table, and their feature, user and conversation
     fill the winner's gaps. Returns the batch to insert and how many batch rows were merged.
     """
-    starts = batch_frame["start_time"].dt.epoch("us")
-    low, high = starts.min(), starts.max()
-    if low is None or high is None:
+    starts = batch_frame["start_time"].dt.epoch("us").drop_nulls()
+    if starts.is_empty():
         return batch_frame, 0
+    low, high = int(starts.min()), int(starts.max())  # type: ignore[arg-type]
     window = [low - _SAME_CALL_WINDOW_US, high + _SAME_CALL_WINDOW_US]
     sources = batch_frame["source"].unique()
     if sources.len() == 1 and sources[0] is not None:
