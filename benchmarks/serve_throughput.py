@@ -94,6 +94,7 @@ def _preencoded_sender(spans: list[Any], batch: int, endpoint: str, start: Any) 
     session = requests.Session()
     headers = {"Content-Type": "application/x-protobuf"}
     start.wait()
+    cpu = time.process_time()
     failed = 0
     for size, body in bodies:
         for _ in range(100):
@@ -103,7 +104,7 @@ def _preencoded_sender(spans: list[Any], batch: int, endpoint: str, start: Any) 
             time.sleep(float(response.headers.get("Retry-After", "0.1")))
         else:
             failed += size
-    return failed
+    return failed, time.process_time() - cpu
 
 
 def _sender(
@@ -122,8 +123,8 @@ def _sender(
 
     spans = _record_spans(sender, count)
     if mode == "preencoded":
-        failed = _preencoded_sender(spans, batch, endpoint, start)
-        out.put((sender, time.perf_counter(), len(spans), failed))
+        failed, cpu = _preencoded_sender(spans, batch, endpoint, start)
+        out.put((sender, time.perf_counter(), len(spans), failed, cpu))
         return
     exporter = OTLPSpanExporter(
         endpoint=endpoint,
@@ -131,12 +132,13 @@ def _sender(
         timeout=60,
     )
     start.wait()
+    cpu = time.process_time()
     failed = 0
     for offset in range(0, len(spans), batch):
         chunk = spans[offset : offset + batch]
         if exporter.export(chunk) is not SpanExportResult.SUCCESS:
             failed += len(chunk)
-    out.put((sender, time.perf_counter(), len(spans), failed))
+    out.put((sender, time.perf_counter(), len(spans), failed, time.process_time() - cpu))
     exporter.shutdown()
 
 
@@ -194,6 +196,8 @@ def run(
     ).fetchall()[0]
     con.close()
     seconds = ended - began
+    sender_cpu = sum(r[4] for r in results)
+    cpus = os.cpu_count() or 1
     return {
         "benchmark": "serve_throughput",
         "mode": mode,
@@ -211,7 +215,15 @@ def run(
         # What the receiver would sustain with one CPU to itself: spans per CPU-second it used.
         "receiver_cpu_s": round(cpu_used, 2),
         "receiver_spans_per_cpu_s": round(sent / cpu_used) if cpu_used else None,
-        "cpus": os.cpu_count(),
+        # The senders' own CPU for the export phase (encoding + HTTP), all four together.
+        "sender_cpu_s": round(sender_cpu, 2),
+        "sender_cpu_us_per_span": round(sender_cpu / sent * 1e6, 1),
+        # The most this machine could carry if senders and receiver used every core fully:
+        # cores / (sender + receiver CPU per span).
+        "machine_ceiling_spans_per_s": round(cpus * sent / (sender_cpu + cpu_used))
+        if sender_cpu + cpu_used
+        else None,
+        "cpus": cpus,
     }
 
 
