@@ -210,7 +210,13 @@ def schema_version(con: duckdb.DuckDBPyConnection) -> int:
 
 def _is_lock_error(exc: Exception) -> bool:
     text = str(exc)
-    return "Could not set lock" in text or "Conflicting lock" in text
+    # The last: this very process holds the file open the other way (the receiver's writer
+    # between batches, read by a test or an embedding app); it is as busy as a lock.
+    return (
+        "Could not set lock" in text
+        or "Conflicting lock" in text
+        or "with a different configuration than existing connections" in text
+    )
 
 
 def _holder(exc: Exception) -> str | None:
@@ -235,7 +241,7 @@ def _open(path: Path, *, read_only: bool, timeout_s: float) -> duckdb.DuckDBPyCo
             con = duckdb.connect(str(path), read_only=read_only)
             con.execute("SET TimeZone = 'UTC'").fetchall()
             return con
-        except duckdb.IOException as exc:
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
             if not _is_lock_error(exc):
                 raise StoreError(f"cannot open database {path}: {exc}") from None
             if time.monotonic() + delay > deadline:

@@ -5,10 +5,10 @@ DuckDB admits one writing process, so every receiver (HTTP and gRPC) hands its w
 everything waiting (group commit, up to ``max_rows_per_write`` rows), prices it and appends it
 in ONE transaction with its quarantined spans, skipping ``span_id`` duplicates exactly as
 :func:`clauditor.store.write_calls` does. The file is opened when work arrives and kept open
-only while more work is already waiting, and never longer than ``max_hold_s`` at a stretch
-(DESIGN §6: readers such as ``clauditor query`` retry with backoff and get their turn).
-Opening and closing the file costs more than writing a few thousand rows, so under load this
-is what makes the throughput.
+while work keeps coming (the next batch arriving within ``linger_s`` of the last commit), and
+never longer than ``max_hold_s`` at a stretch (DESIGN §6: readers such as ``clauditor query``
+retry with backoff and get their turn). Opening and closing the file (a checkpoint) costs
+more than writing a few thousand rows, so under load this is what makes the throughput.
 
 Acknowledgement rule (what makes "exactly once" hold): a receiver answers 200 only after the
 transaction holding its batch has committed. A crash before the commit leaves the request
@@ -232,6 +232,7 @@ class WriterStats:
     quarantined: int = 0
     write_failures: int = 0
     refused_full: int = 0
+    sessions: int = 0  # times the file was opened for writing
 
 
 class WriteQueue:
@@ -253,12 +254,14 @@ class WriteQueue:
         max_rows_per_write: int = 100_000,
         write_timeout_s: float = 30.0,
         max_hold_s: float = 1.0,
+        linger_s: float = 0.05,
     ) -> None:
         self.db = Path(db)
         self.prices = prices or load_price_table()
         self.max_rows_per_write = max(1, max_rows_per_write)
         self.write_timeout_s = write_timeout_s
         self.max_hold_s = max_hold_s
+        self.linger_s = max(0.0, linger_s)
         self.stats = WriterStats()
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, max_batches))
         self._closed = False
@@ -335,12 +338,14 @@ class WriteQueue:
         return group, False
 
     def _session(self, first: _Job) -> bool:
-        """Open the file, write ``first``'s group and, while more work is already waiting,
-        the following groups (for at most ``max_hold_s``, so readers get their turn), then
-        close. Returns whether the stop marker was met.
+        """Open the file, write ``first``'s group and, while more work keeps arriving (within
+        ``linger_s`` of the last commit), the following groups, for at most ``max_hold_s`` so
+        that readers get their turn; then close. Returns whether the stop marker was met.
 
-        The last group's senders are answered after the file is closed, so a sender that
-        reads the database as soon as it has its answer finds it free.
+        Each group's senders are answered as soon as its transaction has committed, before
+        the file is closed: a sender that then opens the database itself waits at most
+        ``linger_s`` (readers retry with backoff), and under load the file is not reopened
+        and checkpointed for every batch.
         """
         group, stopping = self._collect(first)
         try:
@@ -349,21 +354,25 @@ class WriteQueue:
         except Exception as exc:
             self._settle([(job, exc) for job in group])
             return stopping
+        self.stats.sessions += 1
         outcomes: list[tuple[_Job, Exception | None]] = []
         try:
             held_since = time.monotonic()
             while True:
                 outcomes = self._write_group(con, group)
-                if stopping or time.monotonic() - held_since > self.max_hold_s:
-                    return stopping
+                if stopping:
+                    return True
+                self._settle(outcomes)
+                outcomes = []
+                left = self.max_hold_s - (time.monotonic() - held_since)
+                if left <= 0:
+                    return False
                 try:
-                    item = self._queue.get_nowait()
+                    item = self._queue.get(timeout=min(self.linger_s, left))
                 except queue.Empty:
                     return False
                 if item is _STOP:
                     return True
-                self._settle(outcomes)
-                outcomes = []
                 group, stopping = self._collect(item)
         finally:
             try:
