@@ -37,9 +37,23 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from clauditor.analytics.costs import NO_KEY, PREPARED_KEY, UNTAGGED
-from clauditor.analytics.frame import _model_keys, analytics_frame_from, prepare_calls
+from clauditor.analytics.frame import analytics_frame_from, prepare_calls
 from clauditor.analytics.periods import Period
+from clauditor.analytics.sqlparts import (
+    FAILED_SQL,
+    RAW_KEYS,
+    READ_SQL,
+    UNIT_IN_SQL,
+    W1H_SQL,
+    W5M_SQL,
+    WRITE_SQL,
+    attach_keys,
+    day_sql,
+    key_sql,
+    model_mapping,
+    raw_keys,
+    where_sql,
+)
 from clauditor.config import Config
 from clauditor.pricing import (
     CACHE_READ_MULTIPLIER,
@@ -56,26 +70,10 @@ __all__ = [
     "run_all_jobs_on",
 ]
 
-# SQL twins of analytics.errors.failed_expr and of the cache job's base input price: the
-# aggregates must select exactly the calls the Polars jobs select.
-FAILED_SQL = (
-    "(coalesce(status = 'error', false) OR error_type IS NOT NULL "
-    "OR coalesce(http_status >= 400, false))"
-)
-_READ = "coalesce(cache_read_input_tokens, 0)"
-_WRITE = "coalesce(cache_creation_input_tokens, 0)"
-_W1H = f"least(coalesce(cache_creation_1h_input_tokens, 0), {_WRITE})"
-_W5M = f"({_WRITE} - {_W1H})"
-UNIT_IN_SQL = (
-    f"CASE WHEN {_READ} > 0 THEN cost_cache_read_usd / ({CACHE_READ_MULTIPLIER} * {_READ}) "
-    f"WHEN {_WRITE} > 0 THEN cost_cache_write_usd / "
-    f"({CACHE_WRITE_5M_MULTIPLIER} * {_W5M} + {CACHE_WRITE_1H_MULTIPLIER} * {_W1H}) "
-    "WHEN coalesce(input_tokens, 0) > 0 THEN cost_input_usd / coalesce(input_tokens, 0) END"
-)
 _SAVED_SQL = (
     f"(1.0 / {CACHE_READ_MULTIPLIER} - 1.0) * coalesce(cost_cache_read_usd, 0.0) - coalesce("
-    f"({CACHE_WRITE_5M_MULTIPLIER} - 1.0) * {_W5M} * ({UNIT_IN_SQL}) "
-    f"+ ({CACHE_WRITE_1H_MULTIPLIER} - 1.0) * {_W1H} * ({UNIT_IN_SQL}), 0.0)"
+    f"({CACHE_WRITE_5M_MULTIPLIER} - 1.0) * {W5M_SQL} * ({UNIT_IN_SQL}) "
+    f"+ ({CACHE_WRITE_1H_MULTIPLIER} - 1.0) * {W1H_SQL} * ({UNIT_IN_SQL}), 0.0)"
 )
 
 _HOURS_SQL = f"""
@@ -91,7 +89,11 @@ SELECT epoch_us(start_time) // 3600000000 AS hour, start_time < $as_of AS _befor
     count_if(stop_reason = 'max_tokens') AS _truncated,
     coalesce(sum(cost_usd) FILTER (stop_reason = 'max_tokens'), 0.0) AS _truncated_usd,
     sum({_SAVED_SQL}) AS _saved, sum(coalesce(cost_cache_write_usd, 0.0)) AS _write_usd,
-    sum(coalesce(cost_input_usd, 0.0)) AS _input_usd, max(duration_ms) AS _max_duration_ms
+    sum(coalesce(cost_input_usd, 0.0)) AS _input_usd, max(duration_ms) AS _max_duration_ms,
+    count_if(coalesce(input_tokens, 0) + coalesce(cache_read_input_tokens, 0)
+        + coalesce(cache_creation_input_tokens, 0) > 0 AND output_tokens IS NOT NULL)
+        AS _usage_logged,
+    max(start_time) AS _end_time
 FROM calls{{where}}
 GROUP BY ALL
 """
@@ -109,7 +111,7 @@ _UTC = pl.Datetime("us", "UTC")
 # Integer sums of the hourly aggregate (DuckDB returns them as 128-bit or decimals).
 _INT_SUMS = (
     "calls", "_priced", "input_tokens", "output_tokens", "cache_read_input_tokens",
-    "cache_creation_input_tokens", "retries", "_retried", "_truncated",
+    "cache_creation_input_tokens", "retries", "_retried", "_truncated", "_usage_logged",
 )  # fmt: skip
 
 
@@ -151,39 +153,17 @@ def _hours(
     frame = frame.with_columns(
         # Integer hours since the epoch: date_trunc on a TIMESTAMPTZ goes through ICU, slowly.
         pl.from_epoch(pl.col("hour") * 3600, "s").dt.replace_time_zone("UTC").cast(_UTC),
-        pl.col("start_time").dt.convert_time_zone("UTC"),
+        pl.col("start_time", "_end_time").dt.convert_time_zone("UTC"),
         *[pl.col(c).cast(pl.Int64) for c in _INT_SUMS],
     )
     return prepare_calls(frame)
 
 
-def _model_mapping(hours: pl.DataFrame) -> tuple[list[str], list[str]]:
-    """Distinct model ids as answered (NULL/empty skipped) and their group keys."""
-    raw = pl.coalesce(
-        pl.col("response_model").replace("", None), pl.col("request_model").replace("", None)
-    )
-    ids = sorted(hours.select(raw.unique().alias("id"))["id"].drop_nulls().to_list())
-    return ids, _model_keys(ids)
-
-
-def _key_sql(ids: list[str]) -> str:
-    """SQL of the feature and model group keys (model ids mapped by list position)."""
-    model = "coalesce(nullif(response_model, ''), nullif(request_model, ''))"
-    return (
-        f"coalesce(nullif(feature, ''), '{UNTAGGED}') AS fkey, "
-        f"coalesce(list_extract($keys, list_position($ids, {model})), '{NO_KEY}') AS mkey"
-    )
-
-
 _LATENCY_SQL = """
-WITH c AS (
-    SELECT date_trunc('day', timezone($tz, start_time)) AS period, {keys}, duration_ms, ttft_ms
-    FROM calls{where}
-)
-SELECT period, fkey AS feature, mkey AS model, count(*) AS calls,
+SELECT {day} AS _day, {keys}, count(*) AS calls,
     quantile_cont(duration_ms, [0.5, 0.95, 0.99]) AS _d, count(ttft_ms) AS streamed_calls,
     quantile_cont(ttft_ms, [0.5, 0.95, 0.99]) AS _t
-FROM c GROUP BY ALL
+FROM calls{where} GROUP BY ALL
 """
 
 
@@ -192,29 +172,38 @@ def latency_from_sql(
 ) -> pl.DataFrame:
     """:func:`~clauditor.analytics.latency.latency_percentiles` with its defaults (by feature
     and model, per day in ``tz``, successful chat calls), computed by DuckDB."""
-    ids, keys = _model_mapping(hours)
-    where, _ = _where(
-        None,
-        "coalesce(operation, 'chat') = 'chat' AND coalesce(status, 'ok') = 'ok'",
+    subset = (pl.col("operation").fill_null("chat") == "chat") & (
+        pl.col("status").fill_null("ok") == "ok"
     )
-    params: dict[str, object] = {"tz": tz, "ids": ids, "keys": keys}
-    if period is not None:
-        where += " AND start_time >= $start AND start_time < $end"
-        params |= {"start": period.start, "end": period.end}
-    sql = _LATENCY_SQL.format(keys=_key_sql(ids), where=where)
-    out = con.sql(sql, params=params).pl()
+    mapping = raw_keys(hours, subset)
+    where, params = where_sql(
+        period, "coalesce(operation, 'chat') = 'chat' AND coalesce(status, 'ok') = 'ok'"
+    )
+    first = hours["start_time"].min() if hours.height else None
+    day = day_sql(tz, first, hours["_end_time"].max() if hours.height else None)  # type: ignore[arg-type]
+    if mapping is not None:
+        sql = _LATENCY_SQL.format(day=day, keys=", ".join(RAW_KEYS), where=where)
+        out = con.sql(sql, params=params).pl()
+        out = attach_keys(out.with_columns(pl.col(RAW_KEYS).cast(pl.String)), mapping)
+    else:
+        ids, keys = model_mapping(hours)
+        sql = _LATENCY_SQL.format(day=day, keys=key_sql(ids), where=where)
+        out = con.sql(sql, params=params | {"ids": ids, "keys": keys}).pl()
     names = ("p50", "p95", "p99")
     return (
         out.with_columns(
-            pl.col("period").dt.replace_time_zone(tz),
+            pl.from_epoch(pl.col("_day") * 86400, "s")
+            .cast(pl.Datetime("us"))
+            .dt.replace_time_zone(tz)
+            .alias("period"),
             pl.col("calls", "streamed_calls").cast(pl.Int64),
             *[pl.col("_d").list.get(i).alias(f"duration_{n}_ms") for i, n in enumerate(names)],
             *[pl.col("_t").list.get(i).alias(f"ttft_{n}_ms") for i, n in enumerate(names)],
         )
         .select(
             "period",
-            "feature",
-            "model",
+            pl.col("fkey").alias("feature"),
+            pl.col("mkey").alias("model"),
             "calls",
             *[f"duration_{n}_ms" for n in names],
             "streamed_calls",
@@ -297,7 +286,7 @@ def analytics_inputs_from(
         con,
         period,
         columns=[c for c in _CACHED_COLUMNS if c in table],
-        where=f"NOT {FAILED_SQL} AND {_READ} + {_WRITE} > 0",
+        where=f"NOT {FAILED_SQL} AND {READ_SQL} + {WRITE_SQL} > 0",
     )
     return AnalyticsInputs(
         hours=hours,
@@ -332,111 +321,6 @@ def load_analytics_inputs(
         )
 
 
-_CANDIDATES_SQL = """
-WITH c AS (
-    SELECT {keys}, start_time AS t, coalesce(input_tokens, 0) AS inp,
-        coalesce({unit_in}, 0.0) AS unit_in
-    FROM calls{where}
-), q AS (
-    SELECT * FROM c WHERE list_contains($pairs, fkey || chr(31) || mkey)
-), r AS (
-    SELECT fkey, mkey, inp, unit_in,
-        coalesce(t - lag(t) OVER (PARTITION BY fkey, mkey ORDER BY t) <= INTERVAL 5 MINUTE, false)
-            AS reuse
-    FROM q
-)
-SELECT fkey AS feature, mkey AS model, quantile_disc(inp, 0.1) AS prefix_tokens,
-    avg(reuse::INTEGER) AS reuse_share,
-    sum(unit_in * CASE WHEN reuse THEN {gain} ELSE {loss} END) AS _per_token
-FROM r GROUP BY ALL
-"""
-
-
-def caching_candidates_from(
-    con: duckdb.DuckDBPyConnection,
-    period: Period | None,
-    hours: pl.DataFrame,
-    *,
-    min_prompt_tokens: int = 1024,
-    min_calls: int = 20,
-    max_cached_share: float = 0.1,
-) -> pl.DataFrame:
-    """:func:`~clauditor.analytics.cache.caching_candidates`, the sums from ``hours`` and the
-    per-call work (10th percentile, reuse sequence) by DuckDB for the qualifying groups."""
-    keys = ["feature", "model"]
-    ok = (pl.col("operation").fill_null("chat") != "count_tokens") & (
-        pl.col("status").fill_null("ok") == "ok"
-    )
-    cached = pl.col("_cached")
-    cached_share = cached / (cached + pl.col("_input_sum"))
-    totals = (
-        hours.lazy()
-        .filter(ok)
-        .group_by(pl.col(PREPARED_KEY + "feature").alias("feature"),
-                  pl.col(PREPARED_KEY + "model").alias("model"))
-        .agg(
-            pl.col("calls").sum().cast(pl.Int64),
-            pl.col("input_tokens").fill_null(0).sum().alias("_input_sum"),
-            (pl.col("cache_read_input_tokens").fill_null(0)
-             + pl.col("cache_creation_input_tokens").fill_null(0)).sum().alias("_cached"),
-            pl.col("_input_usd").sum().alias("input_cost_usd"),
-        )
-        .with_columns((pl.col("_input_sum") / pl.col("calls")).alias("avg_input_tokens"))
-        .filter(
-            (pl.col("calls") >= min_calls)
-            & (pl.col("avg_input_tokens") >= min_prompt_tokens)
-            & (cached_share.fill_nan(0.0) < max_cached_share)
-        )
-        .with_columns(pl.col(keys).cast(pl.String))
-        .collect()
-    )  # fmt: skip
-    schema = {"feature": pl.String, "model": pl.String, "prefix_tokens": pl.Int64,
-              "reuse_share": pl.Float64, "dollars_at_stake": pl.Float64}  # fmt: skip
-    per_call = pl.DataFrame(schema=schema)
-    if totals.height:
-        ids, model_keys = _model_mapping(hours)
-        where, params = _where(
-            None, "coalesce(operation, 'chat') != 'count_tokens' AND coalesce(status, 'ok') = 'ok'"
-        )
-        named: dict[str, object] = {
-            "ids": ids, "keys": model_keys,
-            "pairs": [f"{f}\x1f{m}" for f, m in totals.select(keys).iter_rows()],
-        }  # fmt: skip
-        if period is not None:
-            where += " AND start_time >= $start AND start_time < $end"
-            named |= {"start": period.start, "end": period.end}
-        sql = _CANDIDATES_SQL.format(
-            keys=_key_sql(ids), unit_in=UNIT_IN_SQL, where=where,
-            gain=1.0 - CACHE_READ_MULTIPLIER, loss=-(CACHE_WRITE_5M_MULTIPLIER - 1.0),
-        )  # fmt: skip
-        per_call = (
-            con.sql(sql, params=named)
-            .pl()
-            .select(
-                "feature",
-                "model",
-                pl.col("prefix_tokens").cast(pl.Int64),
-                "reuse_share",
-                (pl.col("prefix_tokens") * pl.col("_per_token"))
-                .clip(lower_bound=0.0)
-                .alias("dollars_at_stake"),
-            )  # fmt: skip
-        )
-    return (
-        totals.join(per_call, on=keys, how="left", nulls_equal=True)
-        .select(
-            *keys,
-            "calls",
-            "avg_input_tokens",
-            "prefix_tokens",
-            "reuse_share",
-            "input_cost_usd",
-            "dollars_at_stake",
-        )  # fmt: skip
-        .sort(["dollars_at_stake", *keys], descending=[True, False, False])
-    )
-
-
 def run_all_jobs(
     db: str | Path,
     period: Period | None,
@@ -463,13 +347,14 @@ def run_all_jobs_on(
     as_of: dt.datetime,
 ) -> dict[str, pl.DataFrame]:
     """:func:`run_all_jobs` on an open connection whose session time zone is UTC."""
-    from clauditor.analytics.audit import audit_from_inputs
+    from clauditor.analytics.audit_sql import audit_from_aggregates
     from clauditor.analytics.budget import budget_status, threshold_crossings
     from clauditor.analytics.cache import (
         cache_economics_from,
         cache_hit_ratio_series_from_hours,
         cache_regressions_from_hours,
     )
+    from clauditor.analytics.cache_sql import caching_candidates_from
     from clauditor.analytics.costs import cost_breakdown_from_hours, spend_by_day_from_hours
     from clauditor.analytics.errors import (
         error_episodes_from_minutes,
@@ -517,5 +402,5 @@ def run_all_jobs_on(
         "spike_episodes": spike_episodes_from_hours(hours),
         "cost_of_failure": cost_of_failure_from_hours(hours),
     }
-    results["audit"] = audit_from_inputs(con, period, inputs, config=config, results=results)
+    results["audit"] = audit_from_aggregates(con, period, hours, config=config, results=results)
     return results
