@@ -618,6 +618,44 @@ def reprice(db: DbOpt = None, config: ConfigOpt = None) -> None:
     out.print(f"repriced: {changed:,} calls changed cost; {unpriced:,} calls have no price")
 
 
+@app.command()
+@handles_errors
+def export(
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder of the dataset (created if missing).")
+    ],
+    period: Annotated[
+        str | None,
+        typer.Option(
+            "--period",
+            "-p",
+            help="Only these calls (as for the other commands). Default: every call.",
+            show_default=False,
+        ),
+    ] = None,
+    as_of: AsOfOpt = None,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Write the calls as a Parquet dataset, one folder per UTC day (re-exported days are
+    replaced). Any command's --db also takes such a folder."""
+    from clauditor.dataset import export_dataset
+    from clauditor.store import read_connection
+
+    start = end = None
+    if period is not None:
+        from clauditor.analytics import resolve_period
+
+        cfg = _config(config)
+        span = resolve_period(period, as_of=parse_as_of(as_of, cfg.timezone), tz=cfg.timezone)
+        start, end = span.start, span.end
+    with read_connection(_db(db)) as con:
+        summary = export_dataset(con, out_dir, start=start, end=end)
+    days = summary.days
+    where = f"{days[0]}..{days[-1]}, {len(days)} day(s)" if days else "no calls in range"
+    out.print(f"exported {summary.rows:,} calls to {summary.path} ({where})")
+
+
 alerts_app = typer.Typer(help="Budget, error-rate, spike and cache alerts to Slack or a webhook.")
 app.add_typer(alerts_app, name="alerts")
 

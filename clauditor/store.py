@@ -33,6 +33,7 @@ from clauditor.errors import DatabaseBusyError, StoreError
 from clauditor.schema import CALLS_COLUMNS, SOURCES, STORED_COLUMNS, conform
 
 __all__ = [
+    "DATASET_VIEWS_SQL",
     "DEFAULT_DB",
     "MIGRATIONS",
     "SCHEMA_VERSION",
@@ -164,6 +165,9 @@ UPDATE calls SET response_id = {_RESPONSE_ID_SQL} WHERE response_id IS NULL;
 # The table as version 1 created it: every column of the record; later migrations add theirs.
 _V1_COLUMNS = ",\n    ".join(f"{name} {sql_type}" for name, sql_type, _ in CALLS_COLUMNS)
 
+# The views as the newest migration defines them, for a Parquet dataset (clauditor.dataset).
+DATASET_VIEWS_SQL = _VIEWS_V4
+
 MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (1, "calls table and its views", f"CREATE TABLE calls (\n    {_V1_COLUMNS}\n);\n{_VIEWS_V1}"),
     (2, "quarantine and ingested files", _QUARANTINE_V2),
@@ -268,6 +272,10 @@ def write_connection(
     Hold it only for one batch: while it is open no other process can read the file.
     """
     path = Path(path)
+    if path.is_dir():
+        raise StoreError(
+            f"{path} is a folder (a Parquet dataset, read-only); writing needs a DuckDB file"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     con = _open(path, read_only=False, timeout_s=timeout_s)
     try:
@@ -284,8 +292,18 @@ def read_connection(
     """A read-only connection, retried with backoff while a writer holds the file.
 
     A file written by an older clauditor is upgraded first (briefly opening it for writing).
+    A folder is read as a Parquet dataset (:func:`clauditor.dataset.dataset_connection`).
     """
     path = Path(path)
+    if path.is_dir():
+        from clauditor.dataset import dataset_connection
+
+        dataset = dataset_connection(path)
+        try:
+            yield dataset
+        finally:
+            dataset.close()
+        return
     if not path.exists():
         raise StoreError(
             f"no database at {path}: run `clauditor ingest` or `clauditor demo` first, "
