@@ -1,0 +1,202 @@
+"""What every ``clauditor`` command shares: the app, the options defined once, errors at the
+boundary, and printing (:mod:`clauditor.cli` has the commands; :mod:`clauditor._cli_jobs`
+the analytics jobs')."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import sys
+import zoneinfo
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from clauditor.errors import ClauditorError, ConfigError
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from clauditor.config import Config
+
+app = typer.Typer(
+    name="clauditor",
+    help="See, explain and control what your Claude API usage costs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+prices_app = typer.Typer(help="Show the price table, or import a newer one.", no_args_is_help=False)
+app.add_typer(prices_app, name="prices")
+
+# Piped output keeps whole rows on one line instead of squeezing tables into 80 columns.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 240)
+err = Console(stderr=True, soft_wrap=True)
+
+
+class Format(StrEnum):
+    """How commands that print data print it."""
+
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+# --- shared options (defined once) ------------------------------------------------------------
+
+DbOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--db",
+        help="DuckDB file. Default: $CLAUDITOR_DB, else ./clauditor.duckdb.",
+        show_default=False,
+    ),
+]
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="Config file. Default: $CLAUDITOR_CONFIG, ./clauditor.toml, ./pyproject.toml.",
+        show_default=False,
+    ),
+]
+AsOfOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of",
+        help="Evaluate as of this moment (ISO 8601; without an offset it is in the config's "
+        "time zone). Default: now.",
+        show_default=False,
+    ),
+]
+PeriodOpt = Annotated[
+    str,
+    typer.Option(
+        "--period",
+        "-p",
+        help="today, yesterday, 7d, 30d, Nd, mtd, YYYY-MM, YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD.",
+    ),
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+JOBS_PANEL = "Analytics jobs"  # where --help lists the commands of clauditor._cli_jobs
+
+
+def handles_errors(func: F) -> F:
+    """Turn library errors into ``error: ...`` on stderr and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (ClauditorError, ValueError) as exc:  # ValueError: bad option values
+            _print_error(exc)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _print_error(exc: Exception) -> None:
+    """One line on stderr; the message is text, never markup (it may quote user input)."""
+    from rich.text import Text
+
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    err.print(Text("error: ", style="bold red") + Text(first), highlight=False)
+
+
+def split_keys(by: str) -> list[str]:
+    """``--by feature, model`` as ``["feature", "model"]``."""
+    return [k.strip() for k in by.split(",") if k.strip()]
+
+
+def resolve_db(db: Path | None) -> Path:
+    """The database path: ``--db``, else $CLAUDITOR_DB, else ./clauditor.duckdb."""
+    from clauditor.store import default_db_path
+
+    return db or default_db_path()
+
+
+def resolve_config(path: Path | None) -> Config:
+    """The config: ``--config``, else the lookup order of :mod:`clauditor.config`."""
+    from clauditor.config import load_config
+
+    return load_config(path)
+
+
+def parse_as_of(value: str | None, tz: str = "UTC", *, option: str = "--as-of") -> dt.datetime:
+    """``--as-of`` as an aware UTC datetime; naive values are read in ``tz``; None is now."""
+    if value is None or value.strip().lower() == "now":
+        return dt.datetime.now(dt.UTC)
+    try:
+        moment = dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ConfigError(
+            f"{option} {value!r} is not an ISO 8601 moment (e.g. 2026-10-24T12:00:00Z)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zoneinfo.ZoneInfo(tz))
+    return moment.astimezone(dt.UTC)
+
+
+def emit(frame: pl.DataFrame, fmt: Format, *, title: str | None = None) -> None:
+    """Print a frame as a rich table, CSV or a JSON array of objects."""
+    import polars as pl
+
+    # Whole-number decimals (DuckDB's sum of BIGINT) print as numbers, not strings.
+    frame = frame.with_columns(
+        pl.col(c).cast(pl.Int64 if t.scale == 0 else pl.Float64)  # type: ignore[attr-defined]
+        for c, t in frame.schema.items()
+        if isinstance(t, pl.Decimal)
+    )
+    if fmt is Format.csv:
+        nested = [c for c, t in frame.schema.items() if t.is_nested()]
+        flat = frame.with_columns(
+            pl.col(c).map_elements(
+                lambda v: json.dumps(v.to_list() if hasattr(v, "to_list") else v, default=str),
+                return_dtype=pl.String,
+            )
+            for c in nested
+        )
+        sys.stdout.write(flat.write_csv())
+        return
+    if fmt is Format.json:
+        rows = frame.with_columns(
+            pl.col(c).dt.to_string("%Y-%m-%dT%H:%M:%S%.6f%:z")
+            for c, t in frame.schema.items()
+            if isinstance(t, pl.Datetime)
+        ).to_dicts()
+        sys.stdout.write(json.dumps(rows, default=str, indent=2) + "\n")
+        return
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", header_style="bold")
+    for name, dtype in frame.schema.items():
+        table.add_column(name, justify="right" if dtype.is_numeric() else "left")
+    for row in frame.iter_rows():
+        table.add_row(*(_cell(v, n) for v, n in zip(row, frame.columns, strict=True)))
+    out.print(table)
+
+
+def _cell(value: Any, column: str) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        if column in ("share", "fraction", "change") or column.endswith(
+            ("_ratio", "_rate", "_share")
+        ):
+            return f"{value:.1%}"
+        if "usd" in column or column.startswith("cost"):
+            return f"${value:,.4f}" if abs(value) < 1 else f"${value:,.2f}"
+        return f"{value:,.4f}".rstrip("0").rstrip(".")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ", timespec="seconds")
+    return str(value)

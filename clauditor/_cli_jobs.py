@@ -1,0 +1,256 @@
+"""The analytics jobs' commands: each loads the period's calls, runs one job of
+:mod:`clauditor.analytics` and prints it (registered on the app of :mod:`clauditor._cli_common`
+when :mod:`clauditor.cli` imports this module)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from clauditor._cli_common import (
+    JOBS_PANEL,
+    AsOfOpt,
+    ConfigOpt,
+    DbOpt,
+    Format,
+    FormatOpt,
+    PeriodOpt,
+    app,
+    emit,
+    err,
+    handles_errors,
+    parse_as_of,
+    resolve_config,
+    resolve_db,
+    split_keys,
+)
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from clauditor.config import Config
+
+__all__: list[str] = []  # commands only
+
+
+@app.command(rich_help_panel=JOBS_PANEL)
+@handles_errors
+def costs(
+    by: Annotated[
+        str,
+        typer.Option(
+            "--by",
+            help="Comma-separated: feature, model, service, environment, user, code_location.",
+        ),
+    ] = "feature",
+    every: Annotated[
+        str | None,
+        typer.Option(help="Split into hour, day, week or month buckets (calendar, config zone)."),
+    ] = None,
+    period: PeriodOpt = "30d",
+    as_of: AsOfOpt = None,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Spend by feature (or any keys) in a period, with the change against the period before.
+
+    Untagged spend and unpriced calls are rows of their own, never hidden.
+    """
+    from clauditor.analytics import load_calls_in, resolve_period
+    from clauditor.analytics.trends import cost_by_bucket, cost_change
+
+    cfg = resolve_config(config)
+    span = resolve_period(period, as_of=parse_as_of(as_of, cfg.timezone), tz=cfg.timezone)
+    keys = split_keys(by)
+    calls = load_calls_in(resolve_db(db), span)
+    if every:
+        table = cost_by_bucket(calls, keys, every=every, tz=cfg.timezone)
+        title = f"Spend by {every} and {', '.join(keys) or 'total'} — {span.label}"
+    else:
+        previous = load_calls_in(resolve_db(db), span.previous())
+        table = cost_change(calls, previous, keys)
+        title = (
+            f"Spend by {', '.join(keys) or 'total'} — {span.label} (change vs the period before)"
+        )
+    emit(table, fmt, title=title)
+    if fmt is Format.table and calls.height == 0:
+        err.print(f"no calls between {span.start} and {span.end} (UTC); try --period or --as-of")
+
+
+def _window(
+    db: Path | None, config: Path | None, period: str, as_of: str | None, *, history: dt.timedelta
+) -> tuple[Config, Any, pl.DataFrame]:
+    """Config, the resolved period, and its calls plus ``history`` before it (for baselines)."""
+    from clauditor.analytics import load_calls_in, resolve_period
+    from clauditor.analytics.periods import Period
+
+    cfg = resolve_config(config)
+    span = resolve_period(period, as_of=parse_as_of(as_of, cfg.timezone), tz=cfg.timezone)
+    widened = Period(span.start - history, span.end, span.label, span.tz)
+    return cfg, span, load_calls_in(resolve_db(db), widened)
+
+
+def _in_period(frame: pl.DataFrame, span: Any, column: str) -> pl.DataFrame:
+    import polars as pl
+
+    if frame.height == 0 or column not in frame.columns:
+        return frame
+    return frame.filter(
+        (pl.col(column) >= span.start) & (pl.col(column) < span.end)
+        if frame.schema[column] != pl.Date
+        else pl.col(column) >= span.start.date()
+    )
+
+
+@app.command(rich_help_panel=JOBS_PANEL)
+@handles_errors
+def cache(
+    by: Annotated[str, typer.Option("--by", help="Comma-separated group keys.")] = "feature,model",
+    period: PeriodOpt = "30d",
+    as_of: AsOfOpt = None,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Cache economics: hit ratio, dollars saved, wasted writes, 1h-vs-5m TTL, candidates."""
+    from clauditor.analytics.cache import cache_economics, cache_regressions, caching_candidates
+
+    _, span, calls = _window(db, config, period, as_of, history=dt.timedelta(0))
+    keys = split_keys(by)
+    emit(cache_economics(calls, by=keys), fmt, title=f"Cache economics — {span.label}")
+    if fmt is Format.table:
+        emit(caching_candidates(calls), fmt, title="Caching candidates (large uncached input)")
+        emit(cache_regressions(calls), fmt, title="Cache hit-ratio regressions")
+
+
+@app.command(rich_help_panel=JOBS_PANEL)
+@handles_errors
+def errors(
+    window: Annotated[str, typer.Option(help="Rolling window (Polars duration).")] = "5m",
+    threshold: Annotated[
+        float, typer.Option(help="Error rate that counts as degraded.", min=0.0, max=1.0)
+    ] = 0.01,
+    min_duration: Annotated[str, typer.Option(help="Shortest episode reported.")] = "5m",
+    min_calls: Annotated[int, typer.Option(help="Fewest calls in an episode.", min=1)] = 20,
+    period: PeriodOpt = "7d",
+    as_of: AsOfOpt = None,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Sustained error episodes per class (429, 529, 5xx, 4xx, timeouts); retry amplification."""
+    from clauditor.analytics.errors import error_episodes, retry_amplification
+
+    _, span, calls = _window(db, config, period, as_of, history=dt.timedelta(0))
+    episodes = error_episodes(
+        calls, window=window, threshold=threshold, min_duration=min_duration, min_calls=min_calls
+    )
+    emit(episodes, fmt, title=f"Error episodes (> {threshold:.1%} over {window}) — {span.label}")
+    if fmt is Format.table:
+        emit(retry_amplification(calls), fmt, title="Retry amplification (attempts per call)")
+
+
+@app.command(rich_help_panel=JOBS_PANEL)
+@handles_errors
+def latency(
+    by: Annotated[str, typer.Option("--by", help="Comma-separated group keys.")] = "feature,model",
+    every: Annotated[
+        str, typer.Option(help="Bucket (1h, 1d, 1w) or 'none' for the whole period.")
+    ] = "1d",
+    period: PeriodOpt = "7d",
+    as_of: AsOfOpt = None,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """p50/p95/p99 of call duration and time to first token."""
+    from clauditor.analytics.latency import latency_percentiles
+
+    cfg, span, calls = _window(db, config, period, as_of, history=dt.timedelta(0))
+    keys = split_keys(by)
+    table = latency_percentiles(
+        calls, by=keys, every=None if every.lower() == "none" else every, tz=cfg.timezone
+    )
+    emit(table, fmt, title=f"Latency — {span.label}")
+
+
+@app.command(rich_help_panel=JOBS_PANEL)
+@handles_errors
+def budget(
+    as_of: AsOfOpt = None,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Month-to-date spend against the budget, forecast to month end, thresholds crossed."""
+    from clauditor.analytics.budget import budget_status
+
+    cfg, _, calls = _window(db, config, "mtd", as_of, history=dt.timedelta(days=35))
+    moment = parse_as_of(as_of, cfg.timezone)
+    table = budget_status(
+        calls,
+        monthly_usd=cfg.budget.monthly_usd,
+        feature_budgets=cfg.budget.features,
+        thresholds=cfg.budget.thresholds,
+        as_of=moment,
+        tz=cfg.timezone,
+    )
+    emit(table, fmt, title=f"Budget as of {moment:%Y-%m-%d %H:%M} UTC")
+    if fmt is Format.table and cfg.budget.monthly_usd is None:
+        err.print("no [budget] monthly_usd in the config: showing spend and forecast only")
+
+
+@app.command(rich_help_panel=JOBS_PANEL)
+@handles_errors
+def spikes(
+    by: Annotated[str, typer.Option("--by", help="Group key.")] = "feature",
+    period: PeriodOpt = "7d",
+    as_of: AsOfOpt = None,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Hourly spend spikes against a robust trailing baseline (runaway loops, model changes)."""
+    from clauditor.analytics.spikes import spike_episodes
+
+    _, span, calls = _window(db, config, period, as_of, history=dt.timedelta(days=7))
+    episodes = _in_period(spike_episodes(calls, by=by), span, "start")
+    emit(episodes, fmt, title=f"Spend spikes by {by} — {span.label}")
+
+
+@app.command(rich_help_panel=JOBS_PANEL)
+@handles_errors
+def failures(
+    by: Annotated[str, typer.Option("--by", help="Comma-separated group keys.")] = "feature",
+    period: PeriodOpt = "30d",
+    as_of: AsOfOpt = None,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Cost of failure: dollars on errored calls, on retries and on outputs cut at max_tokens."""
+    from clauditor.analytics.failure import cost_of_failure
+
+    _, span, calls = _window(db, config, period, as_of, history=dt.timedelta(0))
+    keys = split_keys(by)
+    emit(cost_of_failure(calls, by=keys), fmt, title=f"Cost of failure — {span.label}")
+
+
+@app.command(rich_help_panel=JOBS_PANEL)
+@handles_errors
+def audit(
+    period: PeriodOpt = "30d",
+    as_of: AsOfOpt = None,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Score the app against the production checklist items telemetry can judge."""
+    from clauditor.analytics.audit import audit as run_audit
+
+    cfg, span, calls = _window(db, config, period, as_of, history=dt.timedelta(0))
+    emit(run_audit(calls, config=cfg), fmt, title=f"Production checklist audit — {span.label}")
