@@ -253,7 +253,8 @@ def batch_api_row(per: pl.DataFrame, total: float) -> dict[str, Any]:
     """The ``batch_api`` item from per-workload figures of the synchronous generation calls
     (``workload``, ``calls``, ``streams``, ``has_users``, ``batched``, ``cost``, ``p50_ms``)."""
     per = per.filter(~pl.col("streams") & ~pl.col("has_users") & ~pl.col("batched")).sort(
-        "cost", descending=True
+        ["cost", "workload"],
+        descending=[True, False],  # names break ties: one order always
     )
     if per.height == 0:
         return _row(
@@ -693,31 +694,3 @@ def audit(
         _budget(config),
     ]
     return pl.DataFrame(rows, schema=schema)
-
-
-# The calls columns the audit reads (user_id and conversation_id come as derived columns).
-AUDIT_COLUMNS = (
-    "start_time", "duration_ms", "feature", "code_location", "operation", "request_model",
-    "response_model", "max_tokens", "stream", "service_tier", "input_tokens", "output_tokens",
-    "cache_read_input_tokens", "cache_creation_input_tokens", "cache_creation_5m_input_tokens",
-    "cache_creation_1h_input_tokens", "inference_geo", "speed", "stop_reason", "status",
-    "http_status", "error_type", "retries", "cost_usd", "cost_input_usd", "cost_output_usd",
-    "cost_cache_read_usd", "cost_cache_write_usd",
-)  # fmt: skip
-
-
-def audit_from_inputs(
-    con: Any,
-    period: Any,
-    inputs: Any,
-    *,
-    config: Config | None = None,
-    results: Mapping[str, pl.DataFrame] | None = None,
-) -> pl.DataFrame:
-    """:func:`audit` for :func:`clauditor.analytics.plan.run_all_jobs`: reads the columns the
-    audit needs on the open DuckDB connection ``con`` (``inputs`` is not used yet: the items
-    still need per-call values) and reuses ``results``."""
-    from clauditor.analytics.frame import analytics_frame_from
-
-    calls = analytics_frame_from(con, period, columns=AUDIT_COLUMNS)
-    return audit(calls, config=config, results=results)

@@ -39,7 +39,6 @@ from clauditor.pricing import (
 
 __all__ = [
     "cache_economics",
-    "cache_economics_from",
     "cache_hit_ratio_series_from_hours",
     "cache_regressions_from_hours",
     "cache_hit_ratio_series",
@@ -495,25 +494,6 @@ def _regressions(
         )
         .sort("start", "key")
     )
-
-
-def cache_economics_from(
-    hours: pl.DataFrame, cached: pl.DataFrame, *, by: Sequence[str] = ("feature", "model")
-) -> pl.DataFrame:
-    """:func:`cache_economics` from the hourly aggregate and the successful cached calls
-    (``by`` among feature and model) of :mod:`clauditor.analytics.plan`."""
-    by = list(by)
-    ok = with_group_keys(hours.lazy().filter(~failed_expr()), by)
-    sums = [
-        pl.col("calls").sum().cast(pl.Int64).alias("calls"),
-        pl.col("input_tokens").fill_null(0).sum().cast(pl.Int64).alias("input_tokens"),
-        pl.col("cache_read_input_tokens").fill_null(0).sum().cast(pl.Int64),
-        pl.col("cache_creation_input_tokens").fill_null(0).sum().cast(pl.Int64),
-        pl.col("_saved").sum().alias("saved_usd"),
-        pl.col("_write_usd").sum().alias("write_cost_usd"),
-    ]
-    grouped = ok.group_by(by).agg(sums) if by else ok.select(sums)
-    return _economics(grouped, _cached_terms(_prepared(cached, by), by), by)
 
 
 def _sums_from_hours(hours: pl.DataFrame, every: str, by: str) -> pl.DataFrame:

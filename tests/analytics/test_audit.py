@@ -175,3 +175,73 @@ def test_audit_survives_calls_without_durations() -> None:
     result = audit(price_calls(frame_from_rows(rows)))
     batch = result.filter(result["item"] == "batch_api").row(0, named=True)
     assert "duration unknown" in batch["evidence"]
+
+
+def _planned_audit(calls, db_path, config=None):
+    """The audit as run_all_jobs computes it from DuckDB aggregates over the same calls."""
+    from clauditor.analytics.plan import run_all_jobs
+    from clauditor.config import Config
+    from clauditor.store import write_calls
+
+    write_calls(db_path, calls)
+    return run_all_jobs(db_path, None, config=config or Config(), as_of=at(60 * 24))["audit"]
+
+
+def test_planned_audit_equals_the_per_call_audit(make_calls, db_path):
+    from polars.testing import assert_frame_equal
+
+    from clauditor.config import Config
+
+    opus = dict(request_model="claude-opus-4-5", response_model="claude-opus-4-5")
+    rows = [
+        # Interactive, capped, streamed and not; one truncated; users.
+        *[dict(feature="chat", start_time=at(i), user_id=f"u{i % 3}", stream=i % 2 == 0,
+               max_tokens=200, output_tokens=50 + i, duration_ms=1000.0 + 700 * i)
+          for i in range(7)],
+        dict(feature="chat", start_time=at(8), user_id="u1", max_tokens=200, output_tokens=200,
+             stop_reason="max_tokens"),
+        # Non-interactive sync work, one without max_tokens, untagged by code location.
+        *[dict(feature="digest", start_time=at(i), duration_ms=9000.0 + i, max_tokens=4000,
+               output_tokens=100) for i in range(4)],
+        dict(feature=None, code_location="jobs:run", start_time=at(3), output_tokens=30),
+        dict(feature="", code_location=None, start_time=at(4), output_tokens=30),
+        # Opus over its share: small prompts, and one long-context prompt (priced above 200K).
+        *[dict(feature="research", start_time=at(20 + i), max_tokens=1000, output_tokens=400,
+               **opus) for i in range(3)],
+        dict(feature="research", start_time=at(30), input_tokens=250_000, max_tokens=1000,
+             output_tokens=300, cache_read_input_tokens=1000, **opus),
+        # Batch results, and a conversation of four growing turns.
+        dict(feature="digest", start_time=at(40), operation="batch", service_tier="batch",
+             max_tokens=4000, output_tokens=80),
+        *[dict(feature="chat", conversation_id="c1", user_id="u1", start_time=at(50 + t),
+               input_tokens=1000 * (t + 1), max_tokens=200, output_tokens=20) for t in range(4)],
+        # Failures, retries.
+        dict(start_time=at(31), status="error", error_type="overloaded_error", http_status=529,
+             input_tokens=0, retries=2),
+        dict(start_time=at(32), status="error", error_type="rate_limit_error", http_status=429,
+             input_tokens=0, response_model=None, retries=1),
+    ]  # fmt: skip
+    calls = make_calls(*rows)
+    config = Config()
+    expected = audit(calls, config=config)
+    got = _planned_audit(calls, db_path, config)
+    assert_frame_equal(got, expected, check_exact=False, rel_tol=1e-9)
+    # The scenario reaches the parts that are computed differently on aggregates.
+    status = dict(zip(got["item"], got["status"], strict=True))
+    assert status["model_mix"] != "pass" and got["usd_at_stake"][0] != 0  # repriced
+    assert status["context_growth"] == "warn"
+    assert status["max_tokens_set"] != "pass"
+
+
+def test_planned_audit_of_no_calls_is_all_not_applicable(make_calls, db_path):
+    from clauditor.store import write_calls
+
+    calls = make_calls(dict(start_time=at(0)))
+    write_calls(db_path, calls)
+    from clauditor.analytics.periods import Period
+    from clauditor.analytics.plan import run_all_jobs
+    from clauditor.config import Config
+
+    empty = Period(start=at(-600), end=at(-500), label="before any call")
+    got = run_all_jobs(db_path, empty, config=Config(), as_of=at(0))["audit"]
+    assert set(got["status"]) == {"n/a"}

@@ -3,6 +3,7 @@ as the per-call jobs on the committed sample."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from clauditor.analytics.costs import cost_breakdown, spend_by_day
 from clauditor.analytics.errors import error_episodes, error_windows, retry_amplification
 from clauditor.analytics.failure import cost_of_failure
 from clauditor.analytics.latency import latency_percentiles
+from clauditor.analytics.periods import Period
 from clauditor.analytics.plan import run_all_jobs
 from clauditor.analytics.spikes import spike_episodes
 from clauditor.config import load_config
@@ -33,15 +35,30 @@ AS_OF = dt.datetime(2026, 10, 20, 12, 30, tzinfo=dt.UTC)
 
 
 @pytest.fixture(scope="module")
-def both(tmp_path_factory: pytest.TempPathFactory):
+def sample(tmp_path_factory: pytest.TempPathFactory):
     config = load_config(SAMPLE / "clauditor.toml")
     db = tmp_path_factory.mktemp("plan") / "clauditor.duckdb"
     ingest_paths([SAMPLE / "sample-30d.jsonl.gz"], db, config=config)
-    return load_calls(db), run_all_jobs(db, None, config=config, as_of=AS_OF), config
+    return db, load_calls(db), config
 
 
-def test_every_job_matches_the_per_call_job(both) -> None:
-    calls, got, config = both
+@pytest.fixture(scope="module")
+def both(sample):
+    db, calls, config = sample
+    return calls, run_all_jobs(db, None, config=config, as_of=AS_OF), config
+
+
+@pytest.fixture(scope="module")
+def berlin(sample):
+    # Days cut in a zone whose offset changes inside the sample (summer time ends 2026-10-25).
+    db, calls, config = sample
+    config = dataclasses.replace(config, timezone="Europe/Berlin")
+    return calls, run_all_jobs(db, None, config=config, as_of=AS_OF), config
+
+
+@pytest.mark.parametrize("run", ["both", "berlin"])
+def test_every_job_matches_the_per_call_job(run: str, request: pytest.FixtureRequest) -> None:
+    calls, got, config = request.getfixturevalue(run)
     tz, budget = config.timezone, config.budget
     expected = {
         "cost_breakdown": cost_breakdown(calls, ["feature", "model"]),
@@ -87,3 +104,21 @@ def test_budget_crossing_times_are_exact_calls(both) -> None:
     times = set(calls["start_time"].to_list())
     assert all(t in times for t in got["threshold_crossings"]["crossed_at"].to_list())
     assert not pl.DataFrame(got["budget_status"]).is_empty()
+
+
+def test_jobs_over_a_period_see_only_its_calls(sample) -> None:
+    db, calls, config = sample
+    period = Period(start=dt.datetime(2026, 10, 10, tzinfo=dt.UTC),
+                    end=dt.datetime(2026, 10, 20, tzinfo=dt.UTC), label="10 days")  # fmt: skip
+    got = run_all_jobs(db, period, config=config, as_of=period.end)
+    inside = calls.filter(pl.col("start_time").is_between(period.start, period.end, "left"))
+    expected = {
+        "cost_breakdown": cost_breakdown(inside, ["feature", "model"]),
+        "cache_economics": cache_economics(inside),
+        "caching_candidates": caching_candidates(inside),
+        "error_windows": error_windows(inside),
+        "latency_percentiles": latency_percentiles(inside, tz=config.timezone),
+        "audit": audit(inside, config=config),
+    }
+    for name, frame in expected.items():
+        assert_frame_equal(got[name], frame, check_exact=False, rel_tol=1e-9)

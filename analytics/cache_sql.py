@@ -1,0 +1,325 @@
+"""The cache jobs' per-call work done by DuckDB, for :mod:`clauditor.analytics.plan`.
+
+:func:`caching_candidates_from` needs, per qualifying feature and model, the 10th percentile
+of input size and the calls that follow another one within 5 minutes. The second needs no
+per-call data in Python: inside a 5-minute bucket every call but the first follows another
+one by less than 5 minutes, so per bucket DuckDB sums the calls and their base input prices
+and keeps the first and last call time and the first call's price; whether a bucket's first
+call is a reuse is then one comparison with the previous bucket's last call.
+
+:func:`cache_economics_sql` follows the read/write sequence of the cached calls one by one
+with DuckDB window functions (next read after each write, previous cached call) and reads only
+their sums per raw feature and model.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import polars as pl
+
+from clauditor.analytics.cache import _economics
+from clauditor.analytics.costs import PREPARED_KEY, UNTAGGED, with_group_keys
+from clauditor.analytics.errors import failed_expr
+from clauditor.analytics.periods import Period
+from clauditor.analytics.sqlparts import (
+    FAILED_SQL,
+    RAW_HASH_SQL,
+    READ_SQL,
+    UNIT_IN_SQL,
+    W1H_SQL,
+    W5M_SQL,
+    WRITE_SQL,
+    key_sql,
+    model_mapping,
+    raw_keys,
+    raw_names,
+    where_sql,
+)
+from clauditor.pricing import (
+    CACHE_READ_MULTIPLIER,
+    CACHE_WRITE_1H_MULTIPLIER,
+    CACHE_WRITE_5M_MULTIPLIER,
+)
+
+__all__ = ["cache_economics_sql", "caching_candidates_from"]
+
+_TTL_5M_US = 300_000_000
+
+_CANDIDATE_CALLS = "coalesce(operation, 'chat') != 'count_tokens' AND coalesce(status, 'ok') = 'ok'"
+
+_BUCKETS_SQL = f"""
+WITH c AS (
+    SELECT {{keys}}, epoch_us(start_time) AS t, coalesce({UNIT_IN_SQL}, 0.0) AS u
+    FROM calls{{where}}
+)
+SELECT {{names}}, t // {_TTL_5M_US} AS _bucket, count(*) AS n, min(t) AS t0, max(t) AS t1,
+    sum(u) AS su, arg_min(u, t) AS u0
+FROM c GROUP BY ALL
+"""
+
+_PREFIX_SQL = """
+SELECT {keys}, quantile_disc(coalesce(input_tokens, 0), 0.1) AS prefix_tokens
+FROM calls{where} GROUP BY ALL
+"""
+
+
+def _candidate_totals(
+    hours: pl.DataFrame, min_prompt_tokens: int, min_calls: int, max_cached_share: float
+) -> pl.DataFrame:
+    ok = (pl.col("operation").fill_null("chat") != "count_tokens") & (
+        pl.col("status").fill_null("ok") == "ok"
+    )
+    cached = pl.col("_cached")
+    cached_share = cached / (cached + pl.col("_input_sum"))
+    return (
+        hours.lazy()
+        .filter(ok)
+        .group_by(pl.col(PREPARED_KEY + "feature").alias("feature"),
+                  pl.col(PREPARED_KEY + "model").alias("model"))
+        .agg(
+            pl.col("calls").sum().cast(pl.Int64),
+            pl.col("input_tokens").fill_null(0).sum().alias("_input_sum"),
+            (pl.col("cache_read_input_tokens").fill_null(0)
+             + pl.col("cache_creation_input_tokens").fill_null(0)).sum().alias("_cached"),
+            pl.col("_input_usd").sum().alias("input_cost_usd"),
+        )
+        .with_columns((pl.col("_input_sum") / pl.col("calls")).alias("avg_input_tokens"))
+        .filter(
+            (pl.col("calls") >= min_calls)
+            & (pl.col("avg_input_tokens") >= min_prompt_tokens)
+            & (cached_share.fill_nan(0.0) < max_cached_share)
+        )
+        .with_columns(pl.col("feature", "model").cast(pl.String))
+        .collect()
+    )  # fmt: skip
+
+
+def _keyed(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    period: Period | None,
+    hours: pl.DataFrame,
+    mergeable: bool,
+    features: list[str],
+) -> pl.DataFrame:
+    """Run ``sql`` (``{keys}``, ``{names}``, ``{where}`` placeholders) over the candidate
+    calls of the feature keys ``features``, grouped by feature and model keys; result has
+    ``fkey`` and ``mkey``.
+
+    The raw columns (as one hash) are grouped on when they map one-to-one onto the keys, or
+    when the caller merges rows of one key itself (``mergeable``).
+    """
+    subset = (pl.col("operation").fill_null("chat") != "count_tokens") & (
+        pl.col("status").fill_null("ok") == "ok"
+    )
+    where, params = where_sql(period, _CANDIDATE_CALLS, _features_sql(hours, features))
+    if mergeable or raw_keys(hours, subset) is not None:
+        out = con.sql(
+            sql.format(keys=f"{RAW_HASH_SQL} AS _raw", names="_raw", where=where), params=params
+        ).pl()
+        names = raw_names(con, hours).select("_raw", "fkey", "mkey")
+        return (
+            out.with_columns(pl.col("_raw").cast(pl.UInt64))
+            .join(names, on="_raw", how="left")
+            .drop("_raw")
+        )
+    ids, keys = model_mapping(hours)
+    return con.sql(
+        sql.format(keys=key_sql(ids), names="fkey, mkey", where=where),
+        params=params | {"ids": ids, "keys": keys},
+    ).pl()
+
+
+def _features_sql(hours: pl.DataFrame, features: list[str]) -> str:
+    """SQL keeping the calls of the feature keys ``features`` ("" when that is every call)."""
+    present = set(hours[PREPARED_KEY + "feature"].cast(pl.String).unique().to_list())
+    if present <= set(features):
+        return ""
+    # The key "(untagged)" also stands for a feature literally named so: keep those too.
+    parts = [f"feature IN ({', '.join(_literal(f) for f in sorted(features))})"]
+    if UNTAGGED in features:
+        parts.append("coalesce(feature, '') = ''")
+    return "(" + " OR ".join(parts) + ")"
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _reuse(buckets: pl.DataFrame) -> pl.DataFrame:
+    """Per key: reuse share and the per-token value of caching a prefix on every call."""
+    buckets = (
+        buckets.group_by("fkey", "mkey", "_bucket")
+        .agg(
+            pl.col("n").sum(),
+            pl.col("t0").min().alias("_t0"),
+            pl.col("t1").max(),
+            pl.col("su").sum(),
+            pl.col("u0").sort_by("t0").first(),
+        )
+        .rename({"_t0": "t0"})
+        .sort("fkey", "mkey", "_bucket")
+    )
+    same_key = (pl.col("fkey") == pl.col("fkey").shift(1)) & (
+        pl.col("mkey") == pl.col("mkey").shift(1)
+    )
+    first_reused = (same_key & (pl.col("t0") - pl.col("t1").shift(1) <= _TTL_5M_US)).fill_null(
+        False
+    )
+    reused_u = pl.col("su") - pl.when(first_reused).then(0.0).otherwise(pl.col("u0"))
+    gain = 1.0 - CACHE_READ_MULTIPLIER
+    loss = CACHE_WRITE_5M_MULTIPLIER - 1.0
+    return (
+        buckets.with_columns(first_reused.alias("_first_reused"))
+        .with_columns(
+            (pl.col("n") - 1 + pl.col("_first_reused").cast(pl.Int64)).alias("_reused"),
+            (gain * reused_u - loss * (pl.col("su") - reused_u)).alias("_per_token"),
+        )
+        .group_by("fkey", "mkey")
+        .agg(
+            (pl.col("_reused").sum() / pl.col("n").sum()).alias("reuse_share"),
+            pl.col("_per_token").sum(),
+        )
+    )
+
+
+def caching_candidates_from(
+    con: duckdb.DuckDBPyConnection,
+    period: Period | None,
+    hours: pl.DataFrame,
+    *,
+    min_prompt_tokens: int = 1024,
+    min_calls: int = 20,
+    max_cached_share: float = 0.1,
+) -> pl.DataFrame:
+    """:func:`~clauditor.analytics.cache.caching_candidates` over ``period`` of ``con``:
+    the sums from the plan's ``hours``, the 10th percentile and the reuse sequence from
+    DuckDB aggregates (module docstring)."""
+    keys = ["feature", "model"]
+    totals = _candidate_totals(hours, min_prompt_tokens, min_calls, max_cached_share)
+    schema = {"feature": pl.String, "model": pl.String, "prefix_tokens": pl.Int64,
+              "reuse_share": pl.Float64, "dollars_at_stake": pl.Float64}  # fmt: skip
+    per_call = pl.DataFrame(schema=schema)
+    if totals.height:
+        wanted = totals.select(pl.col("feature").alias("fkey"), pl.col("model").alias("mkey"))
+        # Only the qualifying features' calls are read (the models are sorted out after).
+        features = sorted(set(totals["feature"].to_list()))
+        prefix = _keyed(con, _PREFIX_SQL, period, hours, mergeable=False, features=features)
+        buckets = _keyed(con, _BUCKETS_SQL, period, hours, mergeable=True, features=features)
+        buckets = buckets.join(wanted, on=["fkey", "mkey"], how="semi", nulls_equal=True)
+        per_call = (
+            _reuse(buckets)
+            .join(prefix, on=["fkey", "mkey"], how="left", nulls_equal=True)
+            .select(
+                pl.col("fkey").alias("feature"),
+                pl.col("mkey").alias("model"),
+                pl.col("prefix_tokens").cast(pl.Int64),
+                "reuse_share",
+                (pl.col("prefix_tokens") * pl.col("_per_token"))
+                .clip(lower_bound=0.0)
+                .alias("dollars_at_stake"),
+            )
+        )
+    return (
+        totals.join(per_call, on=keys, how="left", nulls_equal=True)
+        .select(
+            *keys,
+            "calls",
+            "avg_input_tokens",
+            "prefix_tokens",
+            "reuse_share",
+            "input_cost_usd",
+            "dollars_at_stake",
+        )  # fmt: skip
+        .sort(["dollars_at_stake", *keys], descending=[True, False, False])
+    )
+
+
+_US_5M, _US_1H = 300_000_000, 3_600_000_000
+
+# The terms of analytics.cache._sequence_terms, by window functions over the cached calls of
+# each feature and model as recorded (same order: time within the group). The window sorts
+# every cached call: it carries only numbers, the sequence (feature and model as recorded) and
+# the raw key columns as 64-bit hashes (the raw columns are named again from the few distinct
+# values in the plan's hours; two different keys sharing a hash is a 1-in-10^17 event).
+_SEQUENCE_SQL = f"""
+WITH c AS (
+    SELECT hash(feature, coalesce(response_model, request_model)) AS g,
+        {RAW_HASH_SQL} AS _raw, epoch_us(start_time) AS t,
+        {READ_SQL} AS rd, {WRITE_SQL} AS wr, {W5M_SQL} AS w5, {W1H_SQL} AS w1,
+        {UNIT_IN_SQL} AS u, cost_cache_read_usd, cost_cache_write_usd
+    FROM calls{{where}}
+), s AS (
+    SELECT *,
+        first_value(CASE WHEN rd > 0 THEN t END IGNORE NULLS) OVER (
+            PARTITION BY g ORDER BY t ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) - t
+            AS to_read,
+        t - lag(t) OVER (PARTITION BY g ORDER BY t) AS gap,
+        w5 > 0 AND coalesce(to_read > {_US_5M}, true) AS unread5,
+        w1 > 0 AND coalesce(to_read > {_US_1H}, true) AS unread1,
+        (rd + wr) * u AS prefix_usd
+    FROM c
+)
+SELECT _raw,
+    sum({1.0 / CACHE_READ_MULTIPLIER - 1.0} * coalesce(cost_cache_read_usd, 0.0)
+        - coalesce({CACHE_WRITE_5M_MULTIPLIER - 1.0} * w5 * u
+            + {CACHE_WRITE_1H_MULTIPLIER - 1.0} * w1 * u, 0.0)) AS _saved,
+    sum(coalesce(cost_cache_write_usd, 0.0)) AS _write_usd,
+    sum(CASE WHEN unread5 THEN {CACHE_WRITE_5M_MULTIPLIER - 1.0} * w5 * u ELSE 0.0 END
+        + CASE WHEN unread1 THEN {CACHE_WRITE_1H_MULTIPLIER - 1.0} * w1 * u ELSE 0.0 END)
+        AS _wasted,
+    sum(CASE WHEN unread5 THEN w5 ELSE 0 END + CASE WHEN unread1 THEN w1 ELSE 0 END) AS _unread,
+    sum(prefix_usd * CASE WHEN coalesce(gap > {_US_5M}, true) THEN {CACHE_WRITE_5M_MULTIPLIER}
+            ELSE {CACHE_READ_MULTIPLIER} END
+        - prefix_usd * CASE WHEN coalesce(gap > {_US_1H}, true) THEN {CACHE_WRITE_1H_MULTIPLIER}
+            ELSE {CACHE_READ_MULTIPLIER} END) AS _ttl_gain
+FROM s GROUP BY ALL
+"""
+
+
+def cache_economics_sql(
+    con: duckdb.DuckDBPyConnection,
+    period: Period | None,
+    hours: pl.DataFrame,
+    *,
+    by: tuple[str, ...] | list[str] = ("feature", "model"),
+) -> pl.DataFrame:
+    """:func:`~clauditor.analytics.cache.cache_economics` over ``period`` of ``con`` (``by``
+    among feature and model): sums from the plan's ``hours``, the waste and TTL replay from
+    the cached calls' numbers (module docstring)."""
+    by = list(by)
+    where, params = where_sql(period, f"NOT {FAILED_SQL}", f"{READ_SQL} + {WRITE_SQL} > 0")
+    terms = con.sql(_SEQUENCE_SQL.format(where=where), params=params).pl()
+    names = raw_names(con, hours).drop("fkey", "mkey")
+    terms = with_group_keys(
+        terms.with_columns(pl.col("_raw").cast(pl.UInt64)).join(names, on="_raw", how="left"),
+        by,
+    )
+    # Savings and write costs are 0 on calls that neither read nor wrote the cache, so their
+    # sums over the cached calls are the sums over all successful calls.
+    cached_sums = [pl.col("_saved").sum().alias("saved_usd"),
+                   pl.col("_write_usd").sum().alias("write_cost_usd")]  # fmt: skip
+    ok = with_group_keys(hours.lazy().filter(~failed_expr()), by)
+    sums = [
+        pl.col("calls").sum().cast(pl.Int64).alias("calls"),
+        pl.col("input_tokens").fill_null(0).sum().cast(pl.Int64).alias("input_tokens"),
+        pl.col("cache_read_input_tokens").fill_null(0).sum().cast(pl.Int64),
+        pl.col("cache_creation_input_tokens").fill_null(0).sum().cast(pl.Int64),
+    ]
+    if by:
+        strings = [pl.col(k).cast(pl.String) for k in by]
+        grouped = (
+            ok.group_by(by)
+            .agg(sums)
+            .with_columns(strings)
+            .join(
+                terms.group_by(by).agg(cached_sums).with_columns(strings),
+                on=by,
+                how="left",
+                nulls_equal=True,
+            )
+            .with_columns(pl.col("saved_usd", "write_cost_usd").fill_null(0.0))
+        )
+    else:
+        grouped = pl.concat([ok.select(sums), terms.select(cached_sums)], how="horizontal")
+    return _economics(grouped, terms, by)
