@@ -2,8 +2,9 @@
 
 :func:`clauditor.analytics.audit.audit` reads a per-call frame. Over millions of calls, loading
 that frame costs more than every job together, so here each item gets its figures from what
-DuckDB can reduce first, and the same row builders of :mod:`clauditor.analytics.audit` turn
-them into the item's row (so the two paths write the same evidence):
+DuckDB can reduce first, and the same row builders (:mod:`clauditor.analytics.audit_items`,
+re-exported by :mod:`clauditor.analytics.audit`) turn them into the item's row (so the two paths
+write the same evidence):
 
 * the hourly aggregate of the plan (``hours``): model mix, retries, usage logged, error rate,
   attribution, deprecated models;

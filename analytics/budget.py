@@ -238,16 +238,16 @@ def budget_status(
                 "crossed_at": crossed_at,
             }
         )
-    schema = {
-        "scope": pl.String,
-        "budget_usd": pl.Float64,
-        "spent_usd": pl.Float64,
-        "fraction": pl.Float64,
-        "forecast_usd": pl.Float64,
-        "forecast_low_usd": pl.Float64,
-        "forecast_high_usd": pl.Float64,
-        "run_rate_usd": pl.Float64,
-        "projected_runout": pl.Date,
+    schema: dict[str, pl.DataType] = {
+        "scope": pl.String(),
+        "budget_usd": pl.Float64(),
+        "spent_usd": pl.Float64(),
+        "fraction": pl.Float64(),
+        "forecast_usd": pl.Float64(),
+        "forecast_low_usd": pl.Float64(),
+        "forecast_high_usd": pl.Float64(),
+        "run_rate_usd": pl.Float64(),
+        "projected_runout": pl.Date(),
         "thresholds_crossed": pl.List(pl.Float64),
         "crossed_at": pl.Datetime("us", "UTC"),
     }

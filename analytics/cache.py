@@ -24,8 +24,8 @@ or ``cost_input_usd / input``. Then, per call:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, cast
 
 import polars as pl
 
@@ -359,7 +359,9 @@ def _dense(sums: pl.DataFrame, every: str) -> pl.DataFrame:
         return sums.with_columns(
             pl.lit(None, pl.Float64).alias("hit_ratio"), pl.lit(True).alias("_dense")
         )
-    grid = pl.datetime_range(sums["bucket"].min(), sums["bucket"].max(), every, eager=True)
+    first = cast(datetime, sums["bucket"].min())  # a Datetime column with rows
+    last = cast(datetime, sums["bucket"].max())
+    grid = pl.datetime_range(first, last, every, eager=True)
     dense = (
         sums.select("key")
         .unique()

@@ -27,8 +27,10 @@ has to stay above the threshold, so that its rate is unlikely to be the threshol
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import polars as pl
 
@@ -196,8 +198,8 @@ def _bucket_counts(minutes: pl.DataFrame, every: str) -> pl.DataFrame:
     grid = pl.DataFrame(
         {
             "bucket": pl.datetime_range(
-                counts["bucket"].min(),
-                counts["bucket"].max(),
+                cast(dt.datetime, counts["bucket"].min()),  # a Datetime column with rows
+                cast(dt.datetime, counts["bucket"].max()),
                 every,
                 eager=True,
                 time_zone="UTC",
@@ -337,14 +339,14 @@ def error_episodes_from_minutes(
     k = _steps(window, every)
     step = _duration(every)
     min_steps = math.ceil(_duration(min_duration) / step)
-    schema = {
-        "error_class": pl.String,
+    schema: dict[str, pl.DataType] = {
+        "error_class": pl.String(),
         "start": pl.Datetime("us", "UTC"),
         "end": pl.Datetime("us", "UTC"),
-        "peak_rate": pl.Float64,
-        "calls": pl.Int64,
-        "errors": pl.Int64,
-        "error_rate": pl.Float64,
+        "peak_rate": pl.Float64(),
+        "calls": pl.Int64(),
+        "errors": pl.Int64(),
+        "error_rate": pl.Float64(),
     }
     dense = _bucket_counts(minutes, every)
     if dense.height == 0:

@@ -192,7 +192,7 @@ def analytics_frame_from(
     frame = con.sql(
         f"SELECT {', '.join(items)} FROM calls{where}", params=item_params + params
     ).pl()
-    decode = []
+    decode: list[pl.Series | pl.Expr] = []
     for name in coded_names:
         if name in dictionaries:
             decode.append(dictionaries[name].gather(frame[name]).alias(name))

@@ -279,7 +279,7 @@ def _levels(config: Config, extra: Mapping[str | None, float]) -> list[tuple[str
     budgets: dict[str | None, float] = dict(extra)
     if config.budget.monthly_usd is not None:
         budgets[None] = config.budget.monthly_usd
-    budgets |= dict(config.budget.features)
+    budgets.update(config.budget.features.items())
     return [(f, t * usd) for f, usd in budgets.items() for t in config.budget.thresholds]
 
 

@@ -20,7 +20,9 @@ bigger prompts, lost cache hits).
 
 from __future__ import annotations
 
-from typing import Any
+import datetime as dt
+from types import TracebackType
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -151,8 +153,13 @@ class _quiet:
         self._ctx.__enter__()
         warnings.simplefilter("ignore", RuntimeWarning)
 
-    def __exit__(self, *exc: object) -> None:
-        self._ctx.__exit__(*exc)
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._ctx.__exit__(exc_type, exc, tb)
 
 
 def detect_spikes(
@@ -212,7 +219,9 @@ def _detect(
     hourly = _hourly(per_model)
     if hourly.height == 0:
         return pl.DataFrame(schema=schema)
-    hours = pl.datetime_range(hourly["hour"].min(), hourly["hour"].max(), "1h", eager=True)
+    first = cast(dt.datetime, hourly["hour"].min())  # a Datetime column with rows
+    last = cast(dt.datetime, hourly["hour"].max())
+    hours = pl.datetime_range(first, last, "1h", eager=True)
     keys = hourly.select("key").unique().sort("key")
     dense = (
         keys.join(pl.DataFrame({"hour": hours}).cast({"hour": hourly.schema["hour"]}), how="cross")

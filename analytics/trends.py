@@ -13,6 +13,7 @@ and ``(none)`` labels and the NULL-for-unpriced rule are the same everywhere.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import polars as pl
 
@@ -38,7 +39,8 @@ def cost_by_bucket(
         empty = cost_breakdown(calls, by).clear()
         return empty.select(pl.lit(None, dtype=pl.Datetime("us", tz)).alias("bucket"), pl.all())
     start = pl.col("start_time")
-    if calls.schema["start_time"].time_zone is None:  # type: ignore[union-attr]
+    # start_time is a Datetime column (CALLS_SCHEMA); the schema lookup is typed as any DataType.
+    if cast(pl.Datetime, calls.schema["start_time"]).time_zone is None:
         start = start.dt.replace_time_zone("UTC")
     bucketed = calls.with_columns(
         start.dt.convert_time_zone(tz).dt.truncate(BUCKETS[every]).alias("bucket")
