@@ -150,7 +150,7 @@ def _value_json(v: str) -> str:
     """SQL: the JSON text Python's encoder writes for a flattened attribute value ``v``."""
     return (
         f"CASE WHEN {v}.stringValue IS NOT NULL THEN to_json({v}.stringValue) "
-        f"WHEN {v}.intValue IS NOT NULL THEN CAST(CAST({v}.intValue AS BIGINT) AS VARCHAR) "
+        f"WHEN {v}.intValue IS NOT NULL THEN CAST(TRY_CAST({v}.intValue AS BIGINT) AS VARCHAR) "
         f"WHEN {v}.doubleValue IS NOT NULL THEN CAST(to_json({v}.doubleValue) AS VARCHAR) "
         f"WHEN {v}.boolValue THEN 'true' ELSE 'false' END"
     )
@@ -295,15 +295,15 @@ def _spans_sql(feature_attributes: tuple[str, ...]) -> str:
         vs = first(field)
         checks.extend(
             f"({v} IS NULL OR (regexp_full_match({v}.intValue, '{_COUNT}') AND "
-            f"CAST({v}.intValue AS BIGINT) <= {nz.MAX_TOKEN_COUNT}))"
+            f"TRY_CAST({v}.intValue AS BIGINT) <= {nz.MAX_TOKEN_COUNT}))"
             for v in vs
         )
-        return "coalesce(" + ", ".join(f"CAST({v}.intValue AS BIGINT)" for v in vs) + ")"
+        return "coalesce(" + ", ".join(f"TRY_CAST({v}.intValue AS BIGINT)" for v in vs) + ")"
 
     def integer(field: str) -> str:
         vs = first(field)
         checks.extend(f"({v} IS NULL OR {v}.intValue IS NOT NULL)" for v in vs)
-        return "coalesce(" + ", ".join(f"CAST({v}.intValue AS BIGINT)" for v in vs) + ")"
+        return "coalesce(" + ", ".join(f"TRY_CAST({v}.intValue AS BIGINT)" for v in vs) + ")"
 
     def typed(field: str, kind: str) -> str:
         vs = first(field)

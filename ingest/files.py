@@ -9,6 +9,8 @@ the same transaction as the batch they were met in.
 
 Rows are written in batches of ``batch_size``, each priced and appended in one transaction, so
 a crash leaves the database consistent and the run can simply be repeated: ``span_id`` dedupes.
+One connection serves consecutive batches for up to :data:`WRITE_HOLD_S` (then the file is
+checkpointed and left free for readers a moment), like the receiver's writer.
 Gzip is recognised by its magic bytes, whatever the file is called; protobuf files (the
 Collector's ``format: proto``, see ``.otlp_proto``) by not starting like JSON or gzip.
 
@@ -19,9 +21,11 @@ exactly (counts, rejection order, batch boundaries).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import gzip
 import os
+import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -37,8 +41,8 @@ import polars as pl
 from clauditor.config import Config
 from clauditor.errors import IngestError
 from clauditor.pricing import PriceTable, price_calls
-from clauditor.schema import CALLS_SCHEMA
-from clauditor.store import drain_spool, read_connection, write_calls
+from clauditor.schema import conform
+from clauditor.store import WriteResult, drain_spool, insert_calls, write_connection
 
 from . import parallel as parallel_module
 from .columnar import ChunkParser, columnar_supported
@@ -50,7 +54,9 @@ from .parallel import (
     available_workers,
     columns_frame,
     iter_chunks,
+    iter_ranges,
     parse_chunk,
+    parse_range,
     start_pool,
 )
 
@@ -67,6 +73,21 @@ _PROGRESS_EVERY_LINES = 2000
 # Columnar engine: lines handed to DuckDB at a time (bounds memory; big enough to amortize).
 CHUNK_BYTES = 32 * 1024 * 1024
 CHUNK_LINES = 50_000
+# The write connection is kept open across batches (opening and closing a DuckDB file, and the
+# checkpoint that closing forces, cost more than writing a batch), but given up after the
+# first batch that ends past this many seconds, so that readers (``clauditor query`` during a
+# long ingest, which retry for 10 s) get their turn.
+WRITE_HOLD_S = 3.0
+# While the connection is held, DuckDB folds its write-ahead log into the file (a checkpoint)
+# only past this much log, not after every batch (its default is 16 MB, less than one batch):
+# checkpoints cost about as much as the inserts. Memory held until then grows with it (the
+# 1 GB peak-RSS budget over 5M spans is what sets it).
+CHECKPOINT_THRESHOLD = "64MB"
+# DuckDB's own memory on that connection (its default is most of the machine's RAM): a held
+# connection keeps the table's blocks and key index cached between batches, which DuckDB
+# drops again past this. With the workers and this process's frames, the whole ingest of 5M
+# spans then stays under 1 GB.
+WRITE_MEMORY_LIMIT = "400MB"
 
 
 @dataclass
@@ -177,6 +198,29 @@ class _Batcher:
         self.part_rows = 0
         self.quarantine: list[tuple[str, str, str]] = []
         self.files_done: list[tuple[str, int, int, int, int]] = []
+        self._held: contextlib.ExitStack | None = None
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._opened = 0.0
+
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        """The write connection, opened (and the database migrated) when not held."""
+        if self._con is None:
+            held = contextlib.ExitStack()
+            con = held.enter_context(write_connection(self.db))
+            try:
+                con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'").fetchall()
+                con.execute(f"SET memory_limit = '{WRITE_MEMORY_LIMIT}'").fetchall()
+            except Exception:
+                held.close()
+                raise
+            self._held, self._con, self._opened = held, con, time.monotonic()
+        return self._con
+
+    def close(self) -> None:
+        """Give up the write connection (the file is then checkpointed and free to readers)."""
+        held, self._held, self._con = self._held, None, None
+        if held is not None:
+            held.close()
 
     def reject(self, origin: str, reason: str, payload: Any) -> None:
         self.reject_scrubbed(origin, reason, _safe_payload(payload))
@@ -248,13 +292,13 @@ class _Batcher:
         merged = pl.concat([p.select(columns) for p in parts], how="vertical_relaxed")
         return merged.sort(order).drop(order)
 
-    def _existing(self, span_ids: list[str]) -> set[str]:
+    @staticmethod
+    def _existing(con: duckdb.DuckDBPyConnection, span_ids: list[str]) -> set[str]:
         """Which of ``span_ids`` are stored already (to count only new unpriced rows)."""
-        if not span_ids or not self.db.exists():
+        if not span_ids:
             return set()
         ids = pl.DataFrame({"span_id": span_ids})  # noqa: F841
-        with read_connection(self.db) as con:
-            rows = con.execute("SELECT c.span_id FROM calls c JOIN ids USING (span_id)").fetchall()
+        rows = con.execute("SELECT c.span_id FROM calls c JOIN ids USING (span_id)").fetchall()
         return {r[0] for r in rows}
 
     def pending(self) -> int:
@@ -284,13 +328,27 @@ class _Batcher:
         unpriced_ids: list[str] = []
         if frame is not None:
             unpriced_ids = frame.filter(pl.col("cost_usd").is_null())["span_id"].unique().to_list()
-        already = self._existing(unpriced_ids)
-        result = write_calls(
-            self.db,
-            frame if frame is not None else pl.DataFrame(schema=CALLS_SCHEMA),
-            drain=False,
-            before_commit=self._record_side_tables,
-        )
+        # What clauditor.store.write_calls does, on the connection held across batches.
+        con = self._connection()
+        try:
+            already = self._existing(con, unpriced_ids)
+            con.execute("BEGIN TRANSACTION").fetchall()
+            try:
+                result = (
+                    insert_calls(con, conform(frame))
+                    if frame is not None and frame.height
+                    else WriteResult()
+                )
+                self._record_side_tables(con)
+                con.execute("COMMIT").fetchall()
+            except Exception:
+                con.execute("ROLLBACK").fetchall()
+                raise
+        except BaseException:
+            self.close()
+            raise
+        if force or time.monotonic() - self._opened >= WRITE_HOLD_S:
+            self.close()
         summary = self.summary
         summary.calls_written += result.inserted
         summary.duplicates += result.duplicates
@@ -514,18 +572,28 @@ def _jobs(
         except (OSError, IngestError) as exc:
             yield "error", exc
             return
-        yield "start", None
+        yield "start", str(path)
         name = str(path)
         number = 1
         broken = None
         try:
             try:
-                # A plain file is read in blocks; gzip line by line, so that a stream that
-                # breaks off gives the lines the in-process loop gives (see iter_chunks).
-                for first, count, lines in iter_chunks(stream, blocks=stream is raw):
-                    future = pool.submit(parse_chunk, name, first, lines, feature_attributes)
-                    yield "chunk", (future, offset + raw.tell())
-                    number = first + count
+                if stream is raw:
+                    # A plain file: each worker reads its own byte range (whole lines), so
+                    # the text never passes through this process or a pipe.
+                    size = os.fstat(raw.fileno()).st_size
+                    for start, end in iter_ranges(raw, size):
+                        future = pool.submit(
+                            parse_range, name, str(path), start, end, feature_attributes
+                        )
+                        yield "chunk", (future, offset + end, True)
+                else:
+                    # gzip, line by line, so that a stream that breaks off gives the lines
+                    # the in-process loop gives (see iter_chunks).
+                    for first, count, lines in iter_chunks(stream):
+                        future = pool.submit(parse_chunk, name, first, lines, feature_attributes)
+                        yield "chunk", (future, offset + raw.tell(), False)
+                        number = first + count
             except (OSError, EOFError, zlib.error) as exc:
                 broken = (f"{path}:{number}", f"cannot read further: {exc}")
         finally:
@@ -535,12 +603,15 @@ def _jobs(
         offset += stat.st_size
 
 
-def _replay(result: ChunkResult, batcher: _Batcher) -> None:
-    """Count a worker's chunk line by line and flush exactly where the in-process loop would."""
+def _replay(result: ChunkResult, batcher: _Batcher, name: str, base: int) -> None:
+    """Count a worker's chunk line by line and flush exactly where the in-process loop would.
+
+    ``name`` is the file's name in rejections; ``base`` is added to the chunk's line numbers.
+    """
     summary = batcher.summary
     size = batcher.size
     frame = columns_frame(result.columns)
-    rejections = iter(result.rejections)
+    rejections = iter([(f"{name}:{base + n}", r, p) for n, r, p in result.rejections])
     taken = 0  # rows of this chunk already handed to the batcher
     done = 0  # rows of the lines replayed so far
     for request, spans, ignored, rows, rejected in result.lines:
@@ -573,12 +644,14 @@ def _ingest_parallel(
     queue: deque[_Job] = deque()
     chunks = 0
     before = (0, 0)
+    name = ""
+    base = 0  # lines of the current file before the next range chunk
 
     def settle(job: _Job) -> None:
-        nonlocal before
+        nonlocal before, name, base
         kind, value = job
         if kind == "chunk":
-            future, position = value
+            future, position, relative = value
             try:
                 result = future.result()
             except BrokenProcessPool:
@@ -586,10 +659,17 @@ def _ingest_parallel(
                     "an ingest worker process died (out of memory?); re-run the ingest, "
                     "or use engine='python'"
                 ) from None
-            _replay(result, batcher)
+            except OSError as exc:  # a worker could not read its range of the file
+                raise IngestError(f"{name}: cannot read: {exc}") from None
+            if relative:  # a range chunk: numbered from 1 within itself
+                _replay(result, batcher, name, base)
+                base += result.newlines
+            else:
+                _replay(result, batcher, name, 0)
             report(position)
         elif kind == "start":
             before = (summary.spans_read, summary.rejected)
+            name, base = value, 0
         elif kind == "end":
             path, stat, broken = value
             if broken is not None:
@@ -699,6 +779,7 @@ def ingest_paths(
             report(0)
         batcher.flush(force=True)
     finally:
+        batcher.close()
         if parser is not None:
             parser.close()
         if pool is not None:

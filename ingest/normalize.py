@@ -47,6 +47,7 @@ __all__ = [
 ]
 
 MAX_TOKEN_COUNT = 100_000_000  # no single call comes near this; larger means a broken exporter
+_MAX_INT64 = 2**63 - 1
 
 STATUS_CODE_ERROR = 2  # OTLP Status.code
 BAGGAGE_FEATURE_ATTRIBUTE = "baggage." + sc.BAGGAGE_FEATURE  # baggage copied onto the span
@@ -451,11 +452,18 @@ def _lenient(
 
 
 def _to_int(value: Any) -> int:
-    if type(value) is int:
-        return value
-    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-        raise ValueError(value)
-    return int(value)
+    if type(value) is not int:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError(value)
+        value = int(value)
+    if not -_MAX_INT64 - 1 <= value <= _MAX_INT64:
+        raise OverflowError(value)  # no column holds it: it stays in the attributes
+    return value
+
+
+def _plain_int(value: Any) -> bool:
+    """Whether ``value`` is an int that a 64-bit column holds (the common, fast case)."""
+    return type(value) is int and -_MAX_INT64 - 1 <= value <= _MAX_INT64
 
 
 def _to_float(value: Any) -> float:
@@ -558,6 +566,8 @@ def _check_ids_and_times(record: SpanRecord) -> tuple[str, str, str | None]:
     end_ns = record.end_ns
     if type(end_ns) is not int or end_ns < start_ns:
         raise SpanRejected(f"span ends before it starts (start {start_ns}, end {end_ns})")
+    if end_ns > _MAX_INT64:  # OTLP times are 64-bit; a column cannot hold more
+        raise SpanRejected(f"span end time is out of range: {end_ns!s:.40}")
     return span_id.lower(), trace_id.lower(), parent
 
 
@@ -703,16 +713,16 @@ def _row(record: SpanRecord, feature_attributes: Sequence[str]) -> dict[str, Any
     if ttft_ms is not None and type(ttft_ms) is not float:
         ttft_ms = _lenient(f, "ttft_ms", _to_float, rest, attrs, conv)
     max_tokens = f["max_tokens"]
-    if max_tokens is not None and type(max_tokens) is not int:
+    if max_tokens is not None and not _plain_int(max_tokens):
         max_tokens = _lenient(f, "max_tokens", _to_int, rest, attrs, conv)
     stream = f["stream"]
     if stream is not None and type(stream) is not bool:
         stream = _lenient(f, "stream", _to_bool, rest, attrs, conv)
     http_status = f["http_status"]
-    if http_status is not None and type(http_status) is not int:
+    if http_status is not None and not _plain_int(http_status):
         http_status = _lenient(f, "http_status", _to_int, rest, attrs, conv)
     retries = f["retries"]
-    if type(retries) is not int:
+    if not _plain_int(retries):
         retries = _lenient(f, "retries", _to_int, rest, attrs, conv) or 0
 
     row = {

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from clauditor.config import Config
-from clauditor.ingest import ingest_paths, parallel
-from clauditor.ingest.lines import load_line
+from clauditor.ingest import files, ingest_paths, parallel
+from clauditor.ingest.lines import build_frame, load_line, read_line
 from clauditor.simulate import simulate
+from clauditor.store import load_calls, read_connection
 
 from .otlp_fixtures import SDK_CACHED_CALL, line, span
 from .test_columnar import _hostile_lines, assert_same
@@ -113,3 +114,77 @@ def test_a_span_with_a_huge_integer_is_read_exactly(tmp_path: Path) -> None:
     assert_same([src], tmp_path, engine="parallel")
     rows = ingest_paths([src], tmp_path / "check.duckdb", engine="parallel")
     assert rows.calls_written == 1
+
+
+def test_workers_read_their_own_ranges_and_number_lines_across_them(tmp_path: Path) -> None:
+    # A plain file is cut into byte ranges that the workers read themselves: the line numbers
+    # of rejections must still count from the top of the file, up to a last line that has no
+    # line end and is broken.
+    good = line(clauditor_call("00f067aa0ba902c1"))
+    body = "".join(
+        good.replace("00f067aa0ba902c1", f"00f067aa0b{i:06x}") if i % 7 else "not json\n"
+        for i in range(1, 60)
+    )
+    src = tmp_path / "ranges.jsonl"
+    src.write_text(body + "\n\n" + '{"resourceSpans": [')  # blank lines, then a cut-off line
+    summary = assert_same([src], tmp_path, engine="parallel", batch_size=11)
+    origins = [r.origin for r in summary.rejections]
+    assert origins[:2] == [f"{src}:7", f"{src}:14"]
+    assert origins[-1] == f"{src}:62"
+    assert summary.calls_written == 59 - 8
+
+
+def test_out_of_range_integers_are_rejected_or_kept_by_every_engine(tmp_path: Path) -> None:
+    # Values no 64-bit column can hold: a span time is a rejection naming it; an informative
+    # number (the HTTP status) is left NULL and kept in the attributes. No engine crashes.
+    late = span("00f067aa0ba90311", SDK_CACHED_CALL)
+    late["endTimeUnixNano"] = "1" + "0" * 25
+    status = span("00f067aa0ba90312", SDK_CACHED_CALL)
+    status["attributes"] = [
+        a for a in status["attributes"] if a["key"] != "http.response.status_code"
+    ] + [{"key": "http.response.status_code", "value": {"intValue": str(2**70)}}]
+    src = tmp_path / "ranges.jsonl"
+    src.write_text(line(late) + line(status))
+    for engine in ("parallel", "columnar"):
+        summary = assert_same([src], tmp_path / engine, engine=engine)
+        assert [r.reason for r in summary.rejections] == [
+            "span end time is out of range: 10000000000000000000000000"
+        ]
+        assert summary.calls_written == 1
+    rows = load_calls(tmp_path / "parallel" / "python.duckdb")
+    assert rows["http_status"].to_list() == [None]
+    assert json.loads(rows["attributes"][0])["http.response.status_code"] == 2**70
+
+
+def test_the_database_is_free_between_batches_and_after_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The write connection is held across batches for at most WRITE_HOLD_S: with 0 it is given
+    # up after every batch, with the same result; either way it is free once ingest returns.
+    src = tmp_path / "mixed.jsonl"
+    write_mixed_file(src)
+    monkeypatch.setattr(files, "WRITE_HOLD_S", 0.0)
+    assert_same([src], tmp_path / "every-batch", engine="parallel", batch_size=2)
+    monkeypatch.setattr(files, "WRITE_HOLD_S", 3600.0)
+    assert_same([src], tmp_path / "held", engine="parallel", batch_size=2)
+    with read_connection(tmp_path / "held" / "parallel.duckdb") as con:
+        assert con.execute("SELECT count(*) FROM calls").fetchall()[0][0] > 0
+
+
+def test_worker_rows_travel_as_arrow_and_make_the_in_process_frame(tmp_path: Path) -> None:
+    # Workers send their rows as an Arrow IPC stream; the frame the parent makes of it is the
+    # one the in-process engine builds from the same rows, dtypes included.
+    src = tmp_path / "mixed.jsonl"
+    write_mixed_file(src)
+    text = src.read_bytes()
+    result = parallel.parse_chunk(str(src), 1, text, ("clauditor.feature",))
+    assert isinstance(result.columns, bytes)
+    sink = parallel._ChunkSink()
+    for number, raw in enumerate(text.splitlines(keepends=True), 1):
+        if not raw.isspace():
+            read_line(str(src), number, raw, sink, ("clauditor.feature",))
+    expected = build_frame(sink.rows)
+    got = parallel.columns_frame(result.columns)
+    assert got.schema == expected.schema
+    assert got.equals(expected)
+    assert got.height == 3  # the mixed file's three good calls
