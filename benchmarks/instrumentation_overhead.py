@@ -11,7 +11,11 @@ Configurations (whichever the installed packages allow):
 * ``sdk-spans``     - the SDK's own spans only (anthropic >= 1.17);
 * ``clauditor``     - clauditor making its own span (SDK spans off: the 0.x path);
 * ``clauditor+sdk`` - clauditor enriching the SDK's span (reported against ``sdk-spans``);
-* ``openllmetry``   - opentelemetry-instrumentation-anthropic, SDK spans off.
+* ``openllmetry``   - opentelemetry-instrumentation-anthropic, SDK spans off;
+* ``clauditor@ref`` / ``clauditor@ref+sdk`` - with ``--compare-with DIR``, another copy of
+  clauditor's instrumentation package (e.g. ``git archive <ref> instrumentation | tar -x -C DIR``)
+  in the same two modes, so a change is measured against its predecessor in one run; the output
+  then also gives each new figure minus the copy's, paired per round.
 
 Transport: an in-process ``MockTransport`` (no sockets: the figure is pure instrumentation
 cost) and, for sync calls, loopback HTTP to the fake server in tests/fakeanthropic.py.
@@ -20,7 +24,8 @@ Streams: the per-event cost is a slope paired within each round, ((cost on a 404
 is reported. Every figure comes with the interquartile range of its per-round values: the noise.
 Metrics go to the global meter provider (a no-op unless the app sets one), for every tool alike.
 
-Run: ``python benchmarks/instrumentation_overhead.py [--rounds 30] [--block 200]``.
+Run: ``python benchmarks/instrumentation_overhead.py [--rounds 30] [--block 200]
+[--no-loopback] [--compare-with DIR]`` (DIR holds ``instrumentation/``).
 """
 
 from __future__ import annotations
@@ -101,7 +106,21 @@ class Config:
         self.name, self.on, self.off, self.sdk_spans = name, on, off, sdk
 
 
-def _configs(provider: TracerProvider) -> list[Config]:
+def _load_copy(directory: str) -> Any:
+    """Import the instrumentation package under ``directory`` as a module of its own."""
+    path = Path(directory).resolve() / "instrumentation"
+    spec = importlib.util.spec_from_file_location(
+        "clauditor_compared", path / "__init__.py", submodule_search_locations=[str(path)]
+    )
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"no instrumentation package under {directory}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _configs(provider: TracerProvider, compare_with: str | None = None) -> list[Config]:
     nothing = lambda: None  # noqa: E731
     clauditor_on = lambda: AnthropicInstrumentor().instrument(  # noqa: E731
         tracer_provider=provider, skip_dep_check=True
@@ -112,6 +131,12 @@ def _configs(provider: TracerProvider) -> list[Config]:
     if SDK_SPANS:
         configs.append(Config("sdk-spans", nothing, nothing, True))
         configs.append(Config("clauditor+sdk", clauditor_on, clauditor_off, True))
+    if compare_with:
+        other = _load_copy(compare_with).AnthropicInstrumentor()
+        other_on = lambda: other.instrument(tracer_provider=provider, skip_dep_check=True)  # noqa: E731
+        configs.append(Config("clauditor@ref", other_on, other.uninstrument, False))
+        if SDK_SPANS:
+            configs.append(Config("clauditor@ref+sdk", other_on, other.uninstrument, True))
     try:
         from opentelemetry.instrumentation.anthropic import AnthropicInstrumentor as Ollm
 
@@ -164,11 +189,22 @@ def _workloads(sync: Any, aclient: Any, loop: asyncio.AbstractEventLoop) -> dict
     return work
 
 
-def run(rounds: int, block: int, loopback: bool) -> dict[str, dict[str, float]]:
+# Figures reported against another configuration than ``baseline``.
+_REFERENCE = {
+    "clauditor+sdk": "sdk-spans",
+    "clauditor@ref+sdk": "sdk-spans",
+}
+# Extra paired comparisons: the figure of the first minus that of the second.
+_VERSUS = (("clauditor", "clauditor@ref"), ("clauditor+sdk", "clauditor@ref+sdk"))
+
+
+def run(
+    rounds: int, block: int, loopback: bool, compare_with: str | None = None
+) -> dict[str, dict[str, Figure]]:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(NullExporter()))
     loop = asyncio.new_event_loop()
-    configs = _configs(provider)
+    configs = _configs(provider, compare_with)
     server = fa.FakeAnthropic() if loopback else None
     per_config = {}
     for cfg in configs:
@@ -193,13 +229,13 @@ def run(rounds: int, block: int, loopback: bool) -> dict[str, dict[str, float]]:
                 cfg.off()
     if server:
         server.close()
-    base_of = {"clauditor+sdk": "sdk-spans"}
     out: dict[str, dict[str, Figure]] = {}
-    for cfg in configs:
-        ref = base_of.get(cfg.name, "baseline")
-        if cfg.name == ref:
+    pairs = [(c.name, _REFERENCE.get(c.name, "baseline")) for c in configs]
+    pairs += [(a, b) for a, b in _VERSUS if a in medians and b in medians]
+    for name, ref in pairs:
+        if name == ref:
             continue
-        mine, theirs = medians[cfg.name], medians[ref]
+        mine, theirs = medians[name], medians[ref]
         result: dict[str, Figure] = {}
         for wname, values in mine.items():
             result[wname] = Figure.of([v - b for v, b in zip(values, theirs[wname], strict=True)])
@@ -214,7 +250,7 @@ def run(rounds: int, block: int, loopback: bool) -> dict[str, dict[str, float]]:
                 )
             ]  # fmt: skip
             result["per-event"] = Figure.of(slopes)
-        out[f"{cfg.name} vs {ref}"] = result
+        out[f"{name} vs {ref}"] = result
     return out
 
 
@@ -241,6 +277,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--block", type=int, default=200)
     parser.add_argument("--no-loopback", action="store_true", help="in-process transport only")
+    parser.add_argument(
+        "--compare-with", metavar="DIR", help="also measure the instrumentation package in DIR"
+    )
     args = parser.parse_args()
     print(f"anthropic {anthropic.__version__}, python {sys.version.split()[0]}")
     for loopback in (False,) if args.no_loopback else (False, True):
@@ -251,7 +290,10 @@ def main() -> None:
             f"\n## {label} ({rounds} rounds x {block} calls): microseconds added per call, "
             "median of per-round paired differences (IQR over rounds)"
         )
-        results = run(rounds, block, loopback)
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        results = run(rounds, block, loopback, args.compare_with)
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        print(f"(this section: {wall:.1f} s wall, {cpu:.1f} s CPU of this process)")
         for name, result in results.items():
             print(f"{name}")
             for wname, fig in result.items():

@@ -20,9 +20,15 @@ from clauditor.redact import scrub
 from ._context import current_feature
 
 __all__ = [
+    "add_context_attributes",
+    "add_message_attributes",
+    "add_message_ids",
+    "add_usage_attributes",
     "code_location",
     "context_attributes",
     "error_attributes",
+    "field_dict",
+    "fields_of",
     "message_attributes",
     "request_attributes",
     "usage_attributes",
@@ -80,7 +86,21 @@ def code_location(depth: int = 2) -> str | None:
 
 def context_attributes(operation: str) -> dict[str, Any]:
     """The attributes every call span starts with: operation, feature, user, tags, code location."""
-    attrs: dict[str, Any] = {semconv.OPERATION: operation}
+    attrs: dict[str, Any] = {}
+    add_context_attributes(attrs, operation, 4)
+    return attrs
+
+
+def add_context_attributes(
+    attrs: dict[str, Any], operation: str, depth: int, location: str | None = None
+) -> None:
+    """Add operation, feature, user, tags and code location to ``attrs``.
+
+    ``location`` is the code location when the caller already knows it; otherwise the search for
+    the app's frame starts at ``depth``, counted as ``sys._getframe`` counts from
+    :func:`code_location` (1 is this function, 2 its caller, ...).
+    """
+    attrs[semconv.OPERATION] = operation
     ctx = current_feature()
     if ctx is not None:
         attrs[semconv.FEATURE] = ctx.name
@@ -91,10 +111,10 @@ def context_attributes(operation: str) -> dict[str, Any]:
                 attrs[semconv.GEN_AI_CONVERSATION_ID] = value
             else:
                 attrs[semconv.TAG_PREFIX + key] = scrub(value)
-    location = code_location(3)
+    if location is None:
+        location = code_location(depth)
     if location is not None:
         attrs[semconv.CODE_LOCATION] = location
-    return attrs
 
 
 def request_attributes(kwargs: dict[str, Any], *, stream: bool) -> dict[str, Any]:
@@ -123,81 +143,127 @@ def _get(obj: Any, name: str) -> Any:
     return getattr(obj, name, None)
 
 
-def _count(value: Any) -> int | None:
-    # A count is a non-negative int; bool (an int subclass) and anything else is left out.
-    return value if type(value) is int and value >= 0 else None
+def field_dict(obj: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """The fields of ``obj`` (a dict, a pydantic model, or any object) as a dict; do not mutate it.
+
+    For an object that is neither, only ``names`` are read (with ``getattr``).
+    """
+    if type(obj) is dict:
+        return obj
+    try:
+        fields = obj.__dict__
+        extra = obj.__pydantic_extra__
+    except AttributeError:  # not a pydantic model
+        fields = extra = None
+    if type(fields) is not dict:
+        return {name: getattr(obj, name, None) for name in names}
+    return {**fields, **extra} if extra else fields
 
 
-_STRING_FIELDS = (
-    ("service_tier", semconv.ANTHROPIC_RESPONSE_SERVICE_TIER),
-    ("inference_geo", semconv.INFERENCE_GEO),
-    ("speed", semconv.SPEED),
-)
-_MESSAGE_FIELDS = (
-    ("id", semconv.GEN_AI_RESPONSE_ID),
-    ("model", semconv.GEN_AI_RESPONSE_MODEL),
-    ("stop_reason", semconv.ANTHROPIC_STOP_REASON),
-)
+def fields_of(obj: Any) -> Any:
+    """A ``get(name)`` over the fields of ``obj``: a dict, a pydantic model, or any object.
+
+    Pydantic models keep declared fields in ``__dict__`` and unknown ones (a newer API's fields on
+    an older SDK) in ``__pydantic_extra__``; reading those dicts avoids ``getattr`` misses, each of
+    which costs a raised AttributeError inside pydantic. Anything else is read with ``getattr``.
+    """
+    if type(obj) is dict:
+        return obj.get
+    try:
+        fields = obj.__dict__
+        extra = obj.__pydantic_extra__
+    except AttributeError:  # not a pydantic model
+        return lambda name: getattr(obj, name, None)
+    if type(fields) is not dict:
+        return lambda name: getattr(obj, name, None)
+    return {**fields, **extra}.get if extra else fields.get
+
+
+def add_usage_attributes(attrs: dict[str, Any], usage: Any, output: bool = True) -> None:
+    """Add the token attributes of ``usage`` (a model or a dict) to ``attrs``; see above."""
+    # Runs once per call (and per stream), so counts are checked inline: a count is a
+    # non-negative int; bool (an int subclass) and anything else is left out.
+    get = fields_of(usage)
+    uncached = get("input_tokens")
+    read = get("cache_read_input_tokens")
+    write = get("cache_creation_input_tokens")
+    if type(read) is not int or read < 0:
+        read = None
+    else:
+        attrs[semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = read
+    if type(write) is not int or write < 0:
+        write = None
+    else:
+        attrs[semconv.ANTHROPIC_CACHE_WRITE_INPUT_TOKENS] = write
+    if type(uncached) is int and uncached >= 0:
+        attrs[semconv.INPUT_TOKENS_UNCACHED] = uncached
+        attrs[semconv.GEN_AI_USAGE_INPUT_TOKENS] = uncached + (read or 0) + (write or 0)
+    split = get("cache_creation")
+    if split is not None:
+        split_get = fields_of(split)
+        five = split_get("ephemeral_5m_input_tokens")
+        hour = split_get("ephemeral_1h_input_tokens")
+        if type(five) is int and five >= 0:
+            attrs[semconv.ANTHROPIC_CACHE_5M_INPUT_TOKENS] = five
+        if type(hour) is int and hour >= 0:
+            attrs[semconv.ANTHROPIC_CACHE_1H_INPUT_TOKENS] = hour
+    if output:
+        out = get("output_tokens")
+        if type(out) is int and out >= 0:
+            attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] = out
+    value = get("service_tier")
+    if type(value) is str:
+        attrs[semconv.ANTHROPIC_RESPONSE_SERVICE_TIER] = value
+    value = get("inference_geo")
+    if type(value) is str:
+        attrs[semconv.INFERENCE_GEO] = value
+    value = get("speed")
+    if type(value) is str:
+        attrs[semconv.SPEED] = value
 
 
 def usage_attributes(usage: Any, *, output: bool = True) -> dict[str, Any]:
     """Token attributes from an Anthropic ``usage`` object (a model or a dict).
 
     ``output=False`` leaves out ``output_tokens`` (a stream's ``message_start`` placeholder).
-    Runs once per call: plain attribute reads, no per-field helper calls beyond ``_count``.
     """
     attrs: dict[str, Any] = {}
-    if usage is None:
-        return attrs
-    if type(usage) is dict:
-        get = usage.get
-    else:
-        # Pydantic models keep declared fields in __dict__ and unknown ones (a newer API's usage
-        # fields on an older SDK) in __pydantic_extra__; reading both avoids a getattr miss,
-        # which costs a raised AttributeError per absent field.
-        fields = getattr(usage, "__dict__", None)
-        if type(fields) is dict:
-            extra = getattr(usage, "__pydantic_extra__", None)
-            get = {**fields, **extra}.get if extra else fields.get
-        else:
-            get = lambda name: getattr(usage, name, None)  # noqa: E731
-    uncached = _count(get("input_tokens"))
-    read = _count(get("cache_read_input_tokens"))
-    write = _count(get("cache_creation_input_tokens"))
-    if uncached is not None:
-        attrs[semconv.INPUT_TOKENS_UNCACHED] = uncached
-        attrs[semconv.GEN_AI_USAGE_INPUT_TOKENS] = uncached + (read or 0) + (write or 0)
-    if read is not None:
-        attrs[semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = read
-    if write is not None:
-        attrs[semconv.ANTHROPIC_CACHE_WRITE_INPUT_TOKENS] = write
-    split = get("cache_creation")
-    if split is not None:
-        five = _count(_get(split, "ephemeral_5m_input_tokens"))
-        hour = _count(_get(split, "ephemeral_1h_input_tokens"))
-        if five is not None:
-            attrs[semconv.ANTHROPIC_CACHE_5M_INPUT_TOKENS] = five
-        if hour is not None:
-            attrs[semconv.ANTHROPIC_CACHE_1H_INPUT_TOKENS] = hour
-    if output:
-        out = _count(get("output_tokens"))
-        if out is not None:
-            attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] = out
-    for field, key in _STRING_FIELDS:
-        value = get(field)
-        if type(value) is str:
-            attrs[key] = value
+    if usage is not None:
+        add_usage_attributes(attrs, usage, output)
     return attrs
+
+
+def add_message_attributes(attrs: dict[str, Any], message: Any) -> Any:
+    """Add a complete Message's id, model, stop reason and usage to ``attrs``.
+
+    Returns the message's ``_request_id`` (the SDK sets it on parsed responses), or ``None``.
+    """
+    get = fields_of(message)
+    add_message_ids(attrs, get)
+    usage = get("usage")
+    if usage is not None:
+        add_usage_attributes(attrs, usage, True)
+    return get("_request_id")
+
+
+def add_message_ids(attrs: dict[str, Any], get: Any) -> None:
+    """Add a Message's id, model and stop reason to ``attrs``; ``get`` is its :func:`fields_of`."""
+    value = get("id")
+    if type(value) is str:
+        attrs[semconv.GEN_AI_RESPONSE_ID] = value
+    value = get("model")
+    if type(value) is str:
+        attrs[semconv.GEN_AI_RESPONSE_MODEL] = value
+    value = get("stop_reason")
+    if type(value) is str:
+        attrs[semconv.ANTHROPIC_STOP_REASON] = value
 
 
 def message_attributes(message: Any) -> dict[str, Any]:
     """Attributes of a complete Message: id, model, stop reason and usage."""
     attrs: dict[str, Any] = {}
-    for field, key in _MESSAGE_FIELDS:
-        value = _get(message, field)
-        if type(value) is str:
-            attrs[key] = value
-    attrs.update(usage_attributes(_get(message, "usage")))
+    if message is not None:
+        add_message_attributes(attrs, message)
     return attrs
 
 

@@ -5,8 +5,9 @@ learns usage from the response or from stream events, and ends exactly once. No 
 each catches its own failure, reports it, and lets the app's call go on untouched.
 
 The span itself is made only when the call ends: ``start_span`` with the start time and parent
-context recorded when the call began, every attribute written at once (straight into the span's
-dict when the SDK's layout allows, see :func:`~._native.raw_attributes`), then ended. That is
+context recorded when the call began, every attribute (and an OK status) written at once,
+straight into the span when the SDK's layout allows (see :func:`~._native.raw_attributes`), then
+ended. That is
 the cheapest way through the OpenTelemetry SDK, and changes nothing a reader sees: clauditor's
 span is never made the current span (the SDK's own HTTP work is not a child of it), so it need
 not exist earlier. Span processors' ``on_start`` therefore sees the span without attributes.
@@ -25,11 +26,14 @@ from clauditor import semconv
 from clauditor.redact import scrub
 
 from ._attributes import (
-    context_attributes,
+    add_context_attributes,
+    add_message_attributes,
+    add_message_ids,
+    add_usage_attributes,
     error_attributes,
-    message_attributes,
+    field_dict,
+    fields_of,
     request_attributes,
-    usage_attributes,
 )
 from ._capture import CallCapture, CapturePolicy
 from ._native import raw_attributes
@@ -44,6 +48,7 @@ ACTIVE_CALL: contextvars.ContextVar[Call | None] = contextvars.ContextVar(
 
 _CLIENT = SpanKind.CLIENT
 _OK = Status(StatusCode.OK)
+_UNSET = StatusCode.UNSET
 
 _USAGE_FIELDS = (
     "input_tokens",
@@ -67,10 +72,11 @@ class Call:
         "_metrics",
         "_saw_delta",
         "_saw_stop",
-        "_stream_usage",
+        "_usage",
         "attrs",
         "name",
         "parent",
+        "skip_deltas",
         "start_ns",
         "streaming",
         "tracer",
@@ -92,12 +98,15 @@ class Call:
         self.attrs = attrs
         self.start_ns = start_ns
         self.streaming = False
+        # True once text deltas tell this call nothing more (first token seen, no capture):
+        # the stream proxies then pass them by without calling event().
+        self.skip_deltas = False
         self._metrics = metrics
         self._ended = False
         self._first_token_ns = 0
         self._saw_delta = False
         self._saw_stop = False
-        self._stream_usage: dict[str, Any] = {}
+        self._usage: dict[str, Any] | None = None
         self._capture = capture
 
     # --- facts learned during the call ------------------------------------------------------
@@ -130,16 +139,17 @@ class Call:
                 self._first_token_ns = time.time_ns()
             if self._capture is not None:
                 self._capture_event(event)
+            else:
+                self.skip_deltas = True
             return
         try:
             if self._capture is not None:
                 self._capture_event(event)
             if kind == "message_start":
-                message = event.message
-                self.attrs.update(message_attributes(message))
-                # message_start's output_tokens is a placeholder; only message_delta's counts.
-                self.attrs.pop(semconv.GEN_AI_USAGE_OUTPUT_TOKENS, None)
-                self._merge_usage(getattr(message, "usage", None))
+                # The usage becomes attributes once, when the stream ends (_finish_stream).
+                get = fields_of(event.message)
+                add_message_ids(self.attrs, get)
+                self._merge_usage(get("usage"))
             elif kind == "message_delta":
                 self._saw_delta = True
                 self._merge_usage(getattr(event, "usage", None))
@@ -163,10 +173,14 @@ class Call:
         # message_delta usage is cumulative: a field it carries replaces message_start's value.
         if usage is None:
             return
-        for name in _USAGE_FIELDS:
-            value = usage.get(name) if isinstance(usage, dict) else getattr(usage, name, None)
+        fields = field_dict(usage, _USAGE_FIELDS)
+        merged = self._usage
+        if merged is None:
+            self._usage = dict(fields)  # a copy: later events' values go into it
+            return
+        for name, value in fields.items():
             if value is not None:
-                self._stream_usage[name] = value
+                merged[name] = value
 
     # --- ends -------------------------------------------------------------------------------
 
@@ -184,8 +198,7 @@ class Call:
                 # with_raw_response: the SDK caches what parse() returns, so the app pays nothing.
                 message = result.parse()
             if message is not None:
-                self.attrs.update(message_attributes(message))
-                request_id = getattr(message, "_request_id", None)
+                request_id = add_message_attributes(self.attrs, message)
                 if type(request_id) is str:
                     self.attrs[semconv.ANTHROPIC_REQUEST_ID] = request_id
                 if self._capture is not None:
@@ -242,10 +255,10 @@ class Call:
         if not self.streaming:
             return
         self.attrs[semconv.STREAM_OUTCOME] = outcome
-        usage = self._stream_usage
+        usage = self._usage
         if usage:
-            counts = usage_attributes(usage, output=self._saw_delta)
-            self.attrs.update(counts)
+            # message_start's output_tokens is a placeholder; only message_delta's counts.
+            add_usage_attributes(self.attrs, usage, self._saw_delta)
         if self._first_token_ns:
             self.attrs[semconv.TTFT_MS] = (self._first_token_ns - self.start_ns) / 1e6
         capture = self._capture
@@ -271,6 +284,11 @@ class Call:
             raw = raw_attributes(span, len(attrs))
             if raw is not None:
                 raw.update(attrs)
+                status = getattr(span, "_status", None)
+                if code is StatusCode.OK and getattr(status, "status_code", None) is _UNSET:
+                    # The SDK's layout, a fresh span: set_status would take a lock to do this.
+                    span._status = _OK  # noqa: SLF001
+                    code = StatusCode.UNSET
             else:
                 span.set_attributes(attrs)
             if code is StatusCode.OK:
@@ -303,7 +321,7 @@ def start_call(
         attrs = request_attributes(kwargs, stream=stream)
         if operation == "chat":
             attrs[semconv.GEN_AI_OPERATION_NAME] = "chat"
-        attrs.update(context_attributes(operation))
+        add_context_attributes(attrs, operation, 3)
         recorder = None
         if capture is not None and operation == "chat":
             recorder = CallCapture.start(capture, kwargs)

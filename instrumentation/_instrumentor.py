@@ -28,7 +28,7 @@ from clauditor import semconv
 
 from ._capture import CapturePolicy, policy_from_environment
 from ._metrics import CallMetrics
-from ._native import NativeSpanEnricher, add_sdk_response_attributes, remove_sdk_response_attributes
+from ._native import NativeSpanEnricher
 from ._safety import report_failure
 from ._wrappers import (
     ENRICHED_PIPELINES,
@@ -110,8 +110,7 @@ class AnthropicInstrumentor(_Base):  # type: ignore[misc,valid-type]
             semconv.CLAUDITOR_SCOPE, __version__, tracer_provider=tracer_provider
         )
         provider = tracer_provider or trace.get_tracer_provider()
-        self._add_enricher(provider, metrics)
-        add_sdk_response_attributes()
+        self._add_enricher(provider, metrics, getattr(tracer, "_instrumentation_scope", None))
         policy = CapturePolicy.off()
         try:
             if kwargs.get("capture_content") is not None:
@@ -123,10 +122,12 @@ class AnthropicInstrumentor(_Base):  # type: ignore[misc,valid-type]
         capture = policy if policy.enabled else None
         patch_all(Runtime(tracer=tracer, metrics=metrics, capture=capture))
 
-    def _add_enricher(self, provider: Any, metrics: Any) -> None:
+    def _add_enricher(self, provider: Any, metrics: Any, own_scope: Any) -> None:
         pipeline = getattr(provider, "_active_span_processor", None)
         if pipeline is None or not hasattr(provider, "add_span_processor"):
             return  # not an SDK provider: the SDK's spans cannot be enriched, clauditor owns them
+        if not _sdk_makes_spans():
+            return  # anthropic 0.x: no SDK spans to enrich, and every span would pay the check
         enricher = self._enrichers.get(provider)
         if enricher is None:
             enricher = NativeSpanEnricher(metrics)
@@ -134,18 +135,28 @@ class AnthropicInstrumentor(_Base):  # type: ignore[misc,valid-type]
             self._enrichers[provider] = enricher
         enricher.enabled = True
         enricher.metrics = metrics
+        if own_scope is not None:
+            enricher.own_scope = own_scope
         if not any(pipeline is p for p in ENRICHED_PIPELINES):
             ENRICHED_PIPELINES.append(pipeline)
             forget_native_verdicts()
 
     def _uninstrument(self, **kwargs: Any) -> None:
         unpatch_all()
-        remove_sdk_response_attributes()
         # Span processors cannot be removed from a provider; switch ours off instead.
         for enricher in self._enrichers.values():
             enricher.enabled = False
         ENRICHED_PIPELINES.clear()
         forget_native_verdicts()
+
+
+def _sdk_makes_spans() -> bool:
+    """Whether the installed anthropic SDK can make its own call spans (>= 1.17)."""
+    try:
+        from anthropic._base_client import BaseClient
+    except ImportError:
+        return False
+    return hasattr(BaseClient, "_tracer")
 
 
 class Handle:

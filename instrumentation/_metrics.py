@@ -34,6 +34,16 @@ _DIMENSIONS = (
     semconv.FEATURE,
 )
 _MAX_CACHED = 4096
+_MISSING = object()
+# Read once per call: module constants are one lookup each, semconv.X two.
+_OPERATION_NAME = semconv.GEN_AI_OPERATION_NAME
+_OPERATION = semconv.OPERATION
+_REQUEST_MODEL = semconv.GEN_AI_REQUEST_MODEL
+_RESPONSE_MODEL = semconv.GEN_AI_RESPONSE_MODEL
+_ERROR_TYPE = semconv.ERROR_TYPE
+_FEATURE = semconv.FEATURE
+_INPUT_TOKENS = semconv.GEN_AI_USAGE_INPUT_TOKENS
+_OUTPUT_TOKENS = semconv.GEN_AI_USAGE_OUTPUT_TOKENS
 
 
 class CallMetrics:
@@ -61,28 +71,31 @@ class CallMetrics:
 
     def record(self, attributes: Mapping[str, Any], duration_s: float) -> None:
         """Record one call whose final span attributes are ``attributes``."""
+        if getattr(self._duration, "_real_instrument", _MISSING) is None:
+            # The global meter provider's stand-in before the app sets one: every point would
+            # be dropped, so none is built (one set later is used from then on).
+            return
         get = attributes.get
-        op = get(semconv.GEN_AI_OPERATION_NAME) or get(semconv.OPERATION) or "chat"
         key = (
-            op,
-            get(semconv.GEN_AI_REQUEST_MODEL),
-            get(semconv.GEN_AI_RESPONSE_MODEL),
-            get(semconv.ERROR_TYPE),
-            get(semconv.FEATURE),
+            get(_OPERATION_NAME) or get(_OPERATION) or "chat",
+            get(_REQUEST_MODEL),
+            get(_RESPONSE_MODEL),
+            get(_ERROR_TYPE),
+            get(_FEATURE),
         )
         try:
-            dims, input_dims, output_dims = self._dims[key]
+            dims = self._dims[key]
         except KeyError:
-            dims, input_dims, output_dims = self._dims_for(key)
+            dims = self._dims_for(key)
         except TypeError:  # an unhashable value in a malformed span: build without the cache
-            dims, input_dims, output_dims = self._build(key)
-        self._duration.record(duration_s, dims)
-        inclusive = get(semconv.GEN_AI_USAGE_INPUT_TOKENS)
+            dims = self._build(key)
+        self._duration.record(duration_s, dims[0])
+        inclusive = get(_INPUT_TOKENS)
         if type(inclusive) is int:
-            self._tokens.record(inclusive, input_dims)
-        output = get(semconv.GEN_AI_USAGE_OUTPUT_TOKENS)
+            self._tokens.record(inclusive, dims[1])
+        output = get(_OUTPUT_TOKENS)
         if type(output) is int:
-            self._tokens.record(output, output_dims)
+            self._tokens.record(output, dims[2])
 
     def _dims_for(self, key: tuple[Any, ...]) -> tuple[dict[str, Any], ...]:
         # The metric attributes of a (operation, models, error, feature) combination, made once:

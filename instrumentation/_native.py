@@ -6,16 +6,16 @@ the one span carries the whole convention:
 
 * on start (in the app's thread, inside the call): feature, user, tags, code location and
   ``clauditor.operation``;
-* from the response: ``clauditor.usage.input_tokens`` (uncached), ``inference_geo`` and
-  ``speed`` - by adding three entries to the SDK's own table of response attributes, so they
-  cost nothing extra and work for streamed and raw responses alike;
+* from the response: ``inference_geo`` and ``speed``, read where the SDK records the response
+  on its span (:func:`usage_extras_hook`), for streamed and raw responses alike;
 * while ending (``_on_ending``, where the span is still writable): whichever of the inclusive
-  and uncached input counts is missing, ``clauditor.ttft_ms``, the stream outcome, and the
-  metrics.
+  and uncached input counts is missing (the SDK records the inclusive one),
+  ``clauditor.ttft_ms``, the stream outcome, and the metrics.
 """
 
 from __future__ import annotations
 
+import contextvars
 import time
 from typing import Any
 
@@ -25,16 +25,16 @@ from opentelemetry.trace import StatusCode
 
 from clauditor import semconv
 
-from ._attributes import context_attributes
+from ._attributes import add_context_attributes
 from ._capture import PENDING_CAPTURE
 from ._safety import report_failure
 
 __all__ = [
+    "CALL_SITE",
     "NativeSpanEnricher",
-    "add_sdk_response_attributes",
     "raw_attributes",
     "record_response_hook",
-    "remove_sdk_response_attributes",
+    "usage_extras_hook",
 ]
 
 _OPERATIONS = {
@@ -43,39 +43,62 @@ _OPERATIONS = {
 }
 _SDK_TTFT = "gen_ai.response.time_to_first_chunk"  # seconds, set by the SDK on streams
 
-# Response fields the SDK does not record, added to its table (same shape as its entries).
-_EXTRA_RESPONSE = {
-    semconv.INPUT_TOKENS_UNCACHED: (("usage", "input_tokens"), "integer"),
-    semconv.INFERENCE_GEO: (("usage", "inference_geo"), "string"),
-    semconv.SPEED: (("usage", "speed"), "string"),
-}
+# The app's code location of the native call in flight in this thread / task: the wrapper finds
+# it a frame or two up, far cheaper than walking up from inside the SDK's span start.
+CALL_SITE: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "clauditor_call_site", default=None
+)
+
+_NO_SCOPE = object()
+
+# Usage fields the SDK does not record on its span, copied from the response it records.
+_USAGE_EXTRAS = (("inference_geo", semconv.INFERENCE_GEO), ("speed", semconv.SPEED))
 
 
-def _sdk_response_table() -> dict[str, Any] | None:
-    try:
-        from anthropic import _tracing
-    except ImportError:
-        return None
-    table = getattr(_tracing, "SPAN_ATTRIBUTES", {}).get(semconv.ANTHROPIC_SPAN_MESSAGES_CREATE)
-    response = table.get("response") if isinstance(table, dict) else None
-    return response if isinstance(response, dict) else None
+def _usage_extras(span: Any, data: Any) -> None:
+    # Declared fields of the SDK's models are plain attribute reads; pydantic finds the ones an
+    # older SDK does not declare in its extras.
+    if type(data) is dict:
+        usage = data.get("usage")
+    elif hasattr(data, "__pydantic_extra__"):
+        usage = getattr(data, "usage", None)
+    else:
+        return  # a stream or an unread raw response: nothing recorded here, as the SDK does
+    if usage is None:
+        return
+    extra = {}
+    for field, key in _USAGE_EXTRAS:
+        value = usage.get(field) if type(usage) is dict else getattr(usage, field, None)
+        if isinstance(value, str):
+            extra[key] = value
+    if extra and span.is_recording():
+        span.set_attributes(extra)
 
 
-def add_sdk_response_attributes() -> None:
-    """Teach the SDK's span recorder the three response fields clauditor needs."""
-    response = _sdk_response_table()
-    if response is not None:
-        for key, spec in _EXTRA_RESPONSE.items():
-            response.setdefault(key, spec)
+def usage_extras_hook(span_at: int, data_at: int, name_at: int | None = None) -> Any:
+    """Wrap an SDK function that records a response on its span, to add ``inference_geo``/``speed``.
 
+    That is ``_tracing.set_response_attributes(span, span_name, data)`` in anthropic 2.x and
+    ``lib._tracing._response.set_response(span, message, complete=...)`` in 1.x, for whole and
+    streamed responses alike; ``*_at`` are the positions of the span, the response and (2.x) the
+    span name among the arguments.
+    """
 
-def remove_sdk_response_attributes() -> None:
-    """Undo :func:`add_sdk_response_attributes`."""
-    response = _sdk_response_table()
-    if response is not None:
-        for key, spec in _EXTRA_RESPONSE.items():
-            if response.get(key) == spec:
-                del response[key]
+    def factory(original: Any) -> Any:
+        def hooked(*args: Any, **kwargs: Any) -> Any:
+            done = original(*args, **kwargs)
+            if len(args) > data_at and (
+                name_at is None or args[name_at] == semconv.ANTHROPIC_SPAN_MESSAGES_CREATE
+            ):
+                try:
+                    _usage_extras(args[span_at], args[data_at])
+                except Exception as exc:
+                    report_failure("SDK response", exc)
+            return done
+
+        return hooked
+
+    return factory
 
 
 def record_response_hook(original: Any) -> Any:
@@ -116,13 +139,19 @@ def record_response_hook(original: Any) -> Any:
 
 
 def _is_sdk_call_span(span: ReadableSpan) -> str | None:
-    operation = _OPERATIONS.get(span.name)
-    if operation is None:
+    # Runs for every span the app's provider starts and ends: the SDK's fields are read directly
+    # (each public property is a call), the public API only when the layout is not the one known.
+    try:
+        operation = _OPERATIONS.get(span._name)  # noqa: SLF001
+        scope = span._instrumentation_scope  # noqa: SLF001
+        scope_name = None if scope is None else scope._name  # noqa: SLF001
+    except AttributeError:
+        operation = _OPERATIONS.get(span.name)
+        scope = span.instrumentation_scope
+        scope_name = None if scope is None else scope.name
+    if operation is None or type(scope_name) is not str:
         return None
-    scope = span.instrumentation_scope
-    if scope is None or not scope.name.startswith(semconv.ANTHROPIC_SCOPE):
-        return None
-    return operation
+    return operation if scope_name.startswith(semconv.ANTHROPIC_SCOPE) else None
 
 
 def raw_attributes(span: Span, adding: int) -> dict[str, Any] | None:
@@ -133,14 +162,16 @@ def raw_attributes(span: Span, adding: int) -> dict[str, Any] | None:
     limit and room for them, writing them into the dict is the same result for a fraction of the
     cost. ``None`` (use ``set_attributes``) whenever the SDK's layout is not the one expected.
     """
-    bounded = getattr(span, "_attributes", None)
-    raw = getattr(bounded, "_dict", None)
-    if type(raw) is not dict or getattr(bounded, "max_value_len", 0) is not None:
-        return None
-    maxlen = getattr(bounded, "maxlen", 0)
-    if maxlen is not None and len(raw) + adding > maxlen:
-        return None
-    return raw
+    try:
+        bounded = span._attributes  # noqa: SLF001
+        raw = bounded._dict  # noqa: SLF001
+        if type(raw) is dict and bounded.max_value_len is None:
+            maxlen = bounded.maxlen
+            if maxlen is None or len(raw) + adding <= maxlen:
+                return raw
+    except AttributeError:
+        pass
+    return None
 
 
 def _set_while_ending(span: Span, extra: dict[str, Any]) -> None:
@@ -175,26 +206,27 @@ class NativeSpanEnricher(SpanProcessor):
         self.enabled = (
             True  # processors cannot be removed from a provider; uninstrument clears this
         )
+        # The scope of clauditor's own spans, which this processor passes over at once.
+        self.own_scope: Any = _NO_SCOPE
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        if not self.enabled:
+        if not self.enabled or getattr(span, "_instrumentation_scope", None) is self.own_scope:
             return
         try:
             operation = _is_sdk_call_span(span)
             if operation is None:
                 return
-            attrs = context_attributes(operation)
-            current = getattr(getattr(span, "_attributes", None), "_dict", None)
-            if current is None:
-                current = span.attributes or {}
+            attrs: dict[str, Any] = {}
+            add_context_attributes(attrs, operation, 3, CALL_SITE.get())
+            capture = PENDING_CAPTURE.get() if operation == "chat" else None
+            raw = raw_attributes(span, len(attrs) + 1) if capture is None else None
+            current = raw if raw is not None else span.attributes or {}
             if operation == "chat" and semconv.GEN_AI_REQUEST_STREAM not in current:
                 attrs[semconv.GEN_AI_REQUEST_STREAM] = False
-            capture = PENDING_CAPTURE.get() if operation == "chat" else None
             if capture is not None and capture.span is None:
                 capture.span = span
                 if capture.full:
                     attrs.update(capture.input_attributes())
-            raw = raw_attributes(span, len(attrs)) if capture is None else None
             if raw is not None:
                 raw.update(attrs)
             else:
@@ -203,7 +235,7 @@ class NativeSpanEnricher(SpanProcessor):
             report_failure("enrich SDK span", exc)
 
     def _on_ending(self, span: Span) -> None:
-        if not self.enabled:
+        if not self.enabled or getattr(span, "_instrumentation_scope", None) is self.own_scope:
             return
         try:
             if _is_sdk_call_span(span) is None:
@@ -212,17 +244,21 @@ class NativeSpanEnricher(SpanProcessor):
             if type(attrs) is not dict:
                 attrs = span.attributes or {}
             extra: dict[str, Any] = {}
-            inclusive = attrs.get(semconv.GEN_AI_USAGE_INPUT_TOKENS)
-            uncached = attrs.get(semconv.INPUT_TOKENS_UNCACHED)
-            cached = int(attrs.get(semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS) or 0) + int(
-                attrs.get(semconv.ANTHROPIC_CACHE_WRITE_INPUT_TOKENS) or 0
-            )
+            get = attrs.get
+            inclusive = get(semconv.GEN_AI_USAGE_INPUT_TOKENS)
+            uncached = get(semconv.INPUT_TOKENS_UNCACHED)
             if uncached is None and isinstance(inclusive, int):
+                cached = int(get(semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS) or 0) + int(
+                    get(semconv.ANTHROPIC_CACHE_WRITE_INPUT_TOKENS) or 0
+                )
                 extra[semconv.INPUT_TOKENS_UNCACHED] = max(inclusive - cached, 0)
             elif inclusive is None and isinstance(uncached, int):
+                cached = int(get(semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS) or 0) + int(
+                    get(semconv.ANTHROPIC_CACHE_WRITE_INPUT_TOKENS) or 0
+                )
                 extra[semconv.GEN_AI_USAGE_INPUT_TOKENS] = uncached + cached
-            ttft = attrs.get(_SDK_TTFT)
-            if isinstance(ttft, int | float) and semconv.TTFT_MS not in attrs:
+            ttft = get(_SDK_TTFT)
+            if isinstance(ttft, (int, float)) and semconv.TTFT_MS not in attrs:
                 extra[semconv.TTFT_MS] = float(ttft) * 1000.0
             if attrs.get(semconv.GEN_AI_REQUEST_STREAM) is True:
                 code = span.status.status_code

@@ -55,7 +55,9 @@ class TracedStream:
         except BaseException as exc:
             self._call.fail(exc)
             raise
-        self._call.event(event)
+        call = self._call
+        if not (call.skip_deltas and getattr(event, "type", None) == "content_block_delta"):
+            call.event(event)
         return event
 
     def __enter__(self) -> TracedStream:
@@ -104,7 +106,9 @@ class AsyncTracedStream:
         except BaseException as exc:
             self._call.fail(exc)
             raise
-        self._call.event(event)
+        call = self._call
+        if not (call.skip_deltas and getattr(event, "type", None) == "content_block_delta"):
+            call.event(event)
         return event
 
     async def __aenter__(self) -> AsyncTracedStream:

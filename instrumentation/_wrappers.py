@@ -27,9 +27,10 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from clauditor import semconv
 
-from ._attributes import context_attributes, message_attributes
+from ._attributes import code_location, context_attributes, message_attributes
 from ._call import ACTIVE_CALL, Call, start_call
 from ._capture import PENDING_CAPTURE, CallCapture, CapturePolicy
+from ._native import CALL_SITE
 from ._safety import report_failure
 from ._streams import (
     AsyncTracedStream,
@@ -57,6 +58,7 @@ _patched: list[tuple[Any, str, Any]] = []
 # The span pipelines (SDK providers' active processors) that have a NativeSpanEnricher.
 ENRICHED_PIPELINES: list[Any] = []
 _NATIVE_VERDICTS: dict[int, tuple[Any, bool]] = {}
+_UNTRACED_CLIENTS: set[type] = set()  # client classes that cannot make spans (anthropic 0.x)
 
 
 def _native(resource: Any) -> bool:
@@ -67,8 +69,13 @@ def _native(resource: Any) -> bool:
     The verdict is kept per tracer (clients share them) until the enriched pipelines change.
     """
     client = getattr(resource, "_client", None)
-    tracer = getattr(client, "_tracer", None)  # 0.x clients have none: no native spans
+    cls = type(client)
+    if cls in _UNTRACED_CLIENTS:
+        return False
+    tracer = getattr(client, "_tracer", None)
     if tracer is None:
+        if not hasattr(cls, "_tracer"):  # 0.x clients have none: never native spans
+            _UNTRACED_CLIENTS.add(cls)
         return False
     known = _NATIVE_VERDICTS.get(id(tracer))
     if known is not None and known[0] is tracer:
@@ -110,13 +117,17 @@ def _sync_call(span_name: str, operation: str, original: Callable[..., Any]) -> 
         if rt is None:
             return original(self, *args, **kwargs)
         if _native(self):
-            if rt.capture is None or operation != "chat":
-                return original(self, *args, **kwargs)
-            token = _pend(rt.capture, kwargs)
+            site = CALL_SITE.set(code_location(2))
             try:
-                return original(self, *args, **kwargs)
+                if rt.capture is None or operation != "chat":
+                    return original(self, *args, **kwargs)
+                token = _pend(rt.capture, kwargs)
+                try:
+                    return original(self, *args, **kwargs)
+                finally:
+                    PENDING_CAPTURE.reset(token)
             finally:
-                PENDING_CAPTURE.reset(token)
+                CALL_SITE.reset(site)
         call = start_call(
             rt.tracer, rt.metrics, span_name, operation, kwargs,
             stream=kwargs.get("stream") is True, capture=rt.capture,
@@ -144,13 +155,17 @@ def _async_call(span_name: str, operation: str, original: Callable[..., Any]) ->
         if rt is None:
             return await original(self, *args, **kwargs)
         if _native(self):
-            if rt.capture is None or operation != "chat":
-                return await original(self, *args, **kwargs)
-            token = _pend(rt.capture, kwargs)
+            site = CALL_SITE.set(code_location(2))
             try:
-                return await original(self, *args, **kwargs)
+                if rt.capture is None or operation != "chat":
+                    return await original(self, *args, **kwargs)
+                token = _pend(rt.capture, kwargs)
+                try:
+                    return await original(self, *args, **kwargs)
+                finally:
+                    PENDING_CAPTURE.reset(token)
             finally:
-                PENDING_CAPTURE.reset(token)
+                CALL_SITE.reset(site)
         call = start_call(
             rt.tracer, rt.metrics, span_name, operation, kwargs,
             stream=kwargs.get("stream") is True, capture=rt.capture,
@@ -407,10 +422,15 @@ def patch_all(runtime: Runtime) -> None:
         _patch(module, "Batches", "results", functools.partial(_results_method, is_async=False))
         _patch(module, "AsyncBatches", "results", functools.partial(_results_method, is_async=True))
     # The SDK's own call spans (>= 1.17) learn captured content where the SDK records responses.
-    from ._native import record_response_hook
+    from ._native import record_response_hook, usage_extras_hook
 
     _patch("anthropic._tracing", None, "record_response", record_response_hook)  # 2.x
     _patch("anthropic.lib._tracing._api_call", None, "record_api_call", record_response_hook)  # 1.x
+    # inference_geo and speed, where the SDK records a whole or streamed response on its span.
+    for module in ("anthropic._tracing", "anthropic.lib._tracing._streaming"):  # 2.x
+        _patch(module, None, "set_response_attributes", usage_extras_hook(0, 2, 1))
+    for module in ("anthropic.lib._tracing._api_call", "anthropic.lib._tracing._streaming"):  # 1.x
+        _patch(module, None, "set_response", usage_extras_hook(0, 1))
     base = "anthropic._base_client"
     _patch(base, "SyncAPIClient", "_process_response", _process_response_hook)
     _patch(base, "AsyncAPIClient", "_process_response", _async_process_response_hook)

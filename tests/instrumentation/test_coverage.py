@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -126,3 +127,53 @@ def test_batch_reads_through_the_db_give_one_row_per_result(
     ).fetchall()
     con.close()
     assert rows == [("batch", 100, 10), ("batch", 100, 20)]
+
+
+LATE_METER_APP = """
+import inspect, sys
+import anthropic
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from clauditor.instrumentation import AnthropicInstrumentor
+
+AnthropicInstrumentor().instrument(tracer_provider=TracerProvider(), skip_dep_check=True)
+kw = {"base_url": sys.argv[1], "api_key": "sk-ant-test-x", "max_retries": 0}
+if "open_telemetry" in inspect.signature(anthropic.Anthropic.__init__).parameters:
+    kw["open_telemetry"] = False
+client = anthropic.Anthropic(**kw)
+ask = lambda: client.messages.create(
+    model="claude-haiku-4-5", max_tokens=8, messages=[{"role": "user", "content": "hi"}]
+)
+ask()  # no meter provider yet: the point has nowhere to go
+reader = InMemoryMetricReader()
+metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+ask()
+ask()
+print(sum(
+    p.count
+    for rm in reader.get_metrics_data().resource_metrics
+    for sm in rm.scope_metrics
+    for m in sm.metrics if m.name == "gen_ai.client.operation.duration"
+    for p in m.data.data_points
+))
+"""
+
+
+def test_metrics_reach_a_meter_provider_set_after_instrument(tmp_path) -> None:
+    # The global meter provider is process-wide and set once, hence a process of its own.
+    import subprocess
+    import sys
+
+    from tests.fakeanthropic import FakeAnthropic
+
+    app = tmp_path / "app.py"
+    app.write_text(LATE_METER_APP)
+    with FakeAnthropic() as fake:
+        done = subprocess.run(
+            [sys.executable, str(app), fake.base_url],
+            capture_output=True, text=True, timeout=60, cwd=str(Path(__file__).parents[2]),
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "2"

@@ -43,6 +43,23 @@ def test_create_records_usage_in_both_meanings(make_client, fake, pipeline) -> N
     assert a[sc.ANTHROPIC_REQUEST_ID].startswith("req_fake")
 
 
+def test_inference_geo_and_speed_from_usage(make_client, fake, pipeline) -> None:
+    # Usage fields the SDK's own span leaves out reach the span, whole or streamed.
+    extra = {"inference_geo": "us", "speed": "fast"}
+    fake.enqueue(fa.message(usage_=fa.usage(10, 5, **extra)))
+    fake.enqueue(fa.stream(start_usage=fa.usage(10, 1, **extra), final_usage={"output_tokens": 9}))
+    client = make_client()
+    client.messages.create(model=MODEL, max_tokens=8, messages=MESSAGES)
+    for _ in client.messages.create(model=MODEL, max_tokens=8, messages=MESSAGES, stream=True):
+        pass
+    whole, streamed = (dict(s.attributes or {}) for s in pipeline.call_spans())
+    for a in (whole, streamed):
+        assert a[sc.INFERENCE_GEO] == "us"
+        assert a[sc.SPEED] == "fast"
+        assert a[sc.INPUT_TOKENS_UNCACHED] == 10
+    assert streamed[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 9
+
+
 def test_exactly_one_span_carries_usage(make_client, pipeline) -> None:
     make_client().messages.create(model=MODEL, max_tokens=8, messages=MESSAGES)
     with_usage = [
