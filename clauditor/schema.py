@@ -18,7 +18,6 @@ __all__ = [
     "COST_COLUMNS",
     "TOKEN_COLUMNS",
     "SOURCES",
-    "STORED_COLUMNS",
     "conform",
     "empty_calls",
     "frame_from_rows",
@@ -69,6 +68,10 @@ CALLS_COLUMNS: tuple[tuple[str, str, Any], ...] = (
     ("source", "VARCHAR", pl.String),
     ("attributes", "JSON", pl.String),
     ("resource", "JSON", pl.String),
+    # gen_ai.response.id: the Anthropic message id, unique per call. Two instrumentations'
+    # rows for one call are recognized by it, across batches too (clauditor.store).
+    # Added by migration 5, hence last.
+    ("response_id", "VARCHAR", pl.String),
 )
 
 CALLS_SCHEMA: pl.Schema = pl.Schema({name: dtype for name, _, dtype in CALLS_COLUMNS})
@@ -90,12 +93,6 @@ COST_COLUMNS = (
 # describe the same call, the row of the earlier one is kept. Ours first, then the SDK's own
 # (it has the cache TTL split, service tier and HTTP status), then the rest.
 SOURCES = ("clauditor", "anthropic-sdk", "otel-genai", "openllmetry", "openinference", "openlit")
-
-# Columns the store keeps beside the record, derived on insert rather than handed between
-# stages: ``response_id`` is ``gen_ai.response.id`` (the Anthropic message id, unique per call)
-# out of ``attributes``, so that two instrumentations' rows for one call are recognized even
-# when they arrive in different batches. Added by migration 5, so it comes last in the table.
-STORED_COLUMNS: tuple[tuple[str, str, Any], ...] = (("response_id", "VARCHAR", pl.String),)
 
 
 def empty_calls() -> pl.DataFrame:

@@ -30,7 +30,7 @@ import duckdb
 import polars as pl
 
 from clauditor.errors import DatabaseBusyError, StoreError
-from clauditor.schema import CALLS_COLUMNS, SOURCES, STORED_COLUMNS, conform
+from clauditor.schema import CALLS_COLUMNS, SOURCES, conform
 
 __all__ = [
     "DATASET_VIEWS_SQL",
@@ -154,16 +154,21 @@ for _column in (
         f"sum({_column}) AS {_column}", f"CAST(sum({_column}) AS BIGINT) AS {_column}"
     )
 
-# Version 5: the response id as a column (clauditor.schema.STORED_COLUMNS), filled in for the
-# rows already stored, so rows of two instrumentations for one call meet across batches.
+# Version 5: the response id as a column, filled in for the rows already stored, so rows of two
+# instrumentations for one call meet across batches. Ingest fills it; for frames made some
+# other way (tests, older spools) the insert falls back to the attribute.
 _RESPONSE_ID_SQL = "json_extract_string(attributes, '$.\"gen_ai.response.id\"')"
+_RESPONSE_ID_OR_ATTRIBUTE = f"coalesce(response_id, {_RESPONSE_ID_SQL})"
 _RESPONSE_ID_V5 = f"""
 ALTER TABLE calls ADD COLUMN IF NOT EXISTS response_id VARCHAR;
 UPDATE calls SET response_id = {_RESPONSE_ID_SQL} WHERE response_id IS NULL;
 """
 
 # The table as version 1 created it: every column of the record; later migrations add theirs.
-_V1_COLUMNS = ",\n    ".join(f"{name} {sql_type}" for name, sql_type, _ in CALLS_COLUMNS)
+_ADDED_AFTER_V1 = {"response_id"}
+_V1_COLUMNS = ",\n    ".join(
+    f"{name} {sql_type}" for name, sql_type, _ in CALLS_COLUMNS if name not in _ADDED_AFTER_V1
+)
 
 # The views as the newest migration defines them, for a Parquet dataset (clauditor.dataset).
 DATASET_VIEWS_SQL = _VIEWS_V4
@@ -350,7 +355,9 @@ class WriteResult:
 
 
 _COLUMN_NAMES = ", ".join(name for name, _, _ in CALLS_COLUMNS)
-_STORED_NAMES = ", ".join(name for name, _, _ in STORED_COLUMNS)
+_INSERTED_VALUES = ", ".join(
+    _RESPONSE_ID_OR_ATTRIBUTE if name == "response_id" else name for name, _, _ in CALLS_COLUMNS
+)
 _SOURCE_RANK = {source: rank for rank, source in enumerate(SOURCES)}
 
 # A stored row is looked for only among calls that started this close to the batch's own: the
@@ -381,8 +388,7 @@ def insert_calls(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> WriteRe
         unique, merged = _merge_stored_calls(con, unique)
     batch = unique.to_arrow()  # noqa: F841  (DuckDB reads the local by name)
     con.execute(
-        f"INSERT INTO calls ({_COLUMN_NAMES}, {_STORED_NAMES}) "
-        f"SELECT {_COLUMN_NAMES}, {_RESPONSE_ID_SQL} FROM batch "
+        f"INSERT INTO calls ({_COLUMN_NAMES}) SELECT {_INSERTED_VALUES} FROM batch "
         "ON CONFLICT (span_id) DO NOTHING"
     ).fetchall()
     after = con.execute("SELECT count(*) FROM calls").fetchall()[0][0]
@@ -415,13 +421,15 @@ def _merge_stored_calls(
         ).fetchall()[0][0]
         if not other:
             return batch_frame, 0
-    keys = batch_frame.select("span_id", "source", "attributes", "start_time", *_CARRIED)
+    keys = batch_frame.select(
+        "span_id", "source", "response_id", "attributes", "start_time", *_CARRIED
+    )
     arrow_keys = keys.to_arrow()  # noqa: F841  (DuckDB reads the local by name)
     carried_new = ", ".join(f"b.{c} AS new_{c}" for c in _CARRIED)
     carried_old = ", ".join(f"c.{c} AS old_{c}" for c in _CARRIED)
     pairs = con.sql(
         f"""
-        WITH b AS (SELECT *, {_RESPONSE_ID_SQL} AS rid FROM arrow_keys)
+        WITH b AS (SELECT *, {_RESPONSE_ID_OR_ATTRIBUTE} AS rid FROM arrow_keys)
         SELECT b.rid, b.span_id AS new_id, b.source AS new_source, {carried_new},
                c.span_id AS old_id, c.source AS old_source, {carried_old}
         FROM b JOIN calls c ON c.response_id = b.rid

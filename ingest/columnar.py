@@ -275,7 +275,7 @@ def _spans_sql(feature_attributes: tuple[str, ...]) -> str:
     wanted = sorted(
         {k for ks in keys.values() for k in ks}
         | set(feature_attributes)
-        | {baggage, sc.GEN_AI_PROVIDER_NAME, sc.GEN_AI_SYSTEM, sc.OPERATION}
+        | {baggage, sc.GEN_AI_PROVIDER_NAME, sc.GEN_AI_SYSTEM, sc.OPERATION, sc.GEN_AI_RESPONSE_ID}
     )
     col = {k: f"v{i}" for i, k in enumerate(wanted)}
     positions = ", ".join(f"list_position(keys, {_lit(k)}) AS p{i}" for i, k in enumerate(wanted))
@@ -479,6 +479,7 @@ SELECT g, ri, si, pi,
          WHEN scope_name = {_lit(sc.ANTHROPIC_SCOPE)} THEN 'anthropic-sdk'
          ELSE 'otel-genai' END AS source,
     {rest} AS attributes,
-    resource
+    resource,
+    {col[sc.GEN_AI_RESPONSE_ID]}.stringValue AS response_id
 FROM c
 """

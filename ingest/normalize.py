@@ -495,6 +495,7 @@ def _secret_key(key: str) -> bool:
 
 
 _TEXT_COLUMNS = (
+    "response_id",
     "service",
     "environment",
     "feature",
@@ -721,6 +722,7 @@ def _row(record: SpanRecord, feature_attributes: Sequence[str]) -> dict[str, Any
     http_status = f["http_status"]
     if http_status is not None and not _plain_int(http_status):
         http_status = _lenient(f, "http_status", _to_int, rest, attrs, conv)
+    response_id = get(sc.GEN_AI_RESPONSE_ID)
     retries = f["retries"]
     if not _plain_int(retries):
         retries = _lenient(f, "retries", _to_int, rest, attrs, conv) or 0
@@ -761,6 +763,7 @@ def _row(record: SpanRecord, feature_attributes: Sequence[str]) -> dict[str, Any
         "source": conv.source,
         "attributes": "",
         "resource": resource_json,
+        "response_id": response_id if type(response_id) is str else None,
     }
     if conv.refine is not None:
         conv.refine(record, row, rest, feature_attributes)
@@ -838,6 +841,8 @@ def one_row_per_call(frame: pl.DataFrame, *, by_time: bool = True) -> pl.DataFra
         return frame
     rank = {source: i for i, source in enumerate(SOURCE_PREFERENCE)}
     response_id = pl.col("attributes").str.json_path_match("$['" + sc.GEN_AI_RESPONSE_ID + "']")
+    if "response_id" in frame.columns:  # filled by ingest; the attribute for other frames
+        response_id = pl.coalesce("response_id", response_id)
     keyed = frame.with_columns(
         response_id.alias("_rid"),
         pl.col("source")
