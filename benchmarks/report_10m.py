@@ -142,7 +142,8 @@ def _generate_sql(calls: int) -> str:
         CASE WHEN pin IS NULL THEN NULL ELSE 'benchmark' END AS price_version,
         'clauditor' AS source,
         NULL AS attributes,
-        NULL AS resource
+        NULL AS resource,
+        NULL AS response_id
     FROM priced
     """
 
