@@ -24,14 +24,20 @@ Streams: the per-event cost is a slope paired within each round, ((cost on a 404
 is reported. Every figure comes with the interquartile range of its per-round values: the noise.
 Metrics go to the global meter provider (a no-op unless the app sets one), for every tool alike.
 
+``--opcodes`` instead counts the Python bytecode instructions each configuration adds to one
+sync non-streaming call (in-process transport, ``sys.settrace`` opcode events), split into
+clauditor's own code, OpenTelemetry's and the rest: a deterministic figure, unmoved by other
+load on the machine, to set beside the timings.
+
 Run: ``python benchmarks/instrumentation_overhead.py [--rounds 30] [--block 200]
-[--no-loopback] [--compare-with DIR]`` (DIR holds ``instrumentation/``).
+[--no-loopback] [--compare-with DIR] [--opcodes]`` (DIR holds ``instrumentation/``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import importlib.util
 import inspect
 import json
@@ -254,6 +260,60 @@ def run(
     return out
 
 
+def _opcodes_per_call(fn: Callable[[], Any], calls: int = 5) -> collections.Counter[str]:
+    # Opcode events per call, by whose code ran them (a file path tells: clauditor's package,
+    # or a copy of it loaded by --compare-with, OpenTelemetry's, or anything else).
+    counts: collections.Counter[str] = collections.Counter()
+
+    def owner(path: str) -> str:
+        if "instrumentation" in path and "opentelemetry" not in path:
+            return "clauditor"
+        return "opentelemetry" if "opentelemetry" in path else "other"
+
+    def local(frame: Any, event: str, arg: Any) -> Any:
+        if event == "opcode":
+            counts[owner(frame.f_code.co_filename)] += 1
+        return local
+
+    def start(frame: Any, event: str, arg: Any) -> Any:
+        frame.f_trace_opcodes = True
+        return local
+
+    for _ in range(3):
+        fn()  # warm caches (code locations, request attributes, the SDK's own)
+    sys.settrace(start)
+    try:
+        for _ in range(calls):
+            fn()
+    finally:
+        sys.settrace(None)
+    return collections.Counter({k: v // calls for k, v in counts.items()})
+
+
+def count_opcodes(compare_with: str | None = None) -> None:
+    """Print the Python opcodes each configuration adds to one sync call, against its reference."""
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(NullExporter()))
+    loop = asyncio.new_event_loop()
+    counted: dict[str, collections.Counter[str]] = {}
+    for cfg in _configs(provider, compare_with):
+        sync, aclient = _clients(provider, cfg.sdk_spans)
+        work = _workloads(sync, aclient, loop)["sync"]
+        cfg.on()
+        try:
+            counted[cfg.name] = _opcodes_per_call(work)
+        finally:
+            cfg.off()
+    print("\n## Python opcodes added per sync call (in-process transport; deterministic)")
+    for name, counts in counted.items():
+        ref = _REFERENCE.get(name, "baseline")
+        if name == ref:
+            continue
+        added = {k: counts[k] - counted[ref][k] for k in ("clauditor", "opentelemetry", "other")}
+        parts = ", ".join(f"{k} {v:+d}" for k, v in added.items())
+        print(f"{name} vs {ref}: {sum(added.values()):+d} ({parts})")
+
+
 class Figure:
     """The median of per-round paired differences (microseconds) and its interquartile range."""
 
@@ -280,8 +340,14 @@ def main() -> None:
     parser.add_argument(
         "--compare-with", metavar="DIR", help="also measure the instrumentation package in DIR"
     )
+    parser.add_argument(
+        "--opcodes", action="store_true", help="count opcodes per call instead of timing"
+    )
     args = parser.parse_args()
     print(f"anthropic {anthropic.__version__}, python {sys.version.split()[0]}")
+    if args.opcodes:
+        count_opcodes(args.compare_with)
+        return
     for loopback in (False,) if args.no_loopback else (False, True):
         label = "loopback HTTP" if loopback else "in-process transport"
         rounds = args.rounds if not loopback else max(args.rounds // 3, 5)

@@ -11,11 +11,11 @@ than guessed, and nothing here raises for odd input.
 from __future__ import annotations
 
 import sys
+from operator import itemgetter
 from types import CodeType
 from typing import Any
 
 from clauditor import semconv
-from clauditor.redact import scrub
 
 from ._context import current_feature
 
@@ -92,25 +92,23 @@ def context_attributes(operation: str) -> dict[str, Any]:
 
 
 def add_context_attributes(
-    attrs: dict[str, Any], operation: str, depth: int, location: str | None = None
+    attrs: dict[str, Any],
+    operation: str,
+    depth: int,
+    location: str | None = None,
+    context: Any = None,
 ) -> None:
     """Add operation, feature, user, tags and code location to ``attrs``.
 
     ``location`` is the code location when the caller already knows it; otherwise the search for
     the app's frame starts at ``depth``, counted as ``sys._getframe`` counts from
-    :func:`code_location` (1 is this function, 2 its caller, ...).
+    :func:`code_location` (1 is this function, 2 its caller, ...). ``context`` is the current
+    OpenTelemetry context when the caller holds it (saves looking it up for the baggage).
     """
     attrs[semconv.OPERATION] = operation
-    ctx = current_feature()
+    ctx = current_feature(context)
     if ctx is not None:
-        attrs[semconv.FEATURE] = ctx.name
-        if ctx.user_id is not None:
-            attrs[semconv.USER_ID] = ctx.user_id
-        for key, value in ctx.tags:
-            if key == "conversation_id":
-                attrs[semconv.GEN_AI_CONVERSATION_ID] = value
-            else:
-                attrs[semconv.TAG_PREFIX + key] = scrub(value)
+        attrs.update(ctx.span_attributes)
     if location is None:
         location = code_location(depth)
     if location is not None:
@@ -179,6 +177,22 @@ def fields_of(obj: Any) -> Any:
     return {**fields, **extra}.get if extra else fields.get
 
 
+# Read once per call: a module constant is one lookup, semconv.X two.
+_CACHE_READ = semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS
+_CACHE_WRITE = semconv.ANTHROPIC_CACHE_WRITE_INPUT_TOKENS
+_UNCACHED = semconv.INPUT_TOKENS_UNCACHED
+_INCLUSIVE = semconv.GEN_AI_USAGE_INPUT_TOKENS
+_OUTPUT = semconv.GEN_AI_USAGE_OUTPUT_TOKENS
+_CACHE_5M = semconv.ANTHROPIC_CACHE_5M_INPUT_TOKENS
+_CACHE_1H = semconv.ANTHROPIC_CACHE_1H_INPUT_TOKENS
+_TIER = semconv.ANTHROPIC_RESPONSE_SERVICE_TIER
+_GEO = semconv.INFERENCE_GEO
+_SPEED = semconv.SPEED
+_RESPONSE_ID = semconv.GEN_AI_RESPONSE_ID
+_RESPONSE_MODEL = semconv.GEN_AI_RESPONSE_MODEL
+_STOP_REASON = semconv.ANTHROPIC_STOP_REASON
+
+
 def add_usage_attributes(attrs: dict[str, Any], usage: Any, output: bool = True) -> None:
     """Add the token attributes of ``usage`` (a model or a dict) to ``attrs``; see above."""
     # Runs once per call (and per stream), so counts are checked inline: a count is a
@@ -190,36 +204,36 @@ def add_usage_attributes(attrs: dict[str, Any], usage: Any, output: bool = True)
     if type(read) is not int or read < 0:
         read = None
     else:
-        attrs[semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = read
+        attrs[_CACHE_READ] = read
     if type(write) is not int or write < 0:
         write = None
     else:
-        attrs[semconv.ANTHROPIC_CACHE_WRITE_INPUT_TOKENS] = write
+        attrs[_CACHE_WRITE] = write
     if type(uncached) is int and uncached >= 0:
-        attrs[semconv.INPUT_TOKENS_UNCACHED] = uncached
-        attrs[semconv.GEN_AI_USAGE_INPUT_TOKENS] = uncached + (read or 0) + (write or 0)
+        attrs[_UNCACHED] = uncached
+        attrs[_INCLUSIVE] = uncached + (read or 0) + (write or 0)
     split = get("cache_creation")
     if split is not None:
         split_get = fields_of(split)
         five = split_get("ephemeral_5m_input_tokens")
         hour = split_get("ephemeral_1h_input_tokens")
         if type(five) is int and five >= 0:
-            attrs[semconv.ANTHROPIC_CACHE_5M_INPUT_TOKENS] = five
+            attrs[_CACHE_5M] = five
         if type(hour) is int and hour >= 0:
-            attrs[semconv.ANTHROPIC_CACHE_1H_INPUT_TOKENS] = hour
+            attrs[_CACHE_1H] = hour
     if output:
         out = get("output_tokens")
         if type(out) is int and out >= 0:
-            attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] = out
+            attrs[_OUTPUT] = out
     value = get("service_tier")
     if type(value) is str:
-        attrs[semconv.ANTHROPIC_RESPONSE_SERVICE_TIER] = value
+        attrs[_TIER] = value
     value = get("inference_geo")
     if type(value) is str:
-        attrs[semconv.INFERENCE_GEO] = value
+        attrs[_GEO] = value
     value = get("speed")
     if type(value) is str:
-        attrs[semconv.SPEED] = value
+        attrs[_SPEED] = value
 
 
 def usage_attributes(usage: Any, *, output: bool = True) -> dict[str, Any]:
@@ -233,11 +247,81 @@ def usage_attributes(usage: Any, *, output: bool = True) -> dict[str, Any]:
     return attrs
 
 
+_MESSAGE_FIELDS = itemgetter("id", "model", "stop_reason", "usage", "_request_id")
+_USAGE_FIELDS = itemgetter(
+    "input_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "output_tokens",
+    "cache_creation",
+    "service_tier",
+)
+_SPLIT_FIELDS = itemgetter("ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens")
+
+
 def add_message_attributes(attrs: dict[str, Any], message: Any) -> Any:
     """Add a complete Message's id, model, stop reason and usage to ``attrs``.
 
     Returns the message's ``_request_id`` (the SDK sets it on parsed responses), or ``None``.
     """
+    # This runs once per call, so the SDK's usual Message (pydantic models whose fields are all
+    # declared, with the cache TTL split) is read in bulk from the models' field dicts; anything
+    # else takes the general path, which gives the same attributes.
+    try:
+        fields = message.__dict__
+        usage = fields["usage"]
+        usage_fields = usage.__dict__
+        response_id, model, stop, _, request_id = _MESSAGE_FIELDS(fields)
+        uncached, read, write, out, split, tier = _USAGE_FIELDS(usage_fields)
+        five, hour = _SPLIT_FIELDS(split.__dict__)
+        if message.__pydantic_extra__ or usage.__pydantic_extra__ or split.__pydantic_extra__:
+            raise KeyError("extra fields")  # merged by the general path
+    except (AttributeError, KeyError, TypeError):
+        return _add_any_message_attributes(attrs, message)
+    if not (
+        type(response_id) is str
+        and type(model) is str
+        and type(stop) is str
+        and type(uncached) is int
+        and type(read) is int
+        and type(write) is int
+        and type(out) is int
+        and type(five) is int
+        and type(hour) is int
+        and uncached >= 0
+        and read >= 0
+        and write >= 0
+        and out >= 0
+        and five >= 0
+        and hour >= 0
+    ):
+        return _add_any_message_attributes(attrs, message)  # a field missing or malformed
+    # Every field valid (the usual case): written in the order the general path uses.
+    attrs[_RESPONSE_ID] = response_id
+    attrs[_RESPONSE_MODEL] = model
+    attrs[_STOP_REASON] = stop
+    attrs[_CACHE_READ] = read
+    attrs[_CACHE_WRITE] = write
+    attrs[_UNCACHED] = uncached
+    attrs[_INCLUSIVE] = uncached + read + write
+    attrs[_CACHE_5M] = five
+    attrs[_CACHE_1H] = hour
+    attrs[_OUTPUT] = out
+    if type(tier) is str:
+        attrs[_TIER] = tier
+    get = usage_fields.get  # newer fields, absent from older SDKs' models
+    geo = get("inference_geo")
+    speed = get("speed")
+    if geo is not None or speed is not None:
+        if type(geo) is str:
+            attrs[_GEO] = geo
+        if type(speed) is str:
+            attrs[_SPEED] = speed
+    return request_id
+
+
+def _add_any_message_attributes(attrs: dict[str, Any], message: Any) -> Any:
+    # add_message_attributes for any message: a dict, a model with extra fields, an object.
     get = fields_of(message)
     add_message_ids(attrs, get)
     usage = get("usage")
@@ -250,13 +334,13 @@ def add_message_ids(attrs: dict[str, Any], get: Any) -> None:
     """Add a Message's id, model and stop reason to ``attrs``; ``get`` is its :func:`fields_of`."""
     value = get("id")
     if type(value) is str:
-        attrs[semconv.GEN_AI_RESPONSE_ID] = value
+        attrs[_RESPONSE_ID] = value
     value = get("model")
     if type(value) is str:
-        attrs[semconv.GEN_AI_RESPONSE_MODEL] = value
+        attrs[_RESPONSE_MODEL] = value
     value = get("stop_reason")
     if type(value) is str:
-        attrs[semconv.ANTHROPIC_STOP_REASON] = value
+        attrs[_STOP_REASON] = value
 
 
 def message_attributes(message: Any) -> dict[str, Any]:

@@ -26,17 +26,18 @@ from clauditor import semconv
 from clauditor.redact import scrub
 
 from ._attributes import (
-    add_context_attributes,
     add_message_attributes,
     add_message_ids,
     add_usage_attributes,
+    code_location,
     error_attributes,
     field_dict,
     fields_of,
     request_attributes,
 )
 from ._capture import CallCapture, CapturePolicy
-from ._native import raw_attributes
+from ._context import _CURRENT as _CURRENT_FEATURE
+from ._context import current_feature
 from ._safety import report_failure
 
 __all__ = ["ACTIVE_CALL", "Call", "start_call"]
@@ -48,7 +49,12 @@ ACTIVE_CALL: contextvars.ContextVar[Call | None] = contextvars.ContextVar(
 
 _CLIENT = SpanKind.CLIENT
 _OK = Status(StatusCode.OK)
+_OK_CODE = StatusCode.OK
 _UNSET = StatusCode.UNSET
+# Read once per call: a module constant is one lookup, semconv.X two.
+_HTTP_STATUS = semconv.HTTP_RESPONSE_STATUS_CODE
+_REQUEST_STREAM = semconv.GEN_AI_REQUEST_STREAM
+_REQUEST_ID = semconv.ANTHROPIC_REQUEST_ID
 
 _USAGE_FIELDS = (
     "input_tokens",
@@ -89,36 +95,45 @@ class Call:
         attrs: dict[str, Any],
         metrics: Any,
         start_ns: int,
-        capture: CallCapture | None = None,
+        capture: CallCapture | None,
+        parent: otel_context.Context,
     ) -> None:
         self.tracer = tracer
         self.name = name
-        # The span's parent is decided where the call began, not where its stream ends.
-        self.parent = otel_context.get_current()
+        # The span's parent is decided where the call began (the then current context), not
+        # where its stream ends.
+        self.parent = parent
         self.attrs = attrs
         self.start_ns = start_ns
+        # The stream's state is set up by start_stream(), when (and only if) a stream proxy takes
+        # the call over; every reader of it runs after that.
         self.streaming = False
+        self._metrics = metrics
+        self._ended = False
+        self._capture = capture
+
+    def start_stream(self) -> None:
+        """A stream proxy now owns the call: its events come to :meth:`event`, it ends the span."""
         # True once text deltas tell this call nothing more (first token seen, no capture):
         # the stream proxies then pass them by without calling event().
         self.skip_deltas = False
-        self._metrics = metrics
-        self._ended = False
         self._first_token_ns = 0
         self._saw_delta = False
         self._saw_stop = False
         self._usage: dict[str, Any] | None = None
-        self._capture = capture
+        self.streaming = True
 
     # --- facts learned during the call ------------------------------------------------------
 
-    def on_http(self, response: Any, retries: int) -> None:
-        """The successful HTTP response and how many resends it took."""
+    def on_http(self, response: Any, retries: int | None) -> None:
+        """The successful HTTP response and how many resends it took (``None``: none)."""
+        attrs = self.attrs
         status = getattr(response, "status_code", None)
         if isinstance(status, int):
-            self.attrs[semconv.HTTP_RESPONSE_STATUS_CODE] = status
+            attrs[_HTTP_STATUS] = status
         if retries:
-            self.attrs[semconv.HTTP_REQUEST_RESEND_COUNT] = retries
-        if self.attrs.get(semconv.GEN_AI_REQUEST_STREAM):
+            attrs[semconv.HTTP_REQUEST_RESEND_COUNT] = retries
+        if attrs[_REQUEST_STREAM]:  # always set by start_call
             # A parsed Message carries its request id (read in returned()); a stream does not,
             # and reading httpx headers costs more than the rest of this hook.
             headers = getattr(response, "headers", None)
@@ -188,28 +203,27 @@ class Call:
         """The SDK method returned ``result``; end the span unless a stream now owns it."""
         if self._ended or self.streaming:
             return
+        attrs = self.attrs
         try:
             message = None
             if getattr(result, "type", None) == "message":
                 message = result
-            elif hasattr(result, "http_response") and not self.attrs.get(
-                semconv.GEN_AI_REQUEST_STREAM
-            ):
+            elif hasattr(result, "http_response") and not attrs.get(_REQUEST_STREAM):
                 # with_raw_response: the SDK caches what parse() returns, so the app pays nothing.
                 message = result.parse()
             if message is not None:
-                request_id = add_message_attributes(self.attrs, message)
+                request_id = add_message_attributes(attrs, message)
                 if type(request_id) is str:
-                    self.attrs[semconv.ANTHROPIC_REQUEST_ID] = request_id
+                    attrs[_REQUEST_ID] = request_id
                 if self._capture is not None:
-                    self.attrs.update(self._capture.output_attributes(message))
+                    attrs.update(self._capture.output_attributes(message))
             else:
                 count = getattr(result, "input_tokens", None)
                 if isinstance(count, int) and not hasattr(result, "usage"):
-                    self.attrs[semconv.ANTHROPIC_COUNT_TOKENS_INPUT_TOKENS] = count
+                    attrs[semconv.ANTHROPIC_COUNT_TOKENS_INPUT_TOKENS] = count
         except Exception as exc:
             report_failure("response", exc)
-        self._end(StatusCode.OK)
+        self._end(_OK_CODE)
 
     def fail(self, exc: BaseException) -> None:
         """The call (or its stream) raised ``exc``."""
@@ -281,25 +295,52 @@ class Call:
             report_failure("start span", exc)
             return
         try:
-            raw = raw_attributes(span, len(attrs))
+            # raw_attributes, inlined (it runs once per call): the span's own dict when the
+            # SDK's layout is the expected one, with no value-length limit and room for ours.
+            try:
+                bounded = span._attributes  # noqa: SLF001
+                raw = bounded._dict  # noqa: SLF001
+                maxlen = bounded.maxlen
+                if (
+                    type(raw) is not dict
+                    or bounded.max_value_len is not None
+                    or (maxlen is not None and len(raw) + len(attrs) > maxlen)
+                ):
+                    raw = None
+                fresh = span._status.status_code is _UNSET  # noqa: SLF001
+            except AttributeError:
+                raw = None
             if raw is not None:
                 raw.update(attrs)
-                status = getattr(span, "_status", None)
-                if code is StatusCode.OK and getattr(status, "status_code", None) is _UNSET:
+                if code is _OK_CODE and fresh:
                     # The SDK's layout, a fresh span: set_status would take a lock to do this.
                     span._status = _OK  # noqa: SLF001
-                    code = StatusCode.UNSET
+                    code = _UNSET
             else:
                 span.set_attributes(attrs)
-            if code is StatusCode.OK:
+            if code is _OK_CODE:
                 span.set_status(_OK)
             elif code is StatusCode.ERROR:
                 span.set_status(Status(code, description))
             span.end(end_ns)
             if self._metrics is not None:
-                self._metrics.record(self.attrs, (end_ns - self.start_ns) / 1e9)
+                self._metrics.record(attrs, (end_ns - self.start_ns) / 1e9)
         except Exception as exc:
             report_failure("end span", exc)
+
+
+# The request attributes (and operation) of recent (span, operation, stream, model, max_tokens,
+# tier) combinations: apps use few, and copying a made dict is cheaper than building one.
+_REQUESTS: dict[tuple[Any, ...], dict[str, Any]] = {}
+_MAX_REQUESTS = 1024
+
+
+def _request_base(operation: str, kwargs: dict[str, Any], stream: bool) -> dict[str, Any]:
+    attrs = request_attributes(kwargs, stream=stream)
+    if operation == "chat":
+        attrs[semconv.GEN_AI_OPERATION_NAME] = "chat"
+    attrs[semconv.OPERATION] = operation
+    return attrs
 
 
 def start_call(
@@ -318,16 +359,37 @@ def start_call(
     now and its response or error when it ends.
     """
     try:
-        attrs = request_attributes(kwargs, stream=stream)
-        if operation == "chat":
-            attrs[semconv.GEN_AI_OPERATION_NAME] = "chat"
-        add_context_attributes(attrs, operation, 3)
+        get = kwargs.get
+        max_tokens = get("max_tokens")
+        # type(max_tokens) keeps True and 8.0 (left out) apart from 1 and 8 (kept).
+        model, tier = get("model"), get("service_tier")
+        key = (span_name, operation, stream, model, max_tokens, type(max_tokens), tier)
+        try:
+            attrs = _REQUESTS[key].copy()
+        except KeyError:
+            if len(_REQUESTS) >= _MAX_REQUESTS:
+                _REQUESTS.clear()  # a runaway number of models: start over, stay bounded
+            base = _REQUESTS[key] = _request_base(operation, kwargs, stream)
+            attrs = base.copy()
+        except TypeError:  # an unhashable value in the request: build it, do not keep it
+            attrs = _request_base(operation, kwargs, stream)
+        parent = otel_context.get_current()
+        feature = _CURRENT_FEATURE.get()
+        if feature is None and parent:  # else no feature and no baggage (an empty context)
+            feature = current_feature(parent)
+        if feature is not None:
+            attrs.update(feature.span_attributes)
+        # Frame 3 is the wrapper's caller (1 is this function, 2 the wrapper): the search for the
+        # app's frame starts above clauditor's own.
+        location = code_location(3)
+        if location is not None:
+            attrs[semconv.CODE_LOCATION] = location
         recorder = None
         if capture is not None and operation == "chat":
             recorder = CallCapture.start(capture, kwargs)
             if recorder is not None and recorder.full:
                 attrs.update(recorder.input_attributes())
-        return Call(tracer, span_name, attrs, metrics, time.time_ns(), recorder)
+        return Call(tracer, span_name, attrs, metrics, time.time_ns(), recorder, parent)
     except Exception as exc:
         report_failure("start span", exc)
         return None

@@ -17,13 +17,14 @@ import contextvars
 import functools
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from opentelemetry import baggage
 from opentelemetry import context as otel_context
 
 from clauditor import semconv
+from clauditor.redact import scrub
 
 __all__ = ["FeatureContext", "current_feature", "feature"]
 
@@ -37,6 +38,20 @@ class FeatureContext:
     name: str
     user_id: str | None = None
     tags: tuple[tuple[str, str], ...] = ()
+    # The span attributes these stand for, made once per block rather than once per call.
+    # Read-only: callers copy them into their own dict.
+    span_attributes: dict[str, str] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        attrs = {semconv.FEATURE: self.name}
+        if self.user_id is not None:
+            attrs[semconv.USER_ID] = self.user_id
+        for key, value in self.tags:
+            if key == "conversation_id":
+                attrs[semconv.GEN_AI_CONVERSATION_ID] = value
+            else:
+                attrs[semconv.TAG_PREFIX + key] = scrub(value)
+        object.__setattr__(self, "span_attributes", attrs)  # frozen: set once, here
 
 
 _CURRENT: contextvars.ContextVar[FeatureContext | None] = contextvars.ContextVar(
@@ -44,19 +59,24 @@ _CURRENT: contextvars.ContextVar[FeatureContext | None] = contextvars.ContextVar
 )
 
 
-def current_feature() -> FeatureContext | None:
+def current_feature(context: otel_context.Context | None = None) -> FeatureContext | None:
     """The innermost feature context, else one built from W3C baggage, else ``None``.
 
     Baggage is read only when no ``feature`` block is active, so in-process tagging always wins
-    over what an upstream service sent.
+    over what an upstream service sent. ``context`` is the OpenTelemetry context to read the
+    baggage from when the caller already holds the current one (default: the current one).
     """
     ctx = _CURRENT.get()
     if ctx is not None:
         return ctx
-    name = baggage.get_baggage(semconv.BAGGAGE_FEATURE)
+    if context is None:
+        context = otel_context.get_current()
+    if not context:  # an empty context carries no baggage: skip the baggage API's lookups
+        return None
+    name = baggage.get_baggage(semconv.BAGGAGE_FEATURE, context)
     if name is None:
         return None
-    user = baggage.get_baggage(semconv.BAGGAGE_USER_ID)
+    user = baggage.get_baggage(semconv.BAGGAGE_USER_ID, context)
     return FeatureContext(str(name), None if user is None else str(user))
 
 

@@ -34,7 +34,7 @@ class TracedStream:
     def __init__(self, wrapped: Any, call: Call) -> None:
         self._wrapped = wrapped
         self._call = call
-        call.streaming = True
+        call.start_stream()
 
     @property  # type: ignore[misc]
     def __class__(self) -> type:  # so that isinstance(proxy, anthropic.Stream) holds
@@ -85,7 +85,7 @@ class AsyncTracedStream:
     def __init__(self, wrapped: Any, call: Call) -> None:
         self._wrapped = wrapped
         self._call = call
-        call.streaming = True
+        call.start_stream()
 
     @property  # type: ignore[misc]
     def __class__(self) -> type:

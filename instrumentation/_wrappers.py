@@ -218,7 +218,7 @@ def _process_response_hook(original: Callable[..., Any]) -> Callable[..., Any]:
         if call is None:
             return result
         try:
-            call.on_http(kwargs.get("response"), kwargs.get("retries_taken") or 0)
+            call.on_http(kwargs.get("response"), kwargs.get("retries_taken"))
             if kwargs.get("stream") and hasattr(result, "__next__"):
                 return TracedStream(result, call)
         except Exception as exc:
@@ -236,7 +236,7 @@ def _async_process_response_hook(original: Callable[..., Any]) -> Callable[..., 
         if call is None:
             return result
         try:
-            call.on_http(kwargs.get("response"), kwargs.get("retries_taken") or 0)
+            call.on_http(kwargs.get("response"), kwargs.get("retries_taken"))
             if kwargs.get("stream") and hasattr(result, "__anext__"):
                 return AsyncTracedStream(result, call)
         except Exception as exc:
