@@ -18,20 +18,8 @@ import polars as pl
 
 from clauditor.analytics.audit_items import (
     AUDIT_ITEMS,
-    CAP_OVER_P99,
-    ERROR_FAIL,
-    ERROR_WARN,
-    GROWTH_WARN,
     MIN_TURNS,
-    OPUS_FAIL,
-    OPUS_WARN,
-    PROMPT_WARN_TOKENS,
     REPRICE_AS,
-    STREAM_AFTER_MS,
-    TARGET_MIX,
-    TRUNCATED_WARN,
-    UNTAGGED_FAIL,
-    UNTAGGED_WARN,
     _budget,
     _row,
     attribution_row,
@@ -52,35 +40,7 @@ from clauditor.analytics.failure import cost_of_failure
 from clauditor.config import Config
 from clauditor.pricing import PriceTable, load_price_table, model_key_expr
 
-# The constants and row builders of audit_items stay importable from here, where they began.
-__all__ = [
-    "AUDIT_ITEMS",
-    "CAP_OVER_P99",
-    "ERROR_FAIL",
-    "ERROR_WARN",
-    "GROWTH_WARN",
-    "MIN_TURNS",
-    "OPUS_FAIL",
-    "OPUS_WARN",
-    "PROMPT_WARN_TOKENS",
-    "REPRICE_AS",
-    "STREAM_AFTER_MS",
-    "TARGET_MIX",
-    "TRUNCATED_WARN",
-    "UNTAGGED_FAIL",
-    "UNTAGGED_WARN",
-    "attribution_row",
-    "audit",
-    "batch_api_row",
-    "context_growth_row",
-    "deprecated_row",
-    "error_rate_row",
-    "max_tokens_rows",
-    "model_mix_row",
-    "retries_row",
-    "streaming_row",
-    "usage_logged_row",
-]
+__all__ = ["AUDIT_ITEMS", "audit"]
 
 _PROMPT_COLUMNS = (
     "input_tokens",

@@ -29,12 +29,12 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from clauditor.analytics.audit import (
+from clauditor.analytics.audit import _prompt_caching
+from clauditor.analytics.audit_items import (
     AUDIT_ITEMS,
     MIN_TURNS,
     REPRICE_AS,
     _budget,
-    _prompt_caching,
     _row,
     attribution_row,
     batch_api_row,
