@@ -233,6 +233,17 @@ def _economics(grouped: pl.LazyFrame, terms: pl.LazyFrame, by: list[str]) -> pl.
     )
 
 
+# The columns of a caching-candidates table after its keys (both paths: here and cache_sql).
+CANDIDATE_COLUMNS = (
+    "calls",
+    "avg_input_tokens",
+    "prefix_tokens",
+    "reuse_share",
+    "input_cost_usd",
+    "dollars_at_stake",
+)
+
+
 def caching_candidates(
     calls: pl.DataFrame,
     *,
@@ -302,15 +313,7 @@ def caching_candidates(
     return (
         totals.join(per_call, on=keys, how="left", nulls_equal=True)
         .with_columns([pl.col(k).cast(pl.String) for k in keys])
-        .select(
-            *keys,
-            "calls",
-            "avg_input_tokens",
-            "prefix_tokens",
-            "reuse_share",
-            "input_cost_usd",
-            "dollars_at_stake",
-        )
+        .select(*keys, *CANDIDATE_COLUMNS)
         .sort(["dollars_at_stake", *keys], descending=[True, False, False])
     )
 

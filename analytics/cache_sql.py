@@ -17,7 +17,7 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
-from clauditor.analytics.cache import _economics
+from clauditor.analytics.cache import CANDIDATE_COLUMNS, _economics
 from clauditor.analytics.costs import PREPARED_KEY, UNTAGGED, with_group_keys
 from clauditor.analytics.errors import failed_expr
 from clauditor.analytics.periods import Period
@@ -222,15 +222,7 @@ def caching_candidates_from(
         )
     return (
         totals.join(per_call, on=keys, how="left", nulls_equal=True)
-        .select(
-            *keys,
-            "calls",
-            "avg_input_tokens",
-            "prefix_tokens",
-            "reuse_share",
-            "input_cost_usd",
-            "dollars_at_stake",
-        )  # fmt: skip
+        .select(*keys, *CANDIDATE_COLUMNS)
         .sort(["dollars_at_stake", *keys], descending=[True, False, False])
     )
 
