@@ -32,7 +32,7 @@ import polars as pl
 
 from clauditor import semconv as sc
 from clauditor.redact import is_secret_key, scrub, scrub_value
-from clauditor.schema import CALLS_COLUMNS, COST_COLUMNS
+from clauditor.schema import CALLS_COLUMNS, COST_COLUMNS, SOURCES
 
 __all__ = [
     "CONVENTIONS",
@@ -811,14 +811,7 @@ def normalize(
 # whenever a tracer provider is set, so an app that also runs OpenLLMetry, OpenInference, OpenLIT
 # or the official instrumentation emits two spans per call), the most exact one is the record:
 # ours, then the SDK's (it has the cache TTL split, service tier and HTTP status), then the rest.
-SOURCE_PREFERENCE: tuple[str, ...] = (
-    "clauditor",
-    "anthropic-sdk",
-    "otel-genai",
-    "openllmetry",
-    "openinference",
-    "openlit",
-)
+SOURCE_PREFERENCE: tuple[str, ...] = SOURCES  # clauditor.schema keeps the order, for the store too
 
 
 def one_row_per_call(frame: pl.DataFrame, *, by_time: bool = True) -> pl.DataFrame:
@@ -836,7 +829,6 @@ def one_row_per_call(frame: pl.DataFrame, *, by_time: bool = True) -> pl.DataFra
     a file or a receiver mixes apps where one call may be seen by one instrumentation only, and
     merging by time there could fold two different calls into one.
     """
-    by_time_merge = by_time
     if frame.height < 2 or frame["source"].n_unique() < 2:
         return frame
     rank = {source: i for i, source in enumerate(SOURCE_PREFERENCE)}
@@ -861,7 +853,7 @@ def one_row_per_call(frame: pl.DataFrame, *, by_time: bool = True) -> pl.DataFra
     loose = keyed.filter(pl.col("_rid").is_null()).select(
         "span_id", "_rank", "start_time", "end_time", *match
     )
-    by_time = (
+    time_matches = (
         loose.join(
             keyed.select(
                 pl.col("span_id").alias("_keep"),
@@ -880,7 +872,7 @@ def one_row_per_call(frame: pl.DataFrame, *, by_time: bool = True) -> pl.DataFra
         .group_by("span_id", maintain_order=True)
         .agg(pl.col("_keep").first())
     )
-    parts = [by_id, by_time] if by_time_merge else [by_id]
+    parts = [by_id, time_matches] if by_time else [by_id]
     replaced = pl.concat(parts, how="vertical").unique("span_id", keep="first")
     if replaced.height == 0:
         return frame

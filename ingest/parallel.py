@@ -164,7 +164,7 @@ def parse_range(
     return parse_chunk(name, 1, block, feature_attributes)
 
 
-_ARROW_TYPES = {
+_ARROW_TYPES: dict[Any, pa.DataType] = {
     pl.String: pa.string(),
     pl.Int64: pa.int64(),
     pl.Float64: pa.float64(),
