@@ -89,18 +89,7 @@ def safe_payload(value: Any) -> str:
                 text = text[:cut] + "[REDACTED: rest withheld]"
             return text[:MAX_PAYLOAD_CHARS]
     if isinstance(value, SpanRecord):
-        value = {
-            "traceId": value.trace_id,
-            "spanId": value.span_id,
-            "parentSpanId": value.parent_span_id,
-            "name": value.name,
-            "startTimeUnixNano": value.start_ns,
-            "endTimeUnixNano": value.end_ns,
-            "status": {"code": value.status_code, "message": value.status_message},
-            "scope": {"name": value.scope_name, "version": value.scope_version},
-            "attributes": value.attributes,
-            "resource": value.resource,
-        }
+        value = value.otlp_dict()
     text = json.dumps(_scrub_tree(value), separators=(",", ":"), default=str)
     return scrub(text)[:MAX_PAYLOAD_CHARS]
 

@@ -104,6 +104,24 @@ class SpanRecord:
     scope_name: str
     scope_version: str | None
 
+    def otlp_dict(
+        self, attributes: dict[str, Any] | None = None, resource: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The span in OTLP/JSON's shape (for quarantine payloads), with ``attributes`` and
+        ``resource`` in place of its own when given (scrubbed or clipped copies, say)."""
+        return {
+            "traceId": self.trace_id,
+            "spanId": self.span_id,
+            "parentSpanId": self.parent_span_id,
+            "name": self.name,
+            "startTimeUnixNano": self.start_ns,
+            "endTimeUnixNano": self.end_ns,
+            "status": {"code": self.status_code, "message": self.status_message},
+            "scope": {"name": self.scope_name, "version": self.scope_version},
+            "attributes": self.attributes if attributes is None else attributes,
+            "resource": self.resource if resource is None else resource,
+        }
+
 
 class SpanRejected(Exception):
     """A span (or a whole OTLP request) that cannot become a row; ``reason`` says why.

@@ -102,18 +102,10 @@ class Prepared:
 def quarantine_payload(value: Any) -> str:
     """A scrubbed, truncated JSON text of a rejected span (record, dict or raw text)."""
     if isinstance(value, SpanRecord):
-        value = {
-            "traceId": value.trace_id,
-            "spanId": value.span_id,
-            "parentSpanId": value.parent_span_id,
-            "name": value.name,
-            "startTimeUnixNano": value.start_ns,
-            "endTimeUnixNano": value.end_ns,
-            "status": {"code": value.status_code, "message": value.status_message},
-            "scope": {"name": value.scope_name, "version": value.scope_version},
-            "attributes": scrub_attributes(_clipped(value.attributes, 200)),
-            "resource": scrub_attributes(_clipped(value.resource, 200)),
-        }
+        value = value.otlp_dict(
+            attributes=scrub_attributes(_clipped(value.attributes, 200)),
+            resource=scrub_attributes(_clipped(value.resource, 200)),
+        )
     elif isinstance(value, bytes):
         value = value[: MAX_PAYLOAD_CHARS * 2].decode("utf-8", "replace")
     if isinstance(value, str):
