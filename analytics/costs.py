@@ -166,13 +166,19 @@ def cost_breakdown(calls: pl.DataFrame | pl.LazyFrame, by: Sequence[str]) -> pl.
         pl.col("cost_usd").is_null().sum().cast(pl.Int64).alias("unpriced_calls"),
     ]
     grouped = lf.group_by(by).agg(aggs) if by else lf.select(aggs)
+    return _breakdown_table(grouped, by)
+
+
+def _breakdown_table(grouped: pl.LazyFrame, by: Sequence[str]) -> pl.DataFrame:
+    """The grouped sums of either :func:`cost_breakdown` path with their share of the total,
+    in the table's column order and sort."""
     total = pl.col("cost_usd").sum()
-    out = grouped.with_columns(
-        pl.when(total > 0).then(pl.col("cost_usd") / total).otherwise(None).alias("share")
-    )
     columns = [*by, "calls", *TOKEN_COLUMNS, "cost_usd", "share", "unpriced_calls"]
     return (
-        out.select(columns)
+        grouped.with_columns(
+            pl.when(total > 0).then(pl.col("cost_usd") / total).otherwise(None).alias("share")
+        )
+        .select(columns)
         .with_columns([pl.col(k).cast(pl.String) for k in by])
         .sort(
             ["cost_usd", "calls", *by],
@@ -258,21 +264,7 @@ def cost_breakdown_from_hours(hours: pl.DataFrame, by: Sequence[str]) -> pl.Data
         (pl.col("calls") - pl.col("_priced")).sum().cast(pl.Int64).alias("unpriced_calls"),
     ]
     grouped = lf.group_by(by).agg(aggs) if by else lf.select(aggs)
-    total = pl.col("cost_usd").sum()
-    columns = [*by, "calls", *TOKEN_COLUMNS, "cost_usd", "share", "unpriced_calls"]
-    return (
-        grouped.with_columns(
-            pl.when(total > 0).then(pl.col("cost_usd") / total).otherwise(None).alias("share")
-        )
-        .select(columns)
-        .with_columns([pl.col(k).cast(pl.String) for k in by])
-        .sort(
-            ["cost_usd", "calls", *by],
-            descending=[True, True, *([False] * len(by))],
-            nulls_last=True,
-        )
-        .collect()
-    )
+    return _breakdown_table(grouped, by)
 
 
 def spend_by_day_from_hours(
