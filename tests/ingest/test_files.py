@@ -180,3 +180,17 @@ def test_a_truncated_gzip_keeps_what_came_before(tmp_path: Path) -> None:
     summary = ingest_paths([src], tmp_path / "c.duckdb")
     assert summary.rejected == 1
     assert "cannot read further" in summary.rejections[0].reason
+
+
+@pytest.mark.parametrize("engine", ["python", "parallel"])
+def test_json_nested_too_deeply_is_one_rejected_line(tmp_path: Path, engine: str) -> None:
+    # json's parser recurses: a line nested past its limit used to end the whole ingest with
+    # a RecursionError traceback.
+    deep = '{"resourceSpans": ' + "[" * 100_000 + "]" * 100_000 + "}\n"
+    path = tmp_path / "deep.jsonl"
+    path.write_text(line(clauditor_call(GOOD_1)) + deep + line(clauditor_call(GOOD_2)))
+    summary = ingest_paths([path], tmp_path / "db.duckdb", engine=engine)
+    assert [(r.origin, r.reason) for r in summary.rejections] == [
+        (f"{path}:2", "not valid JSON: nested too deeply to read")
+    ]
+    assert sorted(load_calls(tmp_path / "db.duckdb")["span_id"]) == sorted([GOOD_1, GOOD_2])
