@@ -187,7 +187,7 @@ class _Batcher:
         self.table = table
         self.summary = summary
         self.size = max(1, size)
-        self.rows: list[dict[str, Any]] = []
+        self.rows: list[tuple[Any, ...]] = []  # row tuples, ROW_COLUMNS order
         # Columnar engine: SQL-made frames (with their file-order keys) and the file-order keys
         # of the rows in ``rows`` (which then come from the lines left to Python).
         self.frames: list[pl.DataFrame] = []

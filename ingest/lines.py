@@ -1,6 +1,7 @@
 """One OTLP/JSON line in: rows, rejections and counts out. Shared by every file-ingest engine.
 
-:func:`read_line` is the Python engine's whole per-line work (parse, read the spans, normalize);
+:func:`read_line` is the Python engine's whole per-line work (parse, read the spans, normalize:
+the common span by :mod:`.fastpath`, anything else by :mod:`.normalize`);
 the in-process loop in ``.files`` and the worker processes of ``.parallel`` both call it, so
 the two give the same verdict on every line by construction.
 
@@ -15,6 +16,7 @@ straight to :func:`json.loads`.
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -25,8 +27,9 @@ from clauditor.redact import is_secret_key, scrub
 from clauditor.schema import CALLS_SCHEMA
 from clauditor.semconv import SECRET_KEY_MARKERS
 
+from .fastpath import GENERIC, request_spans, span_row
 from .normalize import ROW_COLUMNS, SpanRecord, SpanRejected, _row
-from .otlp_json import iter_otlp_json_spans
+from .otlp_json import _span_record, iter_otlp_json_spans
 
 __all__ = ["BUILD_DTYPES", "LineSink", "build_frame", "load_line", "read_line", "safe_payload"]
 
@@ -114,10 +117,18 @@ BUILD_DTYPES = {
 }
 
 
-def build_frame(rows: Iterable[dict[str, Any]]) -> pl.DataFrame:
-    """A ``calls`` frame (no costs) from ``normalize._row`` dicts (times in Unix microseconds)."""
+if tuple(BUILD_DTYPES) != ROW_COLUMNS:  # pragma: no cover - rows are tuples in this order
+    raise RuntimeError("BUILD_DTYPES must list the row columns in ROW_COLUMNS order")
+
+# A normalize._row dict as the tuple the sinks hold (ROW_COLUMNS order).
+row_tuple = operator.itemgetter(*ROW_COLUMNS)
+
+
+def build_frame(rows: Iterable[tuple[Any, ...]]) -> pl.DataFrame:
+    """A ``calls`` frame (no costs) from row tuples in ``ROW_COLUMNS`` order (what
+    :func:`read_line` collects; times in Unix microseconds)."""
     rows = rows if isinstance(rows, list) else list(rows)
-    return pl.DataFrame(rows, schema=BUILD_DTYPES).with_columns(
+    return pl.DataFrame(rows, schema=BUILD_DTYPES, orient="row").with_columns(
         pl.col("start_time").cast(pl.Datetime("us", "UTC")),
         pl.col("end_time").cast(pl.Datetime("us", "UTC")),
     )
@@ -134,7 +145,7 @@ class _Counts(Protocol):
 class LineSink(Protocol):
     """Where :func:`read_line` puts its results (the batcher, or a worker's chunk collector)."""
 
-    rows: list[dict[str, Any]]
+    rows: list[tuple[Any, ...]]  # in ROW_COLUMNS order
     row_keys: list[tuple[int, int]]
 
     @property
@@ -164,22 +175,33 @@ def read_line(
     except ValueError as exc:  # UnicodeDecodeError included
         sink.reject(f"{name}:{number}", f"not valid JSON: {exc}", line)
         return False
-    try:
-        items = list(iter_otlp_json_spans(request))
-    except SpanRejected as exc:
-        sink.reject(f"{name}:{number}", exc.reason, line)
-        return False
-    rows = sink.rows
-    for item in items:  # read_span, inlined: this loop runs for every span of every file
-        summary.spans_read += 1
-        if type(item) is SpanRejected:
-            sink.reject(f"{name}:{number}", item.reason, item.payload)
-            continue
+    spans = request_spans(request)
+    if spans is None:  # not the exporters' shape: the general reader, with its messages
         try:
-            row = _row(item, feature_attributes)  # type: ignore[arg-type]
+            items = list(iter_otlp_json_spans(request))
         except SpanRejected as exc:
-            sink.reject(f"{name}:{number}", exc.reason, item)
-            continue
+            sink.reject(f"{name}:{number}", exc.reason, line)
+            return False
+        for item in items:
+            read_span(f"{name}:{number}", item, sink, feature_attributes, order)
+        return True
+    rows = sink.rows
+    for span, resource, scope_name, scope_version in spans:
+        # read_span, inlined, with the fast path first: this loop runs for every span
+        summary.spans_read += 1
+        row = span_row(span, resource, scope_name, feature_attributes)
+        if row is GENERIC:
+            try:
+                record = _span_record(span, resource, scope_name, scope_version)
+            except SpanRejected as exc:
+                sink.reject(f"{name}:{number}", exc.reason, span)
+                continue
+            try:
+                found = _row(record, feature_attributes)
+            except SpanRejected as exc:
+                sink.reject(f"{name}:{number}", exc.reason, record)
+                continue
+            row = None if found is None else row_tuple(found)
         if row is None:
             summary.ignored += 1
         else:
@@ -210,6 +232,6 @@ def read_span(
     if row is None:
         summary.ignored += 1
     else:
-        sink.rows.append(row)
+        sink.rows.append(row_tuple(row))
         if order is not None:
             sink.row_keys.append((order, len(sink.row_keys)))

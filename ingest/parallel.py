@@ -70,7 +70,7 @@ class _ChunkSink:
     """What :func:`read_line` fills in a worker (the batcher's interface, minus writing)."""
 
     summary: _Counts = field(default_factory=_Counts)
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[tuple[Any, ...]] = field(default_factory=list)  # ROW_COLUMNS order
     row_keys: list[tuple[int, int]] = field(default_factory=list)
     rejections: list[tuple[int, str, str]] = field(default_factory=list)
     number: int = 0  # of the line being read: every origin read_line gives is "name:number"
@@ -180,7 +180,7 @@ _ARROW_SCHEMA = pa.schema(
 )
 
 
-def _encode_rows(rows: list[dict[str, Any]]) -> bytes | dict[str, list[Any]]:
+def _encode_rows(rows: list[tuple[Any, ...]]) -> bytes | dict[str, list[Any]]:
     """The rows as one Arrow IPC stream: a few copies of contiguous memory for the parent to
     load, instead of millions of Python objects to unpickle and convert.
 
@@ -189,7 +189,10 @@ def _encode_rows(rows: list[dict[str, Any]]) -> bytes | dict[str, list[Any]]:
     64 bits in a number column) sends the plain lists instead, which the parent builds as the
     in-process engine builds them, failing or not exactly as it does.
     """
-    columns = {column: [row[column] for row in rows] for column in BUILD_DTYPES}
+    transposed = zip(*rows, strict=True) if rows else ([] for _ in BUILD_DTYPES)
+    columns = {
+        column: list(values) for column, values in zip(BUILD_DTYPES, transposed, strict=True)
+    }
     try:
         batch = pa.record_batch(
             [pa.array(columns[field.name], field.type) for field in _ARROW_SCHEMA],

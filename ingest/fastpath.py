@@ -1,0 +1,516 @@
+"""The common span, normalized in one pass: file ingest's hot path.
+
+Almost every span a file holds is written the way the exporters write it (camelCase, times as
+decimal strings, attribute values of the kind their key calls for) in one of the three
+conventions that share :data:`.normalize.GENAI_KEYS` (clauditor's own spans, the anthropic
+SDK's, the OTel GenAI ones). :func:`span_row` reads such a span straight into a row tuple
+(column order :data:`ROW_ORDER`), about three times cheaper than building a
+:class:`~.normalize.SpanRecord` and running :func:`~.normalize._row` on it.
+
+Exactness comes first: :func:`span_row` only decides spans whose every field it can map the
+way :func:`~.normalize._row` does, and answers :data:`GENERIC` for anything else, so that the
+caller takes the general path and the span gets exactly the verdict it always got (a row, an
+ignore or a rejection with its reason). It answers :data:`GENERIC` when
+
+* the span is not the exporters' shape (see :func:`span_row`), or its ids or times would be
+  rejected;
+* another instrumentation's detector claims it (OpenLLMetry, OpenInference, OpenLIT: their
+  ``refine`` steps and key maps stay in :mod:`.normalize`);
+* a field holds a value of another type than the common one (a token count as a string, a
+  float ``max_tokens``, a list-valued attribute left in the JSON...), the operation is
+  ``count_tokens``, or a key names a secret;
+* any text that reaches a column or the attributes JSON has something the scrubber would look
+  at (``sk-ant-``, ``hooks.slack``, ``earer``, or a leading ``{``/``[``).
+
+tests/ingest/test_fastpath.py holds both paths to the same output on the sample, the convention
+fixtures, the hostile corpus and a fuzzed variant of simulator spans.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any, Final
+
+import orjson
+
+from clauditor import semconv as sc
+from clauditor.redact import is_secret_key
+
+from . import normalize as _normalize_module  # noqa: F401  (loads it)
+from .otlp_json import flatten_attributes
+
+# The package re-exports the function `normalize` under the module's name: take the module.
+nz = sys.modules[__package__ + ".normalize"]
+
+__all__ = ["GENERIC", "ROW_ORDER", "fast_path_supported", "span_row"]
+
+GENERIC: Final = object()  # "take the general path": the answer for anything unusual
+
+ROW_ORDER: tuple[str, ...] = nz.ROW_COLUMNS
+
+
+def fast_path_supported() -> bool:
+    """Whether the three conventions decided here still read as this module assumes.
+
+    Conventions recognised by a :class:`~.normalize.Markers` detector are always left to the
+    general path; the others must be exactly clauditor's, the SDK's and the catch-all, with the
+    shared keys and no convention-specific steps. Should someone change one of them, this turns
+    False and every span takes the general path until this module is taught the change.
+    """
+    expected = (
+        ("clauditor", nz._is_clauditor),
+        ("anthropic-sdk", nz._is_anthropic_sdk),
+        ("otel-genai", nz._always),
+    )
+    decided = tuple(c for c in nz.CONVENTIONS if not isinstance(c.matches, nz.Markers))
+    if tuple((c.source, c.matches) for c in decided) != expected:
+        return False
+    if nz.CONVENTIONS[-len(decided) :] != decided:  # detectors first, then these three
+        return False
+    return all(
+        dict(c.keys) == dict(nz.GENAI_KEYS)
+        and c.provider_keys == (sc.GEN_AI_PROVIDER_NAME, sc.GEN_AI_SYSTEM)
+        and not c.feature_keys
+        and c.refine is None
+        for c in decided
+    )
+
+
+_SUPPORTED = fast_path_supported()
+_BY_SOURCE = {c.source: c for c in nz.CONVENTIONS}
+_MARKERS = tuple(c.matches for c in nz.CONVENTIONS if isinstance(c.matches, nz.Markers))
+_MARKER_KEYS = frozenset(k for m in _MARKERS for k in m.keys)
+_owned_scopes: dict[str, bool] = {}
+
+_K = nz.GENAI_KEYS
+# Single-key fields, read with one dict lookup each.
+(_REQUEST_MODEL,) = _K["request_model"]
+(_RESPONSE_MODEL,) = _K["response_model"]
+(_UNCACHED,) = _K["input_uncached"]
+(_INCLUSIVE,) = _K["input_inclusive"]
+(_OUTPUT,) = _K["output_tokens"]
+(_W5,) = _K["cache_write_5m"]
+(_W1,) = _K["cache_write_1h"]
+(_OPERATION,) = _K["operation"]
+(_GENAI_OPERATION,) = _K["genai_operation"]
+(_MAX_TOKENS,) = _K["max_tokens"]
+(_STREAM,) = _K["stream"]
+(_TTFT,) = _K["ttft_ms"]
+(_HTTP_STATUS,) = _K["http_status"]
+(_RETRIES,) = _K["retries"]
+(_ERROR_TYPE,) = _K["error_type"]
+(_FINISH,) = _K["finish_reasons"]
+(_CONVERSATION,) = _K["conversation_id"]
+(_CODE_LOCATION,) = _K["code_location"]
+(_GEO,) = _K["inference_geo"]
+(_SPEED,) = _K["speed"]
+(_STOP,) = _K["stop_reason"]
+# Multi-key fields: the first key present wins.
+_CACHE_READ = _K["cache_read"]
+_CACHE_WRITE = _K["cache_write"]
+_USER = _K["user_id"]
+_TIER = _K["service_tier"]
+
+_MAX_COUNT = nz.MAX_TOKEN_COUNT
+_MAX = _MAX_INT64 = 2**63 - 1
+_MIN = -(2**63)
+_HEX16 = nz._HEX16.fullmatch
+_HEX32 = nz._HEX32.fullmatch
+_ZERO16 = nz._ZERO16
+_ZERO32 = nz._ZERO32
+_BY_SPAN_NAME = nz._OPERATION_BY_SPAN_NAME
+_BY_GENAI_NAME = nz._OPERATION_BY_GENAI_NAME
+_ALIASES = nz._ERROR_TYPE_ALIASES
+_CALL_SPAN_NAMES = nz._CALL_SPAN_NAMES
+_ERROR = nz.STATUS_CODE_ERROR
+_BAGGAGE = nz.BAGGAGE_FEATURE_ATTRIBUTE
+_ANTHROPIC_SCOPE = sc.ANTHROPIC_SCOPE
+_RESPONSE_ID = sc.GEN_AI_RESPONSE_ID
+_PROVIDER_KEYS = (sc.GEN_AI_PROVIDER_NAME, sc.GEN_AI_SYSTEM)
+_resource_columns = nz._resource_columns
+_mapped = nz._mapped
+_encode = nz._encode
+_is_clauditor = nz._is_clauditor
+
+# Attribute keys seen and found not to name a secret (keys repeat across spans).
+_safe_keys: set[str] = set()
+
+# The row tuple must be in ROW_ORDER: checked once here against the names span_row writes.
+_WRITES = [
+    "span_id",
+    "trace_id",
+    "parent_span_id",
+    "start_time",
+    "end_time",
+    "duration_ms",
+    "ttft_ms",
+    "service",
+    "environment",
+    "feature",
+    "user_id",
+    "conversation_id",
+    "code_location",
+    "operation",
+    "request_model",
+    "response_model",
+    "max_tokens",
+    "stream",
+    "service_tier",
+    "inference_geo",
+    "speed",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "cache_creation_5m_input_tokens",
+    "cache_creation_1h_input_tokens",
+    "stop_reason",
+    "status",
+    "http_status",
+    "error_type",
+    "retries",
+    "source",
+    "attributes",
+    "resource",
+    "response_id",
+]
+if tuple(_WRITES) != ROW_ORDER:  # pragma: no cover - a schema change must update span_row
+    _SUPPORTED = False
+
+
+def _owned_by_marker(scope_name: str) -> bool:
+    owned = _owned_scopes.get(scope_name)
+    if owned is None:
+        owned = any(m.owns_scope(scope_name) for m in _MARKERS)
+        if len(_owned_scopes) < 4096:
+            _owned_scopes[scope_name] = owned
+    return owned
+
+
+def _orjson_text(value: dict[str, Any]) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _safe_key(key: Any) -> bool:
+    """Whether ``key`` may be written to the attributes JSON as it is (remembered when so)."""
+    if type(key) is not str or not key.isascii() or "\x7f" in key or is_secret_key(key):
+        return False
+    if len(_safe_keys) < 65536:
+        _safe_keys.add(key)
+    return True
+
+
+def _first(get: Any, keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        value = get(key)
+        if value is not None:
+            return value
+    return None
+
+
+def span_row(
+    span: Any,
+    resource: dict[str, Any],
+    scope_name: str,
+    feature_attributes: tuple[str, ...],
+) -> Any:
+    """The row tuple of ``span`` (an OTLP/JSON span object), ``None`` when it is not a Claude
+    call, or :data:`GENERIC` when the general path must decide.
+
+    ``resource`` is the flattened resource of the span's ``resourceSpans`` entry (the same
+    object for every span of it), ``scope_name`` the text the general path derives from the
+    scope. The exporters' shape: an object with ``traceId``/``spanId`` strings, decimal-string
+    times, an integer ``kind``, no status or one with an integer code, and a list of
+    ``{"key", "value"}`` attributes.
+    """
+    if not _SUPPORTED or type(span) is not dict:
+        return GENERIC
+    get = span.get
+    start = get("startTimeUnixNano")
+    end = get("endTimeUnixNano")
+    trace_id = get("traceId")
+    span_id = get("spanId")
+    if not (
+        type(start) is str
+        and type(end) is str
+        and type(trace_id) is str
+        and type(span_id) is str
+        and start.isdecimal()
+        and end.isdecimal()
+        and len(start) < 20
+        and len(end) < 20
+        and type(get("kind", 0)) is int
+    ):
+        return GENERIC
+    status = get("status")
+    status_code = 0
+    if status:
+        if type(status) is not dict:
+            return GENERIC
+        status_code = status.get("code", 0)
+        if type(status_code) is not int:
+            return GENERIC
+    name = get("name") or ""
+    parent = get("parentSpanId")
+    if parent is None:
+        parent = get("parent_span_id")
+    if type(name) is not str or (parent and type(parent) is not str):
+        return GENERIC
+    try:
+        attrs = flatten_attributes(get("attributes"))
+    except nz.SpanRejected:
+        return GENERIC
+
+    # The convention: detectors first (theirs is the general path), then the three here.
+    if _owned_by_marker(scope_name) or not _MARKER_KEYS.isdisjoint(attrs):
+        return GENERIC
+    if _is_clauditor(attrs, scope_name):
+        source = "clauditor"
+    elif scope_name == _ANTHROPIC_SCOPE:
+        source = "anthropic-sdk"
+    else:
+        source = "otel-genai"
+    aget = attrs.get
+
+    # Is it a Claude call? (normalize._is_claude_call)
+    request_model = aget(_REQUEST_MODEL)
+    response_model = aget(_RESPONSE_MODEL)
+    if request_model is None and response_model is None:
+        if not (_OPERATION in attrs or name in _CALL_SPAN_NAMES):
+            return None
+    else:
+        for key in _PROVIDER_KEYS:
+            provider = aget(key)
+            if provider is not None:
+                if not (
+                    "anthropic" in str(provider).lower()
+                    or (request_model is not None and "claude" in str(request_model).lower())
+                    or (response_model is not None and "claude" in str(response_model).lower())
+                ):
+                    return None
+                break
+
+    # Ids and times (normalize._check_ids_and_times): anything it would reject goes there.
+    if not (_HEX16(span_id) and span_id != _ZERO16 and _HEX32(trace_id) and trace_id != _ZERO32):
+        return GENERIC
+    start_ns = int(start)
+    end_ns = int(end)
+    if start_ns <= 0 or end_ns < start_ns or end_ns > _MAX_INT64:
+        return GENERIC
+    parent = None if not parent or parent == _ZERO16 else parent.lower()
+
+    if not (
+        (request_model is None or type(request_model) is str)
+        and (response_model is None or type(response_model) is str)
+    ):
+        return GENERIC
+    operation = aget(_OPERATION)
+    if operation is None:
+        operation = _BY_SPAN_NAME.get(name)
+        if operation is None:
+            genai = aget(_GENAI_OPERATION)
+            if genai is None:
+                operation = "chat"
+            elif type(genai) is str:
+                operation = _BY_GENAI_NAME.get(genai, genai)
+            else:
+                return GENERIC
+    if type(operation) is not str or operation == "count_tokens":
+        return GENERIC
+
+    cache_read = _first(aget, _CACHE_READ)
+    cache_write = _first(aget, _CACHE_WRITE)
+    cache_5m = aget(_W5)
+    cache_1h = aget(_W1)
+    output_tokens = aget(_OUTPUT)
+    input_tokens = aget(_UNCACHED)
+    inclusive = aget(_INCLUSIVE)
+    for value in (cache_read, cache_write, cache_5m, cache_1h, output_tokens, input_tokens):
+        if value is not None and not (type(value) is int and 0 <= value <= _MAX_COUNT):
+            return GENERIC
+    if cache_write is None and (cache_5m is not None or cache_1h is not None):
+        cache_write = (cache_5m or 0) + (cache_1h or 0)
+    if inclusive is not None:
+        if not (type(inclusive) is int and 0 <= inclusive <= _MAX_COUNT):
+            return GENERIC
+        if input_tokens is None:
+            input_tokens = max(inclusive - (cache_read or 0) - (cache_write or 0), 0)
+
+    feature = None
+    for key in feature_attributes:
+        feature = aget(key)
+        if feature is not None:
+            break
+    else:
+        feature = aget(_BAGGAGE)
+
+    error_type = aget(_ERROR_TYPE)
+    stop_reason = aget(_STOP)
+    if stop_reason is None:
+        stop_reason = aget(_FINISH)
+        if type(stop_reason) is list:
+            stop_reason = stop_reason[0] if stop_reason else None
+    user_id = _first(aget, _USER)
+    conversation_id = aget(_CONVERSATION)
+    code_location = aget(_CODE_LOCATION)
+    service_tier = _first(aget, _TIER)
+    geo = aget(_GEO)
+    speed = aget(_SPEED)
+    response_id = aget(_RESPONSE_ID)
+    service, environment, resource_json = _resource_columns(resource)
+    # Every text that reaches a scrubbed column must be a string (or nothing) with nothing in
+    # it that the scrubber would change: checked on all of them at once, below.
+    texts = [
+        t
+        for t in (
+            feature,
+            error_type,
+            stop_reason,
+            user_id,
+            conversation_id,
+            code_location,
+            service_tier,
+            request_model,
+            response_model,
+            service,
+            environment,
+            geo,
+            speed,
+        )
+        if t is not None
+    ]
+    for t in texts:
+        if type(t) is not str:
+            return GENERIC
+    if type(response_id) is str:
+        texts.append(response_id)
+    else:
+        response_id = None  # not a column value: only left out of its column
+    if error_type is not None:
+        error_type = _ALIASES.get(error_type, error_type)
+
+    ttft_ms = aget(_TTFT)
+    max_tokens = aget(_MAX_TOKENS)
+    stream = aget(_STREAM)
+    http_status = aget(_HTTP_STATUS)
+    retries = aget(_RETRIES)
+    if not (
+        (ttft_ms is None or type(ttft_ms) is float)
+        and (stream is None or type(stream) is bool)
+        and (max_tokens is None or (type(max_tokens) is int and _MIN <= max_tokens <= _MAX))
+        and (http_status is None or (type(http_status) is int and _MIN <= http_status <= _MAX))
+        and (retries is None or (type(retries) is int and _MIN <= retries <= _MAX))
+    ):
+        return GENERIC
+
+    # The attributes JSON: what no column took. orjson writes what json's encoder writes for
+    # ASCII text without DEL, 64-bit integers and booleans; floats take json's encoder.
+    mapped = _mapped(_BY_SOURCE[source], feature_attributes)
+    rest = {k: v for k, v in attrs.items() if k not in mapped}
+    encode = _orjson_text
+    for key, value in rest.items():
+        if key not in _safe_keys and not _safe_key(key):
+            return GENERIC
+        kind = type(value)
+        if kind is str:
+            texts.append(value)
+        elif kind is int:
+            if not _MIN <= value <= _MAX:
+                encode = _encode
+        elif kind is float:
+            encode = _encode
+        elif kind is not bool:
+            return GENERIC
+    probe = "\x00" + "\x00".join(texts)
+    if (
+        "sk-ant-" in probe
+        or "hooks.slack" in probe
+        or "earer" in probe
+        or "\x00{" in probe
+        or "\x00[" in probe
+    ):
+        return GENERIC
+    if not probe.isascii() or "\x7f" in probe:
+        encode = _encode
+
+    return (
+        span_id.lower(),
+        trace_id.lower(),
+        parent,
+        start_ns // 1000,
+        end_ns // 1000,
+        (end_ns - start_ns) / 1e6,
+        ttft_ms,
+        service,
+        environment,
+        feature,
+        user_id,
+        conversation_id,
+        code_location,
+        operation,
+        request_model,
+        response_model,
+        max_tokens,
+        stream,
+        service_tier,
+        geo,
+        speed,
+        input_tokens,
+        output_tokens,
+        cache_read,
+        cache_write,
+        cache_5m,
+        cache_1h,
+        stop_reason,
+        "error" if status_code == _ERROR or error_type else "ok",
+        http_status,
+        error_type,
+        0 if retries is None else retries,
+        source,
+        encode(rest) if rest else "{}",
+        resource_json,
+        response_id,
+    )
+
+
+def request_spans(
+    request: Mapping[str, Any],
+) -> list[tuple[Any, dict[str, Any], str, str | None]] | None:
+    """The spans of an OTLP/JSON request in the exporters' shape, each with its flattened
+    resource, scope name and version; ``None`` when the request is shaped otherwise (the
+    general reader then reads it, with its checks and messages)."""
+    if type(request) is not dict:
+        return None
+    resource_spans = request.get("resourceSpans")
+    if type(resource_spans) is not list:
+        return None
+    out: list[tuple[Any, dict[str, Any], str, str | None]] = []
+    for rs in resource_spans:
+        if type(rs) is not dict:
+            return None
+        raw_resource = rs.get("resource")
+        if type(raw_resource) is not dict:
+            return None
+        try:
+            resource = flatten_attributes(raw_resource.get("attributes"))
+        except nz.SpanRejected:
+            return None
+        scope_spans = rs.get("scopeSpans")
+        if type(scope_spans) is not list:
+            return None
+        for ss in scope_spans:
+            if type(ss) is not dict:
+                return None
+            scope = ss.get("scope")
+            if not scope or type(scope) is not dict:  # the general reader tries other keys
+                return None
+            scope_name = scope.get("name") or ""
+            if type(scope_name) is not str:
+                return None
+            scope_version = scope.get("version") or None
+            spans = ss.get("spans")
+            if type(spans) is not list:
+                return None
+            out.extend((span, resource, scope_name, scope_version) for span in spans)
+    return out
