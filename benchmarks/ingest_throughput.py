@@ -15,6 +15,8 @@ It writes (once, then reuses) a simulator file of about ``--spans`` spans, then 
 It prints spans/s (wall and per CPU-second, worker processes' CPU included: the machine may
 be shared, and DuckDB uses every core) for each and clauditor's ratio to the ceilings.
 ``--engines parallel,python,columnar`` picks the engines timed (default: parallel and python);
+``parallel-general``/``python-general`` are those engines with the fast path of
+:mod:`clauditor.ingest.fastpath` turned off, the baseline it is measured against;
 ``--no-ceilings`` skips the two DuckDB ceilings. ``--rss`` instead runs only the ingest (the
 first engine named) in a child process and prints the peak RSS of the whole process tree,
 worker processes included (``--spans 5000000 --rss`` is the memory check of issue 4).
@@ -127,14 +129,22 @@ def _own_cpu_s() -> float:
 
 
 def bench_clauditor(path: Path, db: Path, engine: str) -> tuple[float, float, int]:
-    from clauditor.ingest import ingest_paths
+    """One ingest; ``engine`` may end in ``-general``: the same engine with the fast path off
+    (every span through normalize's general path: the baseline of the fast path)."""
+    from clauditor.ingest import fastpath, ingest_paths
 
+    name, general = engine.removesuffix("-general"), engine.endswith("-general")
     for leftover in (db, db.with_name(db.name + ".wal")):
         leftover.unlink(missing_ok=True)
     cpu = _cpu_s()
     own = _own_cpu_s()
     started = time.perf_counter()
-    summary = ingest_paths([path], db, engine=engine)
+    supported = fastpath._SUPPORTED
+    fastpath._SUPPORTED = supported and not general  # forked workers inherit it
+    try:
+        summary = ingest_paths([path], db, engine=name)
+    finally:
+        fastpath._SUPPORTED = supported
     wall = time.perf_counter() - started
     total, parent = _cpu_s() - cpu, _own_cpu_s() - own
     # The parent (pricing, DuckDB writes) and the workers (parsing, normalizing) apart: on two
