@@ -112,23 +112,9 @@ def columnar_supported() -> bool:
     Should someone change one of the three, or add a convention detected otherwise, this turns
     False and file ingest falls back to the Python path until the SQL is taught the change.
     """
-    expected = (
-        ("clauditor", nz._is_clauditor),
-        ("anthropic-sdk", nz._is_anthropic_sdk),
-        ("otel-genai", nz._always),
-    )
-    decided = tuple(c for c in nz.CONVENTIONS if not isinstance(c.matches, nz.Markers))
-    if tuple((c.source, c.matches) for c in decided) != expected:
+    if not nz.decided_by_keys():
         return False
-    if not all(k.startswith(nz._CLAUDITOR_PREFIX) for k in nz._CLAUDITOR_KEYS):
-        return False
-    return all(
-        dict(c.keys) == dict(nz.GENAI_KEYS)
-        and c.provider_keys == (sc.GEN_AI_PROVIDER_NAME, sc.GEN_AI_SYSTEM)
-        and not c.feature_keys
-        and c.refine is None
-        for c in decided
-    )
+    return all(k.startswith(nz._CLAUDITOR_PREFIX) for k in nz._CLAUDITOR_KEYS)
 
 
 def _python_only() -> str:

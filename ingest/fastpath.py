@@ -51,30 +51,9 @@ ROW_ORDER: tuple[str, ...] = nz.ROW_COLUMNS
 
 
 def fast_path_supported() -> bool:
-    """Whether the three conventions decided here still read as this module assumes.
-
-    Conventions recognised by a :class:`~.normalize.Markers` detector are always left to the
-    general path; the others must be exactly clauditor's, the SDK's and the catch-all, with the
-    shared keys and no convention-specific steps. Should someone change one of them, this turns
-    False and every span takes the general path until this module is taught the change.
-    """
-    expected = (
-        ("clauditor", nz._is_clauditor),
-        ("anthropic-sdk", nz._is_anthropic_sdk),
-        ("otel-genai", nz._always),
-    )
-    decided = tuple(c for c in nz.CONVENTIONS if not isinstance(c.matches, nz.Markers))
-    if tuple((c.source, c.matches) for c in decided) != expected:
-        return False
-    if nz.CONVENTIONS[-len(decided) :] != decided:  # detectors first, then these three
-        return False
-    return all(
-        dict(c.keys) == dict(nz.GENAI_KEYS)
-        and c.provider_keys == (sc.GEN_AI_PROVIDER_NAME, sc.GEN_AI_SYSTEM)
-        and not c.feature_keys
-        and c.refine is None
-        for c in decided
-    )
+    """Whether the three conventions decided here still read as this module assumes
+    (:func:`.normalize.decided_by_keys`); when not, every span takes the general path."""
+    return bool(nz.decided_by_keys())
 
 
 _SUPPORTED = fast_path_supported()
@@ -124,7 +103,6 @@ _BY_GENAI_NAME = nz._OPERATION_BY_GENAI_NAME
 _ALIASES = nz._ERROR_TYPE_ALIASES
 _CALL_SPAN_NAMES = nz._CALL_SPAN_NAMES
 _ERROR = nz.STATUS_CODE_ERROR
-_BAGGAGE = nz.BAGGAGE_FEATURE_ATTRIBUTE
 _ANTHROPIC_SCOPE = sc.ANTHROPIC_SCOPE
 _RESPONSE_ID = sc.GEN_AI_RESPONSE_ID
 _PROVIDER_KEYS = (sc.GEN_AI_PROVIDER_NAME, sc.GEN_AI_SYSTEM)
@@ -132,51 +110,10 @@ _resource_columns = nz._resource_columns
 _mapped = nz._mapped
 _encode = nz._encode
 _is_clauditor = nz._is_clauditor
+_feature_tag = nz.feature_tag
 
 # Attribute keys seen and found not to name a secret (keys repeat across spans).
 _safe_keys: set[str] = set()
-
-# The row tuple must be in ROW_ORDER: checked once here against the names span_row writes.
-_WRITES = [
-    "span_id",
-    "trace_id",
-    "parent_span_id",
-    "start_time",
-    "end_time",
-    "duration_ms",
-    "ttft_ms",
-    "service",
-    "environment",
-    "feature",
-    "user_id",
-    "conversation_id",
-    "code_location",
-    "operation",
-    "request_model",
-    "response_model",
-    "max_tokens",
-    "stream",
-    "service_tier",
-    "inference_geo",
-    "speed",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_input_tokens",
-    "cache_creation_input_tokens",
-    "cache_creation_5m_input_tokens",
-    "cache_creation_1h_input_tokens",
-    "stop_reason",
-    "status",
-    "http_status",
-    "error_type",
-    "retries",
-    "source",
-    "attributes",
-    "resource",
-    "response_id",
-]
-if tuple(_WRITES) != ROW_ORDER:  # pragma: no cover - a schema change must update span_row
-    _SUPPORTED = False
 
 
 def _owned_by_marker(scope_name: str) -> bool:
@@ -337,13 +274,7 @@ def span_row(
         if input_tokens is None:
             input_tokens = max(inclusive - (cache_read or 0) - (cache_write or 0), 0)
 
-    feature = None
-    for key in feature_attributes:
-        feature = aget(key)
-        if feature is not None:
-            break
-    else:
-        feature = aget(_BAGGAGE)
+    feature = _feature_tag(aget, feature_attributes)
 
     error_type = aget(_ERROR_TYPE)
     stop_reason = aget(_STOP)
@@ -434,6 +365,7 @@ def span_row(
     if not probe.isascii() or "\x7f" in probe:
         encode = _encode
 
+    # ROW_ORDER (normalize.ROW_COLUMNS); the equivalence tests fail on any mismatch.
     return (
         span_id.lower(),
         trace_id.lower(),

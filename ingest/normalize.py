@@ -634,6 +634,47 @@ def _mapped(conv: Convention, feature_attributes: tuple[str, ...]) -> frozenset[
     return mapped
 
 
+def feature_tag(
+    get: Callable[[str], Any], feature_attributes: tuple[str, ...], own_keys: tuple[str, ...] = ()
+) -> Any:
+    """The feature a span is tagged with: the configured keys in order, then the baggage copy,
+    then the convention's own keys (``get`` reads the span's flattened attributes)."""
+    for key in feature_attributes:
+        value = get(key)
+        if value is not None:
+            return value
+    value = get(BAGGAGE_FEATURE_ATTRIBUTE)
+    if value is None:
+        for key in own_keys:
+            value = get(key)
+            if value is not None:
+                break
+    return value
+
+
+def decided_by_keys() -> bool:
+    """Whether the conventions that no :class:`Markers` detector recognises are, after the
+    detectors and in this order, clauditor's, the SDK's and the catch-all, each reading
+    :data:`GENAI_KEYS` with the usual provider keys and no convention-specific steps.
+
+    The fast paths of file ingest (:mod:`.fastpath`, :mod:`.columnar`) hard-code exactly that;
+    should it change, they turn themselves off until taught the change.
+    """
+    expected = (("clauditor", _is_clauditor), ("anthropic-sdk", _is_anthropic_sdk))
+    decided = tuple(c for c in CONVENTIONS if not isinstance(c.matches, Markers))
+    if tuple((c.source, c.matches) for c in decided) != (*expected, ("otel-genai", _always)):
+        return False
+    if CONVENTIONS[-len(decided) :] != decided:
+        return False
+    return all(
+        dict(c.keys) == dict(GENAI_KEYS)
+        and c.provider_keys == (sc.GEN_AI_PROVIDER_NAME, sc.GEN_AI_SYSTEM)
+        and not c.feature_keys
+        and c.refine is None
+        for c in decided
+    )
+
+
 def _row(record: SpanRecord, feature_attributes: Sequence[str]) -> dict[str, Any] | None:
     """The row without costs, with ``start_time``/``end_time`` as Unix MICROseconds (ints).
 
@@ -699,18 +740,7 @@ def _row(record: SpanRecord, feature_attributes: Sequence[str]) -> dict[str, Any
             # The cache trap (DESIGN §3): OTel's count includes cache reads and writes.
             input_tokens = max(inclusive - (cache_read or 0) - (cache_write or 0), 0)
 
-    feature = None
-    for key in feature_attributes:
-        feature = get(key)
-        if feature is not None:
-            break
-    else:
-        feature = get(BAGGAGE_FEATURE_ATTRIBUTE)
-        if feature is None:
-            for key in conv.feature_keys:
-                feature = get(key)
-                if feature is not None:
-                    break
+    feature = feature_tag(get, feature_attributes, conv.feature_keys)
 
     error_type = _text(f["error_type"])
     if error_type is not None:
