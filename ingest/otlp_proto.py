@@ -39,6 +39,7 @@ __all__ = [
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # a length prefix above this is corruption, not data
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_UTF8_BOM = b"\xef\xbb\xbf"
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -213,16 +214,19 @@ def iter_proto_file_requests(
 def is_proto_file(path: str | Path) -> bool:
     """Whether ``path`` looks like an OTLP protobuf file rather than OTLP/JSON lines.
 
-    JSON lines start with ``{`` (after optional whitespace) and gzip with its magic bytes;
-    anything else (a binary length prefix) is taken as protobuf. Intended for explicitly named
-    files and for ``*.pb``/``*.proto``/``*.binpb`` names found in folders.
+    JSON lines start with ``{`` or ``[`` (after an optional UTF-8 byte-order mark and
+    whitespace; a line that is an array is then rejected as JSON that is not a request, in
+    JSON's words, not as broken protobuf) and gzip with its magic bytes; anything else (a
+    binary length prefix, whose first byte is 0 for any message under 16 MB) is taken as
+    protobuf. Intended for explicitly named files and for ``*.pb``/``*.proto``/``*.binpb``
+    names found in folders.
     """
     with open(path, "rb") as raw:
         head = raw.read(64)
-    stripped = head.lstrip()
+    stripped = head.removeprefix(_UTF8_BOM).lstrip()
     if not stripped:
         return False
-    return not (stripped.startswith(b"{") or head.startswith(_GZIP_MAGIC))
+    return not (stripped.startswith((b"{", b"[")) or head.startswith(_GZIP_MAGIC))
 
 
 def iter_proto_file_spans(path: str | Path) -> Iterator[tuple[int, SpanRecord | SpanRejected]]:

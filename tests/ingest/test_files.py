@@ -194,3 +194,23 @@ def test_json_nested_too_deeply_is_one_rejected_line(tmp_path: Path, engine: str
         (f"{path}:2", "not valid JSON: nested too deeply to read")
     ]
     assert sorted(load_calls(tmp_path / "db.duckdb")["span_id"]) == sorted([GOOD_1, GOOD_2])
+
+
+def test_a_file_starting_with_an_array_line_is_read_as_json_lines(tmp_path: Path) -> None:
+    # It used to be taken for protobuf (only "{" counted as JSON), every "message" rejected
+    # as broken protobuf and the good line after it lost.
+    path = tmp_path / "odd.jsonl"
+    path.write_text("[1, 2]\n" + line(clauditor_call(GOOD_1)))
+    summary = ingest_paths([path], tmp_path / "db.duckdb")
+    assert [(r.origin, r.reason) for r in summary.rejections] == [
+        (f"{path}:1", "not an OTLP ExportTraceServiceRequest: not a JSON object")
+    ]
+    assert load_calls(tmp_path / "db.duckdb")["span_id"].to_list() == [GOOD_1]
+
+
+def test_a_byte_order_mark_does_not_make_json_lines_protobuf(tmp_path: Path) -> None:
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + line(clauditor_call(GOOD_1)).encode())
+    summary = ingest_paths([path], tmp_path / "db.duckdb")
+    assert summary.rejections == []
+    assert load_calls(tmp_path / "db.duckdb")["span_id"].to_list() == [GOOD_1]
