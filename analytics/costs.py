@@ -37,6 +37,7 @@ __all__ = [
     "HOURS_KEYS",
     "cost_breakdown",
     "cost_breakdown_from_hours",
+    "cost_columns",
     "group_key_expr",
     "keys_as_strings",
     "load_calls_in",
@@ -147,6 +148,13 @@ def _priced_sum(column: str = "cost_usd") -> pl.Expr:
     return pl.when(pl.col(column).count() > 0).then(pl.col(column).sum()).otherwise(None)
 
 
+def cost_columns(by: Sequence[str]) -> list[str]:
+    """The ``calls`` columns a breakdown by ``by`` reads (with ``start_time``, for buckets):
+    what a caller needs to load, a fraction of the row."""
+    _check_keys(by)
+    return ["start_time", *(c for k in by for c in _KEY_SOURCES[k]), *TOKEN_COLUMNS, "cost_usd"]
+
+
 def cost_breakdown(calls: pl.DataFrame | pl.LazyFrame, by: Sequence[str]) -> pl.DataFrame:
     """Spend, calls and tokens per group of ``by`` keys (any of :data:`GROUP_KEYS`).
 
@@ -156,9 +164,7 @@ def cost_breakdown(calls: pl.DataFrame | pl.LazyFrame, by: Sequence[str]) -> pl.
     :class:`ValueError` listing :data:`GROUP_KEYS` for an unknown key.
     """
     by = list(by) if not isinstance(by, str) else by
-    _check_keys(by)
-    needed = [c for k in by for c in _KEY_SOURCES[k]] + [*TOKEN_COLUMNS, "cost_usd"]
-    lf = with_group_keys(_with_columns(calls, needed), by)
+    lf = with_group_keys(_with_columns(calls, cost_columns(by)), by)
     aggs = [
         pl.len().cast(pl.Int64).alias("calls"),
         *[pl.col(c).sum().cast(pl.Int64).alias(c) for c in TOKEN_COLUMNS],

@@ -61,17 +61,19 @@ def costs(
     Untagged spend and unpriced calls are rows of their own, never hidden.
     """
     from clauditor.analytics import load_calls_in, resolve_period
+    from clauditor.analytics.costs import cost_columns
     from clauditor.analytics.trends import cost_by_bucket, cost_change
 
     cfg = resolve_config(config)
     span = resolve_period(period, as_of=parse_as_of(as_of, cfg.timezone), tz=cfg.timezone)
     keys = split_keys(by)
-    calls = load_calls_in(resolve_db(db), span)
+    columns = cost_columns(keys)  # only these: a whole row is ~20x more memory
+    calls = load_calls_in(resolve_db(db), span, columns=columns)
     if every:
         table = cost_by_bucket(calls, keys, every=every, tz=cfg.timezone)
         title = f"Spend by {every} and {', '.join(keys) or 'total'} — {span.label}"
     else:
-        previous = load_calls_in(resolve_db(db), span.previous())
+        previous = load_calls_in(resolve_db(db), span.previous(), columns=columns)
         table = cost_change(calls, previous, keys)
         title = (
             f"Spend by {', '.join(keys) or 'total'} — {span.label} (change vs the period before)"
