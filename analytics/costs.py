@@ -39,6 +39,7 @@ __all__ = [
     "cost_breakdown_from_hours",
     "cost_columns",
     "group_key_expr",
+    "key_columns",
     "keys_as_strings",
     "load_calls_in",
     "spend_by_day",
@@ -148,11 +149,16 @@ def _priced_sum(column: str = "cost_usd") -> pl.Expr:
     return pl.when(pl.col(column).count() > 0).then(pl.col(column).sum()).otherwise(None)
 
 
+def key_columns(by: Sequence[str]) -> list[str]:
+    """The ``calls`` columns the group keys ``by`` are computed from."""
+    _check_keys(by)
+    return [c for k in by for c in _KEY_SOURCES[k]]
+
+
 def cost_columns(by: Sequence[str]) -> list[str]:
     """The ``calls`` columns a breakdown by ``by`` reads (with ``start_time``, for buckets):
     what a caller needs to load, a fraction of the row."""
-    _check_keys(by)
-    return ["start_time", *(c for k in by for c in _KEY_SOURCES[k]), *TOKEN_COLUMNS, "cost_usd"]
+    return ["start_time", *key_columns(by), *TOKEN_COLUMNS, "cost_usd"]
 
 
 def cost_breakdown(calls: pl.DataFrame | pl.LazyFrame, by: Sequence[str]) -> pl.DataFrame:

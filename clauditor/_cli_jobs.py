@@ -29,6 +29,8 @@ from clauditor._cli_common import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import polars as pl
 
     from clauditor.config import Config
@@ -84,16 +86,27 @@ def costs(
 
 
 def _window(
-    db: Path | None, config: Path | None, period: str, as_of: str | None, *, history: dt.timedelta
+    db: Path | None,
+    config: Path | None,
+    period: str,
+    as_of: str | None,
+    *,
+    history: dt.timedelta,
+    keys: Sequence[str] = (),
 ) -> tuple[Config, Any, pl.DataFrame]:
-    """Config, the resolved period, and its calls plus ``history`` before it (for baselines)."""
-    from clauditor.analytics import load_calls_in, resolve_period
+    """Config, the resolved period, and its calls plus ``history`` before it (for baselines),
+    as the lean analytics frame (the columns the jobs read, plus those of the group ``keys``)."""
+    from clauditor.analytics import resolve_period
+    from clauditor.analytics.costs import key_columns
+    from clauditor.analytics.frame import ANALYTICS_COLUMNS, load_analytics_frame
     from clauditor.analytics.periods import Period
 
     cfg = resolve_config(config)
     span = resolve_period(period, as_of=parse_as_of(as_of, cfg.timezone), tz=cfg.timezone)
     widened = Period(span.start - history, span.end, span.label, span.tz)
-    return cfg, span, load_calls_in(resolve_db(db), widened)
+    extra = [c for c in key_columns(keys) if c not in ANALYTICS_COLUMNS]
+    calls = load_analytics_frame(resolve_db(db), widened, columns=[*ANALYTICS_COLUMNS, *extra])
+    return cfg, span, calls
 
 
 def _in_period(frame: pl.DataFrame, span: Any, column: str) -> pl.DataFrame:
@@ -121,8 +134,8 @@ def cache(
     """Cache economics: hit ratio, dollars saved, wasted writes, 1h-vs-5m TTL, candidates."""
     from clauditor.analytics.cache import cache_economics, cache_regressions, caching_candidates
 
-    _, span, calls = _window(db, config, period, as_of, history=dt.timedelta(0))
     keys = split_keys(by)
+    _, span, calls = _window(db, config, period, as_of, history=dt.timedelta(0), keys=keys)
     emit(cache_economics(calls, by=keys), fmt, title=f"Cache economics — {span.label}")
     if fmt is Format.table:
         emit(caching_candidates(calls), fmt, title="Caching candidates (large uncached input)")
@@ -172,8 +185,8 @@ def latency(
     """p50/p95/p99 of call duration and time to first token."""
     from clauditor.analytics.latency import latency_percentiles
 
-    cfg, span, calls = _window(db, config, period, as_of, history=dt.timedelta(0))
     keys = split_keys(by)
+    cfg, span, calls = _window(db, config, period, as_of, history=dt.timedelta(0), keys=keys)
     table = latency_percentiles(
         calls, by=keys, every=None if every.lower() == "none" else every, tz=cfg.timezone
     )
@@ -219,7 +232,7 @@ def spikes(
     """Hourly spend spikes against a robust trailing baseline (runaway loops, model changes)."""
     from clauditor.analytics.spikes import spike_episodes
 
-    _, span, calls = _window(db, config, period, as_of, history=dt.timedelta(days=7))
+    _, span, calls = _window(db, config, period, as_of, history=dt.timedelta(days=7), keys=[by])
     episodes = _in_period(spike_episodes(calls, by=by), span, "start")
     emit(episodes, fmt, title=f"Spend spikes by {by} — {span.label}")
 
@@ -237,8 +250,8 @@ def failures(
     """Cost of failure: dollars on errored calls, on retries and on outputs cut at max_tokens."""
     from clauditor.analytics.failure import cost_of_failure
 
-    _, span, calls = _window(db, config, period, as_of, history=dt.timedelta(0))
     keys = split_keys(by)
+    _, span, calls = _window(db, config, period, as_of, history=dt.timedelta(0), keys=keys)
     emit(cost_of_failure(calls, by=keys), fmt, title=f"Cost of failure — {span.label}")
 
 
