@@ -1,0 +1,105 @@
+"""What a job command costs over a big database: the whole-row load against the lean one.
+
+Run:  python benchmarks/cli_jobs.py --db FILE [--period 2026-10-01..2026-10-31]
+
+For each job the CLI runs (costs, cache, latency, audit) it starts two child processes on the
+same period of ``--db`` (a clauditor database, say the one `ingest_throughput.py --rss` leaves
+in benchmarks/out/rss.duckdb: 5M calls over one month):
+
+* baseline: ``load_calls_in`` (whole ``calls`` rows, what the commands read before), then
+  the job;
+* clauditor: what the command reads now (``cost_columns`` for costs, the lean analytics
+  frame for the others), then the same job;
+
+and prints wall seconds and peak RSS of each child, and whether both gave the same table
+(equal up to float summation order).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+_CHILD = r"""
+import json, resource, sys, time
+job, mode, db, period = sys.argv[1:5]
+started = time.perf_counter()
+from clauditor.analytics import load_calls_in, resolve_period
+from clauditor.analytics.costs import cost_columns
+from clauditor.analytics.frame import load_analytics_frame
+span = resolve_period(period, tz="UTC")
+if job == "costs":
+    from clauditor.analytics.trends import cost_change
+    columns = None if mode == "baseline" else cost_columns(["feature", "model"])
+    now = load_calls_in(db, span, columns=columns)
+    before = load_calls_in(db, span.previous(), columns=columns)
+    table = cost_change(now, before, ["feature", "model"])
+else:
+    calls = load_calls_in(db, span) if mode == "baseline" else load_analytics_frame(db, span)
+    if job == "cache":
+        from clauditor.analytics.cache import cache_economics
+        table = cache_economics(calls, by=["feature", "model"])
+    elif job == "latency":
+        from clauditor.analytics.latency import latency_percentiles
+        table = latency_percentiles(calls, by=["feature", "model"], every="1d")
+    else:
+        from clauditor.analytics.audit import audit
+        table = audit(calls)
+wall = time.perf_counter() - started
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"wall": wall, "rss": rss, "table": table.write_csv()}))
+"""
+
+
+def _run(job: str, mode: str, db: Path, period: str) -> dict[str, object]:
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, job, mode, str(db), period],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _same(a: str, b: str) -> bool:
+    """CSV tables equal, numbers compared to 1e-9 relative (sums in another order)."""
+    rows_a, rows_b = a.splitlines(), b.splitlines()
+    if len(rows_a) != len(rows_b):
+        return False
+    for ra, rb in zip(rows_a, rows_b, strict=True):
+        for x, y in zip(ra.split(","), rb.split(","), strict=False):
+            if x == y:
+                continue
+            try:
+                fx, fy = float(x), float(y)
+            except ValueError:
+                return False
+            if abs(fx - fy) > 1e-9 * max(abs(fx), abs(fy), 1.0):
+                return False
+    return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", type=Path, required=True)
+    parser.add_argument("--period", default="2026-10-01..2026-10-31")
+    parser.add_argument("--jobs", default="costs,cache,latency,audit")
+    args = parser.parse_args()
+    print(f"{args.db} ({args.db.stat().st_size / 1e6:,.0f} MB), period {args.period}")
+    print(f"{'job':<9}{'baseline wall':>15}{'RSS':>10}{'clauditor wall':>16}{'RSS':>10}  same")
+    for job in args.jobs.split(","):
+        base = _run(job, "baseline", args.db, args.period)
+        ours = _run(job, "clauditor", args.db, args.period)
+        same = _same(str(base["table"]), str(ours["table"]))
+        print(
+            f"{job:<9}{base['wall']:>13.1f} s{base['rss']:>7,.0f} MB"
+            f"{ours['wall']:>14.1f} s{ours['rss']:>7,.0f} MB  {'yes' if same else 'NO'}"
+        )
+
+
+if __name__ == "__main__":
+    main()
