@@ -59,6 +59,35 @@ def test_audit_latency_cache_failures_run(sample_db: Path) -> None:
         assert rows, f"{command} printed nothing"
 
 
+def test_job_commands_group_by_keys_outside_the_jobs_own_columns(sample_db: Path) -> None:
+    # The commands read a lean frame; the --by keys' columns (service, environment, user,
+    # code location) must come along: the groups and counts are those the jobs give on
+    # whole rows.
+    import datetime as dt
+
+    from clauditor.analytics import load_calls_in, resolve_period
+    from clauditor.analytics.cache import cache_economics
+    from clauditor.analytics.failure import cost_of_failure
+
+    span = resolve_period("30d", as_of=dt.datetime(2026, 10, 31, tzinfo=dt.UTC), tz="UTC")
+    whole = load_calls_in(sample_db, span)
+    base = ["--db", str(sample_db), "--period", "30d", "--as-of", AS_OF]
+
+    cache = run_json("cache", "--by", "service,user", *base)
+    want = cache_economics(whole, by=["service", "user"])
+    assert {(r["service"], r["user"]): r["calls"] for r in cache} == {
+        (r["service"], r["user"]): r["calls"] for r in want.iter_rows(named=True)
+    }
+    assert len(cache) > 100
+
+    failures = run_json("failures", "--by", "environment,code_location", *base)
+    want = cost_of_failure(whole, by=["environment", "code_location"])
+    assert {(r["environment"], r["code_location"]): r["calls"] for r in failures} == {
+        (r["environment"], r["code_location"]): r["calls"] for r in want.iter_rows(named=True)
+    }
+    assert len(failures) > 3
+
+
 def test_alerts_dry_run_prints_and_changes_nothing(sample_db: Path) -> None:
     before = hashlib.sha256(sample_db.read_bytes()).hexdigest()
     result = runner.invoke(
