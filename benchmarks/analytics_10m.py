@@ -1,6 +1,7 @@
 """Benchmark: every analytics job over 10M simulated calls, against one plain SQL rollup.
 
     python benchmarks/analytics_10m.py [--rows 10000000] [--db PATH] [--keep] [--per-call]
+                                      [--breakdown]
 
 Rows are generated directly in DuckDB with SQL (``range()`` plus hashed pseudo-random columns:
 30 days, a dozen features, four models, caching, streaming, errors with retries, conversations),
@@ -12,7 +13,13 @@ in a child process so that the generator's memory is not counted. A second child
    default), or with ``--per-call`` the older path: load the analytics frame
    (:func:`clauditor.analytics.frame.load_analytics_frame`) and run each per-call job on it;
 
-and reports wall and CPU seconds of each step (the machine may be shared: CPU time says what
+With ``--breakdown`` the same child also times, before ``run_all_jobs``, the rollup with its
+day computed from integer microseconds (``CAST(start_time AS DATE)`` on a TIMESTAMPTZ goes
+through ICU even in UTC) and each DuckDB statement of ``run_all_jobs`` on its own, so the
+parts can be set against both forms of the baseline in one run. Those rows are not added to
+"all jobs together".
+
+The child reports wall and CPU seconds of each step (the machine may be shared: CPU time says what
 the work cost when wall time is inflated by other processes) and its own peak RSS
 (``ru_maxrss``). The parent prints the table and the ratios to the SQL rollup.
 """
@@ -114,6 +121,24 @@ SELECT CAST(start_time AS DATE) AS day, feature, count(*) AS calls,
 FROM calls GROUP BY ALL
 """
 
+# The same rollup with days from integer microseconds: no ICU conversion per row.
+ROLLUP_INTEGER_DAYS = ROLLUP.replace(
+    "CAST(start_time AS DATE)", "epoch_us(start_time) // 86400000000"
+)
+
+# Latency quantiles per day, feature and model as plain SQL, exact or by t-digest: is
+# approximating a way to make the quantiles cheaper? (No: see RESULTS.md.)
+QUANTILES = """
+SELECT epoch_us(start_time) // 86400000000 AS day, feature, request_model,
+       {q}(duration_ms, [0.5, 0.95, 0.99]), {q}(ttft_ms, [0.5, 0.95, 0.99])
+FROM calls GROUP BY ALL
+"""
+
+# Rows the parent does not add to "all jobs together": the baselines and the breakdown.
+_BASELINE = "SQL rollup"
+_PART = "  part: "
+_ALTERNATIVE = "  alt: "
+
 
 def generate(db: Path, rows: int) -> None:
     """Write ``rows`` simulated calls to a fresh DuckDB file ``db``."""
@@ -186,9 +211,10 @@ def measure(db: Path) -> list[tuple[str, float, float]]:
     return timings
 
 
-def measure_planned(db: Path) -> list[tuple[str, float, float]]:
+def measure_planned(db: Path, breakdown: bool = False) -> list[tuple[str, float, float]]:
     """Time the SQL rollup and :func:`clauditor.analytics.plan.run_all_jobs_on` (DuckDB
-    aggregates, per-call values only where a job needs them) in one process."""
+    aggregates, per-call values only where a job needs them) in one process; with
+    ``breakdown``, the integer-day rollup and each statement of ``run_all_jobs`` too."""
     from clauditor.analytics.plan import run_all_jobs_on
     from clauditor.config import BudgetConfig, Config
 
@@ -198,6 +224,8 @@ def measure_planned(db: Path) -> list[tuple[str, float, float]]:
     _timed(timings, "SQL rollup (feature x day, DuckDB)", lambda: con.execute(ROLLUP).fetchall())
     config = Config(budget=BudgetConfig(monthly_usd=1e6, features={"feature-1": 1e5}))
     as_of = dt.datetime(2026, 10, 24, tzinfo=dt.UTC)
+    if breakdown:
+        _statements(con, timings, config, as_of)
     _timed(
         timings,
         "run_all_jobs (all jobs, incl. reads)",
@@ -205,6 +233,41 @@ def measure_planned(db: Path) -> list[tuple[str, float, float]]:
     )
     con.close()
     return timings
+
+
+def _statements(
+    con: duckdb.DuckDBPyConnection,
+    timings: list[tuple[str, float, float]],
+    config: Any,
+    as_of: dt.datetime,
+) -> None:
+    """The integer-day rollup, then each DuckDB statement ``run_all_jobs`` makes, one by one."""
+    from clauditor.analytics import plan
+    from clauditor.analytics.audit_sql import audit_figures
+    from clauditor.analytics.cache_sql import cache_economics_sql, caching_candidates_from
+
+    _timed(
+        timings,
+        f"{_BASELINE}, integer days",
+        lambda: con.execute(ROLLUP_INTEGER_DAYS).fetchall(),
+    )
+    hours = _timed(timings, f"{_PART}hourly aggregate", lambda: plan._hours(con, None, as_of))
+    parts = {
+        "error minutes": lambda: plan._error_minutes(con, None),
+        "latency quantiles": lambda: plan.latency_from_sql(con, None, hours),
+        "cache read/write sequence": lambda: cache_economics_sql(con, None, hours),
+        "caching candidates": lambda: caching_candidates_from(con, None, hours),
+        "audit statements": lambda: audit_figures(con, None, hours, config=config),
+    }
+    for name, job in parts.items():
+        _timed(timings, _PART + name, job)
+    for function in ("quantile_cont", "approx_quantile"):
+        query = QUANTILES.format(q=function)
+        _timed(
+            timings,
+            f"{_ALTERNATIVE}{function}, plain SQL",
+            lambda q=query: con.execute(q).fetchall(),
+        )
 
 
 def main() -> None:
@@ -217,12 +280,21 @@ def main() -> None:
         action="store_true",
         help="time load + per-call jobs instead of run_all_jobs (DuckDB aggregates first)",
     )
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also time the integer-day rollup and each statement of run_all_jobs on its own",
+    )
     parser.add_argument("--planned", action="store_true", help=argparse.SUPPRESS)  # the default
     parser.add_argument("--measure-only", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure_only:
-        steps = measure if args.per_call else measure_planned
-        for name, wall, cpu in steps(args.measure_only):
+        timings = (
+            measure(args.measure_only)
+            if args.per_call
+            else measure_planned(args.measure_only, args.breakdown)
+        )
+        for name, wall, cpu in timings:
             print(f"{name}\t{wall:.3f}\t{cpu:.3f}")
         print(f"peak_rss_mb\t{peak_rss_mb():.0f}\t0")
         return
@@ -240,7 +312,8 @@ def main() -> None:
         print(f"generated {args.rows:,} rows in {time.perf_counter() - t:.1f} s -> {db}")
     out = subprocess.run(
         [sys.executable, __file__, "--measure-only", str(db)]
-        + (["--per-call"] if args.per_call else []),
+        + (["--per-call"] if args.per_call else [])
+        + (["--breakdown"] if args.breakdown else []),
         check=True,
         capture_output=True,
         text=True,
@@ -248,9 +321,10 @@ def main() -> None:
     rows = [line.split("\t") for line in out.stdout.strip().splitlines()]
     results = {name: (float(wall), float(cpu)) for name, wall, cpu in rows}
     rss = results.pop("peak_rss_mb")[0]
-    sql = next(v for k, v in results.items() if k.startswith("SQL rollup"))
+    sql = results["SQL rollup (feature x day, DuckDB)"]
     load = next((v for k, v in results.items() if k.startswith("load ")), (0.0, 0.0))
-    job_rows = [v for k, v in results.items() if not k.startswith(("SQL rollup", "load "))]
+    skipped = (_BASELINE, _PART, _ALTERNATIVE, "load ")
+    job_rows = [v for k, v in results.items() if not k.startswith(skipped)]
     jobs = (sum(w for w, _ in job_rows), sum(c for _, c in job_rows))
     print(f"{'step':<44} {'wall s':>8} {'CPU s':>8}")
     for name, (wall, cpu) in results.items():
@@ -263,6 +337,12 @@ def main() -> None:
             f"{label}: jobs / SQL rollup {jobs[i] / sql[i]:.1f}x; "
             f"(jobs + load) / SQL rollup {both[i] / sql[i]:.1f}x"
         )
+    if args.breakdown:
+        fast = results[f"{_BASELINE}, integer days"]
+        print("wall, each part / SQL rollup (as written; with integer days):")
+        for name, (wall, _) in results.items():
+            if name.startswith((_PART, _ALTERNATIVE, "run_all_jobs")):
+                print(f"  {name.strip():<42} {wall / sql[0]:>5.1f}x {wall / fast[0]:>6.1f}x")
     print(
         f"peak RSS of the measuring process (rollup + load + jobs): {rss:,.0f} MB; "
         f"cores: {os.cpu_count()}"
