@@ -41,6 +41,7 @@ __all__ = [
     "default_db_path",
     "drain_spool",
     "insert_calls",
+    "insert_in_transaction",
     "load_calls",
     "read_connection",
     "schema_version",
@@ -367,8 +368,15 @@ _SAME_CALL_WINDOW_US = 24 * 3600 * 1_000_000
 _CARRIED = ("feature", "user_id", "conversation_id")
 
 
-def insert_calls(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> WriteResult:
+def insert_calls(
+    con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, *, checked: bool = True
+) -> WriteResult:
     """Insert ``frame`` (conformed) in the caller's open transaction; duplicates are skipped.
+
+    ``checked=False`` inserts without DuckDB's per-row conflict handling (``ON CONFLICT DO
+    NOTHING``), about a quarter of the store's cost: a span_id already stored then raises
+    ``duckdb.ConstraintException`` and aborts the transaction. :func:`insert_in_transaction`
+    uses it that way, with a checked retry.
 
     Exactly one row per call, across batches too: a row whose ``gen_ai.response.id`` matches a
     stored row of ANOTHER source (two instrumentations saw one call, and their spans reached
@@ -387,13 +395,51 @@ def insert_calls(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> WriteRe
     if before and unique.height:
         unique, merged = _merge_stored_calls(con, unique)
     batch = unique.to_arrow()  # noqa: F841  (DuckDB reads the local by name)
+    conflicts = " ON CONFLICT (span_id) DO NOTHING" if checked else ""
     con.execute(
-        f"INSERT INTO calls ({_COLUMN_NAMES}) SELECT {_INSERTED_VALUES} FROM batch "
-        "ON CONFLICT (span_id) DO NOTHING"
+        f"INSERT INTO calls ({_COLUMN_NAMES}) SELECT {_INSERTED_VALUES} FROM batch{conflicts}"
     ).fetchall()
     after = con.execute("SELECT count(*) FROM calls").fetchall()[0][0]
     inserted = int(after - before)
     return WriteResult(inserted=inserted, duplicates=frame.height - inserted, merged=merged)
+
+
+def insert_in_transaction(
+    con: duckdb.DuckDBPyConnection,
+    frame: pl.DataFrame | None,
+    before_commit: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+    *,
+    optimistic: bool = False,
+) -> WriteResult:
+    """One batch in one transaction: :func:`insert_calls` (when ``frame`` has rows), then
+    ``before_commit(con)``, then COMMIT; on any error, ROLLBACK and raise.
+
+    ``optimistic`` first inserts unchecked (``insert_calls(checked=False)``), the cheap way
+    for rows that are new, as almost all are in a first ingest. When a span_id turns out to
+    be stored already, that transaction is rolled back and the whole batch is written again,
+    checked: the result is the same either way, a batch of re-sent spans just costs its
+    insert twice (callers switch ``optimistic`` off once a batch had duplicates).
+    """
+    for checked in (False, True) if optimistic else (True,):
+        con.execute("BEGIN TRANSACTION").fetchall()
+        try:
+            result = (
+                insert_calls(con, frame, checked=checked)
+                if frame is not None and frame.height
+                else WriteResult()
+            )
+            if before_commit is not None:
+                before_commit(con)
+            con.execute("COMMIT").fetchall()
+            return result
+        except duckdb.ConstraintException:
+            con.execute("ROLLBACK").fetchall()
+            if checked:
+                raise
+        except Exception:
+            con.execute("ROLLBACK").fetchall()
+            raise
+    raise AssertionError("unreachable: the checked attempt returns or raises")
 
 
 def _merge_stored_calls(
@@ -560,15 +606,7 @@ def write_calls(
             return _spool(path, frame)
         raise
     try:
-        con.execute("BEGIN TRANSACTION").fetchall()
-        try:
-            result = insert_calls(con, frame) if frame.height else WriteResult()
-            if before_commit is not None:
-                before_commit(con)
-            con.execute("COMMIT").fetchall()
-        except Exception:
-            con.execute("ROLLBACK").fetchall()
-            raise
+        result = insert_in_transaction(con, frame, before_commit)
         if drain:
             result = result + _drain(con, path)
         return result

@@ -17,6 +17,7 @@ from clauditor.store import (
     MIGRATIONS,
     SCHEMA_VERSION,
     drain_spool,
+    insert_in_transaction,
     load_calls,
     read_connection,
     schema_version,
@@ -92,6 +93,41 @@ def test_writes_are_idempotent_on_span_id(db_path: Path, make_calls) -> None:
     assert (first.inserted, first.duplicates) == (2, 1)
     assert (second.inserted, second.duplicates) == (0, 3)
     assert sorted(load_calls(db_path).get_column("span_id")) == ["a" * 16, "b" * 16]
+
+
+@pytest.mark.parametrize("optimistic", [True, False])
+def test_a_batch_with_a_stored_span_is_written_once_either_way(
+    db_path: Path, make_calls, optimistic: bool
+) -> None:
+    """The unchecked insert fails on the stored span; the batch is then written again,
+    checked: same rows, same counts, and what runs before the commit takes effect once."""
+    write_calls(db_path, make_calls({"span_id": "a" * 16}, {"span_id": "b" * 16}))
+    with write_connection(db_path) as con:
+        con.execute("CREATE TABLE batch_log (n INTEGER)").fetchall()
+
+        def log(c: duckdb.DuckDBPyConnection) -> None:
+            c.execute("INSERT INTO batch_log VALUES (1)").fetchall()
+
+        batch = conform(make_calls({"span_id": "b" * 16}, {"span_id": "c" * 16}))
+        result = insert_in_transaction(con, batch, log, optimistic=optimistic)
+        assert (result.inserted, result.duplicates) == (1, 1)
+        assert con.execute("SELECT count(*) FROM batch_log").fetchall() == [(1,)]
+        fresh = conform(make_calls({"span_id": "d" * 16}))
+        assert insert_in_transaction(con, fresh, log, optimistic=optimistic).inserted == 1
+        assert con.execute("SELECT count(*) FROM batch_log").fetchall() == [(2,)]
+    assert sorted(load_calls(db_path).get_column("span_id")) == [c * 16 for c in "abcd"]
+
+
+def test_a_failing_optimistic_batch_leaves_nothing(db_path: Path, make_calls) -> None:
+    write_calls(db_path, make_calls({"span_id": "a" * 16}))
+
+    def explode(con: duckdb.DuckDBPyConnection) -> None:
+        raise RuntimeError("crash mid-batch")
+
+    with write_connection(db_path) as con, pytest.raises(RuntimeError, match="crash"):
+        batch = conform(make_calls({"span_id": "a" * 16}, {"span_id": "b" * 16}))
+        insert_in_transaction(con, batch, explode, optimistic=True)
+    assert load_calls(db_path).get_column("span_id").to_list() == ["a" * 16]
 
 
 def test_views_sum_costs(db_path: Path, make_calls) -> None:

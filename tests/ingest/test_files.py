@@ -99,6 +99,29 @@ def test_ingesting_twice_writes_nothing_new(tmp_path: Path) -> None:
     assert load_calls(db).height == 3
 
 
+@pytest.mark.parametrize("engine", ["python", "parallel"])
+def test_new_spans_after_resent_ones_are_all_written(tmp_path: Path, engine: str) -> None:
+    """A second file that re-sends a stored span in its second batch: every new call is
+    stored, the re-sent one counted as a duplicate, the bad line quarantined once."""
+    db = tmp_path / "c.duckdb"
+    first = tmp_path / "first.jsonl"
+    write_mixed_file(first)
+    ingest_paths([first], db, engine=engine)
+    new = [f"00f067aa0ba903{i:02x}" for i in range(4)]
+    second = tmp_path / "second.jsonl"
+    second.write_text(
+        line(clauditor_call(new[0]), clauditor_call(new[1]))
+        + line(clauditor_call(GOOD_1), clauditor_call(new[2]))
+        + "not json\n"
+        + line(clauditor_call(new[3]))
+    )
+    summary = ingest_paths([second], db, engine=engine, batch_size=2)
+    assert (summary.calls_written, summary.duplicates, summary.rejected) == (4, 1, 1)
+    stored = load_calls(db, columns=["span_id"]).get_column("span_id").sort().to_list()
+    assert stored == sorted([GOOD_1, GOOD_2, GOOD_3, *new])
+    assert [row[0] for row in quarantine(db) if row[0].startswith(str(second))] == [f"{second}:3"]
+
+
 def test_gzip_is_detected_by_content_and_folders_are_searched(tmp_path: Path) -> None:
     folder = tmp_path / "telemetry"
     (folder / "day2").mkdir(parents=True)
