@@ -17,6 +17,9 @@ be shared, and DuckDB uses every core) for each and clauditor's ratio to the cei
 ``--engines parallel,python,columnar`` picks the engines timed (default: parallel and python);
 ``parallel-general``/``python-general`` are those engines with the fast path of
 :mod:`clauditor.ingest.fastpath` turned off, the baseline it is measured against;
+``parallel-checked``/``python-checked`` store every batch with DuckDB's per-row conflict
+check (``ON CONFLICT DO NOTHING``), the baseline of the unchecked first-ingest insert
+(:func:`clauditor.store.insert_in_transaction`);
 ``--no-ceilings`` skips the two DuckDB ceilings. ``--rss`` instead runs only the ingest (the
 first engine named) in a child process and prints the peak RSS of the whole process tree,
 worker processes included (``--spans 5000000 --rss`` is the memory check of issue 4).
@@ -130,10 +133,13 @@ def _own_cpu_s() -> float:
 
 def bench_clauditor(path: Path, db: Path, engine: str) -> tuple[float, float, int]:
     """One ingest; ``engine`` may end in ``-general``: the same engine with the fast path off
-    (every span through normalize's general path: the baseline of the fast path)."""
-    from clauditor.ingest import fastpath, ingest_paths
+    (every span through normalize's general path: the baseline of the fast path), or in
+    ``-checked``: every batch inserted with the conflict check."""
+    from clauditor.ingest import fastpath, files, ingest_paths
 
-    name, general = engine.removesuffix("-general"), engine.endswith("-general")
+    name, _, variant = engine.partition("-")
+    general = variant == "general"
+    files._Batcher.OPTIMISTIC = variant != "checked"
     for leftover in (db, db.with_name(db.name + ".wal")):
         leftover.unlink(missing_ok=True)
     cpu = _cpu_s()
@@ -145,6 +151,7 @@ def bench_clauditor(path: Path, db: Path, engine: str) -> tuple[float, float, in
         summary = ingest_paths([path], db, engine=name)
     finally:
         fastpath._SUPPORTED = supported
+        files._Batcher.OPTIMISTIC = True
     wall = time.perf_counter() - started
     total, parent = _cpu_s() - cpu, _own_cpu_s() - own
     # The parent (pricing, DuckDB writes) and the workers (parsing, normalizing) apart: on two
