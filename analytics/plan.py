@@ -64,6 +64,7 @@ __all__ = [
     "analytics_inputs_from",
     "load_analytics_inputs",
     "run_all_jobs",
+    "run_audit",
     "run_all_jobs_on",
 ]
 
@@ -314,6 +315,28 @@ def run_all_jobs(
     with read_connection(db) as con:
         con.execute("SET TimeZone = 'UTC'").fetchall()
         return run_all_jobs_on(con, period, config=config, as_of=as_of)
+
+
+def run_audit(
+    db: str | Path, period: Period | None, *, config: Config, as_of: dt.datetime
+) -> pl.DataFrame:
+    """:func:`clauditor.analytics.audit.audit` of ``period`` (None: every call), planned as in
+    :func:`run_all_jobs`: the hourly aggregate, the cache statements and the audit's own,
+    so its memory does not grow with the number of calls. Equal to the per-call audit in
+    any time zone (the audit reads UTC days and hours only)."""
+    from clauditor.analytics.audit_sql import audit_from_aggregates
+    from clauditor.analytics.cache_sql import cache_economics_sql, caching_candidates_from
+    from clauditor.analytics.failure import cost_of_failure_from_hours
+
+    with read_connection(db) as con:
+        con.execute("SET TimeZone = 'UTC'").fetchall()
+        hours = _hours(con, period, as_of)
+        results = {
+            "cache_economics": cache_economics_sql(con, period, hours),
+            "caching_candidates": caching_candidates_from(con, period, hours),
+            "cost_of_failure": cost_of_failure_from_hours(hours),
+        }
+        return audit_from_aggregates(con, period, hours, config=config, results=results)
 
 
 # The DuckDB statements after the hourly aggregate run on cursors of their own in worker

@@ -265,7 +265,13 @@ def audit(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Score the app against the production checklist items telemetry can judge."""
-    from clauditor.analytics.audit import audit as run_audit
+    from clauditor.analytics import resolve_period
+    from clauditor.analytics.plan import run_audit
 
-    cfg, span, calls = _window(db, config, period, as_of, history=dt.timedelta(0))
-    emit(run_audit(calls, config=cfg), fmt, title=f"Production checklist audit — {span.label}")
+    # DuckDB aggregates, not a frame of the period's calls: a month of millions of calls
+    # would otherwise take gigabytes (benchmarks/RESULTS.md, job commands).
+    cfg = resolve_config(config)
+    moment = parse_as_of(as_of, cfg.timezone)
+    span = resolve_period(period, as_of=moment, tz=cfg.timezone)
+    table = run_audit(resolve_db(db), span, config=cfg, as_of=span.end)
+    emit(table, fmt, title=f"Production checklist audit — {span.label}")

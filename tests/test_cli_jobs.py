@@ -59,6 +59,30 @@ def test_audit_latency_cache_failures_run(sample_db: Path) -> None:
         assert rows, f"{command} printed nothing"
 
 
+@pytest.mark.parametrize("period", ["30d", "2026-10-09..2026-10-10", "2020-01-01..2020-01-02"])
+def test_audit_command_equals_the_per_call_audit(sample_db: Path, period: str) -> None:
+    # The command reads DuckDB aggregates, not the calls: the scorecard must be the one the
+    # per-call audit gives on the same period (the last period holds no calls at all).
+    import datetime as dt
+
+    from clauditor._cli_common import resolve_config
+    from clauditor.analytics import resolve_period
+    from clauditor.analytics.audit import audit
+    from clauditor.analytics.frame import load_analytics_frame
+
+    config = resolve_config(None)
+    span = resolve_period(period, as_of=dt.datetime(2026, 10, 31, tzinfo=dt.UTC), tz="UTC")
+    want = audit(load_analytics_frame(sample_db, span), config=config).rows(named=True)
+    got = run_json("audit", "--db", str(sample_db), "--period", period, "--as-of", AS_OF)
+    assert [(r["item"], r["status"], r["evidence"]) for r in got] == [
+        (r["item"], r["status"], r["evidence"]) for r in want
+    ]
+    for mine, theirs in zip(got, want, strict=True):
+        assert mine["usd_at_stake"] == pytest.approx(theirs["usd_at_stake"], rel=1e-9)
+    if period.startswith("2020"):
+        assert {r["status"] for r in got} == {"n/a"}
+
+
 def test_job_commands_group_by_keys_outside_the_jobs_own_columns(sample_db: Path) -> None:
     # The commands read a lean frame; the --by keys' columns (service, environment, user,
     # code location) must come along: the groups and counts are those the jobs give on
