@@ -9,7 +9,9 @@ in benchmarks/out/rss.duckdb: 5M calls over one month):
 * baseline: ``load_calls_in`` (whole ``calls`` rows, what the commands read before), then
   the job;
 * clauditor: what the command reads now (``cost_columns`` for costs, the lean analytics
-  frame for the others), then the same job;
+  frame for cache and latency), then the same job; for audit, the command's own planned
+  path (:func:`clauditor.analytics.plan.run_audit`, DuckDB aggregates), and as a third
+  row the lean frame with the per-call audit (what the command did before);
 
 and prints wall seconds and peak RSS of each child, and whether both gave the same table
 (equal up to float summation order).
@@ -37,7 +39,7 @@ if job == "costs":
     now = load_calls_in(db, span, columns=columns)
     before = load_calls_in(db, span.previous(), columns=columns)
     table = cost_change(now, before, ["feature", "model"])
-else:
+elif job != "audit" or mode != "clauditor":
     calls = load_calls_in(db, span) if mode == "baseline" else load_analytics_frame(db, span)
     if job == "cache":
         from clauditor.analytics.cache import cache_economics
@@ -47,7 +49,12 @@ else:
         table = latency_percentiles(calls, by=["feature", "model"], every="1d")
     else:
         from clauditor.analytics.audit import audit
-        table = audit(calls)
+        from clauditor.config import Config
+        table = audit(calls, config=Config())  # "lean": the command before it was planned
+else:  # the command now: DuckDB aggregates, no frame of calls
+    from clauditor.analytics.plan import run_audit
+    from clauditor.config import Config
+    table = run_audit(db, span, config=Config(), as_of=span.end)
 wall = time.perf_counter() - started
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"wall": wall, "rss": rss, "table": table.write_csv()}))
@@ -90,15 +97,18 @@ def main() -> None:
     parser.add_argument("--jobs", default="costs,cache,latency,audit")
     args = parser.parse_args()
     print(f"{args.db} ({args.db.stat().st_size / 1e6:,.0f} MB), period {args.period}")
-    print(f"{'job':<9}{'baseline wall':>15}{'RSS':>10}{'clauditor wall':>16}{'RSS':>10}  same")
+    print(f"{'job':<14}{'baseline wall':>15}{'RSS':>10}{'clauditor wall':>16}{'RSS':>10}  same")
     for job in args.jobs.split(","):
         base = _run(job, "baseline", args.db, args.period)
-        ours = _run(job, "clauditor", args.db, args.period)
-        same = _same(str(base["table"]), str(ours["table"]))
-        print(
-            f"{job:<9}{base['wall']:>13.1f} s{base['rss']:>7,.0f} MB"
-            f"{ours['wall']:>14.1f} s{ours['rss']:>7,.0f} MB  {'yes' if same else 'NO'}"
-        )
+        # audit: the lean per-call frame too (what the command read before it was planned)
+        for mode in ("lean", "clauditor") if job == "audit" else ("clauditor",):
+            ours = _run(job, mode, args.db, args.period)
+            same = _same(str(base["table"]), str(ours["table"]))
+            print(
+                f"{job if mode == 'clauditor' else job + ' (lean)':<14}"
+                f"{base['wall']:>13.1f} s{base['rss']:>7,.0f} MB"
+                f"{ours['wall']:>14.1f} s{ours['rss']:>7,.0f} MB  {'yes' if same else 'NO'}"
+            )
 
 
 if __name__ == "__main__":
