@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from clauditor.errors import ClauditorError, ConfigError
 
@@ -105,7 +106,6 @@ def handles_errors(func: F) -> F:
 
 def _print_error(exc: Exception) -> None:
     """One line on stderr; the message is text, never markup (it may quote user input)."""
-    from rich.text import Text
 
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     err.print(Text("error: ", style="bold red") + Text(first), highlight=False)
@@ -176,11 +176,15 @@ def emit(frame: pl.DataFrame, fmt: Format, *, title: str | None = None) -> None:
         return
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left", header_style="bold")
+    # Text, not markup: values are data (a feature named "[/]" would break rich's markup
+    # parser, and "[budget]" in an evidence text would vanish).
+    table = Table(
+        title=None if title is None else Text(title), title_justify="left", header_style="bold"
+    )
     for name, dtype in frame.schema.items():
-        table.add_column(name, justify="right" if dtype.is_numeric() else "left")
+        table.add_column(Text(name), justify="right" if dtype.is_numeric() else "left")
     for row in frame.iter_rows():
-        table.add_row(*(_cell(v, n) for v, n in zip(row, frame.columns, strict=True)))
+        table.add_row(*(Text(_cell(v, n)) for v, n in zip(row, frame.columns, strict=True)))
     out.print(table)
 
 

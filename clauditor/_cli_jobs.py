@@ -216,7 +216,9 @@ def budget(
     )
     emit(table, fmt, title=f"Budget as of {moment:%Y-%m-%d %H:%M} UTC")
     if fmt is Format.table and cfg.budget.monthly_usd is None:
-        err.print("no [budget] monthly_usd in the config: showing spend and forecast only")
+        err.print(
+            "no [budget] monthly_usd in the config: showing spend and forecast only", markup=False
+        )
 
 
 @app.command(rich_help_panel=JOBS_PANEL)

@@ -141,3 +141,17 @@ def test_every_command_has_help() -> None:
         assert command.help, f"{name} has no help text"
         result = runner.invoke(app, [name, "--help"])
         assert result.exit_code == 0, f"{name} --help failed: {result.output}"
+
+
+def test_tables_print_values_as_text_not_markup(tmp_path: Path, make_calls) -> None:
+    # Feature names are the app's data: rich markup in them must neither break the table
+    # ("[/]" closes nothing) nor vanish ("[bold]"), and neither may the audit's "[budget]".
+    db = tmp_path / "c.duckdb"
+    write_calls(db, make_calls({"feature": "[/]"}, {"feature": "[bold]launch"}))
+    window = ["--db", str(db), "--period", "2026-10-01..2026-10-02"]
+    costs = runner.invoke(app, ["costs", *window], terminal_width=200)
+    assert costs.exit_code == 0, costs.output
+    assert "[/]" in costs.stdout and "[bold]launch" in costs.stdout
+    audit = runner.invoke(app, ["audit", *window], terminal_width=400)
+    assert audit.exit_code == 0, audit.output
+    assert "no [budget] monthly_usd" in audit.stdout
