@@ -144,7 +144,10 @@ def report(
     summary = write_report(
         resolve_db(db), out_file, period=period, as_of=parse_as_of(as_of, zone), config=cfg, tz=zone
     )
-    out.print(f"report: {summary.out} ({summary.bytes / 1e6:.1f} MB, {summary.calls:,} calls)")
+    out.print(
+        f"report: {summary.out} ({summary.bytes / 1e6:.1f} MB, {summary.calls:,} calls)",
+        markup=False,
+    )
     if open_browser:
         import webbrowser
 
@@ -176,7 +179,8 @@ def simulate(
     )
     out.print(
         f"wrote {summary.spans:,} spans in {summary.lines:,} lines to {summary.out} "
-        f"({summary.start:%Y-%m-%d %H:%M} .. {summary.end:%Y-%m-%d %H:%M} UTC)"
+        f"({summary.start:%Y-%m-%d %H:%M} .. {summary.end:%Y-%m-%d %H:%M} UTC)",
+        markup=False,
     )
     for incident in summary.incidents:
         out.print(
@@ -273,7 +277,7 @@ def export(
         summary = export_dataset(con, out_dir, start=start, end=end)
     days = summary.days
     where = f"{days[0]}..{days[-1]}, {len(days)} day(s)" if days else "no calls in range"
-    out.print(f"exported {summary.rows:,} calls to {summary.path} ({where})")
+    out.print(f"exported {summary.rows:,} calls to {summary.path} ({where})", markup=False)
 
 
 alerts_app = typer.Typer(help="Budget, error-rate, spike and cache alerts to Slack or a webhook.")
@@ -372,7 +376,7 @@ def prices_import(
     from clauditor.pricing import import_litellm
 
     count = import_litellm(file, to)
-    out.print(f"imported {count} Anthropic price entries into {to}")
+    out.print(f"imported {count} Anthropic price entries into {to}", markup=False)
 
 
 @app.command()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import polars as pl
 from rich.console import Console
+from rich.markup import escape
 
 from clauditor.config import Config, load_config
 from clauditor.errors import IngestError
@@ -82,7 +83,7 @@ def run_demo(out_dir: Path, sample: Path | None = None, *, console: Console | No
     db = out_dir / "clauditor.duckdb"
     _fresh(db)
 
-    console.print(f"[bold]1/4[/] ingesting {sample} …")
+    console.print(f"[bold]1/4[/] ingesting {escape(str(sample))} …")
     summary = ingest_paths([sample], db, config=config)
     console.print(
         f"    {summary.spans_read:,} spans read, {summary.calls_written:,} calls written, "
@@ -103,11 +104,14 @@ def run_demo(out_dir: Path, sample: Path | None = None, *, console: Console | No
     console.print("[bold]4/4[/] writing the report …")
     report = write_report(db, out_dir / "report.html", period="30d", as_of=as_of, config=config)
     elapsed = time.perf_counter() - started
-    console.print(f"\ndatabase: {db}\nreport:   {report.out}\n(done in {elapsed:.1f}s)")
+    console.print(
+        f"\ndatabase: {db}\nreport:   {report.out}\n(done in {elapsed:.1f}s)", markup=False
+    )
     console.print(
         f"try:      clauditor costs --db {db} --by feature,model "
         f"--as-of {as_of:%Y-%m-%dT%H:%M:%SZ}",
         highlight=False,
+        markup=False,
     )
     return report.out
 

@@ -155,3 +155,8 @@ def test_tables_print_values_as_text_not_markup(tmp_path: Path, make_calls) -> N
     audit = runner.invoke(app, ["audit", *window], terminal_width=400)
     assert audit.exit_code == 0, audit.output
     assert "no [budget] monthly_usd" in audit.stdout
+    folder = tmp_path / "[/]reports"
+    folder.mkdir(parents=True)
+    report = runner.invoke(app, ["report", *window, "--out", str(folder / "r.html")])
+    assert report.exit_code == 0, report.output
+    assert f"report: {folder / 'r.html'}" in report.stdout
