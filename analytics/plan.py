@@ -40,7 +40,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import polars as pl
@@ -62,7 +62,9 @@ from clauditor.store import read_connection
 __all__ = [
     "AnalyticsInputs",
     "analytics_inputs_from",
+    "error_minutes_on",
     "load_analytics_inputs",
+    "on_aggregates",
     "run_all_jobs",
     "run_audit",
     "run_all_jobs_on",
@@ -101,6 +103,7 @@ GROUP BY ALL
 
 
 _UTC = pl.Datetime("us", "UTC")
+T = TypeVar("T")
 
 # Integer sums of the hourly aggregate (DuckDB returns them as 128-bit or decimals).
 _INT_SUMS = (
@@ -269,7 +272,7 @@ def analytics_inputs_from(
     hours = _hours(con, period, as_of)
     return AnalyticsInputs(
         hours=hours,
-        error_minutes=_error_minutes(con, period),
+        error_minutes=error_minutes_on(con, period),
         spend=_spend_rows(con, period, hours, budget_levels, tz),
         latency=latency_from_sql(con, period, hours, tz),
         as_of=as_of,
@@ -317,6 +320,25 @@ def run_all_jobs(
         return run_all_jobs_on(con, period, config=config, as_of=as_of)
 
 
+def on_aggregates(
+    db: str | Path,
+    period: Period | None,
+    job: Callable[[duckdb.DuckDBPyConnection, pl.DataFrame], T],
+    *,
+    as_of: dt.datetime | None = None,
+) -> T:
+    """``job(con, hours)`` on a read-only connection (session time zone UTC) with the hourly
+    aggregate of ``period``: how a job command runs one job on DuckDB aggregates instead of a
+    frame of the period's calls (memory that does not grow with the number of calls).
+
+    ``as_of`` splits the aggregate's rows (``_before``); default: the end of ``period``.
+    """
+    moment = as_of or (period.end if period is not None else dt.datetime.now(dt.UTC))
+    with read_connection(db) as con:
+        con.execute("SET TimeZone = 'UTC'").fetchall()
+        return job(con, _hours(con, period, moment))
+
+
 def run_audit(
     db: str | Path, period: Period | None, *, config: Config, as_of: dt.datetime
 ) -> pl.DataFrame:
@@ -328,15 +350,15 @@ def run_audit(
     from clauditor.analytics.cache_sql import cache_economics_sql, caching_candidates_from
     from clauditor.analytics.failure import cost_of_failure_from_hours
 
-    with read_connection(db) as con:
-        con.execute("SET TimeZone = 'UTC'").fetchall()
-        hours = _hours(con, period, as_of)
+    def job(con: duckdb.DuckDBPyConnection, hours: pl.DataFrame) -> pl.DataFrame:
         results = {
             "cache_economics": cache_economics_sql(con, period, hours),
             "caching_candidates": caching_candidates_from(con, period, hours),
             "cost_of_failure": cost_of_failure_from_hours(hours),
         }
         return audit_from_aggregates(con, period, hours, config=config, results=results)
+
+    return on_aggregates(db, period, job, as_of=as_of)
 
 
 # The DuckDB statements after the hourly aggregate run on cursors of their own in worker
@@ -361,7 +383,9 @@ def _on_cursor(con: duckdb.DuckDBPyConnection, job: Callable[..., Any]) -> Calla
     return run
 
 
-def _error_minutes(con: duckdb.DuckDBPyConnection, period: Period | None) -> pl.DataFrame:
+def error_minutes_on(con: duckdb.DuckDBPyConnection, period: Period | None) -> pl.DataFrame:
+    """Calls per minute and error class of ``period`` (what the error jobs read), on an open
+    connection whose session time zone is UTC."""
     where, params = _where(period)
     minutes = con.sql(_MINUTES_SQL.format(where=where), params=params).pl()
     return minutes.with_columns(
@@ -410,7 +434,7 @@ def run_all_jobs_on(
                 _on_cursor(con, caching_candidates_from), period, hours
             ),
             "latency": pool.submit(_on_cursor(con, latency_from_sql), period, hours, tz),
-            "minutes": pool.submit(_on_cursor(con, _error_minutes), period),
+            "minutes": pool.submit(_on_cursor(con, error_minutes_on), period),
         }
         results: dict[str, pl.DataFrame] = {
             "cost_breakdown": cost_breakdown_from_hours(hours, ["feature", "model"]),

@@ -253,7 +253,7 @@ def _statements(
     )
     hours = _timed(timings, f"{_PART}hourly aggregate", lambda: plan._hours(con, None, as_of))
     parts = {
-        "error minutes": lambda: plan._error_minutes(con, None),
+        "error minutes": lambda: plan.error_minutes_on(con, None),
         "latency quantiles": lambda: plan.latency_from_sql(con, None, hours),
         "cache read/write sequence": lambda: cache_economics_sql(con, None, hours),
         "caching candidates": lambda: caching_candidates_from(con, None, hours),

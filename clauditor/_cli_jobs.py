@@ -109,6 +109,23 @@ def _window(
     return cfg, span, calls
 
 
+def _span(config: Path | None, period: str, as_of: str | None) -> tuple[Config, Any]:
+    """Config and the resolved period, for a command that runs on DuckDB aggregates."""
+    from clauditor.analytics import resolve_period
+
+    cfg = resolve_config(config)
+    return cfg, resolve_period(period, as_of=parse_as_of(as_of, cfg.timezone), tz=cfg.timezone)
+
+
+def _planned(keys: Sequence[str]) -> bool:
+    """Whether the hourly aggregate holds these group keys (then a command runs its job on
+    DuckDB aggregates, whose memory does not grow with the calls; otherwise on the lean
+    frame of the period's calls)."""
+    from clauditor.analytics.costs import HOURS_KEYS
+
+    return set(keys) <= set(HOURS_KEYS)
+
+
 def _in_period(frame: pl.DataFrame, span: Any, column: str) -> pl.DataFrame:
     import polars as pl
 
@@ -135,11 +152,35 @@ def cache(
     from clauditor.analytics.cache import cache_economics, cache_regressions, caching_candidates
 
     keys = split_keys(by)
-    _, span, calls = _window(db, config, period, as_of, history=dt.timedelta(0), keys=keys)
-    emit(cache_economics(calls, by=keys), fmt, title=f"Cache economics — {span.label}")
+    tables: tuple[pl.DataFrame, ...]
+    if _planned(keys):
+        from clauditor.analytics.cache import cache_regressions_from_hours
+        from clauditor.analytics.cache_sql import cache_economics_sql, caching_candidates_from
+        from clauditor.analytics.plan import on_aggregates
+
+        _, span = _span(config, period, as_of)
+        table = fmt is Format.table
+        tables = on_aggregates(
+            resolve_db(db),
+            span,
+            lambda con, hours: (
+                cache_economics_sql(con, span, hours, by=keys),
+                *(
+                    (caching_candidates_from(con, span, hours), cache_regressions_from_hours(hours))
+                    if table
+                    else ()
+                ),
+            ),
+        )
+    else:
+        _, span, calls = _window(db, config, period, as_of, history=dt.timedelta(0), keys=keys)
+        tables = (cache_economics(calls, by=keys),)
+        if fmt is Format.table:
+            tables += (caching_candidates(calls), cache_regressions(calls))
+    emit(tables[0], fmt, title=f"Cache economics — {span.label}")
     if fmt is Format.table:
-        emit(caching_candidates(calls), fmt, title="Caching candidates (large uncached input)")
-        emit(cache_regressions(calls), fmt, title="Cache hit-ratio regressions")
+        emit(tables[1], fmt, title="Caching candidates (large uncached input)")
+        emit(tables[2], fmt, title="Cache hit-ratio regressions")
 
 
 @app.command(rich_help_panel=JOBS_PANEL)
@@ -158,15 +199,31 @@ def errors(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Sustained error episodes per class (429, 529, 5xx, 4xx, timeouts); retry amplification."""
-    from clauditor.analytics.errors import error_episodes, retry_amplification
+    from clauditor.analytics.errors import (
+        error_episodes_from_minutes,
+        retry_amplification_from_hours,
+    )
+    from clauditor.analytics.plan import error_minutes_on, on_aggregates
 
-    _, span, calls = _window(db, config, period, as_of, history=dt.timedelta(0))
-    episodes = error_episodes(
-        calls, window=window, threshold=threshold, min_duration=min_duration, min_calls=min_calls
+    # Per-minute counts from DuckDB: what error_episodes computes from the calls first.
+    _, span = _span(config, period, as_of)
+    episodes, amplification = on_aggregates(
+        resolve_db(db),
+        span,
+        lambda con, hours: (
+            error_episodes_from_minutes(
+                error_minutes_on(con, span),
+                window=window,
+                threshold=threshold,
+                min_duration=min_duration,
+                min_calls=min_calls,
+            ),
+            retry_amplification_from_hours(hours),
+        ),
     )
     emit(episodes, fmt, title=f"Error episodes (> {threshold:.1%} over {window}) — {span.label}")
     if fmt is Format.table:
-        emit(retry_amplification(calls), fmt, title="Retry amplification (attempts per call)")
+        emit(amplification, fmt, title="Retry amplification (attempts per call)")
 
 
 @app.command(rich_help_panel=JOBS_PANEL)
@@ -186,10 +243,20 @@ def latency(
     from clauditor.analytics.latency import latency_percentiles
 
     keys = split_keys(by)
-    cfg, span, calls = _window(db, config, period, as_of, history=dt.timedelta(0), keys=keys)
-    table = latency_percentiles(
-        calls, by=keys, every=None if every.lower() == "none" else every, tz=cfg.timezone
-    )
+    if keys == ["feature", "model"] and every == "1d":  # the defaults: quantiles by DuckDB
+        from clauditor.analytics.plan import latency_from_sql, on_aggregates
+
+        cfg, span = _span(config, period, as_of)
+        table = on_aggregates(
+            resolve_db(db),
+            span,
+            lambda con, hours: latency_from_sql(con, span, hours, cfg.timezone),
+        )
+    else:
+        cfg, span, calls = _window(db, config, period, as_of, history=dt.timedelta(0), keys=keys)
+        table = latency_percentiles(
+            calls, by=keys, every=None if every.lower() == "none" else every, tz=cfg.timezone
+        )
     emit(table, fmt, title=f"Latency — {span.label}")
 
 
@@ -232,11 +299,22 @@ def spikes(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Hourly spend spikes against a robust trailing baseline (runaway loops, model changes)."""
-    from clauditor.analytics.spikes import spike_episodes
+    from clauditor.analytics.spikes import spike_episodes, spike_episodes_from_hours
 
-    _, span, calls = _window(db, config, period, as_of, history=dt.timedelta(days=7), keys=[by])
-    episodes = _in_period(spike_episodes(calls, by=by), span, "start")
-    emit(episodes, fmt, title=f"Spend spikes by {by} — {span.label}")
+    if _planned([by]):
+        from clauditor.analytics.periods import Period
+        from clauditor.analytics.plan import on_aggregates
+
+        _, span = _span(config, period, as_of)
+        # A week before the period: the trailing baseline of its first hours.
+        widened = Period(span.start - dt.timedelta(days=7), span.end, span.label, span.tz)
+        found = on_aggregates(
+            resolve_db(db), widened, lambda _, hours: spike_episodes_from_hours(hours, by=by)
+        )
+    else:
+        _, span, calls = _window(db, config, period, as_of, history=dt.timedelta(days=7), keys=[by])
+        found = spike_episodes(calls, by=by)
+    emit(_in_period(found, span, "start"), fmt, title=f"Spend spikes by {by} — {span.label}")
 
 
 @app.command(rich_help_panel=JOBS_PANEL)
@@ -250,11 +328,20 @@ def failures(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Cost of failure: dollars on errored calls, on retries and on outputs cut at max_tokens."""
-    from clauditor.analytics.failure import cost_of_failure
+    from clauditor.analytics.failure import cost_of_failure, cost_of_failure_from_hours
 
     keys = split_keys(by)
-    _, span, calls = _window(db, config, period, as_of, history=dt.timedelta(0), keys=keys)
-    emit(cost_of_failure(calls, by=keys), fmt, title=f"Cost of failure — {span.label}")
+    if _planned(keys):
+        from clauditor.analytics.plan import on_aggregates
+
+        _, span = _span(config, period, as_of)
+        table = on_aggregates(
+            resolve_db(db), span, lambda _, hours: cost_of_failure_from_hours(hours, by=keys)
+        )
+    else:
+        _, span, calls = _window(db, config, period, as_of, history=dt.timedelta(0), keys=keys)
+        table = cost_of_failure(calls, by=keys)
+    emit(table, fmt, title=f"Cost of failure — {span.label}")
 
 
 @app.command(rich_help_panel=JOBS_PANEL)
@@ -267,13 +354,8 @@ def audit(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Score the app against the production checklist items telemetry can judge."""
-    from clauditor.analytics import resolve_period
     from clauditor.analytics.plan import run_audit
 
-    # DuckDB aggregates, not a frame of the period's calls: a month of millions of calls
-    # would otherwise take gigabytes (benchmarks/RESULTS.md, job commands).
-    cfg = resolve_config(config)
-    moment = parse_as_of(as_of, cfg.timezone)
-    span = resolve_period(period, as_of=moment, tz=cfg.timezone)
+    cfg, span = _span(config, period, as_of)
     table = run_audit(resolve_db(db), span, config=cfg, as_of=span.end)
     emit(table, fmt, title=f"Production checklist audit — {span.label}")

@@ -83,6 +83,101 @@ def test_audit_command_equals_the_per_call_audit(sample_db: Path, period: str) -
         assert {r["status"] for r in got} == {"n/a"}
 
 
+def _emitted(frame, capsys: pytest.CaptureFixture[str]) -> list[dict]:
+    """``frame`` as the commands print it with ``--format json``."""
+    from clauditor._cli_common import Format, emit
+
+    capsys.readouterr()
+    emit(frame, Format.json)
+    return json.loads(capsys.readouterr().out)
+
+
+def _same_rows(got: list[dict], want: list[dict]) -> None:
+    assert len(got) == len(want)
+    for mine, theirs in zip(got, want, strict=True):
+        assert mine.keys() == theirs.keys()
+        for key, value in theirs.items():
+            if isinstance(value, float):  # sums in another order
+                assert mine[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
+            else:
+                assert mine[key] == value, key
+
+
+PER_CALL_CASES = [
+    ("cache", "feature,model"),
+    ("cache", "model"),
+    ("cache", ""),
+    ("failures", "feature"),
+    ("failures", "feature,model"),
+    ("failures", ""),
+    ("spikes", "feature"),  # a week whose trailing baseline lies before it
+    ("spikes", "model"),
+    ("latency", "feature,model"),
+    ("errors", ""),
+    ("errors", "--window=10m --min-duration=20m --threshold=0.02 --min-calls=50"),
+]
+
+
+@pytest.mark.parametrize(("command", "option"), PER_CALL_CASES)
+def test_planned_commands_equal_the_per_call_jobs(
+    sample_db: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+    option: str,
+) -> None:
+    # These commands run on DuckDB aggregates when their keys allow it; what they print must
+    # be what the per-call job gives on the lean frame of the same calls.
+    import datetime as dt
+
+    from clauditor.analytics import resolve_period
+    from clauditor.analytics.cache import cache_economics
+    from clauditor.analytics.errors import error_episodes
+    from clauditor.analytics.failure import cost_of_failure
+    from clauditor.analytics.frame import load_analytics_frame
+    from clauditor.analytics.latency import latency_percentiles
+    from clauditor.analytics.periods import Period
+    from clauditor.analytics.spikes import spike_episodes
+
+    period, as_of = ("7d", "2026-10-20T00:00:00Z") if command == "spikes" else ("30d", AS_OF)
+    span = resolve_period(period, as_of=dt.datetime.fromisoformat(as_of), tz="UTC")
+    calls = load_analytics_frame(sample_db, span)
+    keys = [k for k in option.split(",") if k] if command != "errors" else []
+    if command == "cache":
+        want = cache_economics(calls, by=keys)
+    elif command == "failures":
+        want = cost_of_failure(calls, by=keys)
+    elif command == "latency":
+        want = latency_percentiles(calls, by=keys, every="1d")
+    elif command == "spikes":
+        week = Period(span.start - dt.timedelta(days=7), span.end, span.label, span.tz)
+        found = spike_episodes(load_analytics_frame(sample_db, week), by=keys[0])
+        want = found.filter(found["start"] >= span.start)
+    else:
+        options = dict(o.lstrip("-").split("=") for o in option.split())
+        want = error_episodes(
+            calls,
+            window=options.get("window", "5m"),
+            threshold=float(options.get("threshold", 0.01)),
+            min_duration=options.get("min-duration", "5m"),
+            min_calls=int(options.get("min-calls", 20)),
+        )
+    import clauditor.analytics.frame
+
+    def per_call(*_: object, **__: object) -> None:
+        raise AssertionError(f"{command} {option} read the calls")
+
+    monkeypatch.setattr(clauditor.analytics.frame, "load_analytics_frame", per_call)
+    args = [command, "--db", str(sample_db), "--period", period, "--as-of", as_of]
+    if command == "errors":
+        args += option.split()
+    else:
+        args += ["--by", option]
+    got = run_json(*args)
+    assert got or option, "nothing to compare"  # the sample's incidents are found
+    _same_rows(got, _emitted(want, capsys))
+
+
 def test_job_commands_group_by_keys_outside_the_jobs_own_columns(sample_db: Path) -> None:
     # The commands read a lean frame; the --by keys' columns (service, environment, user,
     # code location) must come along: the groups and counts are those the jobs give on
