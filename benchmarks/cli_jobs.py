@@ -1,19 +1,20 @@
-"""What a job command costs over a big database: the whole-row load against the lean one.
+"""What a job command costs over a big database: whole rows, the lean frame, aggregates.
 
 Run:  python benchmarks/cli_jobs.py --db FILE [--period 2026-10-01..2026-10-31]
 
-For each job the CLI runs (costs, cache, latency, audit) it starts two child processes on the
-same period of ``--db`` (a clauditor database, say the one `ingest_throughput.py --rss` leaves
-in benchmarks/out/rss.duckdb: 5M calls over one month):
+For each job the CLI runs (costs, cache, latency, errors, failures, audit) it starts child
+processes on the same period of ``--db`` (a clauditor database, say the one
+`ingest_throughput.py --rss` leaves in benchmarks/out/rss.duckdb: 5M calls over one month):
 
-* baseline: ``load_calls_in`` (whole ``calls`` rows, what the commands read before), then
-  the job;
-* clauditor: what the command reads now (``cost_columns`` for costs, the lean analytics
-  frame for cache and latency), then the same job; for audit, the command's own planned
-  path (:func:`clauditor.analytics.plan.run_audit`, DuckDB aggregates), and as a third
-  row the lean frame with the per-call audit (what the command did before);
+* baseline: ``load_calls_in`` (whole ``calls`` rows, what the commands read at first), then
+  the per-call job;
+* lean: the lean analytics frame (``load_analytics_frame``), then the same per-call job
+  (what the commands did before they ran on aggregates; costs has no such row);
+* clauditor: what the command runs now with its default options: ``cost_columns`` and the
+  per-call job for costs, DuckDB aggregates (:func:`clauditor.analytics.plan.on_aggregates`,
+  :func:`~clauditor.analytics.plan.run_audit`) for the others;
 
-and prints wall seconds and peak RSS of each child, and whether both gave the same table
+and prints wall seconds and peak RSS of each child, and whether it gave the baseline's table
 (equal up to float summation order).
 """
 
@@ -32,6 +33,8 @@ started = time.perf_counter()
 from clauditor.analytics import load_calls_in, resolve_period
 from clauditor.analytics.costs import cost_columns
 from clauditor.analytics.frame import load_analytics_frame
+from clauditor.analytics.plan import on_aggregates
+from clauditor.config import Config
 span = resolve_period(period, tz="UTC")
 if job == "costs":
     from clauditor.analytics.trends import cost_change
@@ -39,7 +42,7 @@ if job == "costs":
     now = load_calls_in(db, span, columns=columns)
     before = load_calls_in(db, span.previous(), columns=columns)
     table = cost_change(now, before, ["feature", "model"])
-elif job != "audit" or mode != "clauditor":
+elif mode != "clauditor":  # per-call jobs on whole rows (baseline) or on the lean frame
     calls = load_calls_in(db, span) if mode == "baseline" else load_analytics_frame(db, span)
     if job == "cache":
         from clauditor.analytics.cache import cache_economics
@@ -47,13 +50,32 @@ elif job != "audit" or mode != "clauditor":
     elif job == "latency":
         from clauditor.analytics.latency import latency_percentiles
         table = latency_percentiles(calls, by=["feature", "model"], every="1d")
+    elif job == "errors":
+        from clauditor.analytics.errors import error_episodes
+        table = error_episodes(calls)
+    elif job == "failures":
+        from clauditor.analytics.failure import cost_of_failure
+        table = cost_of_failure(calls)
     else:
         from clauditor.analytics.audit import audit
-        from clauditor.config import Config
-        table = audit(calls, config=Config())  # "lean": the command before it was planned
-else:  # the command now: DuckDB aggregates, no frame of calls
+        table = audit(calls, config=Config())
+elif job == "cache":  # what the commands run now: DuckDB aggregates
+    from clauditor.analytics.cache_sql import cache_economics_sql
+    table = on_aggregates(db, span, lambda con, h: cache_economics_sql(con, span, h))
+elif job == "latency":
+    from clauditor.analytics.plan import latency_from_sql
+    table = on_aggregates(db, span, lambda con, h: latency_from_sql(con, span, h))
+elif job == "errors":
+    from clauditor.analytics.errors import error_episodes_from_minutes
+    from clauditor.analytics.plan import error_minutes_on
+    table = on_aggregates(
+        db, span, lambda con, h: error_episodes_from_minutes(error_minutes_on(con, span))
+    )
+elif job == "failures":
+    from clauditor.analytics.failure import cost_of_failure_from_hours
+    table = on_aggregates(db, span, lambda con, h: cost_of_failure_from_hours(h))
+else:
     from clauditor.analytics.plan import run_audit
-    from clauditor.config import Config
     table = run_audit(db, span, config=Config(), as_of=span.end)
 wall = time.perf_counter() - started
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -94,18 +116,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", type=Path, required=True)
     parser.add_argument("--period", default="2026-10-01..2026-10-31")
-    parser.add_argument("--jobs", default="costs,cache,latency,audit")
+    parser.add_argument("--jobs", default="costs,cache,latency,errors,failures,audit")
     args = parser.parse_args()
     print(f"{args.db} ({args.db.stat().st_size / 1e6:,.0f} MB), period {args.period}")
-    print(f"{'job':<14}{'baseline wall':>15}{'RSS':>10}{'clauditor wall':>16}{'RSS':>10}  same")
+    print(f"{'job':<16}{'baseline wall':>15}{'RSS':>10}{'clauditor wall':>16}{'RSS':>10}  same")
     for job in args.jobs.split(","):
         base = _run(job, "baseline", args.db, args.period)
-        # audit: the lean per-call frame too (what the command read before it was planned)
-        for mode in ("lean", "clauditor") if job == "audit" else ("clauditor",):
+        # the lean per-call frame too (what the commands read before they were planned)
+        for mode in ("clauditor",) if job == "costs" else ("lean", "clauditor"):
             ours = _run(job, mode, args.db, args.period)
             same = _same(str(base["table"]), str(ours["table"]))
             print(
-                f"{job if mode == 'clauditor' else job + ' (lean)':<14}"
+                f"{job if mode == 'clauditor' else job + ' (lean)':<16}"
                 f"{base['wall']:>13.1f} s{base['rss']:>7,.0f} MB"
                 f"{ours['wall']:>14.1f} s{ours['rss']:>7,.0f} MB  {'yes' if same else 'NO'}"
             )
