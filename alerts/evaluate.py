@@ -42,7 +42,7 @@ from clauditor.alerts.state import (
     load_open_incidents,
     record_deliveries,
 )
-from clauditor.analytics.costs import load_calls_in
+from clauditor.analytics.frame import load_analytics_frame
 from clauditor.analytics.periods import Period, resolve_period
 from clauditor.config import Config
 from clauditor.errors import ConfigError, DeliveryError
@@ -199,9 +199,13 @@ def _month_start(t: dt.datetime, tz: str) -> dt.datetime:
 
 
 def _load(db: Path, rules: AlertRules, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
-    """The calls the rules need to judge ``[start, end]``: windowed history, whole months."""
+    """The calls the rules need to judge ``[start, end]``: windowed history, whole months.
+
+    The lean analytics frame (the columns the jobs read, strings as categories): a budget
+    rule reads the whole month, and whole rows of a month of millions of calls take
+    gigabytes (benchmarks/RESULTS.md)."""
     begin = _month_start(start - rules.history, rules.timezone)
-    return load_calls_in(db, Period(begin, end, "alert evaluation", tz=rules.timezone))
+    return load_analytics_frame(db, Period(begin, end, "alert evaluation", tz=rules.timezone))
 
 
 def _sinks(sender: Any) -> list[Sink]:
