@@ -63,6 +63,7 @@ __all__ = [
     "AnalyticsInputs",
     "analytics_inputs_from",
     "error_minutes_on",
+    "hours_on",
     "load_analytics_inputs",
     "on_aggregates",
     "run_all_jobs",
@@ -137,9 +138,11 @@ def _where(period: Period | None, extra: str = "") -> tuple[str, list[object]]:
     return (" WHERE " + " AND ".join(parts)) if parts else "", params
 
 
-def _hours(
+def hours_on(
     con: duckdb.DuckDBPyConnection, period: Period | None, as_of: dt.datetime
 ) -> pl.DataFrame:
+    """The ``hours`` aggregate of ``period`` (module docstring), rows split at ``as_of``, on an
+    open connection whose session time zone is UTC."""
     where = ""
     params: dict[str, object] = {"as_of": as_of}
     if period is not None:
@@ -269,7 +272,7 @@ def analytics_inputs_from(
     tz: str = "UTC",
 ) -> AnalyticsInputs:
     """:func:`load_analytics_inputs` on an open connection (session time zone must be UTC)."""
-    hours = _hours(con, period, as_of)
+    hours = hours_on(con, period, as_of)
     return AnalyticsInputs(
         hours=hours,
         error_minutes=error_minutes_on(con, period),
@@ -336,7 +339,7 @@ def on_aggregates(
     moment = as_of or (period.end if period is not None else dt.datetime.now(dt.UTC))
     with read_connection(db) as con:
         con.execute("SET TimeZone = 'UTC'").fetchall()
-        return job(con, _hours(con, period, moment))
+        return job(con, hours_on(con, period, moment))
 
 
 def run_audit(
@@ -424,7 +427,7 @@ def run_all_jobs_on(
 
     tz = config.timezone
     budget = config.budget
-    hours = _hours(con, period, as_of)
+    hours = hours_on(con, period, as_of)
     with ThreadPoolExecutor(max_workers=PARALLEL_STATEMENTS) as pool:
         # Longest first, so that the short ones fill in at the end.
         pending = {

@@ -19,7 +19,7 @@ import polars as pl
 
 from clauditor.analytics.costs import cost_breakdown
 
-__all__ = ["BUCKETS", "cost_by_bucket", "cost_change"]
+__all__ = ["BUCKETS", "change_table", "cost_by_bucket", "cost_change"]
 
 # CLI names of the buckets and the Polars calendar duration each one truncates to.
 BUCKETS = {"hour": "1h", "day": "1d", "week": "1w", "month": "1mo"}
@@ -60,8 +60,13 @@ def cost_change(current: pl.DataFrame, previous: pl.DataFrame, by: Sequence[str]
     ``change`` = current / previous - 1, NULL when the group had no priced spend before.
     Groups that spent only in the previous period appear with zero calls and ``change`` -1.
     """
-    now = cost_breakdown(current, by)
-    before = cost_breakdown(previous, by).select(*by, pl.col("cost_usd").alias("previous_cost_usd"))
+    return change_table(cost_breakdown(current, by), cost_breakdown(previous, by), by)
+
+
+def change_table(now: pl.DataFrame, before: pl.DataFrame, by: Sequence[str]) -> pl.DataFrame:
+    """:func:`cost_change` from the two breakdowns (:func:`cost_breakdown` of each period, or
+    :func:`~clauditor.analytics.costs.cost_breakdown_from_hours` of their hourly aggregates)."""
+    before = before.select(*by, pl.col("cost_usd").alias("previous_cost_usd"))
     if not by:
         joined = now.with_columns(before.get_column("previous_cost_usd"))
     else:

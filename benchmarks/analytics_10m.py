@@ -251,7 +251,7 @@ def _statements(
         f"{_BASELINE}, integer days",
         lambda: con.execute(ROLLUP_INTEGER_DAYS).fetchall(),
     )
-    hours = _timed(timings, f"{_PART}hourly aggregate", lambda: plan._hours(con, None, as_of))
+    hours = _timed(timings, f"{_PART}hourly aggregate", lambda: plan.hours_on(con, None, as_of))
     parts = {
         "error minutes": lambda: plan.error_minutes_on(con, None),
         "latency quantiles": lambda: plan.latency_from_sql(con, None, hours),

@@ -62,27 +62,48 @@ def costs(
 
     Untagged spend and unpriced calls are rows of their own, never hidden.
     """
-    from clauditor.analytics import load_calls_in, resolve_period
+    from clauditor.analytics import load_calls_in
     from clauditor.analytics.costs import cost_columns
     from clauditor.analytics.trends import cost_by_bucket, cost_change
 
-    cfg = resolve_config(config)
-    span = resolve_period(period, as_of=parse_as_of(as_of, cfg.timezone), tz=cfg.timezone)
+    cfg, span = _span(config, period, as_of)
     keys = split_keys(by)
-    columns = cost_columns(keys)  # only these: a whole row is ~20x more memory
-    calls = load_calls_in(resolve_db(db), span, columns=columns)
-    if every:
-        table = cost_by_bucket(calls, keys, every=every, tz=cfg.timezone)
-        title = f"Spend by {every} and {', '.join(keys) or 'total'} — {span.label}"
+    if not every and _planned(keys):
+        table = _cost_change_on_aggregates(resolve_db(db), span, keys)
+        found = int(table["calls"].sum())
     else:
-        previous = load_calls_in(resolve_db(db), span.previous(), columns=columns)
-        table = cost_change(calls, previous, keys)
-        title = (
-            f"Spend by {', '.join(keys) or 'total'} — {span.label} (change vs the period before)"
-        )
+        columns = cost_columns(keys)  # only these: a whole row is ~20x more memory
+        calls = load_calls_in(resolve_db(db), span, columns=columns)
+        found = calls.height
+        if every:
+            table = cost_by_bucket(calls, keys, every=every, tz=cfg.timezone)
+        else:
+            previous = load_calls_in(resolve_db(db), span.previous(), columns=columns)
+            table = cost_change(calls, previous, keys)
+    scope = ", ".join(keys) or "total"
+    if every:
+        title = f"Spend by {every} and {scope} — {span.label}"
+    else:
+        title = f"Spend by {scope} — {span.label} (change vs the period before)"
     emit(table, fmt, title=title)
-    if fmt is Format.table and calls.height == 0:
+    if fmt is Format.table and found == 0:
         err.print(f"no calls between {span.start} and {span.end} (UTC); try --period or --as-of")
+
+
+def _cost_change_on_aggregates(db: Path, span: Any, keys: list[str]) -> pl.DataFrame:
+    """:func:`~clauditor.analytics.trends.cost_change` of ``span`` against the period before,
+    from the hourly aggregates of both."""
+    from clauditor.analytics.costs import cost_breakdown_from_hours
+    from clauditor.analytics.plan import hours_on, on_aggregates
+    from clauditor.analytics.trends import change_table
+
+    def job(con: Any, hours: pl.DataFrame) -> pl.DataFrame:
+        before = hours_on(con, span.previous(), span.previous().end)
+        return change_table(
+            cost_breakdown_from_hours(hours, keys), cost_breakdown_from_hours(before, keys), keys
+        )
+
+    return on_aggregates(db, span, job)
 
 
 def _window(

@@ -178,6 +178,38 @@ def test_planned_commands_equal_the_per_call_jobs(
     _same_rows(got, _emitted(want, capsys))
 
 
+@pytest.mark.parametrize("keys", ["feature", "feature,model", "model", ""])
+@pytest.mark.parametrize("period", ["7d", "2020-01-01..2020-01-02"])
+def test_costs_on_aggregates_equal_the_per_call_change(
+    sample_db: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    keys: str,
+    period: str,
+) -> None:
+    import datetime as dt
+
+    import clauditor.analytics
+    from clauditor.analytics import load_calls_in, resolve_period
+    from clauditor.analytics.trends import cost_change
+
+    by = [k for k in keys.split(",") if k]
+    span = resolve_period(period, as_of=dt.datetime(2026, 10, 20, tzinfo=dt.UTC), tz="UTC")
+    before = load_calls_in(sample_db, span.previous())
+    want = cost_change(load_calls_in(sample_db, span), before, by)
+
+    def per_call(*_: object, **__: object) -> None:
+        raise AssertionError("costs read the calls")
+
+    monkeypatch.setattr(clauditor.analytics, "load_calls_in", per_call)
+    got = run_json(
+        "costs", "--by", keys, "--db", str(sample_db), "--period", period,
+        "--as-of", "2026-10-20T00:00:00Z",
+    )  # fmt: skip
+    assert got or period.startswith("2020")
+    _same_rows(got, _emitted(want, capsys))
+
+
 def test_job_commands_group_by_keys_outside_the_jobs_own_columns(sample_db: Path) -> None:
     # The commands read a lean frame; the --by keys' columns (service, environment, user,
     # code location) must come along: the groups and counts are those the jobs give on
