@@ -8,11 +8,11 @@ processes on the same period of ``--db`` (a clauditor database, say the one
 
 * baseline: ``load_calls_in`` (whole ``calls`` rows, what the commands read at first), then
   the per-call job;
-* lean: the lean analytics frame (``load_analytics_frame``), then the same per-call job
-  (what the commands did before they ran on aggregates; costs has no such row);
-* clauditor: what the command runs now with its default options: ``cost_columns`` and the
-  per-call job for costs, DuckDB aggregates (:func:`clauditor.analytics.plan.on_aggregates`,
-  :func:`~clauditor.analytics.plan.run_audit`) for the others;
+* lean: the lean analytics frame (``load_analytics_frame``; for costs only the
+  ``cost_columns``), then the same per-call job (what the commands did before they ran on
+  aggregates);
+* clauditor: what the command runs now with its default options: DuckDB aggregates
+  (:func:`clauditor.analytics.plan.on_aggregates`, :func:`~clauditor.analytics.plan.run_audit`);
 
 and prints wall seconds and peak RSS of each child, and whether it gave the baseline's table
 (equal up to float summation order).
@@ -36,7 +36,15 @@ from clauditor.analytics.frame import load_analytics_frame
 from clauditor.analytics.plan import on_aggregates
 from clauditor.config import Config
 span = resolve_period(period, tz="UTC")
-if job == "costs":
+if job == "costs" and mode == "clauditor":  # hourly aggregates of both periods
+    from clauditor.analytics.costs import cost_breakdown_from_hours as breakdown
+    from clauditor.analytics.plan import hours_on
+    from clauditor.analytics.trends import change_table
+    keys = ["feature", "model"]
+    table = on_aggregates(db, span, lambda con, h: change_table(
+        breakdown(h, keys), breakdown(hours_on(con, span.previous(), span.start), keys), keys
+    ))
+elif job == "costs":  # whole rows, or only the columns a breakdown reads
     from clauditor.analytics.trends import cost_change
     columns = None if mode == "baseline" else cost_columns(["feature", "model"])
     now = load_calls_in(db, span, columns=columns)
@@ -123,7 +131,7 @@ def main() -> None:
     for job in args.jobs.split(","):
         base = _run(job, "baseline", args.db, args.period)
         # the lean per-call frame too (what the commands read before they were planned)
-        for mode in ("clauditor",) if job == "costs" else ("lean", "clauditor"):
+        for mode in ("lean", "clauditor"):
             ours = _run(job, mode, args.db, args.period)
             same = _same(str(base["table"]), str(ours["table"]))
             print(
