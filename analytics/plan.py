@@ -36,6 +36,7 @@ computed on the distinct raw values, not per call (:mod:`clauditor.analytics.sql
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -68,6 +69,8 @@ __all__ = [
     "on_aggregates",
     "run_all_jobs",
     "run_audit",
+    "run_budget",
+    "whole_hour_zone",
     "run_all_jobs_on",
 ]
 
@@ -340,6 +343,48 @@ def on_aggregates(
     with read_connection(db) as con:
         con.execute("SET TimeZone = 'UTC'").fetchall()
         return job(con, hours_on(con, period, moment))
+
+
+def whole_hour_zone(tz: str, start: dt.datetime, end: dt.datetime) -> bool:
+    """Whether ``tz`` is a whole number of hours from UTC all through ``[start, end]`` (then
+    no UTC hour straddles two of its local days, and hourly sums cut into its days exactly).
+
+    Checked once a day and at the end: a zone's offset changes at most twice a year."""
+    zone = zoneinfo.ZoneInfo(tz)
+    moment = start
+    while True:
+        offset = moment.astimezone(zone).utcoffset()
+        if offset is None or offset % dt.timedelta(hours=1):
+            return False
+        if moment >= end:
+            return True
+        moment = min(moment + dt.timedelta(days=1), end)
+
+
+def run_budget(
+    db: str | Path, period: Period, *, config: Config, as_of: dt.datetime
+) -> pl.DataFrame:
+    """:func:`clauditor.analytics.budget.budget_status` of the calls of ``period`` (the month so
+    far and the look-back before it) with the budgets, thresholds and time zone of ``config``:
+    hour sums, and the calls themselves only in the hours where a threshold is crossed (so the
+    crossing time is the exact call). Equal to the per-call job when the zone is a whole number
+    of hours from UTC (:func:`whole_hour_zone`); callers check that first."""
+    from clauditor.analytics.budget import budget_status
+
+    tz, budget = config.timezone, config.budget
+
+    def job(con: duckdb.DuckDBPyConnection, hours: pl.DataFrame) -> pl.DataFrame:
+        spend = _spend_rows(con, period, hours, _levels(config, {}), tz)
+        return budget_status(
+            spend,
+            monthly_usd=budget.monthly_usd,
+            feature_budgets=budget.features,
+            thresholds=budget.thresholds,
+            as_of=as_of,
+            tz=tz,
+        )
+
+    return on_aggregates(db, period, job, as_of=as_of)
 
 
 def run_audit(

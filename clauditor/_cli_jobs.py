@@ -291,17 +291,26 @@ def budget(
 ) -> None:
     """Month-to-date spend against the budget, forecast to month end, thresholds crossed."""
     from clauditor.analytics.budget import budget_status
+    from clauditor.analytics.periods import Period
+    from clauditor.analytics.plan import run_budget, whole_hour_zone
 
-    cfg, _, calls = _window(db, config, "mtd", as_of, history=dt.timedelta(days=35))
-    moment = parse_as_of(as_of, cfg.timezone)
-    table = budget_status(
-        calls,
-        monthly_usd=cfg.budget.monthly_usd,
-        feature_budgets=cfg.budget.features,
-        thresholds=cfg.budget.thresholds,
-        as_of=moment,
-        tz=cfg.timezone,
-    )
+    cfg, month = _span(config, "mtd", as_of)
+    moment = month.end  # the evaluation moment (now, or --as-of)
+    # The month so far and the look-back of the forecast before it.
+    history = dt.timedelta(days=35)
+    window = Period(month.start - history, month.end, month.label, month.tz)
+    if whole_hour_zone(cfg.timezone, window.start, window.end):
+        table = run_budget(resolve_db(db), window, config=cfg, as_of=moment)
+    else:  # hour sums would straddle local days: the calls themselves
+        cfg, _, calls = _window(db, config, "mtd", as_of, history=history)
+        table = budget_status(
+            calls,
+            monthly_usd=cfg.budget.monthly_usd,
+            feature_budgets=cfg.budget.features,
+            thresholds=cfg.budget.thresholds,
+            as_of=moment,
+            tz=cfg.timezone,
+        )
     emit(table, fmt, title=f"Budget as of {moment:%Y-%m-%d %H:%M} UTC")
     if fmt is Format.table and cfg.budget.monthly_usd is None:
         err.print(

@@ -210,6 +210,55 @@ def test_costs_on_aggregates_equal_the_per_call_change(
     _same_rows(got, _emitted(want, capsys))
 
 
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin", "Asia/Kolkata"])
+def test_budget_command_equals_the_per_call_job(
+    sample_db: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    zone: str,
+) -> None:
+    # Hour sums (and the calls of the hours where a threshold is crossed) in whole-hour zones;
+    # the calls themselves in a zone half an hour off UTC. Same table either way.
+    import datetime as dt
+
+    from clauditor.analytics import resolve_period
+    from clauditor.analytics.budget import budget_status
+    from clauditor.analytics.frame import load_analytics_frame
+    from clauditor.analytics.periods import Period
+    from clauditor.config import load_config
+
+    config = tmp_path / "clauditor.toml"
+    text = (SAMPLE / "clauditor.toml").read_text()
+    config.write_text(text.replace('timezone = "UTC"', f'timezone = "{zone}"'))
+    cfg = load_config(config)
+    assert cfg.timezone == zone and cfg.budget.monthly_usd
+    as_of = dt.datetime(2026, 10, 25, 9, 30, tzinfo=dt.UTC)
+    month = resolve_period("mtd", as_of=as_of, tz=zone)
+    window = Period(month.start - dt.timedelta(days=35), month.end, month.label, zone)
+    want = budget_status(
+        load_analytics_frame(sample_db, window),
+        monthly_usd=cfg.budget.monthly_usd,
+        feature_budgets=cfg.budget.features,
+        thresholds=cfg.budget.thresholds,
+        as_of=as_of,
+        tz=zone,
+    )
+    assert want["thresholds_crossed"].list.len().sum() > 0  # a crossing to date exactly
+    if zone != "Asia/Kolkata":
+        import clauditor.analytics.frame
+
+        def per_call(*_: object, **__: object) -> None:
+            raise AssertionError("budget read the calls")
+
+        monkeypatch.setattr(clauditor.analytics.frame, "load_analytics_frame", per_call)
+    got = run_json(
+        "budget", "--db", str(sample_db), "--config", str(config),
+        "--as-of", "2026-10-25T09:30:00Z",
+    )  # fmt: skip
+    _same_rows(got, _emitted(want, capsys))
+
+
 def test_job_commands_group_by_keys_outside_the_jobs_own_columns(sample_db: Path) -> None:
     # The commands read a lean frame; the --by keys' columns (service, environment, user,
     # code location) must come along: the groups and counts are those the jobs give on

@@ -122,3 +122,18 @@ def test_jobs_over_a_period_see_only_its_calls(sample) -> None:
     }
     for name, frame in expected.items():
         assert_frame_equal(got[name], frame, check_exact=False, rel_tol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("zone", "whole"),
+    [("UTC", True), ("Europe/Berlin", True), ("America/St_Johns", False),
+     ("Asia/Kolkata", False), ("Australia/Lord_Howe", False)],
+)  # fmt: skip
+def test_whole_hour_zones(zone: str, whole: bool) -> None:
+    from clauditor.analytics.plan import whole_hour_zone
+
+    # A year: Lord Howe is +11 (whole) in its summer, +10:30 in its winter.
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    assert whole_hour_zone(zone, start, start + dt.timedelta(days=365)) is whole
+    if zone == "Australia/Lord_Howe":  # its summer alone is whole hours
+        assert whole_hour_zone(zone, start, start + dt.timedelta(days=30))
