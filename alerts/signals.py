@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from clauditor.alerts.rules import AlertRules
-from clauditor.analytics.budget import budget_status, threshold_crossings
+from clauditor.analytics.budget import budget_status_of, threshold_crossings
 from clauditor.analytics.cache import cache_hit_ratio_series, cache_regressions
 from clauditor.analytics.errors import error_episodes
 from clauditor.analytics.spikes import spike_episodes
@@ -182,14 +182,7 @@ def forecast_episodes(
     zone = zoneinfo.ZoneInfo(rules.timezone)
     states: dict[str, list[tuple[dt.datetime, dict | None]]] = {}
     for moment in moments:  # a few dozen moments at most (midnights plus as_of)
-        status = budget_status(
-            calls,
-            monthly_usd=budget.monthly_usd,
-            feature_budgets=budget.features,
-            thresholds=budget.thresholds,
-            as_of=moment,
-            tz=rules.timezone,
-        )
+        status = budget_status_of(calls, budget, as_of=moment, tz=rules.timezone)
         local = moment.astimezone(zone)
         month_start = dt.datetime.combine(local.date().replace(day=1), dt.time(), zone)
         days = (local - month_start).total_seconds() / 86400

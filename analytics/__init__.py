@@ -5,7 +5,12 @@ Functions here are pure (a frame of calls in, an aggregate frame out); the only 
 """
 
 from clauditor.analytics.audit import AUDIT_ITEMS, audit
-from clauditor.analytics.budget import budget_status, daily_spend, threshold_crossings
+from clauditor.analytics.budget import (
+    budget_status,
+    budget_status_of,
+    daily_spend,
+    threshold_crossings,
+)
 from clauditor.analytics.cache import (
     cache_economics,
     cache_hit_ratio_series,
@@ -47,6 +52,7 @@ __all__ = [
     "analytics_frame_from",
     "audit",
     "budget_status",
+    "budget_status_of",
     "cache_economics",
     "cache_hit_ratio_series",
     "cache_regressions",

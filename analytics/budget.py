@@ -22,13 +22,13 @@ import math
 import zoneinfo
 from collections.abc import Mapping, Sequence
 from statistics import NormalDist
-from typing import Any
+from typing import Any, Protocol
 
 import polars as pl
 
 from clauditor.analytics.periods import resolve_period
 
-__all__ = ["budget_status", "daily_spend", "threshold_crossings"]
+__all__ = ["Budgets", "budget_status", "budget_status_of", "daily_spend", "threshold_crossings"]
 
 DEFAULT_THRESHOLDS = (0.8, 1.0, 1.2)
 
@@ -125,6 +125,34 @@ def _class_stats(history: list[tuple[dt.date, float]]) -> dict[str, tuple[float,
 
 def _day_class(day: dt.date) -> str:
     return "weekend" if day.weekday() >= 5 else "weekday"
+
+
+class Budgets(Protocol):
+    """A monthly budget, budgets per feature and thresholds: a config's ``[budget]`` section
+    (:class:`clauditor.config.BudgetConfig`) or an alert rule's."""
+
+    @property
+    def monthly_usd(self) -> float | None: ...
+
+    @property
+    def features(self) -> Mapping[str, float]: ...
+
+    @property
+    def thresholds(self) -> Sequence[float]: ...
+
+
+def budget_status_of(
+    calls: pl.DataFrame, budgets: Budgets, *, as_of: dt.datetime, tz: str = "UTC"
+) -> pl.DataFrame:
+    """:func:`budget_status` with the budgets and thresholds of ``budgets``."""
+    return budget_status(
+        calls,
+        monthly_usd=budgets.monthly_usd,
+        feature_budgets=budgets.features,
+        thresholds=budgets.thresholds,
+        as_of=as_of,
+        tz=tz,
+    )
 
 
 def budget_status(

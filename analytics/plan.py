@@ -369,22 +369,18 @@ def run_budget(
     hour sums, and the calls themselves only in the hours where a threshold is crossed (so the
     crossing time is the exact call). Equal to the per-call job when the zone is a whole number
     of hours from UTC (:func:`whole_hour_zone`); callers check that first."""
-    from clauditor.analytics.budget import budget_status
-
-    tz, budget = config.timezone, config.budget
 
     def job(con: duckdb.DuckDBPyConnection, hours: pl.DataFrame) -> pl.DataFrame:
-        spend = _spend_rows(con, period, hours, _levels(config, {}), tz)
-        return budget_status(
-            spend,
-            monthly_usd=budget.monthly_usd,
-            feature_budgets=budget.features,
-            thresholds=budget.thresholds,
-            as_of=as_of,
-            tz=tz,
-        )
+        spend = _spend_rows(con, period, hours, _levels(config, {}), config.timezone)
+        return _budget_status(spend, config, as_of)
 
     return on_aggregates(db, period, job, as_of=as_of)
+
+
+def _budget_status(spend: pl.DataFrame, config: Config, as_of: dt.datetime) -> pl.DataFrame:
+    from clauditor.analytics.budget import budget_status_of
+
+    return budget_status_of(spend, config.budget, as_of=as_of, tz=config.timezone)
 
 
 def run_audit(
@@ -455,7 +451,7 @@ def run_all_jobs_on(
     hourly aggregate run on cursors of their own, :data:`PARALLEL_STATEMENTS` at a time.
     """
     from clauditor.analytics.audit_sql import audit_figures, audit_from_aggregates
-    from clauditor.analytics.budget import budget_status, threshold_crossings
+    from clauditor.analytics.budget import threshold_crossings
     from clauditor.analytics.cache import (
         cache_hit_ratio_series_from_hours,
         cache_regressions_from_hours,
@@ -494,14 +490,7 @@ def run_all_jobs_on(
             "cost_of_failure": cost_of_failure_from_hours(hours),
         }
         spend = _spend_rows(con, period, hours, _levels(config, {}), tz)
-        results["budget_status"] = budget_status(
-            spend,
-            monthly_usd=budget.monthly_usd,
-            feature_budgets=budget.features,
-            thresholds=budget.thresholds,
-            as_of=as_of,
-            tz=tz,
-        )
+        results["budget_status"] = _budget_status(spend, config, as_of)
         results["threshold_crossings"] = (
             threshold_crossings(
                 spend, monthly_usd=budget.monthly_usd, thresholds=budget.thresholds, tz=tz

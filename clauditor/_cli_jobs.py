@@ -290,7 +290,7 @@ def budget(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Month-to-date spend against the budget, forecast to month end, thresholds crossed."""
-    from clauditor.analytics.budget import budget_status
+    from clauditor.analytics.budget import budget_status_of
     from clauditor.analytics.periods import Period
     from clauditor.analytics.plan import run_budget, whole_hour_zone
 
@@ -303,14 +303,7 @@ def budget(
         table = run_budget(resolve_db(db), window, config=cfg, as_of=moment)
     else:  # hour sums would straddle local days: the calls themselves
         cfg, _, calls = _window(db, config, "mtd", as_of, history=history)
-        table = budget_status(
-            calls,
-            monthly_usd=cfg.budget.monthly_usd,
-            feature_budgets=cfg.budget.features,
-            thresholds=cfg.budget.thresholds,
-            as_of=moment,
-            tz=cfg.timezone,
-        )
+        table = budget_status_of(calls, cfg.budget, as_of=moment, tz=cfg.timezone)
     emit(table, fmt, title=f"Budget as of {moment:%Y-%m-%d %H:%M} UTC")
     if fmt is Format.table and cfg.budget.monthly_usd is None:
         err.print(

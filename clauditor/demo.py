@@ -122,7 +122,7 @@ def _print_incidents(
     """The sample's incidents as the jobs see them, and the alerts a cron run would have sent."""
     from clauditor.alerts import backtest, check_alerts, render_text
     from clauditor.analytics import (
-        budget_status,
+        budget_status_of,
         cache_regressions,
         error_episodes,
         spike_episodes,
@@ -132,16 +132,8 @@ def _print_incidents(
     emit(error_episodes(calls), Format.table, title="Error episodes (clauditor errors)")
     emit(spike_episodes(calls), Format.table, title="Spend spikes (clauditor spikes)")
     emit(cache_regressions(calls), Format.table, title="Cache regressions (clauditor cache)")
-    budget = config.budget
     emit(
-        budget_status(
-            calls,
-            monthly_usd=budget.monthly_usd,
-            feature_budgets=budget.features,
-            thresholds=budget.thresholds,
-            as_of=as_of,
-            tz=config.timezone,
-        ),
+        budget_status_of(calls, config.budget, as_of=as_of, tz=config.timezone),
         Format.table,
         title="Budget (clauditor budget)",
     )

@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import polars as pl
 
-from clauditor.analytics.budget import budget_status, threshold_crossings
+from clauditor.analytics.budget import budget_status_of, threshold_crossings
 from clauditor.analytics.cache import (
     cache_economics,
     cache_hit_ratio_series,
@@ -226,16 +226,8 @@ def feature_model_table(data: ReportData) -> str:
 
 
 def budget_rows(data: ReportData, config: Config) -> pl.DataFrame:
-    """budget_status over the minute... quarter-hour spend rows (see :mod:`.data`)."""
-    budget = config.budget
-    return budget_status(
-        data.budget_calls,
-        monthly_usd=budget.monthly_usd,
-        feature_budgets=dict(budget.features),
-        thresholds=budget.thresholds,
-        as_of=data.as_of,
-        tz=data.period.tz,
-    )
+    """budget_status over the quarter-hour spend rows (see :mod:`.data`)."""
+    return budget_status_of(data.budget_calls, config.budget, as_of=data.as_of, tz=data.period.tz)
 
 
 def month_crossings(data: ReportData, config: Config) -> pl.DataFrame:
