@@ -42,7 +42,8 @@ from clauditor.alerts.state import (
     load_open_incidents,
     record_deliveries,
 )
-from clauditor.analytics.frame import load_analytics_frame
+from clauditor.analytics.costs import key_columns
+from clauditor.analytics.frame import ANALYTICS_COLUMNS, load_analytics_frame
 from clauditor.analytics.periods import Period, resolve_period
 from clauditor.config import Config
 from clauditor.errors import ConfigError, DeliveryError
@@ -201,11 +202,17 @@ def _month_start(t: dt.datetime, tz: str) -> dt.datetime:
 def _load(db: Path, rules: AlertRules, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
     """The calls the rules need to judge ``[start, end]``: windowed history, whole months.
 
-    The lean analytics frame (the columns the jobs read, strings as categories): a budget
-    rule reads the whole month, and whole rows of a month of millions of calls take
-    gigabytes (benchmarks/RESULTS.md)."""
+    The lean analytics frame (the columns the jobs read, strings as categories) plus the
+    source columns of the spike rule's key (service, environment, user...): a budget rule
+    reads the whole month, and whole rows of a month of millions of calls take gigabytes
+    (benchmarks/RESULTS.md)."""
     begin = _month_start(start - rules.history, rules.timezone)
-    return load_analytics_frame(db, Period(begin, end, "alert evaluation", tz=rules.timezone))
+    extra = [c for c in key_columns([rules.spike.by]) if c not in ANALYTICS_COLUMNS]
+    return load_analytics_frame(
+        db,
+        Period(begin, end, "alert evaluation", tz=rules.timezone),
+        columns=[*ANALYTICS_COLUMNS, *extra],
+    )
 
 
 def _sinks(sender: Any) -> list[Sink]:

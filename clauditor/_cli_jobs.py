@@ -140,8 +140,8 @@ def _span(config: Path | None, period: str, as_of: str | None) -> tuple[Config, 
 
 def _planned(keys: Sequence[str]) -> bool:
     """Whether the hourly aggregate holds these group keys (then a command runs its job on
-    DuckDB aggregates, whose memory does not grow with the calls; otherwise on the lean
-    frame of the period's calls)."""
+    DuckDB aggregates, whose memory does not grow with the calls; otherwise on the columns
+    it needs of the period's calls)."""
     from clauditor.analytics.costs import HOURS_KEYS
 
     return set(keys) <= set(HOURS_KEYS)
@@ -302,7 +302,7 @@ def budget(
     if whole_hour_zone(cfg.timezone, window.start, window.end):
         table = run_budget(resolve_db(db), window, config=cfg, as_of=moment)
     else:  # hour sums would straddle local days: the calls themselves
-        cfg, _, calls = _window(db, config, "mtd", as_of, history=history)
+        cfg, _, calls = _window(db, config, "mtd", moment.isoformat(), history=history)
         table = budget_status_of(calls, cfg.budget, as_of=moment, tz=cfg.timezone)
     emit(table, fmt, title=f"Budget as of {moment:%Y-%m-%d %H:%M} UTC")
     if fmt is Format.table and cfg.budget.monthly_usd is None:

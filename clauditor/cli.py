@@ -218,6 +218,7 @@ def serve(
             f"listening: OTLP/HTTP {receiver.http_endpoint}  OTLP/gRPC {receiver.grpc_endpoint}  "
             f"({auth}; writing {resolve_db(db)})",
             highlight=False,
+            markup=False,
         )
 
     run_server(

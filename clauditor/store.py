@@ -415,10 +415,12 @@ def insert_in_transaction(
     ``before_commit(con)``, then COMMIT; on any error, ROLLBACK and raise.
 
     ``optimistic`` first inserts unchecked (``insert_calls(checked=False)``), the cheap way
-    for rows that are new, as almost all are in a first ingest. When a span_id turns out to
-    be stored already, that transaction is rolled back and the whole batch is written again,
-    checked: the result is the same either way, a batch of re-sent spans just costs its
-    insert twice (callers switch ``optimistic`` off once a batch had duplicates).
+    for rows that are new, as almost all are in a first ingest. When that attempt raises
+    ``duckdb.ConstraintException`` (a span_id stored already, or any other constraint),
+    the transaction is rolled back and the whole batch is written again, checked: the result
+    is the same either way, a batch of re-sent spans just costs its insert twice (callers
+    switch ``optimistic`` off once a batch had duplicates), and an error that is not a
+    duplicate is raised by the checked attempt.
     """
     for checked in (False, True) if optimistic else (True,):
         con.execute("BEGIN TRANSACTION").fetchall()

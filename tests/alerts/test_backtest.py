@@ -114,3 +114,23 @@ def test_check_during_the_storm_dry_run(sample_db: Path) -> None:
     assert ("unpriced_model", "claude-experimental-2026") in firing
     storm = [m for m in result.printed if m.rule == "error_rate"]
     assert len(storm) == 1 and storm[0].transition == "start"
+
+
+@pytest.mark.parametrize("by", ["service", "environment", "user"])
+def test_spikes_by_a_key_outside_the_jobs_columns(sample_db: Path, tmp_path: Path, by: str) -> None:
+    # The rules read a lean frame of the calls; the spike rule's key must come along (a
+    # missing column once ended every check and backtest with a traceback).
+    config = tmp_path / "clauditor.toml"
+    text = (ROOT / "sample_logs" / "clauditor.toml").read_text()
+    config.write_text(
+        text.replace('timezone = "UTC"', f'timezone = "UTC"\n\n[alerts.spike]\nby = "{by}"')
+    )
+    replay = backtest(sample_db, load_config(config), since="30d", as_of=END, step="1h")
+    spikes = replay.filter(pl.col("rule") == "spike")
+    if by == "service":  # the runaway loop runs in the agent worker
+        assert "agent-worker" in spikes["key"].to_list()
+    # And a cron check runs through (it reads the same frame).
+    checked = check_alerts(sample_db, load_config(config), as_of=END, dry_run=True)
+    assert ("unpriced_model", "claude-experimental-2026") in {
+        (f.rule, f.key) for f in checked.firing
+    }
