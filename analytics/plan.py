@@ -169,20 +169,39 @@ FROM calls{where} GROUP BY ALL
 """
 
 
+_KEYED_LATENCY_SQL = """
+SELECT {outer}count(*) AS calls,
+    quantile_cont(duration_ms, [0.5, 0.95, 0.99]) AS _d, count(ttft_ms) AS streamed_calls,
+    quantile_cont(ttft_ms, [0.5, 0.95, 0.99]) AS _t
+FROM (SELECT {day} AS _day, {keys}, duration_ms, ttft_ms FROM calls{where}){group}
+"""
+
+
 def latency_from_sql(
-    con: duckdb.DuckDBPyConnection, period: Period | None, hours: pl.DataFrame, tz: str = "UTC"
+    con: duckdb.DuckDBPyConnection,
+    period: Period | None,
+    hours: pl.DataFrame,
+    tz: str = "UTC",
+    *,
+    by: Sequence[str] = ("feature", "model"),
+    daily: bool = True,
 ) -> pl.DataFrame:
-    """:func:`~clauditor.analytics.latency.latency_percentiles` with its defaults (by feature
-    and model, per day in ``tz``, successful chat calls), computed by DuckDB."""
+    """:func:`~clauditor.analytics.latency.latency_percentiles` of successful chat calls by
+    ``by`` (among feature and model) and per day in ``tz`` (``daily``) or for the whole
+    period (``every=None``), computed by DuckDB."""
+    by = list(by)
+    if not set(by) <= {"feature", "model"}:
+        raise ValueError(f"latency on aggregates groups by feature and model only, not {by}")
     subset = (pl.col("operation").fill_null("chat") == "chat") & (
         pl.col("status").fill_null("ok") == "ok"
     )
-    mapping = raw_keys(hours, subset)
     where, params = where_sql(
         period, "coalesce(operation, 'chat') = 'chat' AND coalesce(status, 'ok') = 'ok'"
     )
     first = hours["start_time"].min() if hours.height else None
     day = day_sql(tz, first, hours["_end_time"].max() if hours.height else None)  # type: ignore[arg-type]
+    full = by == ["feature", "model"] and daily
+    mapping = raw_keys(hours, subset) if full else None
     if mapping is not None:  # group on the raw columns' hash, name the groups afterwards
         sql = _LATENCY_SQL.format(day=day, keys=f"{RAW_HASH_SQL} AS _raw", where=where)
         names = raw_names(con, hours).select("_raw", "fkey", "mkey")
@@ -190,30 +209,41 @@ def latency_from_sql(
         out = out.join(names, on="_raw", how="left")
     else:
         ids, keys = model_mapping(hours)
-        sql = _LATENCY_SQL.format(day=day, keys=key_sql(ids), where=where)
+        groups = [*(["_day"] if daily else []), *[_KEY_ALIAS[k] for k in by]]
+        sql = _KEYED_LATENCY_SQL.format(
+            outer="".join(f"{g}, " for g in groups),
+            day=day,
+            keys=key_sql(ids),
+            where=where,
+            group=" GROUP BY " + ", ".join(groups) if groups else "",
+        )
         out = con.sql(sql, params=params | {"ids": ids, "keys": keys}).pl()
     names = ("p50", "p95", "p99")
-    return (
-        out.with_columns(
+    columns = [
+        *(["period"] if daily else []),
+        *[pl.col(_KEY_ALIAS[k]).alias(k) for k in by],
+        "calls",
+        *[f"duration_{n}_ms" for n in names],
+        "streamed_calls",
+        *[f"ttft_{n}_ms" for n in names],
+    ]
+    out = out.with_columns(
+        pl.col("calls", "streamed_calls").cast(pl.Int64),
+        *[pl.col("_d").list.get(i).alias(f"duration_{n}_ms") for i, n in enumerate(names)],
+        *[pl.col("_t").list.get(i).alias(f"ttft_{n}_ms") for i, n in enumerate(names)],
+    )
+    if daily:
+        out = out.with_columns(
             pl.from_epoch(pl.col("_day") * 86400, "s")
             .cast(pl.Datetime("us"))
             .dt.replace_time_zone(tz)
-            .alias("period"),
-            pl.col("calls", "streamed_calls").cast(pl.Int64),
-            *[pl.col("_d").list.get(i).alias(f"duration_{n}_ms") for i, n in enumerate(names)],
-            *[pl.col("_t").list.get(i).alias(f"ttft_{n}_ms") for i, n in enumerate(names)],
+            .alias("period")
         )
-        .select(
-            "period",
-            pl.col("fkey").alias("feature"),
-            pl.col("mkey").alias("model"),
-            "calls",
-            *[f"duration_{n}_ms" for n in names],
-            "streamed_calls",
-            *[f"ttft_{n}_ms" for n in names],
-        )  # fmt: skip
-        .sort("period", "feature", "model")
-    )
+    keys_out = [*(["period"] if daily else []), *by]
+    return out.select(columns).sort(keys_out or ["calls"])
+
+
+_KEY_ALIAS = {"feature": "fkey", "model": "mkey"}
 
 
 def _crossing_hours(

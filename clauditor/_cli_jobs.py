@@ -264,20 +264,21 @@ def latency(
     from clauditor.analytics.latency import latency_percentiles
 
     keys = split_keys(by)
-    if keys == ["feature", "model"] and every == "1d":  # the defaults: quantiles by DuckDB
+    whole = every.lower() == "none"
+    if _planned(keys) and (whole or every == "1d"):  # quantiles by DuckDB
         from clauditor.analytics.plan import latency_from_sql, on_aggregates
 
         cfg, span = _span(config, period, as_of)
         table = on_aggregates(
             resolve_db(db),
             span,
-            lambda con, hours: latency_from_sql(con, span, hours, cfg.timezone),
+            lambda con, hours: latency_from_sql(
+                con, span, hours, cfg.timezone, by=keys, daily=not whole
+            ),
         )
     else:
         cfg, span, calls = _window(db, config, period, as_of, history=dt.timedelta(0), keys=keys)
-        table = latency_percentiles(
-            calls, by=keys, every=None if every.lower() == "none" else every, tz=cfg.timezone
-        )
+        table = latency_percentiles(calls, by=keys, every=None if whole else every, tz=cfg.timezone)
     emit(table, fmt, title=f"Latency — {span.label}")
 
 

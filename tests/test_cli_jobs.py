@@ -115,6 +115,12 @@ PER_CALL_CASES = [
     ("spikes", "feature"),  # a week whose trailing baseline lies before it
     ("spikes", "model"),
     ("latency", "feature,model"),
+    ("latency", "feature"),
+    ("latency", "model"),
+    ("latency", ""),
+    ("latency", "feature,model --every=none"),
+    ("latency", "feature --every=none"),
+    ("latency", " --every=none"),
     ("errors", ""),
     ("errors", "--window=10m --min-duration=20m --threshold=0.02 --min-calls=50"),
 ]
@@ -144,13 +150,16 @@ def test_planned_commands_equal_the_per_call_jobs(
     period, as_of = ("7d", "2026-10-20T00:00:00Z") if command == "spikes" else ("30d", AS_OF)
     span = resolve_period(period, as_of=dt.datetime.fromisoformat(as_of), tz="UTC")
     calls = load_analytics_frame(sample_db, span)
+    option, _, flags = option.partition(" ")
     keys = [k for k in option.split(",") if k] if command != "errors" else []
+    if command == "errors":
+        option, flags = f"{option} {flags}".strip(), ""
     if command == "cache":
         want = cache_economics(calls, by=keys)
     elif command == "failures":
         want = cost_of_failure(calls, by=keys)
     elif command == "latency":
-        want = latency_percentiles(calls, by=keys, every="1d")
+        want = latency_percentiles(calls, by=keys, every=None if flags else "1d")
     elif command == "spikes":
         week = Period(span.start - dt.timedelta(days=7), span.end, span.label, span.tz)
         found = spike_episodes(load_analytics_frame(sample_db, week), by=keys[0])
@@ -174,7 +183,7 @@ def test_planned_commands_equal_the_per_call_jobs(
     if command == "errors":
         args += option.split()
     else:
-        args += ["--by", option]
+        args += ["--by", option, *flags.split()]
     got = run_json(*args)
     assert got or option, "nothing to compare"  # the sample's incidents are found
     _same_rows(got, _emitted(want, capsys))

@@ -137,3 +137,21 @@ def test_whole_hour_zones(zone: str, whole: bool) -> None:
     assert whole_hour_zone(zone, start, start + dt.timedelta(days=365)) is whole
     if zone == "Australia/Lord_Howe":  # its summer alone is whole hours
         assert whole_hour_zone(zone, start, start + dt.timedelta(days=30))
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin"])
+@pytest.mark.parametrize("by", [[], ["feature"], ["model"], ["feature", "model"]])
+@pytest.mark.parametrize("daily", [True, False])
+def test_latency_by_any_keys_matches_the_per_call_job(
+    sample, zone: str, by: list[str], daily: bool
+) -> None:
+    from clauditor.analytics.plan import hours_on, latency_from_sql
+    from clauditor.store import read_connection
+
+    db, calls, _ = sample
+    with read_connection(db) as con:
+        con.execute("SET TimeZone = 'UTC'").fetchall()
+        got = latency_from_sql(con, None, hours_on(con, None, AS_OF), zone, by=by, daily=daily)
+    want = latency_percentiles(calls, by=by, every="1d" if daily else None, tz=zone)
+    assert got.height
+    assert_frame_equal(got, want, check_exact=False, rel_tol=1e-9)
