@@ -42,8 +42,7 @@ from clauditor.alerts.state import (
     load_open_incidents,
     record_deliveries,
 )
-from clauditor.analytics.costs import key_columns
-from clauditor.analytics.frame import ANALYTICS_COLUMNS, load_analytics_frame
+from clauditor.analytics.frame import columns_with_keys, load_analytics_frame
 from clauditor.analytics.periods import Period, resolve_period
 from clauditor.config import Config
 from clauditor.errors import ConfigError, DeliveryError
@@ -207,11 +206,10 @@ def _load(db: Path, rules: AlertRules, start: dt.datetime, end: dt.datetime) -> 
     reads the whole month, and whole rows of a month of millions of calls take gigabytes
     (benchmarks/RESULTS.md)."""
     begin = _month_start(start - rules.history, rules.timezone)
-    extra = [c for c in key_columns([rules.spike.by]) if c not in ANALYTICS_COLUMNS]
     return load_analytics_frame(
         db,
         Period(begin, end, "alert evaluation", tz=rules.timezone),
-        columns=[*ANALYTICS_COLUMNS, *extra],
+        columns=columns_with_keys([rules.spike.by]),
     )
 
 

@@ -31,7 +31,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from clauditor.analytics.costs import NO_KEY, PREPARED_KEY, UNTAGGED
+from clauditor.analytics.costs import NO_KEY, PREPARED_KEY, UNTAGGED, key_columns
 from clauditor.analytics.periods import Period
 from clauditor.pricing import model_key_expr
 from clauditor.schema import CALLS_SCHEMA
@@ -42,6 +42,7 @@ __all__ = [
     "DERIVED_COLUMNS",
     "MAX_CODED",
     "analytics_frame_from",
+    "columns_with_keys",
     "load_analytics_frame",
     "prepare_calls",
 ]
@@ -206,6 +207,12 @@ def analytics_frame_from(
     if "conversation_id" in wanted:
         frame = prepare_calls(frame)  # adds _conversation from the values
     return frame
+
+
+def columns_with_keys(keys: Sequence[str]) -> list[str]:
+    """:data:`ANALYTICS_COLUMNS` plus the ``calls`` columns the group ``keys`` are computed
+    from (service, environment, user...): what to load for jobs grouped by ``keys``."""
+    return [*ANALYTICS_COLUMNS, *(c for c in key_columns(keys) if c not in ANALYTICS_COLUMNS)]
 
 
 def load_analytics_frame(

@@ -169,6 +169,9 @@ FROM calls{where} GROUP BY ALL
 """
 
 
+# The key columns the SQL of :func:`.sqlparts.key_sql` names.
+_KEY_ALIAS = {"feature": "fkey", "model": "mkey"}
+
 _KEYED_LATENCY_SQL = """
 SELECT {outer}count(*) AS calls,
     quantile_cont(duration_ms, [0.5, 0.95, 0.99]) AS _d, count(ttft_ms) AS streamed_calls,
@@ -190,7 +193,7 @@ def latency_from_sql(
     ``by`` (among feature and model) and per day in ``tz`` (``daily``) or for the whole
     period (``every=None``), computed by DuckDB."""
     by = list(by)
-    if not set(by) <= {"feature", "model"}:
+    if not set(by) <= set(_KEY_ALIAS):
         raise ValueError(f"latency on aggregates groups by feature and model only, not {by}")
     subset = (pl.col("operation").fill_null("chat") == "chat") & (
         pl.col("status").fill_null("ok") == "ok"
@@ -241,9 +244,6 @@ def latency_from_sql(
         )
     keys_out = [*(["period"] if daily else []), *by]
     return out.select(columns).sort(keys_out or ["calls"])
-
-
-_KEY_ALIAS = {"feature": "fkey", "model": "mkey"}
 
 
 def _crossing_hours(

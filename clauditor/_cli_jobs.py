@@ -117,17 +117,22 @@ def _window(
 ) -> tuple[Config, Any, pl.DataFrame]:
     """Config, the resolved period, and its calls plus ``history`` before it (for baselines),
     as the lean analytics frame (the columns the jobs read, plus those of the group ``keys``)."""
-    from clauditor.analytics import resolve_period
-    from clauditor.analytics.costs import key_columns
-    from clauditor.analytics.frame import ANALYTICS_COLUMNS, load_analytics_frame
+    cfg, span = _span(config, period, as_of)
+    return cfg, span, _lean_calls(db, _widened(span, history), keys)
+
+
+def _lean_calls(db: Path | None, period: Any, keys: Sequence[str] = ()) -> pl.DataFrame:
+    """The calls of ``period`` as the lean analytics frame with the columns of ``keys``."""
+    from clauditor.analytics.frame import columns_with_keys, load_analytics_frame
+
+    return load_analytics_frame(resolve_db(db), period, columns=columns_with_keys(keys))
+
+
+def _widened(span: Any, history: dt.timedelta) -> Any:
+    """``span`` starting ``history`` earlier (a baseline's look-back), same label and zone."""
     from clauditor.analytics.periods import Period
 
-    cfg = resolve_config(config)
-    span = resolve_period(period, as_of=parse_as_of(as_of, cfg.timezone), tz=cfg.timezone)
-    widened = Period(span.start - history, span.end, span.label, span.tz)
-    extra = [c for c in key_columns(keys) if c not in ANALYTICS_COLUMNS]
-    calls = load_analytics_frame(resolve_db(db), widened, columns=[*ANALYTICS_COLUMNS, *extra])
-    return cfg, span, calls
+    return Period(span.start - history, span.end, span.label, span.tz)
 
 
 def _span(config: Path | None, period: str, as_of: str | None) -> tuple[Config, Any]:
@@ -292,18 +297,16 @@ def budget(
 ) -> None:
     """Month-to-date spend against the budget, forecast to month end, thresholds crossed."""
     from clauditor.analytics.budget import budget_status_of
-    from clauditor.analytics.periods import Period
     from clauditor.analytics.plan import run_budget, whole_hour_zone
 
     cfg, month = _span(config, "mtd", as_of)
     moment = month.end  # the evaluation moment (now, or --as-of)
     # The month so far and the look-back of the forecast before it.
-    history = dt.timedelta(days=35)
-    window = Period(month.start - history, month.end, month.label, month.tz)
+    window = _widened(month, dt.timedelta(days=35))
     if whole_hour_zone(cfg.timezone, window.start, window.end):
         table = run_budget(resolve_db(db), window, config=cfg, as_of=moment)
     else:  # hour sums would straddle local days: the calls themselves
-        cfg, _, calls = _window(db, config, "mtd", moment.isoformat(), history=history)
+        calls = _lean_calls(db, window)
         table = budget_status_of(calls, cfg.budget, as_of=moment, tz=cfg.timezone)
     emit(table, fmt, title=f"Budget as of {moment:%Y-%m-%d %H:%M} UTC")
     if fmt is Format.table and cfg.budget.monthly_usd is None:
@@ -326,14 +329,14 @@ def spikes(
     from clauditor.analytics.spikes import spike_episodes, spike_episodes_from_hours
 
     if _planned([by]):
-        from clauditor.analytics.periods import Period
         from clauditor.analytics.plan import on_aggregates
 
         _, span = _span(config, period, as_of)
         # A week before the period: the trailing baseline of its first hours.
-        widened = Period(span.start - dt.timedelta(days=7), span.end, span.label, span.tz)
         found = on_aggregates(
-            resolve_db(db), widened, lambda _, hours: spike_episodes_from_hours(hours, by=by)
+            resolve_db(db),
+            _widened(span, dt.timedelta(days=7)),
+            lambda _, hours: spike_episodes_from_hours(hours, by=by),
         )
     else:
         _, span, calls = _window(db, config, period, as_of, history=dt.timedelta(days=7), keys=[by])

@@ -44,7 +44,7 @@ from clauditor.schema import CALLS_SCHEMA, conform
 
 # The insert of one conformed frame inside an open transaction, span_id duplicates skipped:
 # the same statement write_calls runs (private there; see the report to the lead).
-from clauditor.store import WriteResult, drain_spool, insert_calls, write_connection
+from clauditor.store import WriteResult, drain_spool, insert_in_transaction, write_connection
 
 from .normalize import ROW_COLUMNS, SpanRecord, SpanRejected, _row, one_row_per_call
 
@@ -410,16 +410,13 @@ class WriteQueue:
         """One transaction: the rows of ``batches`` and their quarantine entries."""
         rows = [row for batch in batches for row in batch.rows]
         entries = [entry for batch in batches for entry in batch.quarantine]
-        con.execute("BEGIN TRANSACTION").fetchall()
-        try:
-            result = WriteResult()
-            if rows:
-                result = insert_calls(
-                    con,
-                    conform(
-                        price_calls(one_row_per_call(rows_frame(rows), by_time=False), self.prices)
-                    ),
-                )
+        frame = (
+            conform(price_calls(one_row_per_call(rows_frame(rows), by_time=False), self.prices))
+            if rows
+            else None
+        )
+
+        def quarantine(con: duckdb.DuckDBPyConnection) -> None:
             if entries:
                 q = pl.DataFrame(  # noqa: F841  (DuckDB reads the local by name)
                     entries, schema=["origin", "reason", "payload"], orient="row"
@@ -427,10 +424,8 @@ class WriteQueue:
                 con.execute(
                     "INSERT INTO quarantine SELECT now(), origin, reason, payload FROM q"
                 ).fetchall()
-            con.execute("COMMIT").fetchall()
-        except Exception:
-            con.execute("ROLLBACK").fetchall()
-            raise
+
+        result = insert_in_transaction(con, frame, quarantine)
         stats = self.stats
         stats.writes += 1
         stats.batches_written += len(batches)
