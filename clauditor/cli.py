@@ -234,11 +234,18 @@ def serve(
 @app.command()
 @handles_errors
 def reprice(db: DbOpt = None, config: ConfigOpt = None) -> None:
-    """Recompute every stored cost with the current price table and config overrides."""
+    """Reprice every stored call whose rate card changed, unpriced calls included."""
     from clauditor.sql import reprice_all
 
-    changed, unpriced = reprice_all(resolve_db(db), resolve_config(config))
-    out.print(f"repriced: {changed:,} calls changed cost; {unpriced:,} calls have no price")
+    r = reprice_all(resolve_db(db), resolve_config(config))
+    moved = r.usd_after - r.usd_before
+    out.print(
+        f"repriced: {r.changed:,} calls changed ({r.newly_priced:,} newly priced); "
+        f"${r.usd_before:,.6f} -> ${r.usd_after:,.6f} ({'+' if moved >= 0 else '-'}"
+        f"${abs(moved):,.6f}); {r.unpriced:,} calls have no price"
+        + (f" ({', '.join(r.unpriced_models)})" if r.unpriced_models else ""),
+        markup=False,
+    )
 
 
 @app.command()
@@ -359,25 +366,6 @@ def prices(
         fmt,
         title="Prices (USD per million tokens)",
     )
-
-
-@prices_app.command("import")
-@handles_errors
-def prices_import(
-    file: Annotated[Path, typer.Argument(help="LiteLLM's model_prices_and_context_window.json.")],
-    to: Annotated[
-        Path, typer.Option("--to", help="Price file to write (TOML, [[model]] entries).")
-    ] = Path("clauditor-prices.toml"),
-) -> None:
-    """Import Anthropic prices from LiteLLM's community price list into a TOML price file.
-
-    The file is read on top of the built-in table when it is listed in the config's
-    ``price_files`` or, by default, when ``./clauditor-prices.toml`` exists.
-    """
-    from clauditor.pricing import import_litellm
-
-    count = import_litellm(file, to)
-    out.print(f"imported {count} Anthropic price entries into {to}", markup=False)
 
 
 @app.command()

@@ -16,6 +16,8 @@ __all__ = [
     "CALLS_COLUMNS",
     "CALLS_SCHEMA",
     "COST_COLUMNS",
+    "PRICED_COLUMNS",
+    "RATE_COLUMNS",
     "TOKEN_COLUMNS",
     "SOURCES",
     "conform",
@@ -72,6 +74,24 @@ CALLS_COLUMNS: tuple[tuple[str, str, Any], ...] = (
     # rows for one call are recognized by it, across batches too (clauditor.store).
     # Added by migration 5, hence last.
     ("response_id", "VARCHAR", pl.String),
+    # Added by migration 6. Server tools used by the call (usage.server_tool_use; code
+    # execution counted from the response's tool uses) and the code execution container.
+    ("web_search_requests", "BIGINT", pl.Int64),
+    ("web_fetch_requests", "BIGINT", pl.Int64),
+    ("code_execution_requests", "BIGINT", pl.Int64),
+    ("container_id", "VARCHAR", pl.String),
+    # Bedrock/Vertex location when known (`global` or a region); regional endpoints cost more.
+    ("cloud_region", "VARCHAR", pl.String),
+    # What pricing filled in besides the costs: the server tools' fees, whether the 5m/1h split
+    # of the cache writes was assumed, and the five rates the call was priced at ($/MTok, after
+    # tier, fast mode and multipliers), so what-ifs read the call's own card.
+    ("cost_tools_usd", "DOUBLE", pl.Float64),
+    ("cache_ttl_assumed", "BOOLEAN", pl.Boolean),
+    ("rate_input", "DOUBLE", pl.Float64),
+    ("rate_output", "DOUBLE", pl.Float64),
+    ("rate_cache_read", "DOUBLE", pl.Float64),
+    ("rate_cache_write_5m", "DOUBLE", pl.Float64),
+    ("rate_cache_write_1h", "DOUBLE", pl.Float64),
 )
 
 CALLS_SCHEMA: pl.Schema = pl.Schema({name: dtype for name, _, dtype in CALLS_COLUMNS})
@@ -88,7 +108,17 @@ COST_COLUMNS = (
     "cost_output_usd",
     "cost_cache_read_usd",
     "cost_cache_write_usd",
+    "cost_tools_usd",
 )
+RATE_COLUMNS = (
+    "rate_input",
+    "rate_output",
+    "rate_cache_read",
+    "rate_cache_write_5m",
+    "rate_cache_write_1h",
+)
+# Every column that pricing (clauditor.pricing.price_calls) fills; ingest leaves them NULL.
+PRICED_COLUMNS = (*COST_COLUMNS, "price_version", "cache_ttl_assumed", *RATE_COLUMNS)
 # Every instrumentation whose spans become rows, in order of preference: when two of them
 # describe the same call, the row of the earlier one is kept. Ours first, then the SDK's own
 # (it has the cache TTL split, service tier and HTTP status), then the rest.

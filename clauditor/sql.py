@@ -8,6 +8,7 @@ changed. The stable views are ``calls``, ``daily_costs``, ``feature_costs`` and 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -16,10 +17,10 @@ import polars as pl
 from clauditor.config import Config
 from clauditor.errors import ReadOnlyQueryError, StoreError
 from clauditor.pricing import price_calls
-from clauditor.schema import COST_COLUMNS
-from clauditor.store import load_calls, read_connection, write_connection
+from clauditor.schema import PRICED_COLUMNS
+from clauditor.store import insert_in_transaction, load_calls, read_connection, write_connection
 
-__all__ = ["run_query", "reprice_all"]
+__all__ = ["RepriceResult", "reprice_all", "run_query"]
 
 _READ_TYPES = {"SELECT", "EXPLAIN"}
 
@@ -50,34 +51,62 @@ def run_query(db: str | Path, sql: str) -> pl.DataFrame:
             raise StoreError(f"query failed: {message}") from None
 
 
-def reprice_all(db: str | Path, config: Config | None = None) -> tuple[int, int]:
-    """Recompute every stored call's cost with the current prices; returns (changed, unpriced).
+@dataclass(frozen=True)
+class RepriceResult:
+    """What ``clauditor reprice`` changed.
 
-    Runs in one transaction: a failure leaves every old cost in place.
+    ``changed`` rows had any priced column change (cost, rate, price version); ``newly_priced``
+    of them had no price before; ``unpriced`` rows still have none. ``usd_before`` and
+    ``usd_after`` sum ``cost_usd`` over the changed rows (NULL as 0), so ``usd_after -
+    usd_before`` is the dollars that moved.
+    """
+
+    changed: int = 0
+    newly_priced: int = 0
+    unpriced: int = 0
+    usd_before: float = 0.0
+    usd_after: float = 0.0
+    unpriced_models: tuple[str, ...] = ()
+
+
+def reprice_all(db: str | Path, config: Config | None = None) -> RepriceResult:
+    """Reprice every stored call whose rate card, tier, rates or costs changed.
+
+    Covers rows that had no price because their model was unknown. Runs in one transaction: a
+    failure leaves every old cost in place.
     """
     table = (config or Config()).price_table()
     calls = load_calls(db)
     if calls.height == 0:
-        return 0, 0
+        return RepriceResult()
     repriced = price_calls(calls, table)
-    changed = repriced.filter(
-        pl.any_horizontal(
-            pl.col(c).ne_missing(calls.get_column(c)) for c in (*COST_COLUMNS, "price_version")
-        )
-    ).select("span_id", *COST_COLUMNS, "price_version")
-    unpriced = int(repriced.get_column("cost_usd").null_count())
+    changed_mask = pl.any_horizontal(
+        pl.col(c).ne_missing(calls.get_column(c)) for c in PRICED_COLUMNS
+    )
+    changed = repriced.filter(changed_mask).select("span_id", *PRICED_COLUMNS)
+    before = calls.filter(pl.col("span_id").is_in(changed.get_column("span_id").implode()))
+    still = repriced.filter(pl.col("cost_usd").is_null())
+    result = RepriceResult(
+        changed=changed.height,
+        newly_priced=int(before.get_column("cost_usd").null_count())
+        - int(changed.get_column("cost_usd").null_count()),
+        unpriced=still.height,
+        usd_before=float(before.get_column("cost_usd").fill_null(0.0).sum()),
+        usd_after=float(changed.get_column("cost_usd").fill_null(0.0).sum()),
+        unpriced_models=tuple(
+            sorted(
+                still.select(pl.coalesce("response_model", "request_model").fill_null("(no model)"))
+                .to_series()
+                .unique()
+                .to_list()
+            )
+        ),
+    )
     if changed.height == 0:
-        return 0, unpriced
+        return result
     updates = changed.to_arrow()  # noqa: F841  (DuckDB reads the local by name)
-    assignments = ", ".join(f"{c} = updates.{c}" for c in (*COST_COLUMNS, "price_version"))
+    assignments = ", ".join(f"{c} = updates.{c}" for c in PRICED_COLUMNS)
+    update = f"UPDATE calls SET {assignments} FROM updates WHERE calls.span_id = updates.span_id"
     with write_connection(db) as con:
-        con.execute("BEGIN TRANSACTION").fetchall()
-        try:
-            con.execute(
-                f"UPDATE calls SET {assignments} FROM updates WHERE calls.span_id = updates.span_id"
-            ).fetchall()
-            con.execute("COMMIT").fetchall()
-        except Exception:
-            con.execute("ROLLBACK").fetchall()
-            raise
-    return changed.height, unpriced
+        insert_in_transaction(con, None, lambda c: c.execute(update).fetchall() and None)
+    return result

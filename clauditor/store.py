@@ -30,7 +30,7 @@ import duckdb
 import polars as pl
 
 from clauditor.errors import DatabaseBusyError, StoreError
-from clauditor.schema import CALLS_COLUMNS, SOURCES, conform
+from clauditor.schema import CALLS_COLUMNS, PRICED_COLUMNS, RATE_COLUMNS, SOURCES, conform
 
 __all__ = [
     "DATASET_VIEWS_SQL",
@@ -165,8 +165,49 @@ ALTER TABLE calls ADD COLUMN IF NOT EXISTS response_id VARCHAR;
 UPDATE calls SET response_id = {_RESPONSE_ID_SQL} WHERE response_id IS NULL;
 """
 
+# Version 6: server-tool counts, the cloud location, the tools' cost part, the TTL mark and the
+# rates each call was priced at. The rates of stored rows are filled in from the built-in table
+# where the row was priced by the card that prices it now (so they agree with its costs); the
+# others wait for `clauditor reprice`, which refills every priced column.
+_PRICING_V6_COLUMNS = (
+    "web_search_requests",
+    "web_fetch_requests",
+    "code_execution_requests",
+    "container_id",
+    "cloud_region",
+    "cost_tools_usd",
+    "cache_ttl_assumed",
+    *RATE_COLUMNS,
+)
+
+
+def _pricing_v6(con: duckdb.DuckDBPyConnection) -> None:
+    types = {name: sql_type for name, sql_type, _ in CALLS_COLUMNS}
+    for name in _PRICING_V6_COLUMNS:
+        con.execute(f"ALTER TABLE calls ADD COLUMN IF NOT EXISTS {name} {types[name]}").fetchall()
+    from clauditor.pricing import price_calls
+
+    have = {row[0] for row in con.execute("DESCRIBE calls").fetchall()}
+    inputs = [
+        n
+        for n, _, _ in CALLS_COLUMNS
+        if n in have and n not in PRICED_COLUMNS and n not in ("attributes", "resource")
+    ]
+    stored = con.sql(f"SELECT {', '.join(inputs)}, price_version FROM calls").pl()
+    if stored.height == 0:
+        return
+    priced = price_calls(stored.rename({"price_version": "_stored_version"}))
+    same = priced.filter(pl.col("price_version") == pl.col("_stored_version")).select(
+        "span_id", "cache_ttl_assumed", *RATE_COLUMNS
+    )
+    fill = same.to_arrow()  # noqa: F841  (DuckDB reads the local by name)
+    sets = ", ".join(f"{c} = fill.{c}" for c in ("cache_ttl_assumed", *RATE_COLUMNS))
+    where = "calls.span_id = fill.span_id"
+    con.execute(f"UPDATE calls SET {sets}, cost_tools_usd = 0.0 FROM fill WHERE {where}").fetchall()
+
+
 # The table as version 1 created it: every column of the record; later migrations add theirs.
-_ADDED_AFTER_V1 = {"response_id"}
+_ADDED_AFTER_V1 = {"response_id", *_PRICING_V6_COLUMNS}
 _V1_COLUMNS = ",\n    ".join(
     f"{name} {sql_type}" for name, sql_type, _ in CALLS_COLUMNS if name not in _ADDED_AFTER_V1
 )
@@ -174,12 +215,13 @@ _V1_COLUMNS = ",\n    ".join(
 # The views as the newest migration defines them, for a Parquet dataset (clauditor.dataset).
 DATASET_VIEWS_SQL = _VIEWS_V4
 
-MIGRATIONS: tuple[tuple[int, str, str], ...] = (
+MIGRATIONS: tuple[tuple[int, str, str | Callable[[duckdb.DuckDBPyConnection], None]], ...] = (
     (1, "calls table and its views", f"CREATE TABLE calls (\n    {_V1_COLUMNS}\n);\n{_VIEWS_V1}"),
     (2, "quarantine and ingested files", _QUARANTINE_V2),
     (3, "alert state", _ALERTS_V3),
     (4, "token sums in the views as BIGINT", _VIEWS_V4),
     (5, "response id column", _RESPONSE_ID_V5),
+    (6, "server tools, cloud region, tools cost, assumed TTL, rates", _pricing_v6),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -195,7 +237,10 @@ def _ensure_migrated(con: duckdb.DuckDBPyConnection) -> None:
             continue
         con.execute("BEGIN TRANSACTION").fetchall()
         try:
-            con.execute(sql).fetchall()
+            if callable(sql):
+                sql(con)
+            else:
+                con.execute(sql).fetchall()
             con.execute(
                 "INSERT INTO schema_migrations VALUES (?, ?, now())", [version, description]
             ).fetchall()

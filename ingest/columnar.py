@@ -466,6 +466,11 @@ SELECT g, ri, si, pi,
          ELSE 'otel-genai' END AS source,
     {rest} AS attributes,
     resource,
-    {col[sc.GEN_AI_RESPONSE_ID]}.stringValue AS response_id
+    {col[sc.GEN_AI_RESPONSE_ID]}.stringValue AS response_id,
+    NULL::BIGINT AS web_search_requests,
+    NULL::BIGINT AS web_fetch_requests,
+    NULL::BIGINT AS code_execution_requests,
+    NULL::VARCHAR AS container_id,
+    NULL::VARCHAR AS cloud_region
 FROM c
 """

@@ -403,6 +403,11 @@ def span_row(
         encode(rest) if rest else "{}",
         resource_json,
         response_id,
+        None,  # web_search_requests
+        None,  # web_fetch_requests
+        None,  # code_execution_requests
+        None,  # container_id
+        None,  # cloud_region
     )
 
 

@@ -32,7 +32,7 @@ import polars as pl
 
 from clauditor import semconv as sc
 from clauditor.redact import is_secret_key, scrub, scrub_value
-from clauditor.schema import CALLS_COLUMNS, COST_COLUMNS, SOURCES
+from clauditor.schema import CALLS_COLUMNS, PRICED_COLUMNS, SOURCES
 
 __all__ = [
     "CONVENTIONS",
@@ -812,6 +812,11 @@ def _row(record: SpanRecord, feature_attributes: Sequence[str]) -> dict[str, Any
         "attributes": "",
         "resource": resource_json,
         "response_id": response_id if type(response_id) is str else None,
+        "web_search_requests": None,
+        "web_fetch_requests": None,
+        "code_execution_requests": None,
+        "container_id": None,
+        "cloud_region": None,
     }
     if conv.refine is not None:
         conv.refine(record, row, rest, feature_attributes)
@@ -824,7 +829,7 @@ def _row(record: SpanRecord, feature_attributes: Sequence[str]) -> dict[str, Any
 
 
 ROW_COLUMNS: tuple[str, ...] = tuple(
-    name for name, _, _ in CALLS_COLUMNS if name not in COST_COLUMNS and name != "price_version"
+    name for name, _, _ in CALLS_COLUMNS if name not in PRICED_COLUMNS
 )
 
 
@@ -847,9 +852,8 @@ def normalize(
         return None
     row["start_time"] = _EPOCH + dt.timedelta(microseconds=row["start_time"])
     row["end_time"] = _EPOCH + dt.timedelta(microseconds=row["end_time"])
-    for name in COST_COLUMNS:
+    for name in PRICED_COLUMNS:
         row[name] = None
-    row["price_version"] = None
     return row
 
 

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
-from pathlib import Path
 
 import polars as pl
 import pytest
 
 from clauditor.config import parse_config
-from clauditor.errors import ConfigError, PricingError
+from clauditor.errors import ConfigError
 from clauditor.pricing import (
-    import_litellm,
     load_price_table,
     normalize_model_id,
     price_calls,
@@ -22,6 +19,11 @@ from clauditor.schema import frame_from_rows
 from tests.conftest import call_row
 
 UTC = dt.UTC
+
+
+# The five rates a card for a model clauditor does not know must state ($/MTok).
+FIVE = {"input": 1.0, "output": 2.0, "cache_read": 0.1, "cache_write_5m": 1.25,
+        "cache_write_1h": 2.0}  # fmt: skip
 
 
 def priced(table=None, **overrides) -> dict:
@@ -148,21 +150,24 @@ def test_fast_mode_multiplier() -> None:
 
 
 @pytest.mark.parametrize(
-    "model",
+    ("model", "usd"),
     [
-        "claude-haiku-4-5",
-        "claude-haiku-4-5-20251001",
-        "anthropic.claude-haiku-4-5-20251001-v1:0",
-        "us.anthropic.claude-haiku-4-5-20251001-v1:0",
-        "claude-haiku-4-5@20251001",
-        "Claude-Haiku-4-5",
+        ("claude-haiku-4-5", 0.001),
+        ("claude-haiku-4-5-20251001", 0.001),
+        ("global.anthropic.claude-haiku-4-5-20251001-v1:0", 0.001),
+        ("claude-haiku-4-5@20251001", 0.001),
+        ("Claude-Haiku-4-5", 0.001),
+        # Regional Bedrock endpoints (in-region id, us. profile) carry Haiku 4.5's +10%:
+        # 1,000 x $1.10/M = $0.0011.
+        ("anthropic.claude-haiku-4-5-20251001-v1:0", 0.0011),
+        ("us.anthropic.claude-haiku-4-5-20251001-v1:0", 0.0011),
     ],
 )
-def test_dated_undated_and_cloud_ids_resolve(model: str) -> None:
-    # Haiku 4.5 $1/M: 1,000 in = $0.001.
+def test_dated_undated_and_cloud_ids_resolve(model: str, usd: float) -> None:
+    # Haiku 4.5 $1/M: 1,000 in = $0.001 on the first-party API and global endpoints.
     row = priced(request_model=model, response_model=None, input_tokens=1000)
     assert normalize_model_id(model) == "claude-haiku-4-5"
-    assert row["cost_usd"] == pytest.approx(0.001)
+    assert row["cost_usd"] == pytest.approx(usd, abs=1e-12)
 
 
 def test_response_model_wins_over_request_model() -> None:
@@ -194,12 +199,24 @@ def test_count_tokens_is_free() -> None:
 def test_price_change_by_effective_from() -> None:
     table = load_price_table(
         {
-            "claude-test": {"input": 1.0, "output": 2.0, "effective_from": dt.date(2026, 1, 1)},
+            "claude-test": {
+                **FIVE,
+                "input": 1.0,
+                "output": 2.0,
+                "effective_from": dt.date(2026, 1, 1),
+            },
         }
-    ).with_entries(
+    ).with_cards(
         load_price_table(
-            {"claude-test": {"input": 4.0, "output": 8.0, "effective_from": dt.date(2026, 6, 1)}}
-        ).entries[-1:]
+            {
+                "claude-test": {
+                    **FIVE,
+                    "input": 4.0,
+                    "output": 8.0,
+                    "effective_from": dt.date(2026, 6, 1),
+                }
+            }
+        ).cards[-1:]
     )
     days = [
         dt.datetime(2025, 12, 31, 23, tzinfo=UTC),
@@ -246,10 +263,14 @@ def test_config_override_applies_from_its_date() -> None:
 
 
 def test_bad_override_names_the_problem() -> None:
-    with pytest.raises(ConfigError, match="input and output must be numbers"):
-        parse_config({"prices": {"claude-x": {"input": "cheap", "output": 1}}})
-    with pytest.raises(ConfigError, match="missing required key 'output'"):
-        parse_config({"prices": {"claude-x": {"input": 1}}})
+    with pytest.raises(ConfigError, match="input must be a number, not 'cheap'"):
+        parse_config({"prices": {"claude-x": {**FIVE, "input": "cheap"}}})
+    with pytest.raises(
+        ConfigError, match="missing rate.*cache_read, cache_write_5m, cache_write_1h"
+    ):
+        parse_config({"prices": {"claude-x": {"input": 1, "output": 1}}})
+    with pytest.raises(ConfigError, match="must not be negative"):
+        parse_config({"prices": {"claude-x": {**FIVE, "output": -1}}})
 
 
 def test_row_order_and_other_columns_are_kept() -> None:
@@ -265,50 +286,6 @@ def test_row_order_and_other_columns_are_kept() -> None:
 def test_empty_frame() -> None:
     out = price_calls(frame_from_rows([]))
     assert out.height == 0 and out.schema["cost_usd"] == pl.Float64
-
-
-def test_import_litellm(tmp_path: Path) -> None:
-    source = tmp_path / "model_prices_and_context_window.json"
-    source.write_text(
-        json.dumps(
-            {
-                "claude-sonnet-4-5-20250929": {  # unchanged: skipped
-                    "litellm_provider": "anthropic",
-                    "mode": "chat",
-                    "input_cost_per_token": 3e-06,
-                    "output_cost_per_token": 1.5e-05,
-                },
-                "claude-newmodel-5": {  # new: priced from 1970 so history is priced
-                    "litellm_provider": "anthropic",
-                    "mode": "chat",
-                    "input_cost_per_token": 2e-06,
-                    "output_cost_per_token": 1e-05,
-                    "input_cost_per_token_above_200k_tokens": 4e-06,
-                    "output_cost_per_token_above_200k_tokens": 1.5e-05,
-                },
-                "gpt-4o": {
-                    "litellm_provider": "openai",
-                    "input_cost_per_token": 1e-06,
-                    "output_cost_per_token": 1e-06,
-                },
-            }
-        )
-    )
-    target = tmp_path / "clauditor-prices.toml"
-    assert import_litellm(source, target, today=dt.date(2026, 11, 1)) == 1
-    table = load_price_table(extra_files=[target])
-    entry = table.lookup("claude-newmodel-5", dt.date(2026, 1, 1))
-    assert entry is not None and entry.input == 2.0 and entry.long_context_input_multiplier == 2.0
-    # 1,000 in x $2/M = $0.002.
-    row = priced(table, request_model="claude-newmodel-5", response_model=None, input_tokens=1000)
-    assert row["cost_usd"] == pytest.approx(0.002)
-
-
-def test_import_rejects_garbage(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.json"
-    bad.write_text("{not json")
-    with pytest.raises(PricingError, match="cannot read LiteLLM price list"):
-        import_litellm(bad, tmp_path / "out.toml")
 
 
 def test_empty_response_model_falls_back_to_request_model() -> None:
@@ -340,18 +317,22 @@ def test_override_without_date_applies_to_every_call_and_keeps_the_model_rules()
     row = priced(table, request_model="claude-haiku-4-5", response_model=None,
                  input_tokens=1_000_000)  # fmt: skip
     assert row["cost_usd"] == pytest.approx(2.0)
-    # A dated override of Sonnet 4.5 keeps its long-context tier: 250,000 input tokens at the
-    # overridden $4/M doubled = $8/M -> $2.00.
+    # A dated override of Sonnet 4.5's base rates keeps its long-context tier as the card
+    # states it: 250,000 input tokens are over 200K, so the tier's own $6/M applies -> $1.50.
     dated = parse_config(
         {"prices": {"claude-sonnet-4-5": {"input": 4.0, "output": 20.0,
                                           "effective_from": dt.date(2026, 1, 1)}}}
     ).price_table()  # fmt: skip
     long = priced(dated, input_tokens=250_000, output_tokens=0)
-    assert long["cost_usd"] == pytest.approx(2.0)
+    assert long["cost_usd"] == pytest.approx(1.5)
 
 
 def test_bad_multiplier_and_aliases_name_the_entry() -> None:
-    with pytest.raises(ConfigError, match=r"\[prices.'claude-x'\].*not a number"):
-        parse_config({"prices": {"claude-x": {"input": 1, "output": 1, "fast_multiplier": "a"}}})
+    with pytest.raises(
+        ConfigError, match=r"\[prices.'claude-x'\].*us_only_multiplier must be a number"
+    ):
+        parse_config({"prices": {"claude-x": {**FIVE, "us_only_multiplier": "a"}}})
     with pytest.raises(ConfigError, match="aliases must be a list"):
-        parse_config({"prices": {"claude-x": {"input": 1, "output": 1, "aliases": "abc"}}})
+        parse_config({"prices": {"claude-x": {**FIVE, "aliases": "abc"}}})
+    with pytest.raises(ConfigError, match="unknown key.*fast_multiplier"):
+        parse_config({"prices": {"claude-x": {**FIVE, "fast_multiplier": 6}}})

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import duckdb
+import polars as pl
 import pytest
 
 from clauditor.errors import DatabaseBusyError, StoreError
@@ -283,6 +284,48 @@ def test_rows_of_one_source_or_of_different_calls_are_never_merged(
     assert stored == [("a" * 16, RID), ("b" * 16, RID), ("c" * 16, "x")]
 
 
+# The calls table had 42 columns at version 5 (response_id the last one).
+V5_COLUMNS = 42
+
+
+def test_upgrade_to_v6_fills_the_rates_of_rows_priced_by_todays_card(db_path: Path) -> None:
+    # A file as version 5 left it: two Sonnet 4.5 rows priced then by today's card, one row of
+    # a model that had no price. Version 6 adds the new columns; the rates of the first rows are
+    # the card's ($3 in, $15 out, $0.30 read, $3.75 5m, $6 1h per MTok), the unpriced row keeps
+    # NULL rates and costs until `clauditor reprice` (its costs are not changed on upgrade).
+    from clauditor.pricing import price_calls
+    from clauditor.schema import frame_from_rows
+    from tests.conftest import call_row
+
+    con = duckdb.connect(str(db_path))
+    con.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, description VARCHAR, "
+        "applied_at TIMESTAMPTZ)"
+    ).fetchall()
+    for version, _, sql in MIGRATIONS[:5]:
+        con.execute(sql).fetchall()
+        con.execute("INSERT INTO schema_migrations VALUES (?, 'old', now())", [version]).fetchall()
+    rows = price_calls(frame_from_rows([
+        call_row(span_id="a" * 16), call_row(span_id="b" * 16, cache_creation_input_tokens=10),
+        call_row(span_id="c" * 16, request_model="claude-opus-5-5", response_model=None),
+    ]))  # fmt: skip
+    rows = rows.with_columns(
+        pl.when(pl.col("span_id") == "c" * 16).then(None).otherwise(pl.col(c)).alias(c)
+        for c in ("cost_usd", "cost_input_usd", "price_version")
+    )
+    old = rows.select([n for n, _, _ in CALLS_COLUMNS][:V5_COLUMNS])  # noqa: F841
+    con.execute("INSERT INTO calls SELECT * FROM old").fetchall()
+    con.close()
+    with write_connection(db_path) as con:
+        assert schema_version(con) == SCHEMA_VERSION
+    got = {r["span_id"][0]: r for r in load_calls(db_path).to_dicts()}
+    assert (got["a"]["rate_input"], got["a"]["rate_output"]) == (3.0, 15.0)
+    assert (got["a"]["rate_cache_read"], got["a"]["rate_cache_write_1h"]) == (0.30, 6.0)
+    assert got["a"]["cache_ttl_assumed"] is False and got["b"]["cache_ttl_assumed"] is True
+    assert got["a"]["cost_tools_usd"] == 0.0
+    assert got["c"]["rate_input"] is None and got["c"]["cost_usd"] is None
+
+
 def test_upgrade_fills_the_response_id_of_stored_rows(db_path: Path, make_calls) -> None:
     # A file as version 4 left it, with a row in it: version 5 adds the column and fills it,
     # so a later batch merges with rows written before the upgrade.
@@ -296,7 +339,8 @@ def test_upgrade_fills_the_response_id_of_stored_rows(db_path: Path, make_calls)
         con.execute("INSERT INTO schema_migrations VALUES (?, 'old', now())", [version]).fetchall()
     con.close()
     # The row as version 4 stored it: no response_id column yet.
-    old = conform(make_calls(_seen_by("openlit", "a", feature="triage"))).drop("response_id")  # noqa: F841
+    v4 = [n for n, _, _ in CALLS_COLUMNS][: V5_COLUMNS - 1]
+    old = conform(make_calls(_seen_by("openlit", "a", feature="triage"))).select(v4)  # noqa: F841
     con = duckdb.connect(str(db_path))
     con.execute("INSERT INTO calls SELECT * FROM old").fetchall()
     con.close()
