@@ -53,7 +53,7 @@ from clauditor.analytics.periods import Period
 from clauditor.analytics.sqlparts import FAILED_SQL, where_sql
 from clauditor.config import Config
 from clauditor.pricing import (
-    CACHE_WRITE_1H_MULTIPLIER,
+    PER_MTOK,
     PriceTable,
     load_price_table,
     model_key_expr,
@@ -227,8 +227,9 @@ def _quoted(values: list[str]) -> str:
 
 def _thresholds(table: PriceTable) -> list[float]:
     """The distinct long-context thresholds of the model Opus calls are repriced as."""
-    prices = table.frame().filter(pl.col("model_key") == model_key_expr(pl.lit(REPRICE_AS)))
-    return sorted(set(prices["lc_threshold"].drop_nulls().to_list()))
+    key = pl.select(model_key_expr(pl.lit(REPRICE_AS))).item()
+    cards = [c for c in table.cards if key == c.id or key in c.aliases]
+    return sorted({t.above for c in cards for t in c.tiers})
 
 
 def _repriced_saving(
@@ -296,12 +297,12 @@ def _repriced_saving(
         ),
         table,
     )  # fmt: skip
-    by_unit = (
-        groups["input_tokens"] * probe["cost_input_usd"]
-        + groups["output_tokens"] * probe["cost_output_usd"]
-        + groups["cache_read_input_tokens"] * probe["cost_cache_read_usd"]
-        + groups["_w5m"] * probe["cost_cache_write_usd"]
-        + groups["_w1h"] * probe["cost_input_usd"] * CACHE_WRITE_1H_MULTIPLIER
+    by_unit = PER_MTOK * (
+        groups["input_tokens"] * probe["rate_input"]
+        + groups["output_tokens"] * probe["rate_output"]
+        + groups["cache_read_input_tokens"] * probe["rate_cache_read"]
+        + groups["_w5m"] * probe["rate_cache_write_5m"]
+        + groups["_w1h"] * probe["rate_cache_write_1h"]
     )
     repriced = pl.select(
         pl.when(groups["_long"]).then(summed["cost_usd"]).otherwise(by_unit).fill_null(0.0).sum()

@@ -3,23 +3,21 @@
 Token meanings follow the ``calls`` table: ``input_tokens`` is the UNCACHED input, cache reads
 and writes are counted apart, so the hit ratio is ``read / (input + read + write)``.
 
-Dollars come from each call's own priced costs, so batch discounts, long-context rates and
-regional multipliers carry through without re-pricing. A call's *base input price* (what one
-uncached input token costs on that call) is recovered from whichever part it has:
-``cost_cache_read_usd / (0.1 x read)``, ``cost_cache_write_usd / (1.25 x 5m + 2 x 1h writes)``
-or ``cost_input_usd / input``. Then, per call:
+Dollars come from each call's own rates (the ``rate_*`` columns pricing stored: the rates of
+the call's rate card after its tier, fast mode, batch discount and regional multipliers), so a
+model whose cache reads cost 0.05x input is judged at 0.05x, not at a global multiplier. Per
+call, with ``in``, ``read``, ``5m`` and ``1h`` its rates per token:
 
-* saved = what the read tokens would have cost uncached minus what they cost (0.9 x base each),
-  minus the write premium (0.25 x base per 5-minute write token, 1 x base per 1-hour one);
-* a write is *wasted* when the same feature and model make no cache read within the write's
-  TTL after it (5 minutes, or 1 hour for 1-hour writes); its premium is the wasted money. The
-  telemetry does not say which prefix a read hit, so this is an estimate from the sequence of
-  reads and writes: a read by another conversation of the same feature counts as a reuse;
-* the 1h-vs-5m verdict replays the feature's cached calls under each TTL: a call is a write
-  (1.25 x or 2 x base) when the previous cached call of the feature and model is older than the
-  TTL, a read (0.1 x base) otherwise. 1h wins when reuse intervals fall between 5 minutes and an
-  hour often enough to pay for its dearer writes.
-"""
+* saved = what the read tokens would have cost uncached minus what they cost (``in - read``
+  each), minus the write premium (``5m - in`` per 5-minute write token, ``1h - in`` per 1-hour
+  one); * a write is *wasted* when the same feature and model make no cache read within the
+  write's TTL after it (5 minutes, or 1 hour for 1-hour writes); its premium is the wasted
+  money. The telemetry does not say which prefix a read hit, so this is an estimate from the
+  sequence of reads and writes: a read by another conversation of the same feature counts as a
+  reuse; * the 1h-vs-5m verdict replays the feature's cached calls under each TTL: a call's
+  cached prefix is a write (at ``5m`` or ``1h``) when the previous cached call of the feature
+  and model is older than the TTL, a read (at ``read``) otherwise. 1h wins when reuse intervals
+  fall between 5 minutes and an hour often enough to pay for its dearer writes."""
 
 from __future__ import annotations
 
@@ -31,11 +29,7 @@ import polars as pl
 
 from clauditor.analytics.costs import with_group_keys
 from clauditor.analytics.errors import failed_expr
-from clauditor.pricing import (
-    CACHE_READ_MULTIPLIER,
-    CACHE_WRITE_1H_MULTIPLIER,
-    CACHE_WRITE_5M_MULTIPLIER,
-)
+from clauditor.pricing import PER_MTOK
 
 __all__ = [
     "cache_economics",
@@ -55,27 +49,49 @@ def _tokens(name: str) -> pl.Expr:
 
 
 def _prepared(calls: pl.DataFrame | pl.LazyFrame, by: Sequence[str]) -> pl.LazyFrame:
-    """Calls with group keys, token parts, and the base input price per token (``unit_in``)."""
+    """Calls with group keys, token parts, and the call's own rates per token (``_u_*``).
+
+    The 5m/1h split is the one pricing used: the reported split, else the assumed TTL.
+    """
     read = _tokens("cache_read_input_tokens")
     write = _tokens("cache_creation_input_tokens")
-    w1h = _tokens("cache_creation_1h_input_tokens").clip(upper_bound=write)
-    w5m = write - w1h
-    write_units = CACHE_WRITE_5M_MULTIPLIER * w5m + CACHE_WRITE_1H_MULTIPLIER * w1h
-    unit_in = (
-        pl.when(read > 0)
-        .then(pl.col("cost_cache_read_usd") / (CACHE_READ_MULTIPLIER * read))
-        .when(write > 0)
-        .then(pl.col("cost_cache_write_usd") / write_units)
-        .when(_tokens("input_tokens") > 0)
-        .then(pl.col("cost_input_usd") / _tokens("input_tokens"))
-    )
+    w1h = _write_1h(write)
     return with_group_keys(calls, by).with_columns(
         _tokens("input_tokens").alias("_input"),
         read.alias("_read"),
         write.alias("_write"),
-        w5m.alias("_w5m"),
+        (write - w1h).alias("_w5m"),
         w1h.alias("_w1h"),
-        unit_in.alias("_unit_in"),
+        *((pl.col(f"rate_{name}") * PER_MTOK).alias(f"_u_{short}") for name, short in _RATES),
+    )
+
+
+_RATES = (("input", "in"), ("cache_read", "read"), ("cache_write_5m", "5m"),
+          ("cache_write_1h", "1h"))  # fmt: skip
+
+
+def _write_1h(write: pl.Expr) -> pl.Expr:
+    """The 1-hour part of the cache writes, as pricing split them (reported, else assumed)."""
+    known_5m = pl.col("cache_creation_5m_input_tokens").cast(pl.Int64)
+    known_1h = pl.col("cache_creation_1h_input_tokens").cast(pl.Int64)
+    return (
+        pl.when(known_1h.is_not_null())
+        .then(known_1h)
+        .when(known_5m.is_not_null())
+        .then(write - known_5m)
+        .when(pl.col("cache_ttl_assumed") == "1h")
+        .then(write)
+        .otherwise(0)
+        .clip(0)
+        .clip(upper_bound=write)
+    )
+
+
+def _premiums() -> tuple[pl.Expr, pl.Expr]:
+    """What the 5-minute and 1-hour writes of a call cost above the same tokens uncached."""
+    return (
+        pl.col("_w5m") * (pl.col("_u_5m") - pl.col("_u_in")),
+        pl.col("_w1h") * (pl.col("_u_1h") - pl.col("_u_in")),
     )
 
 
@@ -106,18 +122,17 @@ def _sequence_terms(cached: pl.LazyFrame) -> pl.LazyFrame:
     gap_to_read = next_read - t
     unread_5m = (pl.col("_w5m") > 0) & (next_read.is_null() | (gap_to_read > TTL_5M))
     unread_1h = (pl.col("_w1h") > 0) & (next_read.is_null() | (gap_to_read > TTL_1H))
-    premium_5m = (CACHE_WRITE_5M_MULTIPLIER - 1.0) * pl.col("_w5m") * pl.col("_unit_in")
-    premium_1h = (CACHE_WRITE_1H_MULTIPLIER - 1.0) * pl.col("_w1h") * pl.col("_unit_in")
+    premium_5m, premium_1h = _premiums()
     # Every row here is cached, so the previous cached call is the previous row of the group.
     prev_cached = pl.when(gid.shift(1) == gid).then(t.shift(1))
     gap = t - prev_cached
-    prefix_usd = (pl.col("_read") + pl.col("_write")) * pl.col("_unit_in")
-    replay_5m = prefix_usd * pl.when(gap.is_null() | (gap > TTL_5M)).then(
-        CACHE_WRITE_5M_MULTIPLIER
-    ).otherwise(CACHE_READ_MULTIPLIER)
-    replay_1h = prefix_usd * pl.when(gap.is_null() | (gap > TTL_1H)).then(
-        CACHE_WRITE_1H_MULTIPLIER
-    ).otherwise(CACHE_READ_MULTIPLIER)
+    prefix = pl.col("_read") + pl.col("_write")
+    replay_5m = prefix * pl.when(gap.is_null() | (gap > TTL_5M)).then(pl.col("_u_5m")).otherwise(
+        pl.col("_u_read")
+    )
+    replay_1h = prefix * pl.when(gap.is_null() | (gap > TTL_1H)).then(pl.col("_u_1h")).otherwise(
+        pl.col("_u_read")
+    )
     return seq.with_columns(
         (
             pl.when(unread_5m).then(premium_5m).otherwise(0.0)
@@ -149,9 +164,8 @@ def cache_economics(
     # The read/write sequence is followed per feature and model as recorded (no need for
     # the display names there).
     lf = _prepared(calls.lazy().filter(~failed_expr()), by)
-    premium_5m = (CACHE_WRITE_5M_MULTIPLIER - 1.0) * pl.col("_w5m") * pl.col("_unit_in")
-    premium_1h = (CACHE_WRITE_1H_MULTIPLIER - 1.0) * pl.col("_w1h") * pl.col("_unit_in")
-    read_saving = (1.0 / CACHE_READ_MULTIPLIER - 1.0) * pl.col("cost_cache_read_usd").fill_null(0.0)
+    premium_5m, premium_1h = _premiums()
+    read_saving = (pl.col("_read") * (pl.col("_u_in") - pl.col("_u_read"))).fill_null(0.0)
     sums = [
         pl.len().cast(pl.Int64).alias("calls"),
         pl.col("_input").sum().alias("input_tokens"),
@@ -175,7 +189,7 @@ def _cached_terms(lf: pl.LazyFrame, by: list[str]) -> pl.LazyFrame:
     )
     cached = lf.filter((pl.col("_read") + pl.col("_write")) > 0).select(
         *by, pl.col("feature").alias("_seq_feature"), seq_model.alias("_seq_model"),
-        "start_time", "_read", "_write", "_w5m", "_w1h", "_unit_in",
+        "start_time", "_read", "_write", "_w5m", "_w1h", "_u_in", "_u_read", "_u_5m", "_u_1h",
     )  # fmt: skip
     return _sequence_terms(cached)
 
@@ -294,11 +308,11 @@ def caching_candidates(
     # one within 5 minutes.
     reuse = (t.sort().diff() <= TTL_5M).fill_null(False)
     prefix = pl.col("_input").quantile(0.1, "lower")
-    prefix_usd = prefix * pl.col("_unit_in").fill_null(0.0).sort_by(t)
-    gain = (
+    by_time = {k: pl.col(f"_u_{k}").fill_null(0.0).sort_by(t) for k in ("in", "read", "5m")}
+    gain = prefix * (
         pl.when(reuse)
-        .then((1.0 - CACHE_READ_MULTIPLIER) * prefix_usd)
-        .otherwise(-(CACHE_WRITE_5M_MULTIPLIER - 1.0) * prefix_usd)
+        .then(by_time["in"] - by_time["read"])
+        .otherwise(-(by_time["5m"] - by_time["in"]))
     )
     per_call = (
         lf.join(totals.lazy().select(keys), on=keys, how="semi", nulls_equal=True)

@@ -25,7 +25,10 @@ from clauditor.analytics.sqlparts import (
     FAILED_SQL,
     RAW_HASH_SQL,
     READ_SQL,
-    UNIT_IN_SQL,
+    U_1H_SQL,
+    U_5M_SQL,
+    U_IN_SQL,
+    U_READ_SQL,
     W1H_SQL,
     W5M_SQL,
     WRITE_SQL,
@@ -34,11 +37,6 @@ from clauditor.analytics.sqlparts import (
     raw_keys,
     raw_names,
     where_sql,
-)
-from clauditor.pricing import (
-    CACHE_READ_MULTIPLIER,
-    CACHE_WRITE_1H_MULTIPLIER,
-    CACHE_WRITE_5M_MULTIPLIER,
 )
 
 __all__ = ["cache_economics_sql", "caching_candidates_from"]
@@ -49,11 +47,12 @@ _CANDIDATE_CALLS = "coalesce(operation, 'chat') != 'count_tokens' AND coalesce(s
 
 _BUCKETS_SQL = f"""
 WITH c AS (
-    SELECT {{keys}}, epoch_us(start_time) AS t, coalesce({UNIT_IN_SQL}, 0.0) AS u
+    SELECT {{keys}}, epoch_us(start_time) AS t,
+        coalesce({U_IN_SQL} - {U_READ_SQL}, 0.0) AS g, coalesce({U_5M_SQL} - {U_IN_SQL}, 0.0) AS l
     FROM calls{{where}}
 )
 SELECT {{names}}, t // {_TTL_5M_US} AS _bucket, count(*) AS n, min(t) AS t0, max(t) AS t1,
-    sum(u) AS su, arg_min(u, t) AS u0
+    sum(g) AS sg, arg_min(g, t) AS g0, arg_min(l, t) AS l0
 FROM c GROUP BY ALL
 """
 
@@ -154,8 +153,9 @@ def _reuse(buckets: pl.DataFrame) -> pl.DataFrame:
             pl.col("n").sum(),
             pl.col("t0").min().alias("_t0"),
             pl.col("t1").max(),
-            pl.col("su").sum(),
-            pl.col("u0").sort_by("t0").first(),
+            pl.col("sg").sum(),
+            pl.col("g0").sort_by("t0").first(),
+            pl.col("l0").sort_by("t0").first(),
         )
         .rename({"_t0": "t0"})
         .sort("fkey", "mkey", "_bucket")
@@ -166,14 +166,17 @@ def _reuse(buckets: pl.DataFrame) -> pl.DataFrame:
     first_reused = (same_key & (pl.col("t0") - pl.col("t1").shift(1) <= _TTL_5M_US)).fill_null(
         False
     )
-    reused_u = pl.col("su") - pl.when(first_reused).then(0.0).otherwise(pl.col("u0"))
-    gain = 1.0 - CACHE_READ_MULTIPLIER
-    loss = CACHE_WRITE_5M_MULTIPLIER - 1.0
+    # Within a bucket every call but the first reuses the prefix; the first does when the
+    # previous bucket's last call is within 5 minutes of it. A reuse gains (in - read) per prefix
+    # token, a first write loses (5m - in).
+    fresh = ~first_reused
+    gain = pl.col("sg") - pl.when(fresh).then(pl.col("g0")).otherwise(0.0)
+    loss = pl.when(fresh).then(pl.col("l0")).otherwise(0.0)
     return (
         buckets.with_columns(first_reused.alias("_first_reused"))
         .with_columns(
             (pl.col("n") - 1 + pl.col("_first_reused").cast(pl.Int64)).alias("_reused"),
-            (gain * reused_u - loss * (pl.col("su") - reused_u)).alias("_per_token"),
+            (gain - loss).alias("_per_token"),
         )
         .group_by("fkey", "mkey")
         .agg(
@@ -239,7 +242,8 @@ WITH c AS (
     SELECT hash(feature, coalesce(response_model, request_model)) AS g,
         {RAW_HASH_SQL} AS _raw, epoch_us(start_time) AS t,
         {READ_SQL} AS rd, {WRITE_SQL} AS wr, {W5M_SQL} AS w5, {W1H_SQL} AS w1,
-        {UNIT_IN_SQL} AS u, cost_cache_read_usd, cost_cache_write_usd
+        {U_IN_SQL} AS u, {U_READ_SQL} AS ur, {U_5M_SQL} AS u5, {U_1H_SQL} AS u1,
+        cost_cache_write_usd
     FROM calls{{where}}
 ), s AS (
     SELECT *,
@@ -249,22 +253,17 @@ WITH c AS (
         t - lag(t) OVER (PARTITION BY g ORDER BY t) AS gap,
         w5 > 0 AND coalesce(to_read > {_US_5M}, true) AS unread5,
         w1 > 0 AND coalesce(to_read > {_US_1H}, true) AS unread1,
-        (rd + wr) * u AS prefix_usd
+        rd + wr AS prefix
     FROM c
 )
 SELECT _raw,
-    sum({1.0 / CACHE_READ_MULTIPLIER - 1.0} * coalesce(cost_cache_read_usd, 0.0)
-        - coalesce({CACHE_WRITE_5M_MULTIPLIER - 1.0} * w5 * u
-            + {CACHE_WRITE_1H_MULTIPLIER - 1.0} * w1 * u, 0.0)) AS _saved,
+    sum(coalesce(rd * (u - ur), 0.0) - coalesce(w5 * (u5 - u) + w1 * (u1 - u), 0.0)) AS _saved,
     sum(coalesce(cost_cache_write_usd, 0.0)) AS _write_usd,
-    sum(CASE WHEN unread5 THEN {CACHE_WRITE_5M_MULTIPLIER - 1.0} * w5 * u ELSE 0.0 END
-        + CASE WHEN unread1 THEN {CACHE_WRITE_1H_MULTIPLIER - 1.0} * w1 * u ELSE 0.0 END)
-        AS _wasted,
+    sum(CASE WHEN unread5 THEN w5 * (u5 - u) ELSE 0.0 END
+        + CASE WHEN unread1 THEN w1 * (u1 - u) ELSE 0.0 END) AS _wasted,
     sum(CASE WHEN unread5 THEN w5 ELSE 0 END + CASE WHEN unread1 THEN w1 ELSE 0 END) AS _unread,
-    sum(prefix_usd * CASE WHEN coalesce(gap > {_US_5M}, true) THEN {CACHE_WRITE_5M_MULTIPLIER}
-            ELSE {CACHE_READ_MULTIPLIER} END
-        - prefix_usd * CASE WHEN coalesce(gap > {_US_1H}, true) THEN {CACHE_WRITE_1H_MULTIPLIER}
-            ELSE {CACHE_READ_MULTIPLIER} END) AS _ttl_gain
+    sum(prefix * CASE WHEN coalesce(gap > {_US_5M}, true) THEN u5 ELSE ur END
+        - prefix * CASE WHEN coalesce(gap > {_US_1H}, true) THEN u1 ELSE ur END) AS _ttl_gain
 FROM s GROUP BY ALL
 """
 

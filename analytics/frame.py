@@ -56,7 +56,8 @@ ANALYTICS_COLUMNS = (
     "cache_creation_5m_input_tokens", "cache_creation_1h_input_tokens", "inference_geo", "speed",
     "stop_reason", "status", "http_status", "error_type",
     "retries", "cost_usd", "cost_input_usd", "cost_output_usd", "cost_cache_read_usd",
-    "cost_cache_write_usd",
+    "cost_cache_write_usd", "cost_tools_usd", "cache_ttl_assumed", "rate_input", "rate_output",
+    "rate_cache_read", "rate_cache_write_5m", "rate_cache_write_1h",
 )  # fmt: skip
 
 # Derived columns a prepared frame carries, and what they hold.

@@ -23,18 +23,16 @@ import polars as pl
 from clauditor.analytics.costs import NO_KEY, PREPARED_KEY, UNTAGGED
 from clauditor.analytics.frame import _model_keys
 from clauditor.analytics.periods import Period
-from clauditor.pricing import (
-    CACHE_READ_MULTIPLIER,
-    CACHE_WRITE_1H_MULTIPLIER,
-    CACHE_WRITE_5M_MULTIPLIER,
-)
 
 __all__ = [
     "FAILED_SQL",
     "RAW_HASH_SQL",
     "RAW_KEYS",
     "READ_SQL",
-    "UNIT_IN_SQL",
+    "U_1H_SQL",
+    "U_5M_SQL",
+    "U_IN_SQL",
+    "U_READ_SQL",
     "W1H_SQL",
     "W5M_SQL",
     "WRITE_SQL",
@@ -46,21 +44,27 @@ __all__ = [
     "where_sql",
 ]
 
-# SQL twins of analytics.errors.failed_expr and of the cache job's base input price.
+# SQL twins of analytics.errors.failed_expr and of the cache job's per-call terms.
 FAILED_SQL = (
     "(coalesce(status = 'error', false) OR error_type IS NOT NULL "
     "OR coalesce(http_status >= 400, false))"
 )
 READ_SQL = "coalesce(cache_read_input_tokens, 0)"
 WRITE_SQL = "coalesce(cache_creation_input_tokens, 0)"
-W1H_SQL = f"least(coalesce(cache_creation_1h_input_tokens, 0), {WRITE_SQL})"
-W5M_SQL = f"({WRITE_SQL} - {W1H_SQL})"
-UNIT_IN_SQL = (
-    f"CASE WHEN {READ_SQL} > 0 THEN cost_cache_read_usd / ({CACHE_READ_MULTIPLIER} * {READ_SQL}) "
-    f"WHEN {WRITE_SQL} > 0 THEN cost_cache_write_usd / "
-    f"({CACHE_WRITE_5M_MULTIPLIER} * {W5M_SQL} + {CACHE_WRITE_1H_MULTIPLIER} * {W1H_SQL}) "
-    "WHEN coalesce(input_tokens, 0) > 0 THEN cost_input_usd / coalesce(input_tokens, 0) END"
+# The 1-hour writes as pricing split them: reported, else the assumed TTL (cache._write_1h).
+W1H_SQL = (
+    "least(greatest(CASE WHEN cache_creation_1h_input_tokens IS NOT NULL "
+    "THEN cache_creation_1h_input_tokens "
+    f"WHEN cache_creation_5m_input_tokens IS NOT NULL THEN {WRITE_SQL} - "
+    "cache_creation_5m_input_tokens "
+    f"WHEN cache_ttl_assumed = '1h' THEN {WRITE_SQL} ELSE 0 END, 0), {WRITE_SQL})"
 )
+W5M_SQL = f"({WRITE_SQL} - {W1H_SQL})"
+# The call's own rates per token (the rate_* columns are $ per million tokens).
+U_IN_SQL = "(rate_input * 1e-6)"
+U_READ_SQL = "(rate_cache_read * 1e-6)"
+U_5M_SQL = "(rate_cache_write_5m * 1e-6)"
+U_1H_SQL = "(rate_cache_write_1h * 1e-6)"
 
 # The raw columns the feature and model keys come from.
 RAW_KEYS = ("feature", "response_model", "request_model")

@@ -16,10 +16,18 @@ Example::
     [budget.features]
     summarization = 1500
 
-    [prices."claude-sonnet-4-5"]          # override or add a price entry
-    input = 3.0
-    output = 15.0
-    effective_from = 2026-01-01
+    [prices."claude-sonnet-5-5"]          # override or add a rate card ($/MTok)
+    input = 1.8
+    output = 9.0
+    cache_read = 0.09
+    cache_write_5m = 2.25
+    cache_write_1h = 3.6
+    effective_from = 2026-11-01
+
+    [pricing]
+    cache_ttl = "5m"                      # TTL assumed when a source does not split writes
+    [pricing.cache_ttl_by_service]
+    claude-code = "1h"
 
     [ingest]
     feature_attributes = ["clauditor.feature", "app.feature"]
@@ -49,7 +57,9 @@ if TYPE_CHECKING:
 
 __all__ = ["BudgetConfig", "CaptureConfig", "Config", "find_config_file", "load_config"]
 
-_TOP_KEYS = {"timezone", "budget", "prices", "price_files", "ingest", "capture", "alerts"}
+_TOP_KEYS = {
+    "timezone", "budget", "prices", "price_files", "pricing", "ingest", "capture", "alerts",
+}  # fmt: skip
 DEFAULT_PRICE_FILE = "clauditor-prices.toml"  # what `clauditor prices import` writes by default
 
 
@@ -79,6 +89,8 @@ class Config:
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     prices: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     price_files: tuple[Path, ...] = ()
+    cache_ttl: str = "5m"
+    cache_ttl_by_service: Mapping[str, str] = field(default_factory=dict)
     feature_attributes: tuple[str, ...] = (FEATURE,)
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     alerts: Mapping[str, Any] = field(default_factory=dict)
@@ -92,7 +104,12 @@ class Config:
         files = self.price_files
         if not files and Path(DEFAULT_PRICE_FILE).is_file():
             files = (Path(DEFAULT_PRICE_FILE),)
-        return load_price_table(self.prices, files)
+        return load_price_table(
+            self.prices,
+            files,
+            cache_ttl=self.cache_ttl,
+            cache_ttl_by_service=self.cache_ttl_by_service,
+        )
 
 
 def find_config_file(explicit: str | Path | None = None) -> tuple[Path | None, bool]:
@@ -153,8 +170,17 @@ def parse_config(data: Mapping[str, Any], *, source: Path | None = None) -> Conf
     from clauditor.errors import PricingError
     from clauditor.pricing import load_price_table
 
+    pricing = data.get("pricing", {})
+    if not isinstance(pricing, Mapping) or set(pricing) - {"cache_ttl", "cache_ttl_by_service"}:
+        raise ConfigError(
+            f'{where}: [pricing] takes cache_ttl = "5m"|"1h" and [pricing.cache_ttl_by_service]'
+        )
+    cache_ttl = pricing.get("cache_ttl", "5m")
+    by_service = pricing.get("cache_ttl_by_service", {})
+    if not isinstance(by_service, Mapping):
+        raise ConfigError(f"{where}: [pricing.cache_ttl_by_service] maps a service to 5m or 1h")
     try:
-        load_price_table(prices)
+        load_price_table(prices, cache_ttl=cache_ttl, cache_ttl_by_service=by_service)
     except PricingError as exc:
         raise ConfigError(f"{where}: {exc}") from None
 
@@ -184,6 +210,8 @@ def parse_config(data: Mapping[str, Any], *, source: Path | None = None) -> Conf
         budget=budget,
         prices=dict(prices),
         price_files=price_files,
+        cache_ttl=cache_ttl,
+        cache_ttl_by_service=dict(by_service),
         feature_attributes=tuple(attrs),
         capture=capture,
         alerts=dict(alerts),

@@ -18,13 +18,14 @@ user's overrides). How the parts of a call's price combine, in this order:
    ``anthropic.`` id), or a ``cloud_region`` other than ``global`` (Vertex's location).
 5. **Server tools** are added per use at the fees in force that day (web search and web fetch
    per 1,000 requests), never discounted or multiplied. Code execution is billed per
-   container-hour beyond a daily free allowance per organization, so it is not a per-call
+   container-hour beyond a monthly free allowance per organization, so it is not a per-call
    dollar: :func:`code_execution_cost` prices it for a period.
 
 Cache writes whose 5-minute/1-hour split the source did not report are priced at the table's
-assumed TTL for the call's service (``[pricing] cache_ttl``, default 5m) and the row is marked
-``cache_ttl_assumed``. ``count_tokens`` calls are free. A call whose model has no card gets NULL
-costs (never a silent 0); :func:`unpriced_calls` counts them so every report can show them.
+assumed TTL for the call's service (``[pricing] cache_ttl``, default 5m) and the row's
+``cache_ttl_assumed`` names that TTL (NULL when the split was reported). ``count_tokens`` calls
+are free. A call whose model has no card gets NULL costs (never a silent 0);
+:func:`unpriced_calls` counts them so every report can show them.
 
 Each row also keeps the five rates it was priced at (``rate_*``, $ per million tokens, after
 tier, fast mode and multipliers), so analytics answer what-ifs (caching saved, the other TTL)
@@ -52,6 +53,7 @@ from clauditor.rate_cards import (
 
 __all__ = [
     "BATCH_DISCOUNT",
+    "PER_MTOK",
     "COST_PARTS",
     "RATE_COLUMNS",
     "PriceTable",
@@ -162,7 +164,7 @@ def price_calls(calls: pl.DataFrame, table: PriceTable | None = None) -> pl.Data
             *[pl.lit(None, dtype=pl.Float64).alias(c) for c in _OUTPUTS if c.startswith(("c", "r"))
               and c != "cache_ttl_assumed"],
             pl.lit(None, dtype=pl.String).alias("price_version"),
-            pl.lit(None, dtype=pl.Boolean).alias("cache_ttl_assumed"),
+            pl.lit(None, dtype=pl.String).alias("cache_ttl_assumed"),
         ).select(out_columns)  # fmt: skip
 
     def col(name: str, dtype: Any) -> pl.Expr:
@@ -243,6 +245,8 @@ def price_calls(calls: pl.DataFrame, table: PriceTable | None = None) -> pl.Data
         * pl.when(regional.fill_null(False)).then(pl.col("regional").fill_null(1.0)).otherwise(1.0)
     )
 
+    free = (col("operation", pl.String) == "count_tokens").fill_null(False)
+
     def rate(name: str) -> pl.Expr:
         chosen = pl.when(fast).then(pl.col(f"f_{name}"))
         for i in reversed(range(MAX_TIERS)):
@@ -250,9 +254,10 @@ def price_calls(calls: pl.DataFrame, table: PriceTable | None = None) -> pl.Data
             chosen = chosen.when(above.is_not_null() & (prompt > above)).then(
                 pl.col(f"t{i}_{name}")
             )
-        return (chosen.otherwise(pl.col(f"b_{name}")) * multiplier).alias(f"rate_{name}")
+        rated = chosen.otherwise(pl.col(f"b_{name}")) * multiplier
+        # A free call (count_tokens) is priced at zero per token; an unpriced one stays NULL.
+        return pl.when(free & rated.is_not_null()).then(0.0).otherwise(rated).alias(f"rate_{name}")
 
-    free = (col("operation", pl.String) == "count_tokens").fill_null(False)
     fees = table.tool_fees
     day = pl.col("__day")
     tools = (
@@ -261,7 +266,7 @@ def price_calls(calls: pl.DataFrame, table: PriceTable | None = None) -> pl.Data
     )
 
     def cost(amount: pl.Expr, rate_column: str) -> pl.Expr:
-        return pl.when(free).then(0.0).otherwise(amount * pl.col(rate_column) * PER_MTOK)
+        return amount * pl.col(rate_column) * PER_MTOK
 
     priced = (
         joined.lazy()
@@ -281,7 +286,7 @@ def price_calls(calls: pl.DataFrame, table: PriceTable | None = None) -> pl.Data
             )
             .alias("cost_cache_write_usd"),
             pl.when(free).then(0.0).otherwise(tools.fill_null(0.0)).alias("cost_tools_usd"),
-            ((write > 0) & ~split_known).alias("cache_ttl_assumed"),
+            pl.when((write > 0) & ~split_known).then(ttl).alias("cache_ttl_assumed"),
         )
         .with_columns(
             (
@@ -298,16 +303,19 @@ def price_calls(calls: pl.DataFrame, table: PriceTable | None = None) -> pl.Data
     return priced.select(out_columns)
 
 
-def code_execution_cost(container_hours: float, days: int, table: PriceTable, on: dt.date) -> float:
-    """Dollars for ``container_hours`` of code execution over ``days`` days.
+def code_execution_cost(
+    container_hours: float, months: float, table: PriceTable, on: dt.date
+) -> float:
+    """Dollars for ``container_hours`` of code execution over ``months`` calendar months.
 
-    The free allowance is per organization and day: ``days`` x the daily free hours are
-    subtracted before the hourly fee in force on ``on`` applies.
+    The free allowance is per organization and month (``months`` may be a fraction for a part
+    of a month); the hourly fee in force on ``on`` applies to the hours beyond it. An estimate
+    from what clauditor saw: other services of the organization share the allowance.
     """
     fees = table.fees_on(on)
     if fees is None:
         return 0.0
-    billable = max(0.0, container_hours - days * fees.code_execution_free_hours)
+    billable = max(0.0, container_hours - months * fees.code_execution_free_hours_per_month)
     return billable * fees.code_execution_per_hour
 
 

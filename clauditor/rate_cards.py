@@ -65,7 +65,8 @@ _CONTEXT_SUFFIX = r"\[1m\]$"
 _VERSION_SUFFIX = r"-v\d+(?::\d+)?$"
 _LATEST_SUFFIX = r"-latest$"
 _DATE_SUFFIX = r"[-@]\d{8}$"
-# Applied in this order to the lower-cased, trimmed id.
+# Applied in this order to the lower-cased, trimmed id. The version suffix comes off twice:
+# Bedrock puts it after the date (`-20241022-v2:0`), Vertex before it (`-v2@20241022`).
 ID_PATTERNS = (
     _ARN_PREFIX,
     _PROVIDER_PREFIX,
@@ -73,6 +74,7 @@ ID_PATTERNS = (
     _VERSION_SUFFIX,
     _LATEST_SUFFIX,
     _DATE_SUFFIX,
+    _VERSION_SUFFIX,
 )
 
 

@@ -82,11 +82,12 @@ CALLS_COLUMNS: tuple[tuple[str, str, Any], ...] = (
     ("container_id", "VARCHAR", pl.String),
     # Bedrock/Vertex location when known (`global` or a region); regional endpoints cost more.
     ("cloud_region", "VARCHAR", pl.String),
-    # What pricing filled in besides the costs: the server tools' fees, whether the 5m/1h split
-    # of the cache writes was assumed, and the five rates the call was priced at ($/MTok, after
+    # What pricing filled in besides the costs: the server tools' fees, the TTL (5m or 1h) it
+    # assumed for cache writes whose split the source did not report (NULL: reported), and the
+    # five rates the call was priced at ($/MTok, after
     # tier, fast mode and multipliers), so what-ifs read the call's own card.
     ("cost_tools_usd", "DOUBLE", pl.Float64),
-    ("cache_ttl_assumed", "BOOLEAN", pl.Boolean),
+    ("cache_ttl_assumed", "VARCHAR", pl.String),
     ("rate_input", "DOUBLE", pl.Float64),
     ("rate_output", "DOUBLE", pl.Float64),
     ("rate_cache_read", "DOUBLE", pl.Float64),

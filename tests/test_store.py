@@ -321,7 +321,7 @@ def test_upgrade_to_v6_fills_the_rates_of_rows_priced_by_todays_card(db_path: Pa
     got = {r["span_id"][0]: r for r in load_calls(db_path).to_dicts()}
     assert (got["a"]["rate_input"], got["a"]["rate_output"]) == (3.0, 15.0)
     assert (got["a"]["rate_cache_read"], got["a"]["rate_cache_write_1h"]) == (0.30, 6.0)
-    assert got["a"]["cache_ttl_assumed"] is False and got["b"]["cache_ttl_assumed"] is True
+    assert got["a"]["cache_ttl_assumed"] is None and got["b"]["cache_ttl_assumed"] == "5m"
     assert got["a"]["cost_tools_usd"] == 0.0
     assert got["c"]["rate_input"] is None and got["c"]["cost_usd"] is None
 
