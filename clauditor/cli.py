@@ -94,6 +94,13 @@ def _print_ingest_summary(summary: Any) -> None:
         + (f", {summary.unpriced:,} unpriced" if summary.unpriced else ""),
         highlight=False,
     )
+    for model, count in sorted(summary.unpriced_models.items()):
+        err.print(
+            f"  no price for model {model!r} ({count:,} calls): add a [prices.{model!r}] card "
+            "or run `clauditor prices check`; `clauditor reprice` prices them once it exists",
+            highlight=False,
+            markup=False,
+        )
     for rejection in summary.rejections[:20]:
         err.print(
             f"  rejected {rejection.origin}: {rejection.reason}", highlight=False, markup=False
@@ -366,6 +373,44 @@ def prices(
         fmt,
         title="Prices (USD per million tokens)",
     )
+
+
+@prices_app.command("check")
+@handles_errors
+def prices_check(config: ConfigOpt = None, fmt: FormatOpt = Format.table) -> None:
+    """List every disagreement between clauditor's rate cards and the upstream price data.
+
+    The upstream is Pydantic's genai-prices as installed; each row carries clauditor's reason
+    where it has one. A model only the upstream knows is a card to add before its calls go
+    unpriced.
+    """
+    from clauditor.upstream import check, upstream_version
+
+    found = check(resolve_config(config).price_table())
+    emit(found, fmt, title=f"clauditor vs genai-prices {upstream_version()} (USD per MTok)")
+
+
+@prices_app.command("update")
+@handles_errors
+def prices_update(
+    index_url: Annotated[
+        str | None,
+        typer.Option(help="Package index to fetch from (default: pip's configured index)."),
+    ] = None,
+) -> None:
+    """Upgrade the upstream price data (genai-prices) from the package index, if reachable."""
+    from clauditor.upstream import update
+
+    result = update(index_url)
+    where = index_url or "pip's configured package index"
+    if not result.ok:
+        out.print(
+            f"could not update genai-prices from {where} (still {result.before}): {result.message}",
+            markup=False,
+        )
+        raise typer.Exit(1)
+    change = "unchanged" if result.before == result.after else f"{result.before} -> {result.after}"
+    out.print(f"genai-prices from {where}: {result.message}; {change}", markup=False)
 
 
 @app.command()

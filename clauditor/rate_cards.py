@@ -130,6 +130,8 @@ class RateCard:
     deprecated_on: dt.date | None = None
     retired_on: dt.date | None = None
     notes: str = ""
+    # Why clauditor's card differs from the upstream price data (clauditor.upstream), if it does.
+    upstream_note: str = ""
     origin: str = "builtin"
 
     @property
@@ -179,6 +181,7 @@ _CARD_KEYS = {
     "deprecated_on",
     "retired_on",
     "notes",
+    "upstream_note",
     "source",
 }
 _TOOL_KEYS = {
@@ -293,6 +296,7 @@ def _card(data: Mapping[str, Any], *, where: str, origin: str, base: RateCard | 
         deprecated_on=_opt_date(data.get("deprecated_on"), where),
         retired_on=_opt_date(data.get("retired_on"), where),
         notes=str(data.get("notes", "")),
+        upstream_note=str(data.get("upstream_note", "")),
         origin=origin,
     )
     if base is None:
@@ -336,6 +340,8 @@ class PriceTable:
     # The TTL assumed for cache writes whose 5m/1h split the source did not report.
     cache_ttl: str = "5m"
     cache_ttl_by_service: Mapping[str, str] = field(default_factory=dict)
+    # Models the upstream price data knows and clauditor deliberately does not: id -> why.
+    upstream_only: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def entries(self) -> tuple[RateCard, ...]:
@@ -378,7 +384,7 @@ def parse_price_file(data: Mapping[str, Any], *, where: str, origin: str) -> Pri
     tools = data.get("server_tools", [])
     if not isinstance(tools, list):
         raise PricingError(f"{where}: `server_tools` must be an array of tables")
-    unknown = set(data) - {"model", "server_tools"}
+    unknown = set(data) - {"model", "server_tools", "upstream_only"}
     if unknown:
         raise PricingError(f"{where}: unknown top-level key(s) {sorted(unknown)}")
     cards = tuple(
@@ -386,7 +392,10 @@ def parse_price_file(data: Mapping[str, Any], *, where: str, origin: str) -> Pri
         for i, m in enumerate(models)
     )
     fees = tuple(_tool_fees(t, f"{where} [[server_tools]] #{i + 1}") for i, t in enumerate(tools))
-    return PriceTable(cards, fees)
+    upstream_only = data.get("upstream_only", {})
+    if not isinstance(upstream_only, Mapping):
+        raise PricingError(f"{where}: [upstream_only] maps a model id to the reason")
+    return PriceTable(cards, fees, upstream_only={str(k): str(v) for k, v in upstream_only.items()})
 
 
 def load_price_table(

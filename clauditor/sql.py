@@ -104,9 +104,10 @@ def reprice_all(db: str | Path, config: Config | None = None) -> RepriceResult:
     )
     if changed.height == 0:
         return result
-    updates = changed.to_arrow()  # noqa: F841  (DuckDB reads the local by name)
     assignments = ", ".join(f"{c} = updates.{c}" for c in PRICED_COLUMNS)
     update = f"UPDATE calls SET {assignments} FROM updates WHERE calls.span_id = updates.span_id"
     with write_connection(db) as con:
+        con.register("updates", changed.to_arrow())
         insert_in_transaction(con, None, lambda c: c.execute(update).fetchall() and None)
+        con.unregister("updates")
     return result

@@ -116,6 +116,8 @@ class IngestSummary:
     rejected: int = 0
     ignored: int = 0
     unpriced: int = 0
+    # Unpriced calls written per model id as recorded: each model is named once, not per span.
+    unpriced_models: dict[str, int] = field(default_factory=dict)
     rejections: list[Rejection] = field(default_factory=list)
 
 
@@ -331,8 +333,12 @@ class _Batcher:
             rows = one_row_per_call(rows, by_time=False)
         frame = price_calls(rows, self.table) if rows is not None and rows.height else None
         unpriced_ids: list[str] = []
+        unpriced = None
         if frame is not None:
-            unpriced_ids = frame.filter(pl.col("cost_usd").is_null())["span_id"].unique().to_list()
+            unpriced = frame.filter(pl.col("cost_usd").is_null()).select(
+                "span_id", pl.coalesce("response_model", "request_model").fill_null("(no model)")
+            )
+            unpriced_ids = unpriced["span_id"].unique().to_list()
         # What clauditor.store.write_calls does, on the connection held across batches.
         con = self._connection()
         try:
@@ -354,6 +360,10 @@ class _Batcher:
         summary.calls_written += result.inserted
         summary.duplicates += result.duplicates
         summary.unpriced += len(set(unpriced_ids) - already)
+        if unpriced is not None and unpriced.height:
+            new = unpriced.filter(~pl.col("span_id").is_in(list(already)))
+            for model, count in new.group_by(new.columns[1]).len().iter_rows():
+                summary.unpriced_models[model] = summary.unpriced_models.get(model, 0) + count
         self.quarantine = []
         self.files_done = []
 

@@ -250,6 +250,7 @@ class WriteQueue:
     ) -> None:
         self.db = Path(db)
         self.prices = prices or load_price_table()
+        self._named_unpriced: set[str] = set()
         self.max_rows_per_write = max(1, max_rows_per_write)
         self.write_timeout_s = write_timeout_s
         self.max_hold_s = max_hold_s
@@ -406,6 +407,23 @@ class WriteQueue:
             else:
                 job.future.set_exception(exc)
 
+    def _name_unpriced(self, frame: pl.DataFrame) -> None:
+        """Log each model without a price once per writer, however many spans it has."""
+        models = (
+            frame.filter(pl.col("cost_usd").is_null())
+            .select(pl.coalesce("response_model", "request_model").fill_null("(no model)"))
+            .to_series()
+            .unique()
+            .to_list()
+        )
+        for model in sorted(set(models) - self._named_unpriced):
+            self._named_unpriced.add(model)
+            _log.warning(
+                "no price for model %r: its calls are stored unpriced until a rate card exists "
+                "(`clauditor prices check`, then `clauditor reprice`)",
+                model,
+            )
+
     def _write(self, con: duckdb.DuckDBPyConnection, batches: list[Prepared]) -> WriteResult:
         """One transaction: the rows of ``batches`` and their quarantine entries."""
         rows = [row for batch in batches for row in batch.rows]
@@ -415,6 +433,8 @@ class WriteQueue:
             if rows
             else None
         )
+        if frame is not None:
+            self._name_unpriced(frame)
 
         def quarantine(con: duckdb.DuckDBPyConnection) -> None:
             if entries:

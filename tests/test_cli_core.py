@@ -109,17 +109,24 @@ def test_prices_lists_the_table() -> None:
     assert entries["claude-sonnet-4-5"]["cache_read"] == pytest.approx(0.3)
     assert entries["claude-haiku-4-5"]["output"] == 5.0
     assert entries["claude-opus-4-6"]["us_only"] == "x1.1"
+    assert entries["claude-opus-5-5"]["cache_read"] == pytest.approx(0.2)
+    assert entries["claude-opus-5-5"]["source"].startswith("https://platform.claude.com/")
 
 
 def test_reprice_after_a_price_override(filled_db: Path, tmp_path: Path) -> None:
     config = tmp_path / "clauditor.toml"
     config.write_text(
         '[prices."claude-sonnet-4-5"]\ninput = 6.0\noutput = 30.0\neffective_from = 2026-01-01\n'
-        '[prices."mystery"]\ninput = 1.0\noutput = 1.0\n'
+        '[prices."mystery"]\ninput = 1.0\noutput = 1.0\ncache_read = 0.1\n'
+        "cache_write_5m = 1.25\ncache_write_1h = 2.0\n"
     )
     result = runner.invoke(app, ["reprice", "--db", str(filled_db), "--config", str(config)])
     assert result.exit_code == 0, result.output
-    assert "3 calls changed cost" in result.stdout
+    # Before: 2 Sonnet 4.5 calls at $0.003 each, the mystery call unpriced: $0.006.
+    # After: 2 x $0.006 + $0.001 = $0.013, so +$0.007, and one call newly priced.
+    assert "3 calls changed (1 newly priced); $0.006000 -> $0.013000 (+$0.007000)" in (
+        result.stdout
+    )
     costs = dict(load_calls(filled_db).select("feature", "cost_usd").iter_rows())
     assert costs["chat"] == pytest.approx(0.006)  # 1,000 in x $6/M
     assert costs["search"] == pytest.approx(0.001)  # 1,000 in x $1/M
