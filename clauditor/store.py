@@ -22,9 +22,10 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -241,14 +242,16 @@ def _looks_like_duckdb(path: Path) -> bool:
     return not head or head[8:12] == b"DUCK"
 
 
-def _open(path: Path, *, read_only: bool, timeout_s: float) -> duckdb.DuckDBPyConnection:
+def _open(
+    path: Path, *, read_only: bool, timeout_s: float, config: Mapping[str, Any] | None = None
+) -> duckdb.DuckDBPyConnection:
     """Open ``path``, retrying with exponential backoff (10 ms doubling to 0.5 s) while locked."""
     deadline = time.monotonic() + timeout_s
     delay = 0.01
     started = time.monotonic()
     while True:
         try:
-            con = duckdb.connect(str(path), read_only=read_only)
+            con = duckdb.connect(str(path), read_only=read_only, config=dict(config or {}))
             con.execute("SET TimeZone = 'UTC'").fetchall()
             return con
         except (duckdb.IOException, duckdb.ConnectionException) as exc:
@@ -293,12 +296,14 @@ def write_connection(
 
 @contextlib.contextmanager
 def read_connection(
-    path: str | Path, *, timeout_s: float = 10.0
+    path: str | Path, *, timeout_s: float = 10.0, config: Mapping[str, Any] | None = None
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-only connection, retried with backoff while a writer holds the file.
 
     A file written by an older clauditor is upgraded first (briefly opening it for writing).
     A folder is read as a Parquet dataset (:func:`clauditor.dataset.dataset_connection`).
+    ``config`` is DuckDB's startup configuration for the file's connection (the SQL sandbox,
+    :func:`clauditor.sql.sandboxed_connection`, passes its own).
     """
     path = Path(path)
     if path.is_dir():
@@ -315,12 +320,12 @@ def read_connection(
             f"no database at {path}: run `clauditor ingest` or `clauditor demo` first, "
             "or point --db / $CLAUDITOR_DB at an existing file"
         )
-    con = _open(path, read_only=True, timeout_s=timeout_s)
+    con = _open(path, read_only=True, timeout_s=timeout_s, config=config)
     if schema_version(con) < SCHEMA_VERSION:
         con.close()
         with write_connection(path, timeout_s=timeout_s):
             pass
-        con = _open(path, read_only=True, timeout_s=timeout_s)
+        con = _open(path, read_only=True, timeout_s=timeout_s, config=config)
     try:
         yield con
     finally:
