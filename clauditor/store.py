@@ -18,6 +18,7 @@ upgrades it. Every connection uses UTC as its session time zone.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import time
@@ -31,7 +32,7 @@ import duckdb
 import polars as pl
 
 from clauditor.errors import DatabaseBusyError, StoreError
-from clauditor.schema import CALLS_COLUMNS, SOURCES, conform
+from clauditor.schema import CALLS_COLUMNS, CALLS_SCHEMA, SOURCES, conform
 
 __all__ = [
     "DATASET_VIEWS_SQL",
@@ -52,6 +53,8 @@ __all__ = [
 ]
 
 DEFAULT_DB = "clauditor.duckdb"
+
+_log = logging.getLogger(__name__)
 
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.+?)(?:\.\s|\.$|$)")
 
@@ -540,19 +543,91 @@ def _merge_stored_calls(
 
 
 def spool_dir(path: str | Path) -> Path:
-    """The folder beside the database where batches wait while the file is busy."""
+    """The folder beside the database where batches wait while the file is busy.
+
+    Draining loads only what :func:`_spool` wrote: a file named as it names them, carrying its
+    marker (Parquet key-value metadata) and exactly the ``calls`` columns and types. Any other
+    file there (foreign, hand-made, from an older clauditor's schema, unreadable) is moved to
+    ``rejected/`` inside it, logged, and recorded in the ``quarantine`` table with the reason;
+    it is never merged into ``calls``. The marker tells clauditor's batches from stray files,
+    it is no signature: whoever may write the folder may write the database beside it.
+    """
     path = Path(path)
     return path.with_name(path.name + ".spool")
 
 
+# What _spool writes into a batch's Parquet metadata, and how it names the file.
+_SPOOL_MARKER = (b"clauditor.spool", b"calls-batch-1")
+_SPOOL_NAME = re.compile(r"\d{20}-\d+-[0-9a-f]{8}\.parquet")
+_REJECTED = "rejected"
+
+
 def _spool(path: Path, frame: pl.DataFrame) -> WriteResult:
+    import pyarrow.parquet as pq
+
     folder = spool_dir(path)
     folder.mkdir(parents=True, exist_ok=True)
     name = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp = folder / f".{name}.tmp"
-    frame.write_parquet(tmp)
+    table = frame.to_arrow()
+    key, value = _SPOOL_MARKER
+    pq.write_table(
+        table.replace_schema_metadata({**(table.schema.metadata or {}), key: value}), tmp
+    )
     os.replace(tmp, folder / f"{name}.parquet")  # atomic: a reader never sees half a file
     return WriteResult(spooled=frame.height)
+
+
+def _spooled_batch(file: Path) -> tuple[pl.DataFrame | None, str]:
+    """The batch in ``file`` if :func:`_spool` wrote it, else None and why not."""
+    import pyarrow.parquet as pq
+
+    if file.is_symlink() or not file.is_file():
+        return None, "not a regular file"
+    if not _SPOOL_NAME.fullmatch(file.name):
+        return None, "not named as clauditor names spooled batches"
+    try:
+        marker = (pq.read_metadata(file).metadata or {}).get(_SPOOL_MARKER[0])
+        schema = pl.read_parquet_schema(file)
+    except Exception as exc:  # any library's error: the file is not a readable Parquet file
+        return None, _unreadable(exc)
+    if marker != _SPOOL_MARKER[1]:
+        return None, "no clauditor spool marker (not a batch clauditor spooled)"
+    columns, expected = list(schema.items()), list(CALLS_SCHEMA.items())
+    if columns != expected:
+        missing = [n for n in CALLS_SCHEMA if n not in schema]
+        extra = [n for n in schema if n not in CALLS_SCHEMA]
+        mistyped = [n for n, t in columns if n in CALLS_SCHEMA and CALLS_SCHEMA[n] != t]
+        problems = [
+            f"{label} {', '.join(names)}"
+            for label, names in (("missing", missing), ("extra", extra), ("mistyped", mistyped))
+            if names
+        ]
+        return None, "not the calls schema: " + ("; ".join(problems) or "columns out of order")
+    try:
+        return pl.read_parquet(file), ""
+    except Exception as exc:
+        return None, _unreadable(exc)
+
+
+def _unreadable(exc: Exception) -> str:
+    text = str(exc).strip()
+    return f"unreadable: {text.splitlines()[0] if text else type(exc).__name__}"
+
+
+def _reject_spooled(con: duckdb.DuckDBPyConnection, file: Path, reason: str) -> None:
+    """Move ``file`` to the spool's ``rejected/`` folder and record it in ``quarantine``."""
+    rejected = file.parent / _REJECTED
+    rejected.mkdir(exist_ok=True)
+    target = rejected / file.name
+    if target.exists() or target.is_symlink():
+        target = rejected / f"{uuid.uuid4().hex[:8]}-{file.name}"
+    con.execute(
+        "INSERT INTO quarantine VALUES (now(), ?, ?, NULL)",
+        [str(target), f"spooled batch rejected: {reason}"],
+    ).fetchall()
+    os.replace(file, target)
+    _log.warning("spool file %s rejected (%s); moved to %s", file.name, reason, target)
 
 
 def _drain(con: duckdb.DuckDBPyConnection, path: Path) -> WriteResult:
@@ -561,13 +636,14 @@ def _drain(con: duckdb.DuckDBPyConnection, path: Path) -> WriteResult:
         return WriteResult()
     total = WriteResult()
     for file in sorted(folder.glob("*.parquet")):
-        try:
-            frame = conform(pl.read_parquet(file))
-        except Exception:
-            continue  # being written by another process, or unreadable: leave it
+        batch, reason = _spooled_batch(file)
+        if batch is None:
+            with contextlib.suppress(FileNotFoundError):  # another drain took it meanwhile
+                _reject_spooled(con, file, reason)
+            continue
         con.execute("BEGIN TRANSACTION").fetchall()
         try:
-            total = total + insert_calls(con, frame)
+            total = total + insert_calls(con, batch)
             con.execute("COMMIT").fetchall()
         except Exception:
             con.execute("ROLLBACK").fetchall()
