@@ -46,6 +46,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -77,7 +78,10 @@ _READ_ONLY = (
 
 # Given when the connection starts: a connection with other settings never shares its DuckDB
 # instance (DuckDB keeps one per file and process), so sealing this one leaves others alone.
-_STARTUP = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+_STARTUP: dict[str, Any] = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+}
 # The registered pyarrow dataset the Parquet folder's ``calls`` view reads.
 _FOLDER_FILES = "_clauditor_parquet_files"
 
@@ -186,7 +190,7 @@ def _folder_connection(folder: Path) -> Iterator[duckdb.DuckDBPyConnection]:
             writer.register(_FOLDER_FILES, dataset)
             writer.execute(f"CREATE VIEW calls AS SELECT * FROM {_FOLDER_FILES}").fetchall()
             writer.execute(DATASET_VIEWS_SQL).fetchall()
-        con = duckdb.connect(str(catalog), read_only=True, config=_STARTUP)
+        con = duckdb.connect(str(catalog), read_only=True, config=dict(_STARTUP))
         try:
             con.register(_FOLDER_FILES, dataset)
             yield con
