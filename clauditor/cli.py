@@ -115,14 +115,27 @@ def _print_ingest_summary(summary: Any) -> None:
 @app.command()
 @handles_errors
 def query(
-    sql: Annotated[str, typer.Argument(help="One read-only SQL statement (SELECT, EXPLAIN).")],
+    sql: Annotated[
+        str,
+        typer.Argument(help="One read: SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE or EXPLAIN."),
+    ],
     db: DbOpt = None,
     fmt: FormatOpt = Format.table,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.001, help="Stop the query after this many seconds.")
+    ] = 60.0,
+    memory_limit: Annotated[
+        str, typer.Option("--memory-limit", help="DuckDB's memory cap for the query, e.g. 2GB.")
+    ] = "2GB",
 ) -> None:
-    """Run read-only ad-hoc SQL over the views: calls, daily_costs, feature_costs, errors."""
+    """Run read-only ad-hoc SQL over the views: calls, daily_costs, feature_costs, errors.
+
+    The query runs in a sandbox that can read only the database (or Parquet folder) it is
+    given: no file, extension or network, no change to the database, a time and memory limit.
+    """
     from clauditor.sql import run_query
 
-    emit(run_query(resolve_db(db), sql), fmt)
+    emit(run_query(resolve_db(db), sql, timeout_s=timeout, memory_limit=memory_limit), fmt)
 
 
 @app.command()

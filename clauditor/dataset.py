@@ -27,7 +27,13 @@ import duckdb
 
 from clauditor.errors import StoreError
 
-__all__ = ["ExportSummary", "dataset_connection", "export_dataset", "is_dataset"]
+__all__ = [
+    "ExportSummary",
+    "dataset_connection",
+    "export_dataset",
+    "is_dataset",
+    "partition_files",
+]
 
 PARTITION = "day"
 _GLOB = f"{PARTITION}=*/*.parquet"
@@ -106,11 +112,7 @@ def dataset_connection(path: str | Path) -> duckdb.DuckDBPyConnection:
     from clauditor.store import DATASET_VIEWS_SQL
 
     folder = Path(path)
-    if not any(folder.glob(_GLOB)):
-        raise StoreError(
-            f"{folder} is a folder without Parquet day partitions ({_GLOB}): pass a DuckDB "
-            "file, or a folder written by `clauditor export`"
-        )
+    partition_files(folder)
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET TimeZone = 'UTC'").fetchall()
@@ -123,6 +125,21 @@ def dataset_connection(path: str | Path) -> duckdb.DuckDBPyConnection:
         con.close()
         raise StoreError(f"cannot read the Parquet dataset {folder}: {exc}") from None
     return con
+
+
+def partition_files(path: str | Path) -> list[Path]:
+    """The Parquet files of the dataset at ``path`` (``day=*/*.parquet``), sorted.
+
+    Raises :class:`~clauditor.errors.StoreError` when there is none.
+    """
+    folder = Path(path)
+    files = sorted(folder.glob(_GLOB))
+    if not files:
+        raise StoreError(
+            f"{folder} is a folder without Parquet day partitions ({_GLOB}): pass a DuckDB "
+            "file, or a folder written by `clauditor export`"
+        )
+    return files
 
 
 def _quoted(path: Path) -> str:

@@ -18,19 +18,28 @@ upgrades it. Every connection uses UTC as its session time zone.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
 
 from clauditor.errors import DatabaseBusyError, StoreError
-from clauditor.schema import CALLS_COLUMNS, PRICED_COLUMNS, RATE_COLUMNS, SOURCES, conform
+from clauditor.schema import (
+    CALLS_COLUMNS,
+    CALLS_SCHEMA,
+    PRICED_COLUMNS,
+    RATE_COLUMNS,
+    SOURCES,
+    conform,
+)
 
 __all__ = [
     "DATASET_VIEWS_SQL",
@@ -51,6 +60,8 @@ __all__ = [
 ]
 
 DEFAULT_DB = "clauditor.duckdb"
+
+_log = logging.getLogger(__name__)
 
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.+?)(?:\.\s|\.$|$)")
 
@@ -286,14 +297,16 @@ def _looks_like_duckdb(path: Path) -> bool:
     return not head or head[8:12] == b"DUCK"
 
 
-def _open(path: Path, *, read_only: bool, timeout_s: float) -> duckdb.DuckDBPyConnection:
+def _open(
+    path: Path, *, read_only: bool, timeout_s: float, config: Mapping[str, Any] | None = None
+) -> duckdb.DuckDBPyConnection:
     """Open ``path``, retrying with exponential backoff (10 ms doubling to 0.5 s) while locked."""
     deadline = time.monotonic() + timeout_s
     delay = 0.01
     started = time.monotonic()
     while True:
         try:
-            con = duckdb.connect(str(path), read_only=read_only)
+            con = duckdb.connect(str(path), read_only=read_only, config=dict(config or {}))
             con.execute("SET TimeZone = 'UTC'").fetchall()
             return con
         except (duckdb.IOException, duckdb.ConnectionException) as exc:
@@ -338,12 +351,14 @@ def write_connection(
 
 @contextlib.contextmanager
 def read_connection(
-    path: str | Path, *, timeout_s: float = 10.0
+    path: str | Path, *, timeout_s: float = 10.0, config: Mapping[str, Any] | None = None
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-only connection, retried with backoff while a writer holds the file.
 
     A file written by an older clauditor is upgraded first (briefly opening it for writing).
     A folder is read as a Parquet dataset (:func:`clauditor.dataset.dataset_connection`).
+    ``config`` is DuckDB's startup configuration for the file's connection (the SQL sandbox,
+    :func:`clauditor.sql.sandboxed_connection`, passes its own).
     """
     path = Path(path)
     if path.is_dir():
@@ -360,12 +375,12 @@ def read_connection(
             f"no database at {path}: run `clauditor ingest` or `clauditor demo` first, "
             "or point --db / $CLAUDITOR_DB at an existing file"
         )
-    con = _open(path, read_only=True, timeout_s=timeout_s)
+    con = _open(path, read_only=True, timeout_s=timeout_s, config=config)
     if schema_version(con) < SCHEMA_VERSION:
         con.close()
         with write_connection(path, timeout_s=timeout_s):
             pass
-        con = _open(path, read_only=True, timeout_s=timeout_s)
+        con = _open(path, read_only=True, timeout_s=timeout_s, config=config)
     try:
         yield con
     finally:
@@ -580,19 +595,91 @@ def _merge_stored_calls(
 
 
 def spool_dir(path: str | Path) -> Path:
-    """The folder beside the database where batches wait while the file is busy."""
+    """The folder beside the database where batches wait while the file is busy.
+
+    Draining loads only what :func:`_spool` wrote: a file named as it names them, carrying its
+    marker (Parquet key-value metadata) and exactly the ``calls`` columns and types. Any other
+    file there (foreign, hand-made, from an older clauditor's schema, unreadable) is moved to
+    ``rejected/`` inside it, logged, and recorded in the ``quarantine`` table with the reason;
+    it is never merged into ``calls``. The marker tells clauditor's batches from stray files,
+    it is no signature: whoever may write the folder may write the database beside it.
+    """
     path = Path(path)
     return path.with_name(path.name + ".spool")
 
 
+# What _spool writes into a batch's Parquet metadata, and how it names the file.
+_SPOOL_MARKER = (b"clauditor.spool", b"calls-batch-1")
+_SPOOL_NAME = re.compile(r"\d{20}-\d+-[0-9a-f]{8}\.parquet")
+_REJECTED = "rejected"
+
+
 def _spool(path: Path, frame: pl.DataFrame) -> WriteResult:
+    import pyarrow.parquet as pq
+
     folder = spool_dir(path)
     folder.mkdir(parents=True, exist_ok=True)
     name = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp = folder / f".{name}.tmp"
-    frame.write_parquet(tmp)
+    table = frame.to_arrow()
+    key, value = _SPOOL_MARKER
+    pq.write_table(
+        table.replace_schema_metadata({**(table.schema.metadata or {}), key: value}), tmp
+    )
     os.replace(tmp, folder / f"{name}.parquet")  # atomic: a reader never sees half a file
     return WriteResult(spooled=frame.height)
+
+
+def _spooled_batch(file: Path) -> tuple[pl.DataFrame | None, str]:
+    """The batch in ``file`` if :func:`_spool` wrote it, else None and why not."""
+    import pyarrow.parquet as pq
+
+    if file.is_symlink() or not file.is_file():
+        return None, "not a regular file"
+    if not _SPOOL_NAME.fullmatch(file.name):
+        return None, "not named as clauditor names spooled batches"
+    try:
+        marker = (pq.read_metadata(file).metadata or {}).get(_SPOOL_MARKER[0])
+        schema = pl.read_parquet_schema(file)
+    except Exception as exc:  # any library's error: the file is not a readable Parquet file
+        return None, _unreadable(exc)
+    if marker != _SPOOL_MARKER[1]:
+        return None, "no clauditor spool marker (not a batch clauditor spooled)"
+    columns, expected = list(schema.items()), list(CALLS_SCHEMA.items())
+    if columns != expected:
+        missing = [n for n in CALLS_SCHEMA if n not in schema]
+        extra = [n for n in schema if n not in CALLS_SCHEMA]
+        mistyped = [n for n, t in columns if n in CALLS_SCHEMA and CALLS_SCHEMA[n] != t]
+        problems = [
+            f"{label} {', '.join(names)}"
+            for label, names in (("missing", missing), ("extra", extra), ("mistyped", mistyped))
+            if names
+        ]
+        return None, "not the calls schema: " + ("; ".join(problems) or "columns out of order")
+    try:
+        return pl.read_parquet(file), ""
+    except Exception as exc:
+        return None, _unreadable(exc)
+
+
+def _unreadable(exc: Exception) -> str:
+    text = str(exc).strip()
+    return f"unreadable: {text.splitlines()[0] if text else type(exc).__name__}"
+
+
+def _reject_spooled(con: duckdb.DuckDBPyConnection, file: Path, reason: str) -> None:
+    """Move ``file`` to the spool's ``rejected/`` folder and record it in ``quarantine``."""
+    rejected = file.parent / _REJECTED
+    rejected.mkdir(exist_ok=True)
+    target = rejected / file.name
+    if target.exists() or target.is_symlink():
+        target = rejected / f"{uuid.uuid4().hex[:8]}-{file.name}"
+    con.execute(
+        "INSERT INTO quarantine VALUES (now(), ?, ?, NULL)",
+        [str(target), f"spooled batch rejected: {reason}"],
+    ).fetchall()
+    os.replace(file, target)
+    _log.warning("spool file %s rejected (%s); moved to %s", file.name, reason, target)
 
 
 def _drain(con: duckdb.DuckDBPyConnection, path: Path) -> WriteResult:
@@ -601,13 +688,14 @@ def _drain(con: duckdb.DuckDBPyConnection, path: Path) -> WriteResult:
         return WriteResult()
     total = WriteResult()
     for file in sorted(folder.glob("*.parquet")):
-        try:
-            frame = conform(pl.read_parquet(file))
-        except Exception:
-            continue  # being written by another process, or unreadable: leave it
+        batch, reason = _spooled_batch(file)
+        if batch is None:
+            with contextlib.suppress(FileNotFoundError):  # another drain took it meanwhile
+                _reject_spooled(con, file, reason)
+            continue
         con.execute("BEGIN TRANSACTION").fetchall()
         try:
-            total = total + insert_calls(con, frame)
+            total = total + insert_calls(con, batch)
             con.execute("COMMIT").fetchall()
         except Exception:
             con.execute("ROLLBACK").fetchall()
