@@ -10,8 +10,8 @@
   it with backoff);
 * RESOURCE_EXHAUSTED from gRPC itself for a message over ``max_message_bytes`` (checked after
   decompression, so a gzip bomb is refused);
-* a body that is not a valid ``ExportTraceServiceRequest`` fails in gRPC's own deserializer
-  before it reaches us: gRPC gives servicers no hook there.
+* INVALID_ARGUMENT with the reason for a message that is not an ``ExportTraceServiceRequest``
+  (it is parsed here, not by gRPC, whose deserializer would log a traceback per bad message).
 
 Hostile clients. The server is grpcio's asyncio server on a thread of its own, so a call that
 waits for its message holds a coroutine, not one of a few worker threads: a synchronous grpcio
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import threading
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, NoReturn
@@ -40,13 +41,13 @@ import grpc
 import grpc.aio
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
-    ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 
 from clauditor.errors import ClauditorError
 
-from .otlp_proto import iter_proto_spans
+from .normalize import SpanRejected
+from .otlp_proto import decode_export_request, iter_proto_spans
 from .receiver import (
     DEFAULT_BODY_TIMEOUT_S,
     DEFAULT_HEADER_TIMEOUT_S,
@@ -54,9 +55,11 @@ from .receiver import (
     ReceiverStats,
     authorized,
 )
-from .writer import QueueFull, WriteQueue, prepare
+from .writer import Prepared, QueueFull, WriteQueue, prepare
 
 __all__ = ["GrpcReceiver", "MAX_CONNECTION_AGE_S"]
+
+_log = logging.getLogger("clauditor.ingest.grpc_receiver")
 
 SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 MAX_CONNECTION_AGE_S = 300  # then GOAWAY: the exporter reconnects, nothing is lost
@@ -122,7 +125,7 @@ class _TraceService:
     def handler(self) -> grpc.GenericRpcHandler:
         export = grpc.stream_unary_rpc_method_handler(
             self.export,
-            request_deserializer=ExportTraceServiceRequest.FromString,
+            request_deserializer=None,  # bytes: parsed in _decode, with a clear refusal
             response_serializer=ExportTraceServiceResponse.SerializeToString,
         )
         return grpc.method_handlers_generic_handler(SERVICE, {"Export": export})
@@ -135,9 +138,16 @@ class _TraceService:
                 return authorized(value, self.token)
         return False
 
+    def _decode(self, body: bytes, origin: str) -> Prepared:
+        return prepare(iter_proto_spans(decode_export_request(body)), origin, self.features)
+
+    def _went_away(self, peer: str) -> None:
+        self.stats.count(disconnected=1)
+        _log.warning("OTLP/gRPC client %s went away before its message; nothing stored", peer)
+
     async def export(
         self,
-        requests: AsyncIterator[ExportTraceServiceRequest],
+        requests: AsyncIterator[bytes],
         context: grpc.aio.ServicerContext,
     ) -> ExportTraceServiceResponse:
         """Store the request's spans; answer after the commit."""
@@ -146,9 +156,13 @@ class _TraceService:
         if not self._authorized(context):
             stats.count(requests_refused=1)
             await _refuse(context, grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+        peer = context.peer()
         try:
             async with asyncio.timeout(self.body_timeout_s):
-                request = await anext(aiter(requests), None)
+                body = await anext(aiter(requests), None)
+        except asyncio.CancelledError:  # the client went away: gRPC cancels the handler
+            self._went_away(peer)
+            raise
         except TimeoutError:
             stats.count(requests_too_slow=1)
             await _refuse(
@@ -156,13 +170,15 @@ class _TraceService:
                 grpc.StatusCode.DEADLINE_EXCEEDED,
                 f"request message not received within {self.body_timeout_s:g} s",
             )
-        if request is None:
-            stats.count(requests_refused=1)
+        if body is None:  # the stream ended first: a real exporter never does that
+            self._went_away(peer)
             await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, "no request message")
-        origin = f"otlp-grpc {context.peer()}"
-        prepared = await asyncio.to_thread(
-            prepare, iter_proto_spans(request), origin, self.features
-        )
+        origin = f"otlp-grpc {peer}"
+        try:
+            prepared = await asyncio.to_thread(self._decode, body, origin)
+        except SpanRejected as exc:
+            stats.count(requests_refused=1)
+            await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, exc.reason)
         stats.counted(prepared)
         try:
             future = self.writer.submit(prepared)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import grpc
 import h2.config
 import h2.connection
 import httpx
@@ -161,17 +162,55 @@ def test_http_slow_headers_client_is_disconnected(db_path: Path) -> None:
         assert health.json()["status"] == "ok"
 
 
-def test_grpc_connection_without_handshake_is_disconnected(db_path: Path) -> None:
-    with Receiver(db_path, http_port=None, grpc_port=0, header_timeout_s=1) as receiver:
+def test_grpc_stalled_connections_are_disconnected(db_path: Path) -> None:
+    """No handshake, a preface and then silence, or a call whose message never comes: each is
+    closed by the server (the call first answered DEADLINE_EXCEEDED, then the idle connection
+    closed)."""
+    with Receiver(
+        db_path, http_port=None, grpc_port=0, header_timeout_s=1, body_timeout_s=1
+    ) as receiver:
         assert receiver.grpc_port is not None
-        silent, preface_only = _hold(receiver.grpc_port, b"", 1) + _hold(
-            receiver.grpc_port, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 1
-        )
+        held = [
+            *_hold(receiver.grpc_port, b"", 1),
+            *_hold(receiver.grpc_port, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 1),
+            *_hold(receiver.grpc_port, _stalled_grpc_call(), 1),
+        ]
         try:
-            assert _closed_by_server(silent, 20)
-            assert _closed_by_server(preface_only, 20)
+            assert [_closed_by_server(sock, 20) for sock in held] == [True, True, True]
         finally:
-            _release([silent, preface_only])
+            _release(held)
+        assert receiver.stats.requests_too_slow == 1
+
+
+def test_grpc_client_dropping_mid_call_is_one_log_line_and_a_count(
+    db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    with Receiver(db_path, http_port=None, grpc_port=0) as receiver:
+        assert receiver.grpc_port is not None
+        (sock,) = _hold(receiver.grpc_port, _stalled_grpc_call(), 1)
+        _wait_for(lambda: receiver.stats.requests == 1, "the call started")
+        sock.close()
+        _wait_for(lambda: receiver.stats.disconnected == 1, "the dropped call counted")
+    assert "Traceback" not in caplog.text
+    lines = [record.getMessage() for record in caplog.records if "went away" in record.message]
+    assert len(lines) == 1 and "\n" not in lines[0], lines
+
+
+def test_grpc_garbage_message_is_refused_with_a_reason_and_no_traceback(
+    db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    with (
+        Receiver(db_path, http_port=None, grpc_port=0) as receiver,
+        grpc.insecure_channel(receiver.grpc_endpoint) as channel,
+    ):
+        export = channel.unary_unary(EXPORT_PATH)  # bytes in, bytes out
+        with pytest.raises(grpc.RpcError) as info:
+            export(b"\xff\x00garbage", timeout=20)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid OTLP protobuf" in (info.value.details() or "")
+    assert "Traceback" not in caplog.text
 
 
 def test_http_stalled_body_is_answered_408(db_path: Path) -> None:
