@@ -10,13 +10,13 @@ Answers, following the OTLP/HTTP specification:
 * 400 with a message when the body cannot be decoded at all (not protobuf / not JSON / not
   UTF-8 / nested too deeply / not an ``ExportTraceServiceRequest``);
 * 401 when a token is configured and the request lacks ``Authorization: Bearer <token>``;
+* 408 when the body has not arrived ``body_timeout_s`` after the headers (a stalled client);
 * 413 when the body, or what it decompresses to, is over ``max_body_bytes`` (decompression
   stops at the limit: a gzip bomb is refused, never expanded);
-* 408 when the body has not arrived ``body_timeout_s`` after the headers (a stalled client);
 * 415 for a content type other than ``application/x-protobuf`` / ``application/json``;
 * 503 with ``Retry-After`` when the write queue is full or the database write failed, or when
-  ``max_requests`` bodies are already being read or decoded: nothing of that request was stored, and
-  the OTel exporters retry it.
+  ``max_requests`` bodies are already being read or decoded: nothing of that request was
+  stored, and the OTel exporters retry it.
 
 The token is checked before the body is read. ``max_requests`` counts requests whose headers
 have arrived, never connections, so clients that open connections and send half a request hold
@@ -316,8 +316,9 @@ def create_app(
 
     ``token``: when set, ``/v1/traces`` requires ``Authorization: Bearer <token>``, and
     ``/healthz`` shows its counters only with it. ``healthy`` (optional) adds a liveness
-    condition for ``/healthz``. ``max_requests``: trace requests read and decoded at once (beyond:
-    503 with ``Retry-After``). ``body_timeout_s``: how long a body may take to arrive (then 408).
+    condition for ``/healthz``. ``max_requests``: trace requests read and decoded at once
+    (beyond: 503 with ``Retry-After``). ``body_timeout_s``: how long a body may take to
+    arrive (then 408).
     """
     stats = stats or ReceiverStats()
     features = tuple(feature_attributes)
