@@ -223,7 +223,8 @@ class Receiver:
     def stop(self, grace_s: float = 30.0) -> None:
         """Stop accepting, finish in-flight requests, write everything queued, stop the writer."""
         grpc_stopped = self._grpc.stop(grace_s) if self._grpc is not None else None
-        if self._http_loop is not None and self._http_stop is not None:
+        http_running = self._http_thread is not None and self._http_thread.is_alive()
+        if http_running and self._http_loop is not None and self._http_stop is not None:
             if self._http_config is not None:  # Hypercorn reads it when it starts stopping
                 self._http_config.graceful_timeout = grace_s
             self._http_loop.call_soon_threadsafe(self._http_stop.set)
