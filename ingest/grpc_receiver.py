@@ -2,39 +2,110 @@
 
 * OK once the request's spans are committed; rejected spans named in ``partial_success`` and
   quarantined, good spans kept;
-* UNAUTHENTICATED without the bearer token (``authorization`` metadata) when one is set;
+* UNAUTHENTICATED without the bearer token (``authorization`` metadata) when one is set,
+  answered before the request message is read;
+* DEADLINE_EXCEEDED when the request message has not arrived ``body_timeout_s`` after the call
+  started (a stalled client);
 * UNAVAILABLE when the write queue is full or the write failed (the OTel gRPC exporter retries
   it with backoff);
 * RESOURCE_EXHAUSTED from gRPC itself for a message over ``max_message_bytes`` (checked after
   decompression, so a gzip bomb is refused);
-* a body that is not a valid ``ExportTraceServiceRequest`` fails in gRPC's own deserializer
-  before it reaches us (the client sees INTERNAL): gRPC gives servicers no hook there.
+* INVALID_ARGUMENT with the reason for a message that is not an ``ExportTraceServiceRequest``
+  (it is parsed here, not by gRPC, whose deserializer would log a traceback per bad message).
+
+Hostile clients. The server is grpcio's asyncio server on a thread of its own, so a call that
+waits for its message holds a coroutine, not one of a few worker threads: a synchronous grpcio
+server with 16 workers and ``maximum_concurrent_rpcs`` is starved by a few dozen HTTP/2 streams
+that send their headers and then nothing, and answers every real exporter RESOURCE_EXHAUSTED.
+Export is registered as a client-streaming method (the wire format of a unary call is the same)
+so that the handler runs when the call starts: it checks the token first and then waits for the
+one message with a deadline. There is deliberately no concurrent-RPC cap for stalled calls to
+fill; work is bounded by the write queue (UNAVAILABLE when full). Connections are bounded by
+gRPC core's own options (see :func:`_server_options`): the HTTP/2 handshake must finish within
+``header_timeout_s``, a connection with no call open is closed after ``header_timeout_s``, every
+connection is recycled after :data:`MAX_CONNECTION_AGE_S` (calls in flight get
+``body_timeout_s`` more), dead peers are found by keepalive pings, and clients pinging too
+often are cut off.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from concurrent import futures
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, NoReturn
 
 import grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+import grpc.aio
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
-    ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 
 from clauditor.errors import ClauditorError
 
-from .otlp_proto import iter_proto_spans
-from .receiver import DEFAULT_MAX_BODY_BYTES, ReceiverStats, authorized
-from .writer import QueueFull, WriteQueue, prepare
+from .normalize import SpanRejected
+from .otlp_proto import decode_export_request, iter_proto_spans
+from .receiver import (
+    DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_MAX_BODY_BYTES,
+    ReceiverStats,
+    authorized,
+)
+from .writer import Prepared, QueueFull, WriteQueue, prepare
 
-__all__ = ["TraceServicer", "start_grpc_server"]
+__all__ = ["GrpcReceiver", "MAX_CONNECTION_AGE_S"]
+
+_log = logging.getLogger("clauditor.ingest.grpc_receiver")
+
+SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+MAX_CONNECTION_AGE_S = 300  # then GOAWAY: the exporter reconnects, nothing is lost
+MAX_STREAMS_PER_CONNECTION = 100
 
 
-class TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
-    """The ``TraceService`` implementation writing through a :class:`WriteQueue`."""
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+def _server_options(
+    max_message_bytes: int, header_timeout_s: float, body_timeout_s: float
+) -> list[tuple[str, Any]]:
+    """gRPC core's channel arguments that keep idle, half-open and stalled peers from piling
+    up (names as in grpc/impl/channel_arg_names.h)."""
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it
+        # A TCP connection that never completes the HTTP/2 preface and SETTINGS is dropped.
+        ("grpc.server_handshake_timeout_ms", _ms(header_timeout_s)),
+        # One that completed it but has no call open (preface and then silence, or an idle
+        # exporter between batches) gets GOAWAY; an exporter simply reconnects.
+        ("grpc.max_connection_idle_ms", _ms(header_timeout_s)),
+        ("grpc.max_connection_age_ms", _ms(MAX_CONNECTION_AGE_S)),
+        ("grpc.max_connection_age_grace_ms", _ms(body_timeout_s)),
+        ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
+        # Ping the peer of an open call every minute; no answer in 20 s: it is gone.
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.keepalive_timeout_ms", 20_000),
+        ("grpc.keepalive_permit_without_calls", 0),
+        # Clients may ping at most every 10 s; the third ping sooner than that closes them.
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.max_ping_strikes", 2),
+        ("grpc.http2.max_pings_without_data", 2),
+    ]
+
+
+async def _refuse(
+    context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str
+) -> NoReturn:
+    await context.abort(code, message)
+    raise AssertionError("unreachable: abort raises")
+
+
+class _TraceService:
+    """``TraceService/Export`` writing through a :class:`WriteQueue`."""
 
     def __init__(
         self,
@@ -43,42 +114,88 @@ class TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
         feature_attributes: Sequence[str],
         token: str | None,
         stats: ReceiverStats,
+        body_timeout_s: float,
     ) -> None:
         self.writer = writer
         self.features = tuple(feature_attributes)
         self.token = token
         self.stats = stats
+        self.body_timeout_s = body_timeout_s
 
-    def _authorized(self, context: grpc.ServicerContext) -> bool:
+    def handler(self) -> grpc.GenericRpcHandler:
+        export = grpc.stream_unary_rpc_method_handler(
+            self.export,
+            request_deserializer=None,  # bytes: parsed in _decode, with a clear refusal
+            response_serializer=ExportTraceServiceResponse.SerializeToString,
+        )
+        return grpc.method_handlers_generic_handler(SERVICE, {"Export": export})
+
+    def _authorized(self, context: grpc.aio.ServicerContext) -> bool:
         if not self.token:
             return True
-        for key, value in context.invocation_metadata():
+        for key, value in context.invocation_metadata() or ():
             if key == "authorization" and isinstance(value, str):
                 return authorized(value, self.token)
         return False
 
-    def Export(  # noqa: N802  (the generated servicer's method name)
-        self, request: ExportTraceServiceRequest, context: grpc.ServicerContext
+    def _decode(self, body: bytes, origin: str) -> Prepared:
+        return prepare(iter_proto_spans(decode_export_request(body)), origin, self.features)
+
+    def _went_away(self, peer: str) -> None:
+        self.stats.count(disconnected=1)
+        _log.warning("OTLP/gRPC client %s went away before its message; nothing stored", peer)
+
+    async def export(
+        self,
+        requests: AsyncIterator[bytes],
+        context: grpc.aio.ServicerContext,
     ) -> ExportTraceServiceResponse:
         """Store the request's spans; answer after the commit."""
         stats = self.stats
         stats.count(requests=1)
         if not self._authorized(context):
             stats.count(requests_refused=1)
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
-        origin = f"otlp-grpc {context.peer()}"
-        prepared = prepare(iter_proto_spans(request), origin, self.features)
+            await _refuse(context, grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+        peer = context.peer()
+        try:
+            async with asyncio.timeout(self.body_timeout_s):
+                body = await anext(aiter(requests), None)
+        except asyncio.CancelledError:  # the client went away: gRPC cancels the handler
+            self._went_away(peer)
+            raise
+        except TimeoutError:
+            stats.count(requests_too_slow=1)
+            await _refuse(
+                context,
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"request message not received within {self.body_timeout_s:g} s",
+            )
+        if body is None:  # the stream ended first: a real exporter never does that
+            self._went_away(peer)
+            await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, "no request message")
+        origin = f"otlp-grpc {peer}"
+        try:
+            prepared = await asyncio.to_thread(self._decode, body, origin)
+        except SpanRejected as exc:
+            stats.count(requests_refused=1)
+            await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, exc.reason)
         stats.counted(prepared)
         try:
             future = self.writer.submit(prepared)
         except QueueFull as exc:
             stats.count(requests_retry_later=1)
-            context.abort(grpc.StatusCode.UNAVAILABLE, f"{exc}; retry later")
+            await _refuse(context, grpc.StatusCode.UNAVAILABLE, f"{exc}; retry later")
+        failure: Exception | None = None
         try:
-            future.result()
+            # Shielded: a client that goes away must not cancel the write under the writer.
+            await asyncio.shield(asyncio.wrap_future(future))
         except Exception as exc:
+            failure = exc
+        if failure is not None:
             stats.count(requests_retry_later=1)
-            context.abort(grpc.StatusCode.UNAVAILABLE, f"spans not stored, retry later: {exc}")
+            await _refuse(
+                context, grpc.StatusCode.UNAVAILABLE, f"spans not stored, retry later: {failure}"
+            )
         response = ExportTraceServiceResponse()
         if prepared.rejected:
             response.partial_success.CopyFrom(
@@ -89,42 +206,95 @@ class TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
         return response
 
 
-def start_grpc_server(
-    writer: WriteQueue,
-    *,
-    host: str = "127.0.0.1",
-    port: int = 4317,
-    feature_attributes: Sequence[str],
-    token: str | None = None,
-    stats: ReceiverStats | None = None,
-    max_message_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    max_workers: int = 16,
-) -> tuple[grpc.Server, int]:
-    """Start an OTLP/gRPC server on ``host:port`` (0: any free port); ``(server, bound port)``.
+class GrpcReceiver:
+    """The OTLP/gRPC server, on an event loop in a thread of its own.
 
-    Stop it with ``server.stop(grace)``: in-flight exports finish within ``grace`` seconds.
+    :meth:`start` returns once it listens (``port`` is then the bound port; 0 asks for a free
+    one) or raises :class:`ClauditorError`; :meth:`stop` lets calls in flight finish.
     """
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="otlp-grpc"),
-        options=[
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it
-        ],
-        maximum_concurrent_rpcs=max_workers * 4,
-    )
-    servicer = TraceServicer(
-        writer,
-        feature_attributes=feature_attributes,
-        token=token,
-        stats=stats or ReceiverStats(),
-    )
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(servicer, server)
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    try:
-        bound = server.add_insecure_port(address)
-    except RuntimeError as exc:  # grpcio raises this when the port is taken
-        raise ClauditorError(f"cannot listen for OTLP/gRPC on {address}: {exc}") from None
-    if not bound:
-        raise ClauditorError(f"cannot listen for OTLP/gRPC on {address}")
-    server.start()
-    return server, bound
+
+    def __init__(
+        self,
+        writer: WriteQueue,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 4317,
+        feature_attributes: Sequence[str],
+        token: str | None = None,
+        stats: ReceiverStats | None = None,
+        max_message_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
+        body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self._service = _TraceService(
+            writer,
+            feature_attributes=feature_attributes,
+            token=token,
+            stats=stats or ReceiverStats(),
+            body_timeout_s=body_timeout_s,
+        )
+        self._options = _server_options(max_message_bytes, header_timeout_s, body_timeout_s)
+        self._ready = threading.Event()
+        self._failure: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Future[float] | None = None
+        self._thread = threading.Thread(target=self._run, name="otlp-grpc", daemon=True)
+
+    def start(self) -> GrpcReceiver:
+        """Start listening; returns once the server accepts calls."""
+        self._thread.start()
+        self._ready.wait()
+        if self._failure is not None:
+            self._thread.join()
+            raise self._failure
+        return self
+
+    def stop(self, grace_s: float = 30.0) -> concurrent.futures.Future[None]:
+        """Stop accepting calls; those in flight get ``grace_s`` seconds to finish. Returns at
+        once: the future is done when the server has stopped."""
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        loop, stopping = self._loop, self._stopping
+        if loop is None or stopping is None or not self._thread.is_alive():
+            done.set_result(None)
+            return done
+
+        def begin() -> None:
+            if not stopping.done():
+                stopping.set_result(grace_s)
+
+        loop.call_soon_threadsafe(begin)
+
+        def wait() -> None:
+            self._thread.join()
+            done.set_result(None)
+
+        threading.Thread(target=wait, name="otlp-grpc-stop", daemon=True).start()
+        return done
+
+    def _run(self) -> None:
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        address = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        try:
+            server = grpc.aio.server(options=self._options)
+            server.add_generic_rpc_handlers((self._service.handler(),))
+            try:
+                bound = server.add_insecure_port(address)
+            except RuntimeError as exc:  # grpcio raises this when the port is taken
+                raise ClauditorError(f"cannot listen for OTLP/gRPC on {address}: {exc}") from None
+            if not bound:
+                raise ClauditorError(f"cannot listen for OTLP/gRPC on {address}")
+            await server.start()
+        except BaseException as exc:
+            self._failure = exc
+            self._ready.set()
+            return
+        self.port = bound
+        self._loop = asyncio.get_running_loop()
+        self._stopping = self._loop.create_future()
+        self._ready.set()
+        grace_s = await self._stopping
+        await server.stop(grace_s)

@@ -1,5 +1,5 @@
 """OTLP/HTTP trace receiver: ``POST /v1/traces`` (protobuf or JSON, plain, gzip or deflate) and
-``GET /healthz``, as a Starlette app served by uvicorn (see :mod:`clauditor.ingest.serve`).
+``GET /healthz``, as a Starlette app served by Hypercorn (see :mod:`clauditor.ingest.serve`).
 
 Answers, following the OTLP/HTTP specification:
 
@@ -10,11 +10,22 @@ Answers, following the OTLP/HTTP specification:
 * 400 with a message when the body cannot be decoded at all (not protobuf / not JSON / not
   UTF-8 / nested too deeply / not an ``ExportTraceServiceRequest``);
 * 401 when a token is configured and the request lacks ``Authorization: Bearer <token>``;
+* 408 when the body has not arrived ``body_timeout_s`` after the headers (a stalled client);
 * 413 when the body, or what it decompresses to, is over ``max_body_bytes`` (decompression
   stops at the limit: a gzip bomb is refused, never expanded);
 * 415 for a content type other than ``application/x-protobuf`` / ``application/json``;
-* 503 with ``Retry-After`` when the write queue is full or the database write failed: nothing
-  of that request was stored, and the OTel exporters retry it.
+* 503 with ``Retry-After`` when the write queue is full or the database write failed, or when
+  ``max_requests`` bodies are already being read or decoded: nothing of that request was
+  stored, and the OTel exporters retry it.
+
+The token is checked before the body is read. ``max_requests`` counts requests whose headers
+have arrived, never connections, so clients that open connections and send half a request hold
+no slot (the server closes those after its header timeout). A client that goes away before its
+body is complete is counted (``disconnected``) and logged in one line, never a traceback.
+
+``GET /healthz`` answers ``{"status": "ok"}`` (503 ``{"status": "unhealthy"}`` when the writer
+has stopped) to anyone; with a token configured, the counters come only with the token. With
+no token they always come along.
 
 Error bodies are a ``google.rpc.Status`` in the request's encoding. The token is compared in
 constant time and never logged.
@@ -25,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 import threading
 import zlib
 from collections.abc import Callable, Sequence
@@ -38,7 +50,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -48,7 +60,10 @@ from .otlp_proto import decode_export_request, iter_proto_spans
 from .writer import Prepared, QueueFull, WriteQueue, prepare
 
 __all__ = [
+    "DEFAULT_BODY_TIMEOUT_S",
+    "DEFAULT_HEADER_TIMEOUT_S",
     "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_REQUESTS",
     "BadRequest",
     "RETRY_AFTER_S",
     "ReceiverStats",
@@ -58,12 +73,22 @@ __all__ = [
 ]
 
 DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024  # the Collector's own OTLP/HTTP default
+# A connection must send its request headers (HTTP) or HTTP/2 handshake (gRPC) within this many
+# seconds of connecting or of its previous answer, else it is closed: so are idle connections.
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+# The whole body (HTTP) or request message (gRPC) must arrive within this many seconds of the
+# headers: 20 MiB at ~350 KB/s.
+DEFAULT_BODY_TIMEOUT_S = 60.0
+# HTTP requests whose body is being read or decoded at once; beyond: 503 + Retry-After.
+DEFAULT_MAX_REQUESTS = 256
 RETRY_AFTER_S = 1
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 
 # google.rpc.Code values for the error bodies.
-_RPC_CODE = {400: 3, 401: 16, 413: 8, 415: 3, 503: 14, 500: 13}
+_RPC_CODE = {400: 3, 401: 16, 408: 4, 413: 8, 415: 3, 503: 14, 500: 13}
+
+_log = logging.getLogger("clauditor.ingest.receiver")
 
 
 class BadRequest(Exception):
@@ -86,6 +111,8 @@ class ReceiverStats:
     spans_rejected: int = 0
     spans_ignored: int = 0
     spans_truncated: int = 0
+    disconnected: int = 0  # the client went away before its body was complete
+    requests_too_slow: int = 0  # 408 / DEADLINE_EXCEEDED: the body did not arrive in time
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -246,15 +273,31 @@ def authorized(header: str | None, token: str | None) -> bool:
 # --- the app -------------------------------------------------------------------------------------
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+class _Disconnected(Exception):
+    """The client went away after ``received`` bytes of its body."""
+
+    def __init__(self, received: int) -> None:
+        super().__init__(received)
+        self.received = received
+
+
+async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise BadRequest(413, f"body of {int(declared):,} bytes is over the {limit:,}-byte limit")
     chunks = bytearray()
-    async for chunk in request.stream():
-        chunks += chunk
-        if len(chunks) > limit:
-            raise BadRequest(413, f"body is over the {limit:,}-byte limit")
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                chunks += chunk
+                if len(chunks) > limit:
+                    raise BadRequest(413, f"body is over the {limit:,}-byte limit")
+    except TimeoutError:
+        raise BadRequest(
+            408, f"body not received within {timeout_s:g} s ({len(chunks):,} bytes arrived)"
+        ) from None
+    except ClientDisconnect:
+        raise _Disconnected(len(chunks)) from None
     return bytes(chunks)
 
 
@@ -266,20 +309,33 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     stats: ReceiverStats | None = None,
     healthy: Callable[[], bool] | None = None,
+    max_requests: int = DEFAULT_MAX_REQUESTS,
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
 ) -> Starlette:
     """The OTLP/HTTP receiver app writing through ``writer``.
 
-    ``token``: when set, ``/v1/traces`` requires ``Authorization: Bearer <token>``.
-    ``healthy`` (optional) adds a liveness condition for ``/healthz``.
+    ``token``: when set, ``/v1/traces`` requires ``Authorization: Bearer <token>``, and
+    ``/healthz`` shows its counters only with it. ``healthy`` (optional) adds a liveness
+    condition for ``/healthz``. ``max_requests``: trace requests read and decoded at once
+    (beyond: 503 with ``Retry-After``). ``body_timeout_s``: how long a body may take to
+    arrive (then 408).
     """
     stats = stats or ReceiverStats()
     features = tuple(feature_attributes)
+    in_flight = 0  # only touched on the event loop
 
     async def traces(request: Request) -> Response:
+        nonlocal in_flight
         stats.count(requests=1)
         raw_type = request.headers.get("content-type", "")
         content_type = raw_type.split(";", 1)[0].strip().lower()
         reply_type = PROTOBUF if content_type == PROTOBUF else JSON
+        client = request.client
+        peer = f"{client.host}:{client.port}" if client else "unknown"
+        if in_flight >= max_requests:
+            stats.count(requests_retry_later=1)
+            return _error(503, f"{max_requests} requests in progress; retry later", reply_type)
+        in_flight += 1
         try:
             if not authorized(request.headers.get("authorization"), token):
                 raise BadRequest(401, "missing or wrong bearer token")
@@ -287,16 +343,25 @@ def create_app(
                 raise BadRequest(
                     415, f"unsupported Content-Type {raw_type!r:.60}; use {PROTOBUF} or {JSON}"
                 )
-            body = await _read_body(request, max_body_bytes)
+            body = await _read_body(request, max_body_bytes, body_timeout_s)
             encoding = request.headers.get("content-encoding", "").strip().lower()
-            client = request.client
-            origin = f"otlp-http {client.host}:{client.port}" if client else "otlp-http"
+            origin = f"otlp-http {peer}" if client else "otlp-http"
             prepared = await run_in_threadpool(
                 _decode, body, encoding, max_body_bytes, content_type, origin, features
             )
         except BadRequest as exc:
-            stats.count(requests_refused=1)
+            stats.count(requests_refused=1, requests_too_slow=int(exc.status == 408))
             return _error(exc.status, exc.message, reply_type)
+        except _Disconnected as exc:
+            stats.count(disconnected=1)
+            _log.warning(
+                "OTLP/HTTP client %s went away after %d body bytes; nothing stored",
+                peer,
+                exc.received,
+            )
+            return Response(status_code=400)  # nobody is there to read it
+        finally:
+            in_flight -= 1
         stats.counted(prepared)
         try:
             future = writer.submit(prepared)
@@ -313,9 +378,11 @@ def create_app(
 
     async def healthz(request: Request) -> Response:
         ok = healthy() if healthy is not None else True
-        body = {"status": "ok" if ok else "unhealthy", "queued_batches": writer.depth}
-        body.update(stats.snapshot())
-        body.update(asdict(writer.stats))
+        body: dict[str, Any] = {"status": "ok" if ok else "unhealthy"}
+        if authorized(request.headers.get("authorization"), token):
+            body["queued_batches"] = writer.depth
+            body.update(stats.snapshot())
+            body.update(asdict(writer.stats))
         return JSONResponse(body, status_code=200 if ok else 503)
 
     return Starlette(
