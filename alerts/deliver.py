@@ -3,8 +3,12 @@
 Destinations come only from the environment (``$CLAUDITOR_SLACK_WEBHOOK_URL``,
 ``$CLAUDITOR_WEBHOOK_URL``); :func:`sinks_from_env` builds one :class:`WebhookSink` per variable
 set. The URL is a secret (whoever holds a Slack webhook URL can post to the channel): it is
-never printed, logged, stored or put into an exception message. httpx itself logs every request
-URL at INFO level, so a filter on the ``httpx`` logger redacts the URLs of every sink.
+never printed, logged, stored or put into an exception message. Each sink's URL is made a known
+secret of :mod:`clauditor.redact`, so the one scrubber redacts it in any spelling (any case,
+with or without scheme, or just 8+ characters of its secret path, as a gateway's
+``404 Cannot POST /services/...`` quotes it) wherever clauditor stores or shows text: answers
+quoted in errors, ``alerts.last_error``, the messages, and the logs (httpx logs every request
+URL at INFO level; a filter scrubs that logger's and ``clauditor.alerts``' records).
 
 Each POST is retried on connection errors, timeouts, HTTP 429 and 5xx, with exponential backoff;
 a ``Retry-After`` header (seconds or an HTTP date) on 429 or 5xx replaces the backoff delay.
@@ -21,7 +25,6 @@ import datetime as dt
 import email.utils
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,7 +35,7 @@ import httpx
 from clauditor.alerts.message import AlertMessage
 from clauditor.alerts.slack import slack_payload, webhook_payload
 from clauditor.errors import DeliveryError
-from clauditor.redact import REDACTED, scrub
+from clauditor.redact import REDACTED, ScrubLogRecords, add_known_secret_url, clip
 from clauditor.semconv import ENV_SLACK_WEBHOOK_URL, ENV_WEBHOOK_URL
 
 __all__ = [
@@ -71,38 +74,17 @@ class RetryPolicy:
 
 # --- keeping the URLs out of logs --------------------------------------------------------------
 
-_SECRETS: set[str] = set()
-_SECRETS_LOCK = threading.Lock()
-
-
-def _redact(text: str) -> str:
-    with _SECRETS_LOCK:
-        secrets = sorted(_SECRETS, key=len, reverse=True)
-    for secret in secrets:
-        text = text.replace(secret, REDACTED)
-    return scrub(text)
-
-
-class _RedactUrls(logging.Filter):
-    """Rewrites records of the ``httpx`` logger so the webhook URLs never reach a handler."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if _SECRETS:
-            record.msg = _redact(record.getMessage())
-            record.args = None
-        return True
-
-
-_FILTER = _RedactUrls()
+# httpx logs request URLs, and the ``clauditor.alerts`` records quote webhook answers: both are
+# scrubbed (with the configured URLs known to the scrubber) before any handler sees them.
+_FILTER = ScrubLogRecords()
 logging.getLogger("httpx").addFilter(_FILTER)
+log.addFilter(_FILTER)
 
 
 def _register_secret(url: str) -> None:
-    with _SECRETS_LOCK:
-        _SECRETS.add(url)
-        # httpx prints the URL normalized; register that spelling too.
-        with contextlib.suppress(httpx.InvalidURL):
-            _SECRETS.add(str(httpx.URL(url)))
+    add_known_secret_url(url)
+    with contextlib.suppress(httpx.InvalidURL):
+        add_known_secret_url(str(httpx.URL(url)))  # the spelling httpx prints, normalized
 
 
 # --- Retry-After ------------------------------------------------------------------------------
@@ -197,7 +179,8 @@ class WebhookSink:
                             attempt,
                         )
                         return
-                    body = _redact(response.text[:200]).strip()
+                    # Scrubbed whole, then cut: a gateway may echo the secret path back.
+                    body = clip(response.text, 200).strip()
                     last = f"{self.name} webhook answered HTTP {status}" + (
                         f": {body}" if body else ""
                     )

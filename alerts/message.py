@@ -72,9 +72,10 @@ class AlertMessage:
 
 
 def render_text(message: AlertMessage) -> str:
-    """The message as plain text: what ``--dry-run`` prints and Slack's notification fallback."""
+    """The message as plain text, scrubbed: what ``--dry-run`` prints and Slack's notification
+    fallback."""
     lines = [f"{_ICONS[message.transition]} {message.title}", message.summary]
     lines += [f"  {label}: {value}" for label, value in message.fields]
     if message.next_steps:
         lines.append("Next: " + "; ".join(message.next_steps))
-    return "\n".join(line for line in lines if line)
+    return scrub("\n".join(line for line in lines if line))

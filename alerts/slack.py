@@ -6,7 +6,8 @@ top-level ``text`` that notifications and old clients show. Slack rejects payloa
 limits, so every piece is cut to fit (:data:`LIMITS`): a header of at most 150 characters,
 section text of at most 3000, at most 10 fields of at most 2000 characters each per section,
 at most 50 blocks. Text that came from telemetry (feature names, models) is escaped for mrkdwn,
-so a feature named ``<!channel>`` cannot ping anybody.
+so a feature named ``<!channel>`` cannot ping anybody. Every text is scrubbed
+(:func:`clauditor.redact.scrub`) before it is cut.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from clauditor.alerts.message import AlertMessage, render_text
+from clauditor.redact import scrub
 
 __all__ = ["LIMITS", "mrkdwn_escape", "slack_payload", "webhook_payload"]
 
@@ -36,13 +38,15 @@ def mrkdwn_escape(text: str) -> str:
 
 
 def _cut(text: str, limit: int) -> str:
-    """``text`` shortened to ``limit`` characters, marked with an ellipsis when cut."""
+    """``text`` scrubbed, then shortened to ``limit`` characters, marked with an ellipsis when
+    cut (scrubbed first: a secret cut in half is no longer recognised)."""
+    text = scrub(text)
     return text if len(text) <= limit else text[: limit - 1] + _ELLIPSIS
 
 
 def _cut_escaped(text: str, limit: int) -> str:
-    """Escape, then cut without splitting an entity such as ``&amp;`` in half."""
-    escaped = mrkdwn_escape(text)
+    """Scrub and escape, then cut without splitting an entity such as ``&amp;`` in half."""
+    escaped = mrkdwn_escape(scrub(text))
     if len(escaped) <= limit:
         return escaped
     cut = escaped[: limit - 1]

@@ -23,9 +23,8 @@ from typing import Any, Protocol
 import orjson
 import polars as pl
 
-from clauditor.redact import is_secret_key, scrub
+from clauditor import redact
 from clauditor.schema import CALLS_SCHEMA
-from clauditor.semconv import SECRET_KEY_MARKERS
 
 from .fastpath import GENERIC, request_spans, span_row
 from .normalize import ROW_COLUMNS, SpanRecord, SpanRejected, _row
@@ -33,7 +32,7 @@ from .otlp_json import _span_record, iter_otlp_json_spans
 
 __all__ = ["BUILD_DTYPES", "LineSink", "build_frame", "load_line", "read_line", "safe_payload"]
 
-MAX_PAYLOAD_CHARS = 2000
+MAX_PAYLOAD_CHARS = 2000  # of a quarantined span or line, as stored
 
 # Digits folded to "0" so that a run of digits can be found with plain substring search. An
 # integer literal orjson cannot hold exactly has at least 20 digits, or 19 after a minus sign;
@@ -66,44 +65,11 @@ def _referee(text: bytes | str) -> Any:
 # --- payloads for the quarantine ----------------------------------------------------------------
 
 
-def _scrub_tree(value: Any) -> Any:
-    """``value`` with secret-named keys (plain or OTLP ``{"key": ...}`` pairs) dropped and
-    secrets scrubbed from strings."""
-    if isinstance(value, str):
-        return scrub(value)
-    if isinstance(value, dict):
-        key = value.get("key")
-        if isinstance(key, str) and is_secret_key(key):
-            return None
-        return {
-            k: _scrub_tree(v)
-            for k, v in value.items()
-            if not (isinstance(k, str) and is_secret_key(k))
-        }
-    if isinstance(value, list):
-        return [v for v in (_scrub_tree(item) for item in value) if v is not None]
-    return value
-
-
 def safe_payload(value: Any) -> str:
-    """A scrubbed, truncated text of a rejected span or line, fit for the quarantine table."""
-    if isinstance(value, bytes | str):
-        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-        try:
-            value = _referee(text)
-        except ValueError:
-            # Not JSON: scrub what can be recognised, and cut before any secret-named field,
-            # whose value cannot be located reliably in broken text.
-            text = scrub(text)
-            lowered = text.lower()
-            cut = min((i for m in SECRET_KEY_MARKERS if (i := lowered.find(m)) >= 0), default=-1)
-            if cut >= 0:
-                text = text[:cut] + "[REDACTED: rest withheld]"
-            return text[:MAX_PAYLOAD_CHARS]
-    if isinstance(value, SpanRecord):
-        value = value.otlp_dict()
-    text = json.dumps(_scrub_tree(value), separators=(",", ":"), default=str)
-    return scrub(text)[:MAX_PAYLOAD_CHARS]
+    """A scrubbed text of at most :data:`MAX_PAYLOAD_CHARS` characters of a rejected span or
+    line, fit for the quarantine table (:func:`clauditor.redact.safe_payload`: every path's
+    payloads, the receiver's included, are made by that one function, scrubbed before cut)."""
+    return redact.safe_payload(value, MAX_PAYLOAD_CHARS)
 
 
 # --- frames ------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from typing import Any
 import polars as pl
 
 from clauditor import semconv as sc
-from clauditor.redact import is_secret_key, scrub, scrub_value
+from clauditor.redact import clip, is_secret_key, scrub, scrub_value
 from clauditor.schema import CALLS_COLUMNS, PRICED_COLUMNS, SOURCES
 
 __all__ = [
@@ -437,11 +437,11 @@ def _count(fields: dict[str, Any], name: str, attrs: Mapping[str, Any], conv: Co
         try:
             n = int(value)
         except ValueError:
-            raise SpanRejected(f"{key} is not an integer: {value[:40]!r}") from None
+            raise SpanRejected(f"{key} is not an integer: {clip(value, 40)!r}") from None
     elif kind is float and value.is_integer():
         n = int(value)
     else:
-        raise SpanRejected(f"{key} is not an integer: {str(value)[:40]!r}")
+        raise SpanRejected(f"{key} is not an integer: {clip(str(value), 40)!r}")
     if n < 0:
         raise SpanRejected(f"{key} is negative: {n}")
     if n > MAX_TOKEN_COUNT:
@@ -570,10 +570,12 @@ def _resource_columns(resource: dict[str, Any]) -> tuple[str | None, str | None,
 def _check_ids_and_times(record: SpanRecord) -> tuple[str, str, str | None]:
     span_id = record.span_id
     if type(span_id) is not str or not _HEX16.fullmatch(span_id) or span_id == _ZERO16:
-        raise SpanRejected(f"span_id is not 16 hex characters (or is all zeros): {span_id!r:.40}")
+        shown = clip(repr(span_id), 40)
+        raise SpanRejected(f"span_id is not 16 hex characters (or is all zeros): {shown}")
     trace_id = record.trace_id
     if type(trace_id) is not str or not _HEX32.fullmatch(trace_id) or trace_id == _ZERO32:
-        raise SpanRejected(f"trace_id is not 32 hex characters (or is all zeros): {trace_id!r:.60}")
+        shown = clip(repr(trace_id), 60)
+        raise SpanRejected(f"trace_id is not 32 hex characters (or is all zeros): {shown}")
     parent: Any = record.parent_span_id
     if not parent or parent == _ZERO16:
         parent = None
@@ -710,7 +712,7 @@ def _row(record: SpanRecord, feature_attributes: Sequence[str]) -> dict[str, Any
         value = f[name]
         if value is not None and type(value) is not str:
             key = _present_key(attrs, conv.keys[name])
-            raise SpanRejected(f"{key} is not a string: {str(value)[:40]!r}")
+            raise SpanRejected(f"{key} is not a string: {clip(str(value), 40)!r}")
 
     operation = f["operation"]
     if operation is None:

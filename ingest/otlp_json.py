@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from clauditor.redact import clip
+
 from .normalize import SpanRecord, SpanRejected
 
 __all__ = ["flatten_attributes", "iter_otlp_json_spans"]
@@ -132,12 +134,12 @@ def _flatten_checked(key_values: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for kv in key_values:
         if type(kv) is not dict or "key" not in kv:
-            raise SpanRejected(f"attribute entry is not a key/value pair: {kv!r:.80}")
+            raise SpanRejected(f"attribute entry is not a key/value pair: {clip(repr(kv), 80)}")
         key = kv["key"]
         try:
             out[key] = _any_value(kv.get("value"))
         except TypeError:  # an unhashable key (a list, an object)
-            raise SpanRejected(f"attribute key is not a string: {key!r:.80}") from None
+            raise SpanRejected(f"attribute key is not a string: {clip(repr(key), 80)}") from None
     return out
 
 
@@ -156,7 +158,7 @@ def _nanos(span: dict[str, Any], camel: str, snake: str) -> int:
             return int(raw)
     except ValueError:
         pass
-    raise SpanRejected(f"{camel} is not an integer: {raw!r:.40}")
+    raise SpanRejected(f"{camel} is not an integer: {clip(repr(raw), 40)}")
 
 
 def _field(span: dict[str, Any], camel: str, snake: str) -> Any:

@@ -23,9 +23,15 @@ parent makes the frame.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import gc
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -241,13 +247,52 @@ def available_workers() -> int:
     return max(1, min(cpus, MAX_WORKERS))
 
 
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+PARENT_POLL_S = 1.0  # how often a worker checks that its parent is still there
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Worker initializer: end this worker when the process that started the pool dies, even
+    by ``kill -9`` (which gives the pool no chance to stop its workers).
+
+    On Linux the kernel does it: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``. Everywhere, a daemon
+    thread also compares ``os.getppid()`` with the parent's pid every :data:`PARENT_POLL_S`
+    (an orphan is re-parented, so the pid changes) and exits when they differ. A worker holds
+    nothing worth saving: the parent alone writes.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before the line above
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_POLL_S)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="clauditor-parent-watch", daemon=True).start()
+
+
 def start_pool(workers: int) -> ProcessPoolExecutor | None:
     """A started pool of ``workers`` processes, or None when processes cannot be started here
-    (a daemonic process, a sandbox without semaphores): the caller then reads in-process."""
+    (a daemonic process, a sandbox without semaphores): the caller then reads in-process.
+
+    The workers end when this process dies, however it dies (:func:`_die_with_parent`). On
+    Linux the kernel's signal is tied to the thread that started them: call this from a
+    thread that outlives the pool (the ingest call's own thread does).
+    """
     try:
         methods = multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+        pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=context,
+            initializer=_die_with_parent,
+            initargs=(os.getpid(),),
+        )
     except (OSError, ValueError, RuntimeError, AssertionError):
         return None
     try:

@@ -25,7 +25,6 @@ values cut down.
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import logging
 import queue
 import threading
@@ -39,13 +38,14 @@ import duckdb
 import polars as pl
 
 from clauditor.pricing import PriceTable, load_price_table, price_calls
-from clauditor.redact import scrub, scrub_attributes
+from clauditor.redact import ScrubLogRecords, scrub
 from clauditor.schema import CALLS_SCHEMA, conform
 
 # The insert of one conformed frame inside an open transaction, span_id duplicates skipped:
 # the same statement write_calls runs (private there; see the report to the lead).
 from clauditor.store import WriteResult, drain_spool, insert_in_transaction, write_connection
 
+from .lines import safe_payload
 from .normalize import ROW_COLUMNS, SpanRecord, SpanRejected, _row, one_row_per_call
 
 __all__ = [
@@ -58,9 +58,9 @@ __all__ = [
 ]
 
 _log = logging.getLogger("clauditor.ingest.writer")
+_log.addFilter(ScrubLogRecords())  # database errors may quote the values they refused
 
 MAX_ATTRIBUTE_CHARS = 64 * 1024  # longer string values are cut: a call's cost is not in them
-MAX_PAYLOAD_CHARS = 2000  # of a quarantined span, as stored
 MAX_MESSAGE_REASONS = 5  # distinct reasons named in a partial-success message
 _STOP = object()
 
@@ -87,7 +87,7 @@ class Prepared:
         """Count a rejected span and queue it for the quarantine table."""
         self.rejected += 1
         self.reasons[reason] = self.reasons.get(reason, 0) + 1
-        self.quarantine.append((origin, reason, quarantine_payload(payload)))
+        self.quarantine.append((origin, reason, safe_payload(payload)))
 
     def error_message(self) -> str:
         """The partial-success message: how many spans were rejected and why (first reasons)."""
@@ -99,39 +99,27 @@ class Prepared:
         return f"{self.rejected} span(s) rejected: {text}"
 
 
-def quarantine_payload(value: Any) -> str:
-    """A scrubbed, truncated JSON text of a rejected span (record, dict or raw text)."""
-    if isinstance(value, SpanRecord):
-        value = value.otlp_dict(
-            attributes=scrub_attributes(_clipped(value.attributes, 200)),
-            resource=scrub_attributes(_clipped(value.resource, 200)),
-        )
-    elif isinstance(value, bytes):
-        value = value[: MAX_PAYLOAD_CHARS * 2].decode("utf-8", "replace")
-    if isinstance(value, str):
-        return scrub(value[:MAX_PAYLOAD_CHARS])
-    try:
-        text = json.dumps(value, separators=(",", ":"), default=str)[: MAX_PAYLOAD_CHARS * 4]
-    except (ValueError, RecursionError):
-        text = repr(value)[: MAX_PAYLOAD_CHARS * 4]
-    return scrub(text)[:MAX_PAYLOAD_CHARS]
-
-
-def _clipped(attributes: dict[str, Any], limit: int) -> dict[str, Any]:
-    return {k: v[:limit] if isinstance(v, str) else v for k, v in attributes.items()}
-
-
 def _clip_record(record: SpanRecord) -> list[tuple[str, int]]:
-    """Cut string attribute values longer than :data:`MAX_ATTRIBUTE_CHARS` in place; the keys
-    cut and their original lengths."""
+    """Scrub, then cut, string attribute values longer than :data:`MAX_ATTRIBUTE_CHARS` in
+    place; the keys cut and their lengths as sent.
+
+    Scrubbing comes first because a cut splits what the scrubber must see whole: a JSON text
+    with an ``authorization`` field no longer parses once cut, and a token cut short is no
+    longer recognised.
+    """
     cut: list[tuple[str, int]] = []
     attributes = record.attributes
     for key, value in attributes.items():
         if type(value) is str and len(value) > MAX_ATTRIBUTE_CHARS:
             cut.append((key, len(value)))
+    kept: list[tuple[str, int]] = []
     for key, length in cut:
-        attributes[key] = attributes[key][:MAX_ATTRIBUTE_CHARS] + f"...[cut from {length:,} chars]"
-    return cut
+        scrubbed = scrub(attributes[key])
+        if len(scrubbed) > MAX_ATTRIBUTE_CHARS:
+            scrubbed = scrubbed[:MAX_ATTRIBUTE_CHARS] + f"...[cut from {length:,} chars]"
+            kept.append((key, length))
+        attributes[key] = scrubbed
+    return kept
 
 
 def prepare(
@@ -176,7 +164,7 @@ def prepare(
                 (
                     where,
                     f"kept, oversized attribute value cut to {MAX_ATTRIBUTE_CHARS:,} chars: {what}",
-                    quarantine_payload(record),
+                    safe_payload(record),
                 )
             )
     return out

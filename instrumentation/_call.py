@@ -23,7 +23,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from clauditor import semconv
-from clauditor.redact import scrub
+from clauditor.redact import clip
 
 from ._attributes import (
     add_message_attributes,
@@ -240,7 +240,7 @@ class Call:
         except Exception as inner:
             report_failure("error", inner)
         self._finish_stream("error")
-        self._end(StatusCode.ERROR, scrub(str(exc)[:200]))
+        self._end(StatusCode.ERROR, clip(str(exc), 200))
 
     def stream_ended(self) -> None:
         """The stream was read to its end."""

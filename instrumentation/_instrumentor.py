@@ -163,10 +163,17 @@ class Handle:
     """What ``instrument()`` returns: flush the sink now, or shut clauditor's part down."""
 
     def __init__(
-        self, provider: Any, sink: SpanProcessor | None, *, owns_provider: bool, target: str
+        self,
+        provider: Any,
+        sink: SpanProcessor | None,
+        *,
+        owns_provider: bool,
+        target: str,
+        exporter: SpanExporter | None = None,
     ) -> None:
         self.provider = provider
         self.sink = sink
+        self.exporter = exporter
         self.owns_provider = owns_provider
         self.target = target
         self.active = True
@@ -198,6 +205,11 @@ class Handle:
 
     def _at_exit(self) -> None:
         if self.active:
+            # An OTLP sink gives the exit flush a deadline (1 s): an endpoint that is down
+            # must not hold the app's exit for the exporter's retries.
+            exit_begins = getattr(self.exporter, "exit_begins", None)
+            if callable(exit_begins):
+                exit_begins()
             self.flush(5_000)
 
     def __repr__(self) -> str:
@@ -213,12 +225,12 @@ def _sink_exporter(
 ) -> tuple[SpanExporter, str]:
     endpoint = endpoint or os.environ.get(semconv.ENV_OTLP_ENDPOINT)
     if endpoint and db is None:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from ._otlp import BoundedOtlpExporter
 
         url = endpoint.rstrip("/")
         if not url.endswith("/v1/traces"):
             url += "/v1/traces"
-        return OTLPSpanExporter(endpoint=url), f"otlp {url}"
+        return BoundedOtlpExporter(url), f"otlp {url}"
     # Imported here: the DuckDB stack is heavy and only this sink needs it.
     from clauditor.ingest.exporter import DuckDBSpanExporter
     from clauditor.store import default_db_path
@@ -293,7 +305,7 @@ def instrument(
             )
         except Exception as exc:
             report_failure("instrument", exc)
-        _handle = Handle(provider, sink, owns_provider=owns, target=target)
+        _handle = Handle(provider, sink, owns_provider=owns, target=target, exporter=exporter)
         atexit.register(_handle._at_exit)
         return _handle
 

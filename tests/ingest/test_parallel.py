@@ -188,3 +188,64 @@ def test_worker_rows_travel_as_arrow_and_make_the_in_process_frame(tmp_path: Pat
     assert got.schema == expected.schema
     assert got.equals(expected)
     assert got.height == 3  # the mixed file's three good calls
+
+
+def _children(pid: int) -> set[int]:
+    """Live (not zombie) processes whose parent is ``pid``, from /proc/*/stat."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended while we looked
+        if fields[1] == str(pid) and fields[0] != "Z":
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+@pytest.mark.skipif(parallel.available_workers() < 2, reason="auto starts workers with 2+ CPUs")
+def test_kill_9_of_ingest_takes_its_workers_with_it(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = tmp_path / "big.jsonl"
+    simulate(src, days=10, seed=5)
+    assert src.stat().st_size >= files.PARALLEL_MIN_BYTES  # big enough for worker processes
+    ingest = subprocess.Popen(
+        [sys.executable, "-m", "clauditor.cli", "ingest", str(src), "--db", str(tmp_path / "k.db")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    workers: set[int] = set()
+    try:
+        deadline = time.monotonic() + 60  # a bound, not a timing assertion
+        while len(workers) < 2:
+            assert ingest.poll() is None, "ingest ended before its workers were seen"
+            assert time.monotonic() < deadline, "no worker processes after 60 s"
+            workers = _children(ingest.pid)
+            time.sleep(0.05)
+        ingest.send_signal(signal.SIGKILL)
+        ingest.wait(30)
+        deadline = time.monotonic() + 15  # the target is at once (Linux) or within 1 s
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in workers if _alive(pid)], "workers outlived their parent"
+    finally:
+        if ingest.poll() is None:
+            ingest.kill()
+        for pid in workers:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)  # ours: started by the ingest this test ran

@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from tests.fakeanthropic import FakeAnthropic
 
@@ -93,3 +94,67 @@ def test_locked_database_spools_and_app_is_unaffected(tmp_path: Path) -> None:
     assert done.stdout.strip() == "34"
     spool = [p for p in tmp_path.rglob("*") if p.is_file() and p != db and "spool" in str(p)]
     assert spool, list(tmp_path.rglob("*"))
+
+
+EXITING_APP = """
+    import anthropic, clauditor, sys
+    clauditor.instrument(service="exit-test")
+    client = anthropic.Anthropic(base_url=sys.argv[1], api_key="sk-ant-test-x", max_retries=0)
+    client.messages.create(model="claude-haiku-4-5", max_tokens=8,
+                           messages=[{"role": "user", "content": "hi"}])
+    print("called", flush=True)
+"""
+
+
+def _exit_seconds(base_url: str, env_extra: dict[str, str]) -> tuple[float, str]:
+    """Seconds from the app's last line to its exit (the atexit flush), and its stderr."""
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    env.update(env_extra)
+    app = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(EXITING_APP), base_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    assert app.stdout is not None and app.stderr is not None
+    assert app.stdout.readline() == "called\n"
+    done = time.monotonic()
+    stderr = app.stderr.read()  # ends when the process does
+    app.wait(60)
+    assert app.returncode == 0, stderr
+    return time.monotonic() - done, stderr
+
+
+@pytest.mark.slow
+def test_an_unreachable_otlp_endpoint_adds_at_most_a_second_to_exit_and_logs_once(
+    tmp_path: Path,
+) -> None:
+    """Target: at most 1 s more than exiting with the DuckDB sink (asserted with a 2 s bound:
+    a shared machine is noisy); the failure is one WARNING, not one line per retry."""
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    endpoint = f"http://127.0.0.1:{closed}"
+    baselines, unreachables = [], []
+    with FakeAnthropic() as fake:
+        for _ in range(2):  # interleaved, the least of each: teardown time on a busy machine varies
+            seconds, _ = _exit_seconds(fake.base_url, {"CLAUDITOR_DB": str(tmp_path / "c.duckdb")})
+            baselines.append(seconds)
+            seconds, stderr = _exit_seconds(
+                fake.base_url, {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}
+            )
+            unreachables.append(seconds)
+        assert len(fake.requests) == 4  # every app made its call
+    baseline, unreachable = min(baselines), min(unreachables)
+    assert unreachable - baseline <= 2.0, (unreachable, baseline, stderr)
+    failures = [line for line in stderr.splitlines() if f"127.0.0.1:{closed}" in line]
+    assert len(failures) == 1, stderr
+    assert "not exported to" in failures[0] and "Connection refused" in failures[0]
+    assert "retrying" not in stderr and "Failed to export" not in stderr
