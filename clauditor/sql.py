@@ -82,6 +82,9 @@ _STARTUP: dict[str, Any] = {
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
 }
+# Two sandboxes on one file in one process share its instance: one seals it, the other finds
+# it sealed.
+_SEALING = threading.Lock()
 # The registered pyarrow dataset the Parquet folder's ``calls`` view reads.
 _FOLDER_FILES = "_clauditor_parquet_files"
 
@@ -146,21 +149,25 @@ def _seal(con: duckdb.DuckDBPyConnection, memory_limit: str) -> None:
     """Switch off every way out of the open database, then lock the configuration.
 
     The order matters: DuckDB refuses to change the temporary directory once external access is
-    off, and nothing at all once the configuration is locked.
+    off, and nothing at all once the configuration is locked. An instance another sandbox of
+    this process sealed already keeps that sandbox's memory limit.
     """
-    try:
-        con.execute("SET memory_limit = ?", [memory_limit]).fetchall()
-    except duckdb.Error as exc:
-        raise StoreError(f"invalid memory limit {memory_limit!r}: {_first_line(exc)}") from None
-    for setting in (
-        "SET TimeZone = 'UTC'",
-        "SET temp_directory = ''",
-        "SET python_enable_replacements = false",
-        "SET enable_external_access = false",
-        "SET disabled_filesystems = 'LocalFileSystem'",
-        "SET lock_configuration = true",
-    ):
-        con.execute(setting).fetchall()
+    with _SEALING:
+        if con.execute("SELECT current_setting('lock_configuration')").fetchall()[0][0]:
+            return
+        try:
+            con.execute("SET memory_limit = ?", [memory_limit]).fetchall()
+        except duckdb.Error as exc:
+            raise StoreError(f"invalid memory limit {memory_limit!r}: {_first_line(exc)}") from None
+        for setting in (
+            "SET GLOBAL TimeZone = 'UTC'",  # global: later connections to the instance too
+            "SET temp_directory = ''",
+            "SET GLOBAL python_enable_replacements = false",
+            "SET enable_external_access = false",
+            "SET disabled_filesystems = 'LocalFileSystem'",
+            "SET lock_configuration = true",
+        ):
+            con.execute(setting).fetchall()
 
 
 @contextlib.contextmanager
