@@ -34,6 +34,11 @@ accepts exactly one read: ``SELECT`` (with ``WITH``, ``VALUES``, ``FROM``-first,
 anything else is refused before it runs, with a message naming the statement type. That check
 gives the clear message; the sandbox is what makes it safe.
 
+Limits of the limits: ``memory_limit`` caps DuckDB's own memory, not the result frame handed
+back to Python. DuckDB keeps one instance per file and process: two sandboxes on one file in one
+process share it (the second finds it sealed and keeps the first one's memory limit), and a
+plain reader of that file open in the same process makes the sandbox wait, then fail as busy.
+
 Opening a file written by an older clauditor still upgrades it first (as every reader does,
 :func:`clauditor.store.read_connection`): that write is clauditor's migration, not the query's.
 """
