@@ -34,6 +34,11 @@ accepts exactly one read: ``SELECT`` (with ``WITH``, ``VALUES``, ``FROM``-first,
 anything else is refused before it runs, with a message naming the statement type. That check
 gives the clear message; the sandbox is what makes it safe.
 
+Limits of the limits: ``memory_limit`` caps DuckDB's own memory, not the result frame handed
+back to Python. DuckDB keeps one instance per file and process: two sandboxes on one file in one
+process share it (the second finds it sealed and keeps the first one's memory limit), and a
+plain reader of that file open in the same process makes the sandbox wait, then fail as busy.
+
 Opening a file written by an older clauditor still upgrades it first (as every reader does,
 :func:`clauditor.store.read_connection`): that write is clauditor's migration, not the query's.
 """
@@ -90,6 +95,9 @@ _STARTUP: dict[str, Any] = {
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
 }
+# Two sandboxes on one file in one process share its instance: one seals it, the other finds
+# it sealed.
+_SEALING = threading.Lock()
 # The registered pyarrow dataset the Parquet folder's ``calls`` view reads.
 _FOLDER_FILES = "_clauditor_parquet_files"
 
@@ -154,21 +162,25 @@ def _seal(con: duckdb.DuckDBPyConnection, memory_limit: str) -> None:
     """Switch off every way out of the open database, then lock the configuration.
 
     The order matters: DuckDB refuses to change the temporary directory once external access is
-    off, and nothing at all once the configuration is locked.
+    off, and nothing at all once the configuration is locked. An instance another sandbox of
+    this process sealed already keeps that sandbox's memory limit.
     """
-    try:
-        con.execute("SET memory_limit = ?", [memory_limit]).fetchall()
-    except duckdb.Error as exc:
-        raise StoreError(f"invalid memory limit {memory_limit!r}: {_first_line(exc)}") from None
-    for setting in (
-        "SET TimeZone = 'UTC'",
-        "SET temp_directory = ''",
-        "SET python_enable_replacements = false",
-        "SET enable_external_access = false",
-        "SET disabled_filesystems = 'LocalFileSystem'",
-        "SET lock_configuration = true",
-    ):
-        con.execute(setting).fetchall()
+    with _SEALING:
+        if con.execute("SELECT current_setting('lock_configuration')").fetchall()[0][0]:
+            return
+        try:
+            con.execute("SET memory_limit = ?", [memory_limit]).fetchall()
+        except duckdb.Error as exc:
+            raise StoreError(f"invalid memory limit {memory_limit!r}: {_first_line(exc)}") from None
+        for setting in (
+            "SET GLOBAL TimeZone = 'UTC'",  # global: later connections to the instance too
+            "SET temp_directory = ''",
+            "SET GLOBAL python_enable_replacements = false",
+            "SET enable_external_access = false",
+            "SET disabled_filesystems = 'LocalFileSystem'",
+            "SET lock_configuration = true",
+        ):
+            con.execute(setting).fetchall()
 
 
 @contextlib.contextmanager

@@ -307,7 +307,8 @@ def _open(
     while True:
         try:
             con = duckdb.connect(str(path), read_only=read_only, config=dict(config or {}))
-            con.execute("SET TimeZone = 'UTC'").fetchall()
+            if config is None:  # with a config, the caller sets the zone (it may lock settings)
+                con.execute("SET TimeZone = 'UTC'").fetchall()
             return con
         except (duckdb.IOException, duckdb.ConnectionException) as exc:
             if not _is_lock_error(exc):
@@ -358,7 +359,8 @@ def read_connection(
     A file written by an older clauditor is upgraded first (briefly opening it for writing).
     A folder is read as a Parquet dataset (:func:`clauditor.dataset.dataset_connection`).
     ``config`` is DuckDB's startup configuration for the file's connection (the SQL sandbox,
-    :func:`clauditor.sql.sandboxed_connection`, passes its own).
+    :func:`clauditor.sql.sandboxed_connection`, passes its own); the caller then sets the
+    session time zone itself.
     """
     path = Path(path)
     if path.is_dir():

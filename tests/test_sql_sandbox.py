@@ -261,3 +261,14 @@ def test_refusals_name_the_statement(source: Source) -> None:
         run_query(source.db, f"EXPLAIN ANALYZE COPY calls TO '{source.names['outside']}/x.csv'")
     with pytest.raises(ReadOnlyQueryError, match="reads only the database"):
         run_query(source.db, f"SELECT * FROM read_csv('{source.names['outside']}/secret.csv')")
+
+
+def test_two_sandboxes_at_once_are_both_sealed(source: Source, unchanged: None) -> None:
+    # On one file they share DuckDB's instance: the second finds it sealed by the first.
+    outside = source.names["outside"]
+    with sandboxed_connection(source.db) as first, sandboxed_connection(source.db) as second:
+        for con in (first, second):
+            assert con.execute("SELECT current_setting('TimeZone')").fetchall() == [("UTC",)]
+            with pytest.raises(duckdb.Error):
+                con.execute(f"COPY calls TO '{outside}/stolen.csv'").fetchall()
+            assert con.execute("SELECT count(*) FROM calls").fetchall() == [(3,)]
