@@ -28,6 +28,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from clauditor import semconv
 from clauditor.ingest.normalize import SpanRecord, SpanRejected, normalize
+from clauditor.redact import clip
 
 __all__ = ["DuckDBSpanExporter", "span_record"]
 
@@ -127,7 +128,7 @@ class DuckDBSpanExporter(SpanExporter):
                     len(spans),
                     self.path,
                     type(exc).__name__,
-                    exc,
+                    clip(str(exc), 300),  # a database error may quote the value it refused
                 )
             return SpanExportResult.FAILURE
 
