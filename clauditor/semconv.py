@@ -42,6 +42,9 @@ ERROR_TYPE = "error.type"
 HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
 HTTP_REQUEST_RESEND_COUNT = "http.request.resend_count"
 SERVER_ADDRESS = "server.address"
+# OTel general semconv: on a client span, the region of the called destination (a Bedrock or
+# Vertex region, or "global"); on a resource it is where the app runs, which is not read.
+CLOUD_REGION = "cloud.region"
 
 # Resource attributes.
 SERVICE_NAME = "service.name"
@@ -70,6 +73,13 @@ OPERATION = "clauditor.operation"  # chat | count_tokens | batch
 INPUT_TOKENS_UNCACHED = "clauditor.usage.input_tokens"  # Anthropic meaning: excludes cache
 INFERENCE_GEO = "clauditor.usage.inference_geo"
 SPEED = "clauditor.usage.speed"
+# Anthropic's usage.server_tool_use counts (no other convention names them), and the code
+# execution container of the response (message.container.id; not OTel's container.id, which is
+# the app's own container).
+WEB_SEARCH_REQUESTS = "clauditor.usage.server_tool_use.web_search_requests"
+WEB_FETCH_REQUESTS = "clauditor.usage.server_tool_use.web_fetch_requests"
+CODE_EXECUTION_REQUESTS = "clauditor.usage.server_tool_use.code_execution_requests"
+CONTAINER_ID = "clauditor.container.id"
 TTFT_MS = "clauditor.ttft_ms"
 STREAM_OUTCOME = "clauditor.stream.outcome"  # completed | abandoned | error
 TAG_PREFIX = "clauditor.tag."

@@ -38,6 +38,7 @@ import polars as pl
 import pyarrow as pa
 
 from clauditor import semconv as sc
+from clauditor.cloud import HOST_RULES
 from clauditor.semconv import SECRET_KEY_MARKERS
 
 from . import normalize as _normalize_module  # noqa: F401  (loads it)
@@ -130,6 +131,17 @@ def _python_only() -> str:
     if keys:
         tests.append(f"list_has_any(keys, {_list(keys)})")
     return " OR ".join(tests) or "false"
+
+
+def _host_region(host: str) -> str:
+    """SQL: :func:`clauditor.cloud.region_from_host` of the text ``host`` (NULL stays NULL)."""
+    lowered = f"lower({host})"
+    arms = []
+    for pattern, region in HOST_RULES:
+        found = f"regexp_extract({lowered}, {_lit('^(?:' + pattern + ')$')}, 1)"
+        value = _lit(region) if region is not None else found
+        arms.append(f"WHEN regexp_full_match({lowered}, {_lit(pattern)}) THEN {value}")
+    return f"CASE {' '.join(arms)} END"
 
 
 def _value_json(v: str) -> str:
@@ -262,6 +274,7 @@ def _spans_sql(feature_attributes: tuple[str, ...]) -> str:
         {k for ks in keys.values() for k in ks}
         | set(feature_attributes)
         | {baggage, sc.GEN_AI_PROVIDER_NAME, sc.GEN_AI_SYSTEM, sc.OPERATION, sc.GEN_AI_RESPONSE_ID}
+        | {sc.SERVER_ADDRESS}
     )
     col = {k: f"v{i}" for i, k in enumerate(wanted)}
     positions = ", ".join(f"list_position(keys, {_lit(k)}) AS p{i}" for i, k in enumerate(wanted))
@@ -362,6 +375,10 @@ def _spans_sql(feature_attributes: tuple[str, ...]) -> str:
     user_id, conversation = text("user_id"), text("conversation_id")
     code_location, tier = text("code_location"), text("service_tier")
     geo, speed = text("inference_geo"), text("speed")
+    web_search, web_fetch = count("web_search_requests"), count("web_fetch_requests")
+    code_execution, container = count("code_execution_requests"), text("container_id")
+    host_region = _host_region(f"{col[sc.SERVER_ADDRESS]}.stringValue")
+    cloud_region = f"coalesce({text('cloud_region')}, {host_region})"
 
     span_ok = " AND ".join(
         [
@@ -467,10 +484,10 @@ SELECT g, ri, si, pi,
     {rest} AS attributes,
     resource,
     {col[sc.GEN_AI_RESPONSE_ID]}.stringValue AS response_id,
-    NULL::BIGINT AS web_search_requests,
-    NULL::BIGINT AS web_fetch_requests,
-    NULL::BIGINT AS code_execution_requests,
-    NULL::VARCHAR AS container_id,
-    NULL::VARCHAR AS cloud_region
+    {web_search} AS web_search_requests,
+    {web_fetch} AS web_fetch_requests,
+    {code_execution} AS code_execution_requests,
+    {container} AS container_id,
+    {cloud_region} AS cloud_region
 FROM c
 """

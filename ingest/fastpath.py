@@ -35,6 +35,7 @@ from typing import Any, Final
 import orjson
 
 from clauditor import semconv as sc
+from clauditor.cloud import region_from_host
 from clauditor.redact import is_secret_key
 
 from . import normalize as _normalize_module  # noqa: F401  (loads it)
@@ -85,6 +86,11 @@ _K = nz.GENAI_KEYS
 (_GEO,) = _K["inference_geo"]
 (_SPEED,) = _K["speed"]
 (_STOP,) = _K["stop_reason"]
+(_WEB_SEARCH,) = _K["web_search_requests"]
+(_WEB_FETCH,) = _K["web_fetch_requests"]
+(_CODE_EXECUTION,) = _K["code_execution_requests"]
+(_CONTAINER,) = _K["container_id"]
+(_CLOUD_REGION,) = _K["cloud_region"]
 # Multi-key fields: the first key present wins.
 _CACHE_READ = _K["cache_read"]
 _CACHE_WRITE = _K["cache_write"]
@@ -105,6 +111,7 @@ _CALL_SPAN_NAMES = nz._CALL_SPAN_NAMES
 _ERROR = nz.STATUS_CODE_ERROR
 _ANTHROPIC_SCOPE = sc.ANTHROPIC_SCOPE
 _RESPONSE_ID = sc.GEN_AI_RESPONSE_ID
+_SERVER_ADDRESS = sc.SERVER_ADDRESS
 _PROVIDER_KEYS = (sc.GEN_AI_PROVIDER_NAME, sc.GEN_AI_SYSTEM)
 _resource_columns = nz._resource_columns
 _mapped = nz._mapped
@@ -263,7 +270,20 @@ def span_row(
     output_tokens = aget(_OUTPUT)
     input_tokens = aget(_UNCACHED)
     inclusive = aget(_INCLUSIVE)
-    for value in (cache_read, cache_write, cache_5m, cache_1h, output_tokens, input_tokens):
+    web_search = aget(_WEB_SEARCH)
+    web_fetch = aget(_WEB_FETCH)
+    code_execution = aget(_CODE_EXECUTION)
+    for value in (
+        cache_read,
+        cache_write,
+        cache_5m,
+        cache_1h,
+        output_tokens,
+        input_tokens,
+        web_search,
+        web_fetch,
+        code_execution,
+    ):
         if value is not None and not (type(value) is int and 0 <= value <= _MAX_COUNT):
             return GENERIC
     if cache_write is None and (cache_5m is not None or cache_1h is not None):
@@ -288,6 +308,8 @@ def span_row(
     service_tier = _first(aget, _TIER)
     geo = aget(_GEO)
     speed = aget(_SPEED)
+    container_id = aget(_CONTAINER)
+    cloud_region = aget(_CLOUD_REGION)
     response_id = aget(_RESPONSE_ID)
     service, environment, resource_json = _resource_columns(resource)
     # Every text that reaches a scrubbed column must be a string (or nothing) with nothing in
@@ -308,6 +330,8 @@ def span_row(
             environment,
             geo,
             speed,
+            container_id,
+            cloud_region,
         )
         if t is not None
     ]
@@ -320,6 +344,10 @@ def span_row(
         response_id = None  # not a column value: only left out of its column
     if error_type is not None:
         error_type = _ALIASES.get(error_type, error_type)
+    if cloud_region is None:
+        host = aget(_SERVER_ADDRESS)
+        if type(host) is str:
+            cloud_region = region_from_host(host)  # [a-z0-9-] only: nothing to scrub
 
     ttft_ms = aget(_TTFT)
     max_tokens = aget(_MAX_TOKENS)
@@ -403,11 +431,11 @@ def span_row(
         encode(rest) if rest else "{}",
         resource_json,
         response_id,
-        None,  # web_search_requests
-        None,  # web_fetch_requests
-        None,  # code_execution_requests
-        None,  # container_id
-        None,  # cloud_region
+        web_search,
+        web_fetch,
+        code_execution,
+        container_id,
+        cloud_region,
     )
 
 

@@ -9,6 +9,14 @@ The token columns follow Anthropic's meaning: ``input_tokens`` is the UNCACHED i
 spans carry it directly (``clauditor.usage.input_tokens``); other sources carry only the OTel
 count, which INCLUDES cache reads and writes, so the cache counts are subtracted (never below 0).
 
+Server tools (``web_search_requests``, ``web_fetch_requests``, ``code_execution_requests``) are
+checked like token counts (an integral string is read, anything else rejects the span).
+``cloud_region`` is the span's ``cloud.region`` (on a client span, the called endpoint's
+region), else the Bedrock or Vertex region of its ``server.address``
+(:func:`clauditor.cloud.region_from_host`). A resource's ``cloud.region`` is never read: it says
+where the app runs, and an app on any cloud calling the first-party API would be priced as a
+regional Bedrock/Vertex call.
+
 Each instrumentation is a :class:`Convention`: how to recognise its spans plus which attribute
 keys feed which column, first key present wins. Adding a convention (OpenLLMetry,
 OpenInference, ...) is adding one entry to :data:`CONVENTIONS`.
@@ -31,6 +39,7 @@ from typing import Any
 import polars as pl
 
 from clauditor import semconv as sc
+from clauditor.cloud import region_from_host
 from clauditor.redact import clip, is_secret_key, scrub, scrub_value
 from clauditor.schema import CALLS_COLUMNS, PRICED_COLUMNS, SOURCES
 
@@ -175,6 +184,15 @@ GENAI_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "inference_geo": (sc.INFERENCE_GEO,),
         "speed": (sc.SPEED,),
         "stop_reason": (sc.ANTHROPIC_STOP_REASON,),
+        # Server tools and the container: clauditor's names only. Neither the OTel GenAI
+        # semconv, the anthropic SDK's own spans (2.x), OpenLLMetry, OpenInference nor OpenLIT
+        # record usage.server_tool_use or the container.
+        "web_search_requests": (sc.WEB_SEARCH_REQUESTS,),
+        "web_fetch_requests": (sc.WEB_FETCH_REQUESTS,),
+        "code_execution_requests": (sc.CODE_EXECUTION_REQUESTS,),
+        "container_id": (sc.CONTAINER_ID,),
+        # The span's cloud.region (the called endpoint's); else derived from server.address.
+        "cloud_region": (sc.CLOUD_REGION,),
     }
 )
 
@@ -525,6 +543,8 @@ _TEXT_COLUMNS = (
     "service_tier",
     "stop_reason",
     "error_type",
+    "container_id",
+    "cloud_region",
 )
 
 
@@ -773,6 +793,11 @@ def _row(record: SpanRecord, feature_attributes: Sequence[str]) -> dict[str, Any
     if http_status is not None and not _plain_int(http_status):
         http_status = _lenient(f, "http_status", _to_int, rest, attrs, conv)
     response_id = get(sc.GEN_AI_RESPONSE_ID)
+    cloud_region = _text(f["cloud_region"])
+    if cloud_region is None:
+        host = get(sc.SERVER_ADDRESS)
+        if type(host) is str:
+            cloud_region = region_from_host(host)
     retries = f["retries"]
     if not _plain_int(retries):
         retries = _lenient(f, "retries", _to_int, rest, attrs, conv) or 0
@@ -814,11 +839,11 @@ def _row(record: SpanRecord, feature_attributes: Sequence[str]) -> dict[str, Any
         "attributes": "",
         "resource": resource_json,
         "response_id": response_id if type(response_id) is str else None,
-        "web_search_requests": None,
-        "web_fetch_requests": None,
-        "code_execution_requests": None,
-        "container_id": None,
-        "cloud_region": None,
+        "web_search_requests": _count(f, "web_search_requests", attrs, conv),
+        "web_fetch_requests": _count(f, "web_fetch_requests", attrs, conv),
+        "code_execution_requests": _count(f, "code_execution_requests", attrs, conv),
+        "container_id": _text(f["container_id"]),
+        "cloud_region": cloud_region,
     }
     if conv.refine is not None:
         conv.refine(record, row, rest, feature_attributes)

@@ -4,6 +4,16 @@ Token counts follow two meanings at once, so no reader has to do cache arithmeti
 ``gen_ai.usage.input_tokens`` is INCLUSIVE (uncached + cache read + cache write, as the OTel
 semconv says) and ``clauditor.usage.input_tokens`` is Anthropic's UNCACHED count.
 
+Server tools: ``usage.server_tool_use`` gives the web search and web fetch counts (and a code
+execution count where the API reports one); a response that ran code execution names its
+container (``message.container``), whose id is recorded and, when usage has no code execution
+count, the code execution tool uses of the response's content are counted instead. Streams
+report the final, cumulative ``server_tool_use`` of ``message_delta``.
+
+The cloud region of a Bedrock or Vertex client (:func:`client_region`) is recorded as
+``cloud.region``: from the client's public ``aws_region`` / ``region``, else from the host it
+sends requests to (:func:`clauditor.cloud.region_from_host`).
+
 Every reader here tolerates a malformed body: a count that is not an int is left out rather
 than guessed, and nothing here raises for odd input.
 """
@@ -16,19 +26,24 @@ from types import CodeType
 from typing import Any
 
 from clauditor import semconv
+from clauditor.cloud import region_from_host
 
 from ._context import current_feature
 
 __all__ = [
+    "CODE_EXECUTION_TOOLS",
     "add_context_attributes",
     "add_message_attributes",
     "add_message_ids",
+    "add_server_tool_attributes",
     "add_usage_attributes",
+    "client_region",
     "code_location",
     "context_attributes",
     "error_attributes",
     "field_dict",
     "fields_of",
+    "is_code_execution_use",
     "message_attributes",
     "request_attributes",
     "usage_attributes",
@@ -191,6 +206,59 @@ _SPEED = semconv.SPEED
 _RESPONSE_ID = semconv.GEN_AI_RESPONSE_ID
 _RESPONSE_MODEL = semconv.GEN_AI_RESPONSE_MODEL
 _STOP_REASON = semconv.ANTHROPIC_STOP_REASON
+_CODE_EXECUTION = semconv.CODE_EXECUTION_REQUESTS
+_CONTAINER = semconv.CONTAINER_ID
+_SERVER_TOOL_FIELDS = (
+    ("web_search_requests", semconv.WEB_SEARCH_REQUESTS),
+    ("web_fetch_requests", semconv.WEB_FETCH_REQUESTS),
+    ("code_execution_requests", _CODE_EXECUTION),  # not in today's API; taken when present
+)
+# The server tools that run in the code execution container (ServerToolUseBlock.name).
+CODE_EXECUTION_TOOLS = frozenset(
+    {"code_execution", "bash_code_execution", "text_editor_code_execution"}
+)
+
+
+def is_code_execution_use(block: Any) -> bool:
+    """Whether a content block (a model or a dict) is a server tool use of code execution."""
+    if _get(block, "type") != "server_tool_use":
+        return False
+    name = _get(block, "name")
+    return type(name) is str and name in CODE_EXECUTION_TOOLS
+
+
+def add_server_tool_attributes(
+    attrs: dict[str, Any],
+    server_tool_use: Any,
+    container: Any,
+    content: Any = None,
+    code_uses: int | None = None,
+) -> None:
+    """Add ``usage.server_tool_use``'s counts and the code execution ``container`` to ``attrs``.
+
+    When there is a container and usage gave no code execution count, the count is
+    ``code_uses`` when given (a stream counts its blocks as they start), else the code execution
+    tool uses in ``content`` (a Message's content list). An empty or missing ``content`` leaves
+    the count out: the anthropic 1.x SDK records a raw response's Message on its span without
+    the content, and no count beats a wrong 0.
+    """
+    if server_tool_use is not None:
+        get = fields_of(server_tool_use)
+        for field, key in _SERVER_TOOL_FIELDS:
+            value = get(field)
+            if type(value) is int and value >= 0:
+                attrs[key] = value
+    if container is None:
+        return
+    container_id = _get(container, "id")
+    if type(container_id) is str:
+        attrs[_CONTAINER] = container_id
+    if _CODE_EXECUTION not in attrs:
+        if code_uses is None:
+            if type(content) is not list or not content:
+                return
+            code_uses = sum(1 for block in content if is_code_execution_use(block))
+        attrs[_CODE_EXECUTION] = code_uses
 
 
 def add_usage_attributes(attrs: dict[str, Any], usage: Any, output: bool = True) -> None:
@@ -234,6 +302,9 @@ def add_usage_attributes(attrs: dict[str, Any], usage: Any, output: bool = True)
     value = get("speed")
     if type(value) is str:
         attrs[_SPEED] = value
+    tools = get("server_tool_use")
+    if tools is not None:
+        add_server_tool_attributes(attrs, tools, None)
 
 
 def usage_attributes(usage: Any, *, output: bool = True) -> dict[str, Any]:
@@ -317,6 +388,10 @@ def add_message_attributes(attrs: dict[str, Any], message: Any) -> Any:
             attrs[_GEO] = geo
         if type(speed) is str:
             attrs[_SPEED] = speed
+    tools = get("server_tool_use")
+    container = fields.get("container")
+    if tools is not None or container is not None:
+        add_server_tool_attributes(attrs, tools, container, fields.get("content"))
     return request_id
 
 
@@ -327,6 +402,9 @@ def _add_any_message_attributes(attrs: dict[str, Any], message: Any) -> Any:
     usage = get("usage")
     if usage is not None:
         add_usage_attributes(attrs, usage, True)
+    container = get("container")
+    if container is not None:
+        add_server_tool_attributes(attrs, None, container, get("content"))
     return get("_request_id")
 
 
@@ -349,6 +427,48 @@ def message_attributes(message: Any) -> dict[str, Any]:
     if message is not None:
         add_message_attributes(attrs, message)
     return attrs
+
+
+# Client class -> the public attribute that holds its region ("" for clients that have none).
+_REGION_FIELDS: dict[type, str] = {}
+_REGION_MODULES = (("anthropic.lib.bedrock", "aws_region"), ("anthropic.lib.vertex", "region"))
+
+
+def _region_field(cls: type) -> str:
+    for klass in cls.__mro__:
+        module = getattr(klass, "__module__", "") or ""
+        for prefix, field in _REGION_MODULES:
+            if module.startswith(prefix):
+                return field
+    return ""
+
+
+def client_region(client: Any) -> str | None:
+    """The cloud region an ``AnthropicBedrock`` / ``AnthropicVertex`` client (sync or async)
+    sends its calls to; ``None`` for every other client.
+
+    The client's own ``aws_region`` / ``region`` (Vertex's may be ``global``, ``us`` or
+    ``eu``), else the region of its ``base_url`` host. A dict lookup for other clients.
+    """
+    cls = type(client)
+    field = _REGION_FIELDS.get(cls)
+    if field is None:
+        field = _region_field(cls)
+        if len(_REGION_FIELDS) < 256:
+            _REGION_FIELDS[cls] = field
+    if not field:
+        return None
+    try:
+        value = getattr(client, field, None)
+    except Exception:  # Vertex's base class raises when no region was ever set
+        value = None
+    if type(value) is str and value:
+        return value
+    try:
+        host = client.base_url.host
+    except Exception:
+        return None
+    return region_from_host(host) if type(host) is str else None
 
 
 def error_attributes(exc: BaseException) -> dict[str, Any]:

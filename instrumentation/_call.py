@@ -28,11 +28,13 @@ from clauditor.redact import clip
 from ._attributes import (
     add_message_attributes,
     add_message_ids,
+    add_server_tool_attributes,
     add_usage_attributes,
     code_location,
     error_attributes,
     field_dict,
     fields_of,
+    is_code_execution_use,
     request_attributes,
 )
 from ._capture import CallCapture, CapturePolicy
@@ -65,6 +67,7 @@ _USAGE_FIELDS = (
     "service_tier",
     "inference_geo",
     "speed",
+    "server_tool_use",
 )
 
 
@@ -73,6 +76,8 @@ class Call:
 
     __slots__ = (
         "_capture",
+        "_code_uses",
+        "_container",
         "_ended",
         "_first_token_ns",
         "_metrics",
@@ -121,6 +126,8 @@ class Call:
         self._saw_delta = False
         self._saw_stop = False
         self._usage: dict[str, Any] | None = None
+        self._container: Any = None  # message.container, from message_start or message_delta
+        self._code_uses = 0  # code execution tool uses, counted as their blocks start
         self.streaming = True
 
     # --- facts learned during the call ------------------------------------------------------
@@ -165,12 +172,22 @@ class Call:
                 get = fields_of(event.message)
                 add_message_ids(self.attrs, get)
                 self._merge_usage(get("usage"))
+                container = get("container")
+                if container is not None:
+                    self._container = container
             elif kind == "message_delta":
                 self._saw_delta = True
                 self._merge_usage(getattr(event, "usage", None))
-                stop = getattr(getattr(event, "delta", None), "stop_reason", None)
+                delta = getattr(event, "delta", None)
+                stop = getattr(delta, "stop_reason", None)
                 if isinstance(stop, str):
                     self.attrs[semconv.ANTHROPIC_STOP_REASON] = stop
+                container = getattr(delta, "container", None)
+                if container is not None:
+                    self._container = container
+            elif kind == "content_block_start":
+                if is_code_execution_use(getattr(event, "content_block", None)):
+                    self._code_uses += 1
             elif kind == "message_stop":
                 self._saw_stop = True
         except Exception as exc:
@@ -273,6 +290,8 @@ class Call:
         if usage:
             # message_start's output_tokens is a placeholder; only message_delta's counts.
             add_usage_attributes(self.attrs, usage, self._saw_delta)
+        if self._container is not None:
+            add_server_tool_attributes(self.attrs, None, self._container, None, self._code_uses)
         if self._first_token_ns:
             self.attrs[semconv.TTFT_MS] = (self._first_token_ns - self.start_ns) / 1e6
         capture = self._capture

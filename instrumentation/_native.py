@@ -6,8 +6,13 @@ the one span carries the whole convention:
 
 * on start (in the app's thread, inside the call): feature, user, tags, code location and
   ``clauditor.operation``;
-* from the response: ``inference_geo`` and ``speed``, read where the SDK records the response
-  on its span (:func:`usage_extras_hook`), for streamed and raw responses alike;
+* from the response: ``inference_geo``, ``speed``, the server tool counts and the code
+  execution container, read where the SDK records the response on its span
+  (:func:`usage_extras_hook`), for streamed (the SDK's accumulated Message) and raw responses
+  alike;
+* the cloud region of a Bedrock or Vertex client, which the wrapper found on the client and
+  handed over with the code location (:data:`CALL_SITE`), else the region of the span's
+  ``server.address``;
 * while ending (``_on_ending``, where the span is still writable): whichever of the inclusive
   and uncached input counts is missing (the SDK records the inclusive one),
   ``clauditor.ttft_ms``, the stream outcome, and the metrics.
@@ -24,8 +29,9 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import StatusCode
 
 from clauditor import semconv
+from clauditor.cloud import region_from_host
 
-from ._attributes import add_context_attributes
+from ._attributes import add_context_attributes, add_server_tool_attributes, fields_of
 from ._capture import PENDING_CAPTURE
 from ._safety import report_failure
 
@@ -44,8 +50,9 @@ _OPERATIONS = {
 _SDK_TTFT = "gen_ai.response.time_to_first_chunk"  # seconds, set by the SDK on streams
 
 # The app's code location of the native call in flight in this thread / task: the wrapper finds
-# it a frame or two up, far cheaper than walking up from inside the SDK's span start.
-CALL_SITE: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+# it a frame or two up, far cheaper than walking up from inside the SDK's span start. A Bedrock
+# or Vertex client's call sets (location, region) instead.
+CALL_SITE: contextvars.ContextVar[str | tuple[str | None, str] | None] = contextvars.ContextVar(
     "clauditor_call_site", default=None
 )
 
@@ -56,27 +63,32 @@ _USAGE_EXTRAS = (("inference_geo", semconv.INFERENCE_GEO), ("speed", semconv.SPE
 
 
 def _usage_extras(span: Any, data: Any) -> None:
-    # Declared fields of the SDK's models are plain attribute reads; pydantic finds the ones an
-    # older SDK does not declare in its extras.
-    if type(data) is dict:
-        usage = data.get("usage")
-    elif hasattr(data, "__pydantic_extra__"):
-        usage = getattr(data, "usage", None)
-    else:
+    # fields_of reads a model's declared fields and the extras (fields an older SDK does not
+    # declare) from its field dicts.
+    if type(data) is not dict and not hasattr(data, "__pydantic_extra__"):
         return  # a stream or an unread raw response: nothing recorded here, as the SDK does
+    get = fields_of(data)
+    usage = get("usage")
     if usage is None:
         return
-    extra = {}
+    usage_get = fields_of(usage)
+    extra: dict[str, Any] = {}
     for field, key in _USAGE_EXTRAS:
-        value = usage.get(field) if type(usage) is dict else getattr(usage, field, None)
+        value = usage_get(field)
         if isinstance(value, str):
             extra[key] = value
+    tools = usage_get("server_tool_use")
+    container = get("container")
+    if tools is not None or container is not None:
+        add_server_tool_attributes(extra, tools, container, get("content"))
     if extra and span.is_recording():
         span.set_attributes(extra)
 
 
 def usage_extras_hook(span_at: int, data_at: int, name_at: int | None = None) -> Any:
-    """Wrap an SDK function that records a response on its span, to add ``inference_geo``/``speed``.
+    """Wrap an SDK function that records a response on its span, to add what it leaves out.
+
+    That is ``inference_geo``, ``speed``, ``usage.server_tool_use`` and the container.
 
     That is ``_tracing.set_response_attributes(span, span_name, data)`` in anthropic 2.x and
     ``lib._tracing._response.set_response(span, message, complete=...)`` in 1.x, for whole and
@@ -217,12 +229,19 @@ class NativeSpanEnricher(SpanProcessor):
             if operation is None:
                 return
             attrs: dict[str, Any] = {}
-            add_context_attributes(attrs, operation, 3, CALL_SITE.get())
+            site = CALL_SITE.get()
+            location, region = site if isinstance(site, tuple) else (site, None)
+            add_context_attributes(attrs, operation, 3, location)
             capture = PENDING_CAPTURE.get() if operation == "chat" else None
-            raw = raw_attributes(span, len(attrs) + 1) if capture is None else None
+            raw = raw_attributes(span, len(attrs) + 2) if capture is None else None
             current = raw if raw is not None else span.attributes or {}
             if operation == "chat" and semconv.GEN_AI_REQUEST_STREAM not in current:
                 attrs[semconv.GEN_AI_REQUEST_STREAM] = False
+            if region is None:
+                host = current.get(semconv.SERVER_ADDRESS)
+                region = region_from_host(host) if type(host) is str else None
+            if region is not None:
+                attrs[semconv.CLOUD_REGION] = region
             if capture is not None and capture.span is None:
                 capture.span = span
                 if capture.full:

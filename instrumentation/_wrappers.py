@@ -27,7 +27,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from clauditor import semconv
 
-from ._attributes import code_location, context_attributes, message_attributes
+from ._attributes import client_region, code_location, context_attributes, message_attributes
 from ._call import ACTIVE_CALL, Call, start_call
 from ._capture import PENDING_CAPTURE, CallCapture, CapturePolicy
 from ._native import CALL_SITE
@@ -116,8 +116,10 @@ def _sync_call(span_name: str, operation: str, original: Callable[..., Any]) -> 
         rt = _runtime
         if rt is None:
             return original(self, *args, **kwargs)
+        region = client_region(getattr(self, "_client", None))
         if _native(self):
-            site = CALL_SITE.set(code_location(2))
+            location = code_location(2)
+            site = CALL_SITE.set(location if region is None else (location, region))
             try:
                 if rt.capture is None or operation != "chat":
                     return original(self, *args, **kwargs)
@@ -134,6 +136,8 @@ def _sync_call(span_name: str, operation: str, original: Callable[..., Any]) -> 
         )  # fmt: skip
         if call is None:
             return original(self, *args, **kwargs)
+        if region is not None:
+            call.attrs[semconv.CLOUD_REGION] = region
         token = ACTIVE_CALL.set(call)
         try:
             result = original(self, *args, **kwargs)
@@ -154,8 +158,10 @@ def _async_call(span_name: str, operation: str, original: Callable[..., Any]) ->
         rt = _runtime
         if rt is None:
             return await original(self, *args, **kwargs)
+        region = client_region(getattr(self, "_client", None))
         if _native(self):
-            site = CALL_SITE.set(code_location(2))
+            location = code_location(2)
+            site = CALL_SITE.set(location if region is None else (location, region))
             try:
                 if rt.capture is None or operation != "chat":
                     return await original(self, *args, **kwargs)
@@ -172,6 +178,8 @@ def _async_call(span_name: str, operation: str, original: Callable[..., Any]) ->
         )  # fmt: skip
         if call is None:
             return await original(self, *args, **kwargs)
+        if region is not None:
+            call.attrs[semconv.CLOUD_REGION] = region
         token = ACTIVE_CALL.set(call)
         try:
             result = await original(self, *args, **kwargs)
@@ -196,11 +204,16 @@ def _stream_method(original: Callable[..., Any], *, is_async: bool) -> Callable[
         if rt is None or _native(self):
             return manager
 
+        region = client_region(getattr(self, "_client", None))
+
         def start() -> Call | None:
-            return start_call(
+            call = start_call(
                 rt.tracer, rt.metrics, semconv.ANTHROPIC_SPAN_MESSAGES_CREATE, "chat", kwargs,
                 stream=True, capture=rt.capture,
             )  # fmt: skip
+            if call is not None and region is not None:
+                call.attrs[semconv.CLOUD_REGION] = region
+            return call
 
         return manager_cls(manager, start)
 
@@ -319,9 +332,15 @@ async def _async_traced_results(
 
 
 def _results_method(original: Callable[..., Any], *, is_async: bool) -> Callable[..., Any]:
-    def context(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    def context(
+        resource: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
         batch_id = args[0] if args else kwargs.get("message_batch_id", "")
-        return str(batch_id), context_attributes("batch")
+        ctx = context_attributes("batch")
+        region = client_region(getattr(resource, "_client", None))
+        if region is not None:
+            ctx[semconv.CLOUD_REGION] = region
+        return str(batch_id), ctx
 
     if is_async:
 
@@ -332,7 +351,7 @@ def _results_method(original: Callable[..., Any], *, is_async: bool) -> Callable
             if rt is None:
                 return results
             try:
-                batch_id, ctx = context(args, kwargs)
+                batch_id, ctx = context(self, args, kwargs)
             except Exception as exc:
                 report_failure("batch results", exc)
                 return results
@@ -347,7 +366,7 @@ def _results_method(original: Callable[..., Any], *, is_async: bool) -> Callable
         if rt is None:
             return results
         try:
-            batch_id, ctx = context(args, kwargs)
+            batch_id, ctx = context(self, args, kwargs)
         except Exception as exc:
             report_failure("batch results", exc)
             return results

@@ -5,6 +5,8 @@ The server listens on 127.0.0.1 (a random port) and speaks the wire format the S
 * ``POST /v1/messages`` -> a Message JSON body, or (``"stream": true``) Server-Sent Events with the
   real event names and usage placement: ``message_start`` carries the input counts and a
   placeholder ``output_tokens``; ``message_delta.usage`` carries the cumulative, final counts.
+* Vertex AI's ``POST /projects/{p}/locations/{r}/publishers/anthropic/models/{m}:rawPredict``
+  (``:streamRawPredict``) answer as ``/v1/messages`` does, for ``anthropic.AnthropicVertex``.
 * ``POST /v1/messages/count_tokens`` -> ``{"input_tokens": N}``
 * ``POST /v1/messages/batches``, ``GET /v1/messages/batches/{id}`` and the ``results_url`` JSONL.
 * every response has a ``request-id`` header; errors have the real envelope
@@ -30,9 +32,11 @@ __all__ = [
     "RecordedRequest",
     "Reply",
     "batch_results",
+    "container",
     "error",
     "message",
     "message_body",
+    "server_tool_use_block",
     "stream",
     "stream_events",
     "usage",
@@ -68,6 +72,17 @@ def usage(
     return body
 
 
+def container(container_id: str = "container_fake01") -> dict[str, Any]:
+    """A Message's ``container`` (present when the code execution tool ran)."""
+    return {"id": container_id, "expires_at": "2026-01-01T01:00:00Z"}
+
+
+def server_tool_use_block(name: str) -> dict[str, Any]:
+    """A ``server_tool_use`` content block (``web_search``, ``code_execution``, ...)."""
+    return {"type": "server_tool_use", "id": f"srvtoolu_fake{next(_ids):06d}", "name": name,
+            "input": {}}  # fmt: skip
+
+
 def message_body(
     *,
     model: str = "claude-haiku-4-5-20251001",
@@ -75,18 +90,27 @@ def message_body(
     stop_reason: str = "end_turn",
     usage_: dict[str, Any] | None = None,
     msg_id: str | None = None,
+    tool_uses: tuple[str, ...] = (),
+    container_: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A complete Message JSON body."""
-    return {
+    """A complete Message JSON body; ``tool_uses`` names server tool use blocks put before the
+    text, ``container_`` is the code execution container (see :func:`container`)."""
+    body = {
         "id": msg_id or f"msg_fake{next(_ids):06d}",
         "type": "message",
         "role": "assistant",
         "model": model,
-        "content": [{"type": "text", "text": text}],
+        "content": [
+            *(server_tool_use_block(name) for name in tool_uses),
+            {"type": "text", "text": text},
+        ],
         "stop_reason": stop_reason,
         "stop_sequence": None,
         "usage": usage_ if usage_ is not None else usage(),
     }
+    if container_ is not None:
+        body["container"] = container_
+    return body
 
 
 @dataclass
@@ -131,11 +155,16 @@ def stream_events(
     final_usage: dict[str, Any] | None = None,
     stop_reason: str = "end_turn",
     ping: bool = True,
+    tool_uses: tuple[str, ...] = (),
+    container_: dict[str, Any] | None = None,
 ) -> list[tuple[str, Any]]:
     """The SSE event sequence of one streamed Message.
 
     ``start_usage`` is what ``message_start`` says (its ``output_tokens`` a placeholder, 1 by
-    default); ``final_usage`` is the cumulative usage ``message_delta`` carries.
+    default); ``final_usage`` is the cumulative usage ``message_delta`` carries (with the final
+    ``server_tool_use`` when the call used server tools). ``tool_uses`` are server tool use
+    blocks streamed after the text; ``container_`` comes in ``message_delta``'s delta, as the
+    API sends it.
     """
     start = start_usage if start_usage is not None else usage(output_tokens=1)
     final = final_usage if final_usage is not None else {"output_tokens": 201}
@@ -160,16 +189,15 @@ def stream_events(
             ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
         )
     events.append(("content_block_stop", {"type": "content_block_stop", "index": 0}))
-    events.append(
-        (
-            "message_delta",
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-                "usage": final,
-            },
-        )
-    )
+    for index, name in enumerate(tool_uses, 1):
+        block = {"type": "content_block_start", "index": index,
+                 "content_block": server_tool_use_block(name)}  # fmt: skip
+        events.append(("content_block_start", block))
+        events.append(("content_block_stop", {"type": "content_block_stop", "index": index}))
+    delta: dict[str, Any] = {"stop_reason": stop_reason, "stop_sequence": None}
+    if container_ is not None:
+        delta["container"] = container_
+    events.append(("message_delta", {"type": "message_delta", "delta": delta, "usage": final}))
     events.append(("message_stop", {"type": "message_stop"}))
     return events
 
@@ -275,7 +303,8 @@ class FakeAnthropic:
         path = handler.path.split("?")[0]
         self.requests.append(RecordedRequest(method, path, headers, body))
 
-        if method == "POST" and path == "/v1/messages":
+        vertex = path.startswith("/projects/") and path.endswith(("rawPredict", "RawPredict"))
+        if method == "POST" and (path == "/v1/messages" or vertex):
             wants_stream = isinstance(body, dict) and body.get("stream") is True
             reply = self._next(stream() if wants_stream else message())
         elif method == "POST" and path == "/v1/messages/count_tokens":

@@ -125,6 +125,8 @@ _VALUES: list[Any] = [
     {"stringValue": "openai"},
     {"stringValue": "count_tokens"},
     {"stringValue": "rate_limit_error"},
+    {"stringValue": "us-east5-aiplatform.googleapis.com"},
+    {"stringValue": "bedrock-runtime.eu-west-1.amazonaws.com"},
     {"intValue": "-5"},
     {"intValue": "0"},
     {"intValue": "100000001"},
@@ -158,6 +160,11 @@ _EXTRA_KEYS = [
     sc.GEN_AI_PROVIDER_NAME,
     sc.GEN_AI_RESPONSE_FINISH_REASONS,
     sc.OPERATION,
+    sc.WEB_SEARCH_REQUESTS,
+    sc.CODE_EXECUTION_REQUESTS,
+    sc.CONTAINER_ID,
+    sc.CLOUD_REGION,
+    sc.SERVER_ADDRESS,
 ]
 _SCOPES = [
     "",

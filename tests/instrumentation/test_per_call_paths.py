@@ -46,6 +46,7 @@ def _both_paths(message: Any) -> tuple[list[Any], list[Any]]:
         fa.usage(12, 34),
         fa.usage(100, 40, cache_read=2000, cache_5m=300, cache_1h=50),
         fa.usage(7, 3, inference_geo="us", speed="fast"),
+        fa.usage(7, 3, server_tool_use={"web_search_requests": 2, "web_fetch_requests": 1}),
         {"input_tokens": 5, "output_tokens": 6},  # no cache fields, no TTL split, no tier
     ],
 )
@@ -68,6 +69,20 @@ def test_malformed_counts_are_left_out_as_before(usage: dict[str, Any]) -> None:
     fast, general = _both_paths(_message(fa.message_body(usage_=usage), validate=False))
     assert fast == general
     assert not any(value is True or value == -1 or value == "9" for _, value in fast)
+
+
+def test_message_with_a_code_execution_container() -> None:
+    body = fa.message_body(
+        usage_=fa.usage(
+            12, 34, server_tool_use={"web_search_requests": 1, "web_fetch_requests": 0}
+        ),
+        tool_uses=("code_execution", "web_search", "text_editor_code_execution"),
+        container_=fa.container("container_x"),
+    )
+    fast, general = _both_paths(_message(body))
+    assert fast == general
+    assert dict(fast)[sc.CONTAINER_ID] == "container_x"
+    assert dict(fast)[sc.CODE_EXECUTION_REQUESTS] == 2
 
 
 def test_message_without_stop_reason_or_with_extra_usage_fields() -> None:
