@@ -16,6 +16,9 @@ Conventions every caller can rely on:
   never 0, so "free" and "unknown" cannot be confused.
 * ``share`` is a group's fraction of the priced total of the frame given, so shares of the
   priced groups add up to 1.
+* ``tools_usd`` is the server tools' part of ``cost_usd`` (web search fees; ``cost_tools_usd``
+  summed, NULL when no call of the group has it) and ``web_searches`` the web search requests
+  the group's calls made (``web_search_requests`` summed, 0 when none).
 """
 
 from __future__ import annotations
@@ -158,14 +161,19 @@ def key_columns(by: Sequence[str]) -> list[str]:
 def cost_columns(by: Sequence[str]) -> list[str]:
     """The ``calls`` columns a breakdown by ``by`` reads (with ``start_time``, for buckets):
     what a caller needs to load, a fraction of the row."""
-    return ["start_time", *key_columns(by), *TOKEN_COLUMNS, "cost_usd"]
+    return ["start_time", *key_columns(by), *TOKEN_COLUMNS, *_TOOL_COLUMNS, "cost_usd"]
+
+
+# The server tools' calls columns a breakdown sums (into tools_usd and web_searches).
+_TOOL_COLUMNS = ("cost_tools_usd", "web_search_requests")
 
 
 def cost_breakdown(calls: pl.DataFrame | pl.LazyFrame, by: Sequence[str]) -> pl.DataFrame:
     """Spend, calls and tokens per group of ``by`` keys (any of :data:`GROUP_KEYS`).
 
     Columns: ``*by, calls, input_tokens, output_tokens, cache_read_input_tokens,
-    cache_creation_input_tokens, cost_usd, share, unpriced_calls``; sorted by ``cost_usd``
+    cache_creation_input_tokens, cost_usd, share, unpriced_calls, tools_usd, web_searches``
+    (the last two: see the module docstring); sorted by ``cost_usd``
     descending (NULL last), then calls. ``by=[]`` gives one row for the whole frame. Raises
     :class:`ValueError` listing :data:`GROUP_KEYS` for an unknown key.
     """
@@ -176,16 +184,29 @@ def cost_breakdown(calls: pl.DataFrame | pl.LazyFrame, by: Sequence[str]) -> pl.
         *[pl.col(c).sum().cast(pl.Int64).alias(c) for c in TOKEN_COLUMNS],
         _priced_sum().alias("cost_usd"),
         pl.col("cost_usd").is_null().sum().cast(pl.Int64).alias("unpriced_calls"),
+        *_tool_sums(),
     ]
     grouped = lf.group_by(by).agg(aggs) if by else lf.select(aggs)
     return _breakdown_table(grouped, by)
+
+
+def _tool_sums() -> list[pl.Expr]:
+    """``tools_usd`` and ``web_searches`` of a group, from calls or from the hourly aggregate
+    (whose rows carry the same two columns summed per hour: the sums are the same)."""
+    return [
+        _priced_sum("cost_tools_usd").alias("tools_usd"),
+        pl.col("web_search_requests").sum().cast(pl.Int64).alias("web_searches"),
+    ]
 
 
 def _breakdown_table(grouped: pl.LazyFrame, by: Sequence[str]) -> pl.DataFrame:
     """The grouped sums of either :func:`cost_breakdown` path with their share of the total,
     in the table's column order and sort."""
     total = pl.col("cost_usd").sum()
-    columns = [*by, "calls", *TOKEN_COLUMNS, "cost_usd", "share", "unpriced_calls"]
+    columns = [
+        *by, "calls", *TOKEN_COLUMNS, "cost_usd", "share", "unpriced_calls", "tools_usd",
+        "web_searches",
+    ]  # fmt: skip
     return (
         grouped.with_columns(
             pl.when(total > 0).then(pl.col("cost_usd") / total).otherwise(None).alias("share")
@@ -274,6 +295,7 @@ def cost_breakdown_from_hours(hours: pl.DataFrame, by: Sequence[str]) -> pl.Data
         *[pl.col(c).sum().cast(pl.Int64).alias(c) for c in TOKEN_COLUMNS],
         pl.when(pl.col("_priced").sum() > 0).then(pl.col("cost_usd").sum()).alias("cost_usd"),
         (pl.col("calls") - pl.col("_priced")).sum().cast(pl.Int64).alias("unpriced_calls"),
+        *_tool_sums(),
     ]
     grouped = lf.group_by(by).agg(aggs) if by else lf.select(aggs)
     return _breakdown_table(grouped, by)

@@ -57,7 +57,7 @@ ANALYTICS_COLUMNS = (
     "stop_reason", "status", "http_status", "error_type",
     "retries", "cost_usd", "cost_input_usd", "cost_output_usd", "cost_cache_read_usd",
     "cost_cache_write_usd", "cost_tools_usd", "cache_ttl_assumed", "rate_input", "rate_output",
-    "rate_cache_read", "rate_cache_write_5m", "rate_cache_write_1h",
+    "rate_cache_read", "rate_cache_write_5m", "rate_cache_write_1h", "web_search_requests",
 )  # fmt: skip
 
 # Derived columns a prepared frame carries, and what they hold.

@@ -82,6 +82,7 @@ SELECT epoch_us(start_time) // 3600000000 AS hour, start_time < $as_of AS _befor
     user_id IS NOT NULL AS _has_user, service_tier, max_tokens IS NOT NULL AS _capped,
     max(max_tokens) AS _cap, sum(coalesce(cost_output_usd, 0.0)) AS _output_usd,
     count(*) AS calls, count(cost_usd) AS _priced, sum(cost_usd) AS cost_usd,
+    sum(cost_tools_usd) AS cost_tools_usd, sum(web_search_requests) AS web_search_requests,
     sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
     sum(cache_read_input_tokens) AS cache_read_input_tokens,
     sum(cache_creation_input_tokens) AS cache_creation_input_tokens,
@@ -113,6 +114,7 @@ T = TypeVar("T")
 _INT_SUMS = (
     "calls", "_priced", "input_tokens", "output_tokens", "cache_read_input_tokens",
     "cache_creation_input_tokens", "retries", "_retried", "_truncated", "_usage_logged",
+    "web_search_requests",
 )  # fmt: skip
 
 
