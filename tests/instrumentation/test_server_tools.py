@@ -204,3 +204,36 @@ def test_client_region_of_each_client_kind() -> None:
     assert client_region(vertex) == "global"
     assert client_region(anthropic.Anthropic(api_key=API_KEY)) is None
     assert client_region(None) is None
+
+
+def test_vertex_web_search_call_is_priced_in_the_database(fake, pipeline, mode, tmp_path) -> None:
+    """SDK call -> span -> DuckDB row: the counts, the container and the region are columns,
+    and pricing reads them (Haiku 4.5 on a regional endpoint, 3 web searches)."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    from clauditor.ingest.exporter import DuckDBSpanExporter
+    from clauditor.store import read_connection
+
+    db = tmp_path / "calls.duckdb"
+    pipeline.provider.add_span_processor(SimpleSpanProcessor(DuckDBSpanExporter(db)))
+    client = _vertex(fake, pipeline, mode, "us-east5", anthropic.AnthropicVertex)
+    fake.enqueue(
+        fa.message(
+            usage_=fa.usage(1000, 0, server_tool_use={"web_search_requests": 3,
+                                                      "web_fetch_requests": 0}),
+            tool_uses=("web_search", "code_execution"),
+            container_=fa.container(),
+        )
+    )  # fmt: skip
+    client.messages.create(model=MODEL, max_tokens=8, messages=MESSAGES)
+    pipeline.provider.force_flush()
+    with read_connection(db) as con:
+        rows = con.execute(
+            "SELECT web_search_requests, web_fetch_requests, code_execution_requests,"
+            " container_id, cloud_region, cost_tools_usd, cost_usd FROM calls"
+        ).fetchall()
+    assert len(rows) == 1
+    searches, fetches, code, container, region, tools, total = rows[0]
+    assert (searches, fetches, code, container, region) == (3, 0, 1, "container_fake01", "us-east5")
+    assert tools == pytest.approx(0.03)  # 3 x $10 / 1,000
+    assert total == pytest.approx(0.0311)  # 1,000 x $1/MTok x 1.1 (regional) + $0.03
