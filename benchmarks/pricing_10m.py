@@ -30,8 +30,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def frame(rows: int, seed: int = 7) -> pl.DataFrame:
     rng = np.random.default_rng(seed)
-    models = np.array(["claude-sonnet-4-5-20250929", "claude-haiku-4-5-20251001",
-                       "claude-opus-4-6", "claude-opus-4-5-20251101", "claude-mystery-1"])
+    models = np.array(
+        [
+            "claude-sonnet-4-5-20250929",
+            "claude-haiku-4-5-20251001",
+            "claude-opus-4-6",
+            "claude-opus-4-5-20251101",
+            "claude-mystery-1",
+        ]
+    )
     pick = rng.choice(len(models), rows, p=[0.45, 0.35, 0.12, 0.07, 0.01])
     start = dt.datetime(2026, 10, 1, tzinfo=dt.UTC)
     seconds = rng.integers(0, 30 * 86_400, rows)
@@ -64,7 +71,7 @@ def baseline(rev: str, folder: Path):  # noqa: ANN201 - a module object
         text = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:clauditor/{name}"],
                               capture_output=True, text=True, check=True).stdout  # fmt: skip
         if name == "pricing.py":
-            text = text.replace('resources.files("clauditor")', 'resources.files(__package__)')
+            text = text.replace('resources.files("clauditor")', "resources.files(__package__)")
         (pkg / name).write_text(text)
     (pkg / "__init__.py").write_text("")
     sys.path.insert(0, str(folder))
@@ -104,8 +111,10 @@ def main() -> None:
     ratio_w = min(w for w, _ in runs["rate cards"]) / min(w for w, _ in runs["before"])
     ratio_c = min(c for _, c in runs["rate cards"]) / min(c for _, c in runs["before"])
     print(f"  rate cards / before: wall {ratio_w:.2f}x, CPU {ratio_c:.2f}x (target <= 1.5x)")
-    print(f"  largest |cost_usd| difference on the shared models: ${same:.3g} "
-          "(Haiku 3 / regional rules are not in this mix; the mystery model is NULL in both)")
+    print(
+        f"  largest |cost_usd| difference on the shared models: ${same:.3g} "
+        "(Haiku 3 / regional rules are not in this mix; the mystery model is NULL in both)"
+    )
 
 
 if __name__ == "__main__":

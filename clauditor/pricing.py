@@ -181,13 +181,22 @@ def price_calls(calls: pl.DataFrame, table: PriceTable | None = None) -> pl.Data
 
     model = pl.coalesce(named("response_model"), named("request_model"))
     keyed = calls.drop([c for c in _OUTPUTS if c in calls.columns]).with_columns(
-        model_key_expr(model).alias("__model_key"),
+        model.alias("__model"),
         col("start_time", pl.Datetime("us", "UTC")).dt.date().alias("__day"),
-        model.str.strip_chars().str.to_lowercase().str.contains(_BEDROCK_REGIONAL).alias("__br"),
     )
-    # join_asof wants both sides sorted by date; rows without a date or model cannot be priced.
-    joined = (
-        keyed.with_row_index("__row")
+    # The id spellings and the card in force are worked out once per distinct (model, day), a
+    # few hundred pairs, then joined onto the calls (in their order).
+    pairs = (
+        keyed.select("__model", "__day")
+        .unique()
+        .with_columns(
+            model_key_expr("__model").alias("__model_key"),
+            pl.col("__model")
+            .str.strip_chars()
+            .str.to_lowercase()
+            .str.contains(_BEDROCK_REGIONAL)
+            .alias("__br"),
+        )
         .sort("__day", nulls_last=True)
         .join_asof(
             _card_frame(table),
@@ -197,7 +206,9 @@ def price_calls(calls: pl.DataFrame, table: PriceTable | None = None) -> pl.Data
             strategy="backward",
             check_sortedness=False,
         )
-        .sort("__row")
+    )
+    joined = keyed.join(
+        pairs, on=["__model", "__day"], how="left", nulls_equal=True, maintain_order="left"
     )
 
     read = tokens("cache_read_input_tokens")
@@ -248,13 +259,14 @@ def price_calls(calls: pl.DataFrame, table: PriceTable | None = None) -> pl.Data
     free = (col("operation", pl.String) == "count_tokens").fill_null(False)
 
     def rate(name: str) -> pl.Expr:
-        chosen = pl.when(fast).then(pl.col(f"f_{name}"))
-        for i in reversed(range(MAX_TIERS)):
+        # Built from the lowest precedence up: base, then each tier, then fast mode on top.
+        chosen: pl.Expr = pl.col(f"b_{name}")
+        for i in range(MAX_TIERS):
             above = pl.col(f"t{i}_above")
-            chosen = chosen.when(above.is_not_null() & (prompt > above)).then(
-                pl.col(f"t{i}_{name}")
-            )
-        rated = chosen.otherwise(pl.col(f"b_{name}")) * multiplier
+            crossed = above.is_not_null() & (prompt > above)
+            chosen = pl.when(crossed).then(pl.col(f"t{i}_{name}")).otherwise(chosen)
+        chosen = pl.when(fast).then(pl.col(f"f_{name}")).otherwise(chosen)
+        rated = chosen * multiplier
         # A free call (count_tokens) is priced at zero per token; an unpriced one stays NULL.
         return pl.when(free & rated.is_not_null()).then(0.0).otherwise(rated).alias(f"rate_{name}")
 

@@ -381,6 +381,10 @@ def reprice_all(db: str | Path, config: Config | None = None) -> RepriceResult:
     update = f"UPDATE calls SET {assignments} FROM updates WHERE calls.span_id = updates.span_id"
     with write_connection(db) as con:
         con.register("updates", changed.to_arrow())
-        insert_in_transaction(con, None, lambda c: c.execute(update).fetchall() and None)
+        insert_in_transaction(con, None, lambda c: _run(c, update))
         con.unregister("updates")
     return result
+
+
+def _run(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    con.execute(sql).fetchall()
