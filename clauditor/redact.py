@@ -71,7 +71,7 @@ def is_secret_key(key: str) -> bool:
 
 @dataclass(frozen=True)
 class _KnownUrl:
-    whole: re.Pattern[str]  # the URL, scheme optional, any case
+    whole: str  # the URL from its host on, lower-cased (matched in any case)
     runs: frozenset[str]  # every RUN-character window of its secret part, lower-cased
 
 
@@ -93,10 +93,8 @@ def add_known_secret_url(url: str) -> None:
     if not host and not secret:
         return
     rest = parts.path + ("?" + parts.query if parts.query else "")
-    whole = re.compile(
-        r"(?:[a-z][a-z0-9+.\-]*://)?" + re.escape(host + rest) if host else re.escape(rest),
-        re.IGNORECASE,
-    )
+    # The scheme is no secret: the URL from its host on is redacted, in any case.
+    whole = (host + rest).translate(_ASCII_LOWER)
     lowered = secret.translate(_ASCII_LOWER)
     runs = frozenset(lowered[i : i + RUN] for i in range(len(lowered) - RUN + 1))
     entry = _KnownUrl(whole, runs)
@@ -106,17 +104,18 @@ def add_known_secret_url(url: str) -> None:
 
 
 def _scrub_known(text: str, known: tuple[_KnownUrl, ...]) -> str:
-    for entry in known:
-        text = entry.whole.sub(REDACTED, text)
     if len(text) < RUN:
         return text
     lowered = text.translate(_ASCII_LOWER)  # same length as text: indexes line up
     spans: list[tuple[int, int]] = []
     for entry in known:
-        runs = entry.runs
-        spans.extend(
-            (i, i + RUN) for i in range(len(lowered) - RUN + 1) if lowered[i : i + RUN] in runs
-        )
+        at = lowered.find(entry.whole)
+        while at >= 0:
+            spans.append((at, at + len(entry.whole)))
+            at = lowered.find(entry.whole, at + 1)
+    if any(entry.runs for entry in known):
+        runs = frozenset().union(*(entry.runs for entry in known))
+        spans.extend((i, i + RUN) for i in _run_places(lowered, runs))
     if not spans:
         return text
     spans.sort()
@@ -131,6 +130,42 @@ def _scrub_known(text: str, known: tuple[_KnownUrl, ...]) -> str:
         merged_start, merged_end = start, end
     out.append(text[at:])
     return "".join(out)
+
+
+_LONG_TEXT = 65_536
+_HASH_BASE = 1_000_003
+
+
+def _run_places(lowered: str, runs: frozenset[str]) -> list[int]:
+    """Every index of ``lowered`` where a RUN-character window is one of ``runs``."""
+    last = len(lowered) - RUN + 1
+    if len(lowered) < _LONG_TEXT:
+        return [i for i in range(last) if lowered[i : i + RUN] in runs]
+    # Long text (a multi-megabyte attribute): hash every window at once with numpy, then
+    # compare the few windows whose hash matches. Imported here: instrumented apps never
+    # register webhook URLs, so they never get this far.
+    import numpy as np
+
+    codes = np.frombuffer(lowered.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+
+    def hashes(values: np.ndarray, count: int) -> np.ndarray:
+        out = np.zeros(count, dtype=np.uint64)
+        for k in range(RUN):  # wraps around 2**64, the same way for text and runs
+            out = out * np.uint64(_HASH_BASE) + values[k : k + count]
+        return out
+
+    def _row_hashes(columns: np.ndarray) -> np.ndarray:  # one hash per run (a column)
+        out = np.zeros(columns.shape[1], dtype=np.uint64)
+        for k in range(RUN):
+            out = out * np.uint64(_HASH_BASE) + columns[k]
+        return out
+
+    table = np.array([[ord(c) for c in run] for run in runs], dtype=np.uint64).T
+    wanted = np.sort(_row_hashes(table))
+    found = hashes(codes, last)
+    at = np.minimum(np.searchsorted(wanted, found), len(wanted) - 1)
+    hits = np.flatnonzero(wanted[at] == found)
+    return [int(i) for i in hits if lowered[i : i + RUN] in runs]
 
 
 # --- the scrubber -----------------------------------------------------------------------------
