@@ -22,6 +22,7 @@ from clauditor._cli_common import (
     emit,
     err,
     handles_errors,
+    out,
     parse_as_of,
     resolve_config,
     resolve_db,
@@ -88,6 +89,19 @@ def costs(
     emit(table, fmt, title=title)
     if fmt is Format.table and found == 0:
         err.print(f"no calls between {span.start} and {span.end} (UTC); try --period or --as-of")
+    if fmt is Format.table and found:
+        _print_spend_notes(resolve_db(db), span, cfg)
+
+
+def _print_spend_notes(db: Path, span: Any, cfg: Config) -> None:
+    """Server tools, assumed-TTL dollars and code execution of the period, under the table."""
+    from clauditor.analytics.spend_notes import spend_notes
+    from clauditor.store import read_connection
+
+    with read_connection(db) as con:
+        notes = spend_notes(con, span.start, span.end, cfg.price_table())
+    for line in notes.lines():
+        out.print(line, markup=False)
 
 
 def _cost_change_on_aggregates(db: Path, span: Any, keys: list[str]) -> pl.DataFrame:

@@ -40,7 +40,8 @@ import polars as pl
 
 from clauditor.analytics.costs import NO_KEY, UNTAGGED
 from clauditor.analytics.periods import Period
-from clauditor.pricing import model_key_sql
+from clauditor.analytics.spend_notes import SpendNotes, spend_notes
+from clauditor.pricing import PriceTable, load_price_table, model_key_sql
 from clauditor.schema import conform
 from clauditor.store import read_connection
 
@@ -96,7 +97,8 @@ class ReportData:
     ``sample_every`` sample when that is above 1). ``budget_calls``: ``start_time``,
     ``feature``, ``cost_usd`` rows for the budget month and its look-back, one per 15 minutes
     and feature, stamped with the first call's start. ``newest``: the newest span at or before
-    ``as_of`` (None: no spans at all).
+    ``as_of`` (None: no spans at all). ``notes``: the period's server-tool, assumed-TTL and
+    code-execution figures (:mod:`clauditor.analytics.spend_notes`).
     """
 
     period: Period
@@ -108,6 +110,7 @@ class ReportData:
     period_calls: int
     budget_calls: pl.DataFrame
     newest: dt.datetime | None
+    notes: SpendNotes = SpendNotes()
 
     @property
     def sampled(self) -> bool:
@@ -143,6 +146,7 @@ def _read(
     as_of: dt.datetime,
     sample_limit: int,
     load_calls: CallLoader,
+    prices: PriceTable | None = None,
 ) -> ReportData:
     """The shared body of both loaders; ``load_calls(k)`` reads the period's calls (1-in-k)."""
     con.execute("SET enable_progress_bar = false").fetchall()
@@ -198,6 +202,7 @@ def _read(
         period_calls=count,
         budget_calls=budget_calls,
         newest=newest,
+        notes=spend_notes(con, period.start, period.end, prices or load_price_table()),
     )
 
 
@@ -222,6 +227,7 @@ def load_report_data(
     *,
     as_of: dt.datetime,
     sample_limit: int = DEFAULT_SAMPLE_LIMIT,
+    prices: PriceTable | None = None,
 ) -> ReportData:
     """Read what the report of ``period`` needs from the database file ``db`` (read-only).
 
@@ -235,7 +241,7 @@ def load_report_data(
             params = {"start": period.start, "end": period.end}
             return _conformed(con.sql(_calls_sql(every), params=params).pl())
 
-        return _read(con, period, as_of, sample_limit, calls)
+        return _read(con, period, as_of, sample_limit, calls, prices)
 
 
 def report_data_from_frame(

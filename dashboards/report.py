@@ -108,7 +108,9 @@ def write_report(
     zone = tz or config.timezone
     when = _as_of(as_of, zone)
     current = resolve_period(period, as_of=when, tz=zone)
-    data = load_report_data(db, current, as_of=when, sample_limit=sample_limit)
+    data = load_report_data(
+        db, current, as_of=when, sample_limit=sample_limit, prices=config.price_table()
+    )
     page = render_data(data, config)
 
     out = Path(out)
@@ -256,11 +258,20 @@ def _unpriced_notice(data: ReportData) -> str:
     return (
         '<section class="notice warn" id="unpriced">'
         f"<strong>Unpriced calls: {count:,} of {calls:,}.</strong> "
-        "These models have no price in the price table, so their calls are <em>not</em> in any "
-        'dollar figure of this report. Add a <code>[prices."MODEL"]</code> entry to '
-        "clauditor.toml or run <code>clauditor prices import FILE</code>, then "
-        f"<code>clauditor reprice</code>.<ul>{items}</ul></section>"
+        "These models have no rate card, so their calls are <em>not</em> in any "
+        'dollar figure of this report. Add a <code>[prices."MODEL"]</code> card to '
+        "clauditor.toml (<code>clauditor prices check</code> shows whether the upstream price "
+        f"data knows it), then <code>clauditor reprice</code>.<ul>{items}</ul></section>"
     )
+
+
+def _spend_notes(data: ReportData) -> str:
+    """Spend beyond token counts: server tools, assumed cache TTLs, code execution."""
+    lines = data.notes.lines()
+    if not lines:
+        return ""
+    items = "".join(f"<li>{esc(line[:1].upper() + line[1:])}.</li>" for line in lines)
+    return f'<section class="notice" id="spend-notes"><ul>{items}</ul></section>'
 
 
 def _when(moment: dt.datetime, tz: str) -> str:
@@ -477,7 +488,7 @@ def render_data(data: ReportData, config: Config, *, previous_cost: float | None
             "audit",
         ),
     ]
-    notices = _unpriced_notice(data)
+    notices = _unpriced_notice(data) + _spend_notes(data)
     if data.sampled:
         notices += (
             '<section class="notice info" id="sampled"><strong>Large period.</strong> '
