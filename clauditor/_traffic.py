@@ -5,6 +5,14 @@ with its own model, load curve, caching behaviour and token sizes; the agent wor
 whole conversations whose context grows turn by turn. :class:`TrafficGenerator` turns them into
 :class:`Call` records one simulated hour at a time, planting the incidents it is given.
 
+The models are the lineup a team runs in late 2026: support-bot and agent-worker moved to the
+5.5 generation (Sonnet 5.5 for chat and agents, Haiku 5.5 for triage, Opus 5.5 for long
+documents), while docs-app, the older service, still answers searches and writes titles on
+Haiku 4.5 and one agent code path still compresses history on Sonnet 4.6. A call never goes to a
+model before its release: earlier in time each workload runs the model it was upgraded from
+(:data:`UPGRADED_FROM`, :func:`model_on`), so every simulated period, not only the committed
+sample's November 2026, holds calls the API could have answered on their date.
+
 Everything random comes from one ``random.Random`` consumed in a fixed order, so a seed fixes the
 output exactly. Python loops are fine here: generation is per call by nature, and the hot path
 stays around ten microseconds per call (serializing it costs about as much again).
@@ -15,19 +23,27 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 
 __all__ = [
     "RESOURCES",
+    "RESPONSE_MODEL",
+    "RUNAWAY",
+    "UNPRICED_MODEL",
     "WORKLOADS",
     "Call",
     "IncidentWindows",
     "TrafficGenerator",
+    "UPGRADED_FROM",
     "Workload",
+    "model_on",
 ]
 
 NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
 NS_PER_HOUR = 3600 * NS_PER_S
+NS_PER_DAY = 24 * NS_PER_HOUR
+_EPOCH_ORDINAL = datetime(1970, 1, 1, tzinfo=UTC).toordinal()
 
 # (service.name, deployment.environment.name); a Call refers to one by index.
 RESOURCES: tuple[tuple[str, str], ...] = (
@@ -41,24 +57,64 @@ SUPPORT_PROD, DOCS_PROD, AGENT_PROD, SUPPORT_STAGING, AGENT_STAGING = range(5)
 
 UNPRICED_MODEL = "claude-experimental-2026"
 
+# Model -> (the day the API started serving it, the model a workload ran before that day).
+# Followed back in time by model_on; the oldest models here are where the history stops.
+UPGRADED_FROM: dict[str, tuple[date, str]] = {
+    "claude-opus-5-5": (date(2026, 9, 22), "claude-opus-4-8"),
+    "claude-opus-4-8": (date(2026, 5, 28), "claude-opus-4-6"),
+    "claude-opus-4-6": (date(2026, 2, 5), "claude-opus-4-5"),
+    "claude-opus-4-5": (date(2025, 11, 24), "claude-opus-4-1"),
+    "claude-sonnet-5-5": (date(2026, 9, 28), "claude-sonnet-4-6"),
+    "claude-sonnet-4-6": (date(2026, 2, 17), "claude-sonnet-4-5"),
+    "claude-sonnet-4-5": (date(2025, 9, 29), "claude-sonnet-4"),
+    "claude-haiku-5-5": (date(2026, 10, 7), "claude-haiku-4-5"),
+    "claude-haiku-4-5": (date(2025, 10, 15), "claude-3-5-haiku"),
+}
+
 # Request model -> the id the API answers with (dated where Anthropic dates the model).
 RESPONSE_MODEL = {
-    "claude-sonnet-4-5": "claude-sonnet-4-5-20250929",
-    "claude-haiku-4-5": "claude-haiku-4-5-20251001",
-    "claude-opus-4-5": "claude-opus-4-5-20251101",
-    "claude-sonnet-4-6": "claude-sonnet-4-6",
+    "claude-opus-5-5": "claude-opus-5-5",
+    "claude-opus-4-8": "claude-opus-4-8",
     "claude-opus-4-6": "claude-opus-4-6",
+    "claude-opus-4-5": "claude-opus-4-5-20251101",
+    "claude-opus-4-1": "claude-opus-4-1-20250805",
+    "claude-sonnet-5-5": "claude-sonnet-5-5",
+    "claude-sonnet-4-6": "claude-sonnet-4-6",
+    "claude-sonnet-4-5": "claude-sonnet-4-5-20250929",
+    "claude-sonnet-4": "claude-sonnet-4-20250514",
+    "claude-haiku-5-5": "claude-haiku-5-5",
+    "claude-haiku-4-5": "claude-haiku-4-5-20251001",
+    "claude-3-5-haiku": "claude-3-5-haiku-20241022",
     UNPRICED_MODEL: UNPRICED_MODEL,
 }
 # (time to first token in ms before prefill, output tokens per second, prefill ms per 1k tokens)
 _SPEED = {
+    "claude-haiku-5-5": (280.0, 170.0, 10.0),
     "claude-haiku-4-5": (300.0, 160.0, 12.0),
-    "claude-sonnet-4-5": (600.0, 75.0, 25.0),
+    "claude-3-5-haiku": (350.0, 130.0, 14.0),
+    "claude-sonnet-5-5": (520.0, 85.0, 20.0),
     "claude-sonnet-4-6": (550.0, 80.0, 22.0),
-    "claude-opus-4-5": (1000.0, 50.0, 40.0),
+    "claude-sonnet-4-5": (600.0, 75.0, 25.0),
+    "claude-sonnet-4": (650.0, 70.0, 27.0),
+    "claude-opus-5-5": (900.0, 60.0, 32.0),
+    "claude-opus-4-8": (950.0, 55.0, 35.0),
     "claude-opus-4-6": (950.0, 55.0, 35.0),
+    "claude-opus-4-5": (1000.0, 50.0, 40.0),
+    "claude-opus-4-1": (1100.0, 40.0, 45.0),
     UNPRICED_MODEL: (800.0, 60.0, 30.0),
 }
+
+
+def model_on(model: str, day: date) -> str:
+    """The model a workload configured with ``model`` calls on ``day`` (UTC).
+
+    ``model`` itself once it is released, else the model it replaced, followed back through
+    :data:`UPGRADED_FROM`; models without an entry (the unpriced one) are always ``model``.
+    """
+    while model in UPGRADED_FROM and day < UPGRADED_FROM[model][0]:
+        model = UPGRADED_FROM[model][1]
+    return model
+
 
 # Hourly load weights (UTC, mean 1.0). Interactive traffic follows European and US office hours;
 # the agents run on queued work and only lean towards the day.
@@ -112,21 +168,21 @@ class Workload:
 
 WORKLOADS: tuple[Workload, ...] = (
     Workload(
-        SUPPORT_PROD, "support-chat", "support_bot.chat:reply", "claude-sonnet-4-5", 560,
+        SUPPORT_PROD, "support-chat", "support_bot.chat:reply", "claude-sonnet-5-5", 560,
         stream=True, system=3100, history=(1200.0, 0.9), hit=0.9, fresh=(250.0, 0.7),
         output=(280.0, 0.6), users=600, user_prefix="cust",
     ),
     Workload(
-        SUPPORT_PROD, "ticket-triage", "support_bot.triage:classify_ticket", "claude-haiku-4-5",
+        SUPPORT_PROD, "ticket-triage", "support_bot.triage:classify_ticket", "claude-haiku-5-5",
         330, max_tokens=50, fresh=(1400.0, 0.5), output=(22.0, 0.5), users=600,
         user_prefix="cust",
     ),
     Workload(
-        SUPPORT_PROD, None, "support_bot.admin:summarize_thread", "claude-sonnet-4-5", 30,
+        SUPPORT_PROD, None, "support_bot.admin:summarize_thread", "claude-sonnet-5-5", 30,
         max_tokens=None, fresh=(2500.0, 0.6), output=(350.0, 0.5), users=12, user_prefix="agent",
     ),
     Workload(
-        DOCS_PROD, "doc-summarize", "docs_app.summarize:summarize_document", "claude-opus-4-5",
+        DOCS_PROD, "doc-summarize", "docs_app.summarize:summarize_document", "claude-opus-5-5",
         140, weekend=0.5, max_tokens=2048, fresh=(9000.0, 0.6), output=(650.0, 0.4),
     ),
     Workload(
@@ -135,7 +191,7 @@ WORKLOADS: tuple[Workload, ...] = (
         users=1500,
     ),
     Workload(
-        DOCS_PROD, "nightly-digest", "docs_app.jobs.digest:collect_results", "claude-sonnet-4-5",
+        DOCS_PROD, "nightly-digest", "docs_app.jobs.digest:collect_results", "claude-sonnet-5-5",
         110, kind="batch", weekend=0.5, fresh=(6000.0, 0.5), output=(500.0, 0.4),
     ),
     Workload(
@@ -143,12 +199,12 @@ WORKLOADS: tuple[Workload, ...] = (
         max_tokens=None, fresh=(1800.0, 0.5), output=(30.0, 0.4), weekend=0.5,
     ),
     Workload(
-        AGENT_PROD, "agent-tools", "agent_worker.loop:run_step", "claude-sonnet-4-6", 38,
+        AGENT_PROD, "agent-tools", "agent_worker.loop:run_step", "claude-sonnet-5-5", 38,
         kind="agent", profile=QUEUED, weekend=0.6, max_tokens=4096, system=5200,
         fresh=(400.0, 0.6), output=(350.0, 0.7), users=120, user_prefix="acct",
     ),
     Workload(
-        AGENT_PROD, "agent-tools", "agent_worker.context:fits_window", "claude-sonnet-4-6", 55,
+        AGENT_PROD, "agent-tools", "agent_worker.context:fits_window", "claude-sonnet-5-5", 55,
         kind="count_tokens", profile=QUEUED, weekend=0.6, max_tokens=None,
         fresh=(24000.0, 0.5), users=120, user_prefix="acct",
     ),
@@ -158,7 +214,7 @@ WORKLOADS: tuple[Workload, ...] = (
         output=(800.0, 0.4),
     ),
     Workload(
-        SUPPORT_STAGING, "support-chat", "support_bot.chat:reply", "claude-sonnet-4-5", 25,
+        SUPPORT_STAGING, "support-chat", "support_bot.chat:reply", "claude-sonnet-5-5", 25,
         weekend=0.1, stream=True, system=3100, history=(600.0, 0.9), hit=0.6,
         fresh=(250.0, 0.7), output=(280.0, 0.6), users=5, user_prefix="qa",
     ),
@@ -168,7 +224,7 @@ WORKLOADS: tuple[Workload, ...] = (
         user_prefix="qa",
     ),
     Workload(
-        AGENT_STAGING, "agent-tools", "agent_worker.loop:run_step", "claude-sonnet-4-6", 15,
+        AGENT_STAGING, "agent-tools", "agent_worker.loop:run_step", "claude-sonnet-5-5", 15,
         weekend=0.1, max_tokens=4096, fresh=(6000.0, 0.6), output=(400.0, 0.6), users=3,
         user_prefix="qa",
     ),
@@ -176,7 +232,7 @@ WORKLOADS: tuple[Workload, ...] = (
 
 # The runaway loop: the agent re-sends its whole ~30k-token context to Opus every few seconds.
 RUNAWAY = Workload(
-    AGENT_PROD, "agent-tools", "agent_worker.loop:run_step", "claude-opus-4-6", 500 * 24,
+    AGENT_PROD, "agent-tools", "agent_worker.loop:run_step", "claude-opus-5-5", 500 * 24,
     max_tokens=4096, system=5200, fresh=(30000.0, 0.05), output=(300.0, 0.4), users=120,
     user_prefix="acct",
 )  # fmt: skip
@@ -262,6 +318,7 @@ class TrafficGenerator:
         self.windows = windows
         self._pending: list[Call] = []
         self._day_noise: dict[tuple[int, int], float] = {}
+        self._models: dict[tuple[str, int], str] = {}  # (configured model, Unix day) -> model_on
 
     # --- the hourly loop ------------------------------------------------------------------
     def hour(self, index: int, hour_of_day: int, weekend: bool) -> list[Call]:
@@ -334,9 +391,15 @@ class TrafficGenerator:
         return "msg_01" + "".join(self.rng.choices(_B62, k=22))
 
     # --- call builders ----------------------------------------------------------------------
-    def _new_call(
-        self, w: Workload, t: int, *, model: str | None = None, operation: str = "chat"
-    ) -> Call:
+    def _model_on(self, model: str, t: int) -> str:
+        key = (model, t // NS_PER_DAY)
+        found = self._models.get(key)
+        if found is None:
+            day = date.fromordinal(_EPOCH_ORDINAL + key[1])
+            found = self._models[key] = model_on(model, day)
+        return found
+
+    def _new_call(self, w: Workload, t: int, *, operation: str = "chat") -> Call:
         return Call(
             resource=w.resource,
             name=_SPAN_NAME[operation],
@@ -346,7 +409,7 @@ class TrafficGenerator:
             trace_id=self._hex(128),
             span_id=self._hex(64),
             parent_span_id="",
-            model=model or w.model,
+            model=self._model_on(w.model, t),
             feature=w.feature,
             user_id=self._user(w),
             conversation_id=None,

@@ -14,7 +14,7 @@ from clauditor.ingest import ingest_paths
 
 runner = CliRunner()
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_logs"
-AS_OF = "2026-10-31T00:00:00Z"
+AS_OF = "2026-11-30T00:00:00Z"
 
 
 @pytest.fixture(scope="module")
@@ -34,22 +34,22 @@ def test_errors_finds_the_529_storm(sample_db: Path) -> None:
     rows = run_json("errors", "--db", str(sample_db), "--period", "30d", "--as-of", AS_OF)
     overloaded = [r for r in rows if r["error_class"] == "overloaded"]
     assert len(overloaded) == 1
-    assert overloaded[0]["start"].startswith("2026-10-09T14:00")
+    assert overloaded[0]["start"].startswith("2026-11-09T14:00")
 
 
 def test_spikes_finds_the_runaway_loop(sample_db: Path) -> None:
     rows = run_json("spikes", "--db", str(sample_db), "--period", "30d", "--as-of", AS_OF)
     agent = [r for r in rows if r["key"] == "agent-tools"]
-    assert len(agent) == 1 and agent[0]["start"].startswith("2026-10-16T01:00")
+    assert len(agent) == 1 and agent[0]["start"].startswith("2026-11-16T01:00")
 
 
 def test_budget_uses_the_config(sample_db: Path) -> None:
     rows = run_json(
-        "budget", "--db", str(sample_db), "--as-of", "2026-10-25T00:00:00Z",
+        "budget", "--db", str(sample_db), "--as-of", "2026-11-24T00:00:00Z",
         "--config", str(SAMPLE / "clauditor.toml"),
     )  # fmt: skip
     total = next(r for r in rows if r["scope"] == "total")
-    assert total["budget_usd"] == 890.0
+    assert total["budget_usd"] == 615.0
     assert 0.8 in total["thresholds_crossed"] and 1.0 not in total["thresholds_crossed"]
 
 
@@ -59,7 +59,7 @@ def test_audit_latency_cache_failures_run(sample_db: Path) -> None:
         assert rows, f"{command} printed nothing"
 
 
-@pytest.mark.parametrize("period", ["30d", "2026-10-09..2026-10-10", "2020-01-01..2020-01-02"])
+@pytest.mark.parametrize("period", ["30d", "2026-11-09..2026-11-10", "2020-01-01..2020-01-02"])
 def test_audit_command_equals_the_per_call_audit(sample_db: Path, period: str) -> None:
     # The command reads DuckDB aggregates, not the calls: the scorecard must be the one the
     # per-call audit gives on the same period (the last period holds no calls at all).
@@ -71,7 +71,7 @@ def test_audit_command_equals_the_per_call_audit(sample_db: Path, period: str) -
     from clauditor.analytics.frame import load_analytics_frame
 
     config = resolve_config(None)
-    span = resolve_period(period, as_of=dt.datetime(2026, 10, 31, tzinfo=dt.UTC), tz="UTC")
+    span = resolve_period(period, as_of=dt.datetime(2026, 11, 30, tzinfo=dt.UTC), tz="UTC")
     want = audit(load_analytics_frame(sample_db, span), config=config).rows(named=True)
     got = run_json("audit", "--db", str(sample_db), "--period", period, "--as-of", AS_OF)
     assert [(r["item"], r["status"], r["evidence"]) for r in got] == [
@@ -147,7 +147,7 @@ def test_planned_commands_equal_the_per_call_jobs(
     from clauditor.analytics.periods import Period
     from clauditor.analytics.spikes import spike_episodes
 
-    period, as_of = ("7d", "2026-10-20T00:00:00Z") if command == "spikes" else ("30d", AS_OF)
+    period, as_of = ("7d", "2026-11-20T00:00:00Z") if command == "spikes" else ("30d", AS_OF)
     span = resolve_period(period, as_of=dt.datetime.fromisoformat(as_of), tz="UTC")
     calls = load_analytics_frame(sample_db, span)
     option, _, flags = option.partition(" ")
@@ -205,7 +205,7 @@ def test_costs_on_aggregates_equal_the_per_call_change(
     from clauditor.analytics.trends import cost_change
 
     by = [k for k in keys.split(",") if k]
-    span = resolve_period(period, as_of=dt.datetime(2026, 10, 20, tzinfo=dt.UTC), tz="UTC")
+    span = resolve_period(period, as_of=dt.datetime(2026, 11, 20, tzinfo=dt.UTC), tz="UTC")
     before = load_calls_in(sample_db, span.previous())
     want = cost_change(load_calls_in(sample_db, span), before, by)
 
@@ -215,7 +215,7 @@ def test_costs_on_aggregates_equal_the_per_call_change(
     monkeypatch.setattr(clauditor.analytics, "load_calls_in", per_call)
     got = run_json(
         "costs", "--by", keys, "--db", str(sample_db), "--period", period,
-        "--as-of", "2026-10-20T00:00:00Z",
+        "--as-of", "2026-11-20T00:00:00Z",
     )  # fmt: skip
     assert got or period.startswith("2020")
     _same_rows(got, _emitted(want, capsys))
@@ -244,7 +244,7 @@ def test_budget_command_equals_the_per_call_job(
     config.write_text(text.replace('timezone = "UTC"', f'timezone = "{zone}"'))
     cfg = load_config(config)
     assert cfg.timezone == zone and cfg.budget.monthly_usd
-    as_of = dt.datetime(2026, 10, 25, 9, 30, tzinfo=dt.UTC)
+    as_of = dt.datetime(2026, 11, 24, 9, 30, tzinfo=dt.UTC)
     month = resolve_period("mtd", as_of=as_of, tz=zone)
     window = Period(month.start - dt.timedelta(days=35), month.end, month.label, zone)
     want = budget_status(
@@ -265,7 +265,7 @@ def test_budget_command_equals_the_per_call_job(
         monkeypatch.setattr(clauditor.analytics.frame, "load_analytics_frame", per_call)
     got = run_json(
         "budget", "--db", str(sample_db), "--config", str(config),
-        "--as-of", "2026-10-25T09:30:00Z",
+        "--as-of", "2026-11-24T09:30:00Z",
     )  # fmt: skip
     _same_rows(got, _emitted(want, capsys))
 
@@ -280,7 +280,7 @@ def test_job_commands_group_by_keys_outside_the_jobs_own_columns(sample_db: Path
     from clauditor.analytics.cache import cache_economics
     from clauditor.analytics.failure import cost_of_failure
 
-    span = resolve_period("30d", as_of=dt.datetime(2026, 10, 31, tzinfo=dt.UTC), tz="UTC")
+    span = resolve_period("30d", as_of=dt.datetime(2026, 11, 30, tzinfo=dt.UTC), tz="UTC")
     whole = load_calls_in(sample_db, span)
     base = ["--db", str(sample_db), "--period", "30d", "--as-of", AS_OF]
 

@@ -68,7 +68,7 @@ def test_costs_json_matches_the_database(small_sample: Path, db_path: Path) -> N
             "--by",
             "feature,model",
             "--period",
-            "2026-10-29..2026-10-30",
+            "2026-11-28..2026-11-29",
             "--format",
             "json",
         ],
@@ -94,11 +94,11 @@ def test_report_is_written(small_sample: Path, db_path: Path, tmp_path: Path) ->
     runner.invoke(app, ["ingest", str(small_sample), "--db", str(db_path)])
     out = tmp_path / "r.html"
     result = runner.invoke(
-        app, ["report", "--db", str(db_path), "--out", str(out), "--as-of", "2026-10-31T00:00:00Z"]
+        app, ["report", "--db", str(db_path), "--out", str(out), "--as-of", "2026-11-30T00:00:00Z"]
     )
     assert result.exit_code == 0, result.output
     html = out.read_text()
-    assert "<html" in html.lower() and "2026-10-30" in html
+    assert "<html" in html.lower() and "2026-11-29" in html
 
 
 @pytest.mark.slow
@@ -126,13 +126,13 @@ def test_demo_in_a_fresh_process(tmp_path: Path) -> None:
 
 def test_costs_per_day_and_change(small_sample: Path, db_path: Path) -> None:
     runner.invoke(app, ["ingest", str(small_sample), "--db", str(db_path)])
-    common = ["costs", "--db", str(db_path), "--as-of", "2026-10-31T00:00:00Z", "-f", "json"]
+    common = ["costs", "--db", str(db_path), "--as-of", "2026-11-30T00:00:00Z", "-f", "json"]
     daily = json.loads(runner.invoke(app, [*common, "--period", "2d", "--every", "day"]).stdout)
-    assert {r["bucket"][:10] for r in daily} == {"2026-10-29", "2026-10-30"}
+    assert {r["bucket"][:10] for r in daily} == {"2026-11-28", "2026-11-29"}
     # The last day against the day before: change = today / yesterday - 1 for the total.
     rows = json.loads(runner.invoke(app, [*common, "--period", "1d", "--by", ""]).stdout)
     totals: dict[str, float] = {}
     for r in daily:
         totals[r["bucket"][:10]] = totals.get(r["bucket"][:10], 0.0) + (r["cost_usd"] or 0.0)
-    assert rows[0]["previous_cost_usd"] == pytest.approx(totals["2026-10-29"])
-    assert rows[0]["change"] == pytest.approx(totals["2026-10-30"] / totals["2026-10-29"] - 1)
+    assert rows[0]["previous_cost_usd"] == pytest.approx(totals["2026-11-28"])
+    assert rows[0]["change"] == pytest.approx(totals["2026-11-29"] / totals["2026-11-28"] - 1)

@@ -1,4 +1,4 @@
-"""The telemetry simulator and the committed sample (DESIGN §8).
+"""The telemetry simulator and the committed sample.
 
 Everything is read back from the JSON the simulator wrote, with the small parser below, so the
 tests check what an ingest pipeline would see, not the generator's internals.
@@ -69,7 +69,7 @@ def _spans(path: Path) -> Iterator[tuple[dict[str, Any], dict[str, Any], dict[st
 
 
 def _calls(path: Path) -> pl.DataFrame:
-    """A priced ``calls`` frame, normalized the way DESIGN §3 says (uncached input tokens)."""
+    """A priced ``calls`` frame, normalized as ingest does it (uncached input tokens)."""
     rows = []
     for resource, span, a in _spans(path):
         start, end = int(span["startTimeUnixNano"]), int(span["endTimeUnixNano"])
@@ -111,6 +111,9 @@ def _calls(path: Path) -> pl.DataFrame:
     return price_calls(frame_from_rows(rows)).sort("start_time")
 
 
+AGENT_WORKER = pl.col("service") == "agent-worker"
+
+
 def _at(*args: int) -> datetime:
     return datetime(*args, tzinfo=UTC)
 
@@ -126,7 +129,7 @@ def _hit_ratio(frame: pl.DataFrame) -> float:
 def regenerated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sample regenerated with the documented arguments."""
     out = tmp_path_factory.mktemp("sample") / "sample-30d.jsonl.gz"
-    summary = simulate(out, days=30, seed=7)
+    summary = simulate(out, days=30, seed=30)
     assert summary.out == out
     return out
 
@@ -255,7 +258,7 @@ def test_committed_sample_matches_the_documented_command(regenerated: Path) -> N
     committed = gzip.decompress(SAMPLE.read_bytes())
     assert committed == gzip.decompress(regenerated.read_bytes())
     readme = (REPO / "sample_logs" / "README.md").read_text(encoding="utf-8")
-    assert "clauditor simulate --days 30 --seed 7 --out sample_logs/sample-30d.jsonl.gz" in readme
+    assert "clauditor simulate --days 30 --seed 30 --out sample_logs/sample-30d.jsonl.gz" in readme
 
 
 def test_committed_sample_is_small() -> None:
@@ -264,16 +267,17 @@ def test_committed_sample_is_small() -> None:
 
 def test_sample_summary_lists_the_planted_incidents(tmp_path: Path) -> None:
     # A tiny scale is enough: the incident list depends on the period, not the volume.
-    summary = simulate(tmp_path / "s.jsonl", days=30, seed=7, scale=0.01)
-    assert summary.start == _at(2026, 10, 1) and summary.end == SAMPLE_END
+    summary = simulate(tmp_path / "s.jsonl", days=30, seed=30, scale=0.01)
+    assert summary.start == _at(2026, 10, 31) and summary.end == SAMPLE_END == _at(2026, 11, 30)
     assert [(i.name, i.start, i.end) for i in summary.incidents] == [
-        ("529 storm", _at(2026, 10, 9, 14), _at(2026, 10, 9, 14, 45)),
-        ("runaway loop", _at(2026, 10, 16, 1, 10), _at(2026, 10, 16, 2, 40)),
-        ("cache regression after deploy", _at(2026, 10, 21, 10), _at(2026, 10, 31)),
+        ("529 storm", _at(2026, 11, 9, 14), _at(2026, 11, 9, 14, 45)),
+        ("runaway loop", _at(2026, 11, 16, 1, 10), _at(2026, 11, 16, 2, 40)),
+        ("cache regression after deploy", _at(2026, 11, 19, 10), _at(2026, 11, 30)),
     ]
-    full = simulate(tmp_path / "full.jsonl", days=30, seed=7)
+    assert "claude-opus-5-5" in summary.incidents[1].where
+    full = simulate(tmp_path / "full.jsonl", days=30, seed=30)
     assert full.incidents[-1].name == "budget 80% crossing"
-    assert full.incidents[-1].start == _at(2026, 10, 24)
+    assert full.incidents[-1].start == _at(2026, 11, 23)
     assert all(isinstance(i, Incident) for i in full.incidents)
 
 
@@ -299,7 +303,7 @@ def test_sample_traffic_looks_real(sample: pl.DataFrame) -> None:
     assert ok.filter(pl.col("cache_creation_1h_input_tokens") > 0).height > 50
     # Agent conversations grow: later turns read more cached context than first turns.
     turns = ok.filter(
-        pl.col("conversation_id").is_not_null(), pl.col("request_model") == "claude-sonnet-4-6"
+        pl.col("conversation_id").is_not_null(), pl.col("request_model") == "claude-sonnet-5-5"
     )
     growth = (
         turns.group_by("conversation_id")
@@ -311,14 +315,15 @@ def test_sample_traffic_looks_real(sample: pl.DataFrame) -> None:
         .filter(pl.col("turns") >= 3)
     )
     assert (growth["last"] > growth["first"]).mean() > 0.95
-    # Diurnal and weekly load: afternoons beat nights, weekdays beat weekends.
+    # Diurnal and weekly load: afternoons beat nights, weekdays beat weekends (2026-10-31 to
+    # 11-29: 20 weekdays, 10 weekend days).
     by_hour = Counter(sample["start_time"].dt.hour().to_list())
     assert by_hour[15] > 2 * by_hour[4]
-    weekday = sample.filter(pl.col("start_time").dt.weekday() <= 5).height / 22
-    weekend = sample.filter(pl.col("start_time").dt.weekday() > 5).height / 8
+    weekday = sample.filter(pl.col("start_time").dt.weekday() <= 5).height / 20
+    weekend = sample.filter(pl.col("start_time").dt.weekday() > 5).height / 10
     assert weekend < 0.6 * weekday
     # Background errors of every kind, ~1-2 % outside the storm; streams report TTFT.
-    calm = sample.filter(pl.col("start_time").dt.date() != date(2026, 10, 9))
+    calm = sample.filter(pl.col("start_time").dt.date() != date(2026, 11, 9))
     assert 0.01 < (calm["status"] == "error").mean() < 0.025
     assert {
         "rate_limit_error",
@@ -338,7 +343,7 @@ def test_sample_traffic_looks_real(sample: pl.DataFrame) -> None:
 
 # --- the planted incidents, found in the data ------------------------------------------------
 def test_529_storm(sample: pl.DataFrame) -> None:
-    lo, hi = _at(2026, 10, 9, 14), _at(2026, 10, 9, 14, 45)
+    lo, hi = _at(2026, 11, 9, 14), _at(2026, 11, 9, 14, 45)
     in_storm = pl.col("start_time").is_between(lo, hi, closed="left")
     overloaded = sample.filter(pl.col("error_type") == "overloaded_error")
     assert overloaded.height > 20
@@ -355,10 +360,13 @@ def test_529_storm(sample: pl.DataFrame) -> None:
 
 
 def test_runaway_loop(sample: pl.DataFrame) -> None:
-    lo, hi = _at(2026, 10, 16, 1, 10), _at(2026, 10, 16, 2, 40)
-    opus = sample.filter(pl.col("request_model") == "claude-opus-4-6")
+    lo, hi = _at(2026, 11, 16, 1, 10), _at(2026, 11, 16, 2, 40)
+    # doc-summarize runs on Opus 5.5 too; in the agent worker only the loop does.
+    opus = sample.filter(
+        pl.col("request_model") == "claude-opus-5-5", pl.col("service") == "agent-worker"
+    )
     assert opus["start_time"].min() >= lo and opus["start_time"].max() < hi
-    assert set(opus["feature"]) == {"agent-tools"} and set(opus["service"]) == {"agent-worker"}
+    assert set(opus["feature"]) == {"agent-tools"} and set(opus["environment"]) == {"prod"}
     assert 600 <= opus.height <= 900  # ~500 an hour for 90 minutes
     ok = opus.filter(pl.col("status") == "ok")
     assert (ok["input_tokens"] + ok["cache_read_input_tokens"]).min() > 25_000
@@ -369,16 +377,16 @@ def test_runaway_loop(sample: pl.DataFrame) -> None:
     )
     typical = hourly["cost_usd"].median()
     spike = hourly.filter(
-        pl.col("start_time").is_in([datetime(2026, 10, 16, 1), datetime(2026, 10, 16, 2)])
+        pl.col("start_time").is_in([datetime(2026, 11, 16, 1), datetime(2026, 11, 16, 2)])
     )
     assert spike["cost_usd"].min() > 20 * typical
     assert hourly["cost_usd"].arg_max() in {
-        i for i, v in enumerate(hourly["start_time"]) if v.date() == date(2026, 10, 16)
+        i for i, v in enumerate(hourly["start_time"]) if v.date() == date(2026, 11, 16)
     }
 
 
 def test_cache_regression_after_deploy(sample: pl.DataFrame) -> None:
-    deploy = _at(2026, 10, 21, 10)
+    deploy = _at(2026, 11, 19, 10)
     chat = sample.filter(
         pl.col("feature") == "support-chat",
         pl.col("environment") == "prod",
@@ -398,34 +406,108 @@ def test_cache_regression_after_deploy(sample: pl.DataFrame) -> None:
     )
 
 
-def test_budget_crosses_80_percent_on_october_24(sample: pl.DataFrame) -> None:
+def test_budget_crosses_80_percent_on_november_23(sample: pl.DataFrame) -> None:
     config = load_config(SAMPLE_CONFIG)
     monthly = config.budget.monthly_usd
     assert monthly is not None and config.budget.thresholds == (0.8, 1.0, 1.2)
+    # The sample starts on 31 October; the month-to-date is November's.
     daily = (
-        sample.group_by(pl.col("start_time").dt.date().alias("day"))
+        sample.filter(pl.col("start_time") >= _at(2026, 11, 1))
+        .group_by(pl.col("start_time").dt.date().alias("day"))
         .agg(pl.col("cost_usd").sum())
         .sort("day")
         .with_columns(pl.col("cost_usd").cum_sum().alias("month_to_date"))
     )
     crossed = daily.filter(pl.col("month_to_date") >= 0.8 * monthly)
-    assert crossed["day"][0] == date(2026, 10, 24)
-    # Not by a hair: the crossing stays on the 24th if spend moves by half a percent.
-    before = daily.filter(pl.col("day") == date(2026, 10, 23))["month_to_date"][0]
-    on_the_day = daily.filter(pl.col("day") == date(2026, 10, 24))["month_to_date"][0]
+    assert crossed["day"][0] == date(2026, 11, 23)
+    # Not by a hair: the crossing stays on the 23rd if spend moves by half a percent.
+    before = daily.filter(pl.col("day") == date(2026, 11, 22))["month_to_date"][0]
+    on_the_day = daily.filter(pl.col("day") == date(2026, 11, 23))["month_to_date"][0]
     assert before < 0.8 * monthly * 0.995 and on_the_day > 0.8 * monthly * 1.005
+    # 100 % on the 28th, 120 % never.
+    full = daily.filter(pl.col("month_to_date") >= monthly)
+    assert full["day"][0] == date(2026, 11, 28)
+    assert daily["month_to_date"].max() < 1.2 * monthly
     assert set(config.budget.features) <= set(sample["feature"].drop_nulls())
 
 
 def test_incidents_sit_at_fixed_offsets_from_the_start(tmp_path: Path) -> None:
     out = tmp_path / "short.jsonl"
     summary = simulate(out, days=10, seed=99, end=_at(2027, 3, 11), scale=0.5)
-    # Ten days hold only the storm (day 8, 14:00); later incidents are not planted.
+    # Ten days hold only the storm (day 9, 14:00); later incidents are not planted.
     assert [i.name for i in summary.incidents] == ["529 storm"]
-    assert summary.incidents[0].start == _at(2027, 3, 9, 14)
+    assert summary.incidents[0].start == _at(2027, 3, 10, 14)
     calls = _calls(out)
     overloaded = calls.filter(pl.col("error_type") == "overloaded_error")
     assert overloaded.height > 0
-    assert overloaded["start_time"].min() >= _at(2027, 3, 9, 14)
-    assert overloaded["start_time"].max() < _at(2027, 3, 9, 14, 45)
-    assert calls.filter(pl.col("request_model") == "claude-opus-4-6").height == 0
+    assert overloaded["start_time"].min() >= _at(2027, 3, 10, 14)
+    assert overloaded["start_time"].max() < _at(2027, 3, 10, 14, 45)
+    assert calls.filter(pl.col("request_model").str.contains("opus"), AGENT_WORKER).height == 0
+
+
+# --- the lineup: today's models, each only once it exists -------------------------------------
+LINEUP = {
+    "claude-sonnet-5-5",
+    "claude-haiku-5-5",
+    "claude-opus-5-5",
+    "claude-sonnet-4-6",
+    "claude-haiku-4-5",
+    "claude-experimental-2026",
+}
+
+
+def test_sample_runs_the_late_2026_lineup(sample: pl.DataFrame) -> None:
+    assert set(sample["request_model"]) == LINEUP
+    by_feature = dict(
+        sample.filter(pl.col("feature").is_not_null(), pl.col("environment") == "prod")
+        .group_by("feature")
+        .agg(pl.col("request_model").unique().sort())
+        .iter_rows()
+    )
+    assert by_feature["support-chat"] == ["claude-sonnet-5-5"]
+    assert by_feature["ticket-triage"] == ["claude-haiku-5-5"]
+    assert by_feature["doc-summarize"] == ["claude-opus-5-5"]
+    assert by_feature["search-answer"] == ["claude-haiku-4-5"]
+    assert by_feature["agent-tools"] == ["claude-opus-5-5", "claude-sonnet-5-5"]
+    # Every successful call but the planted unpriced ones has a price: no call went to a model
+    # before its first rate card, none to Sonnet 4.5 (retired 2026-11-30).
+    ok = sample.filter(pl.col("status") == "ok", pl.col("operation") != "count_tokens")
+    unpriced = ok.filter(pl.col("cost_usd").is_null())
+    assert set(unpriced["request_model"]) == {"claude-experimental-2026"}
+    # Hand-priced: ticket-triage's Haiku 5.5 at $0.10 in / $0.50 out per MTok (no caching).
+    triage = ok.filter(pl.col("feature") == "ticket-triage")
+    usd = (triage["input_tokens"].sum() * 0.10 + triage["output_tokens"].sum() * 0.50) / 1e6
+    assert triage["cost_usd"].sum() == pytest.approx(usd, rel=1e-9)
+    assert 1.0 < usd < 2.0  # ~8,400 calls of ~1,400 tokens: about $1.40 a month
+
+
+def test_earlier_periods_call_the_models_they_had(tmp_path: Path) -> None:
+    # 20 days across the 5.5 releases: Opus 2026-09-22, Sonnet 09-28, Haiku 10-07.
+    out = tmp_path / "releases.jsonl"
+    simulate(out, days=20, seed=4, end=_at(2026, 10, 10))
+    calls = _calls(out).filter(pl.col("environment") == "prod")
+
+    def models(feature: str, lo: datetime, hi: datetime) -> set[str]:
+        part = calls.filter(
+            pl.col("feature") == feature, pl.col("start_time").is_between(lo, hi, closed="left")
+        )
+        return set(part["request_model"])
+
+    assert models("doc-summarize", _at(2026, 9, 20), _at(2026, 9, 22)) == {"claude-opus-4-8"}
+    assert models("doc-summarize", _at(2026, 9, 22), _at(2026, 10, 10)) == {"claude-opus-5-5"}
+    assert models("support-chat", _at(2026, 9, 20), _at(2026, 9, 28)) == {"claude-sonnet-4-6"}
+    assert models("support-chat", _at(2026, 9, 28), _at(2026, 10, 10)) == {"claude-sonnet-5-5"}
+    assert models("ticket-triage", _at(2026, 9, 20), _at(2026, 10, 7)) == {"claude-haiku-4-5"}
+    assert models("ticket-triage", _at(2026, 10, 7), _at(2026, 10, 10)) == {"claude-haiku-5-5"}
+    ok = calls.filter(pl.col("status") == "ok", pl.col("operation") != "count_tokens")
+    assert ok["cost_usd"].null_count() == 0  # prod never calls the unpriced model
+    # The answering model is the one asked for, dated where Anthropic dates it.
+    pairs = set(ok.select("request_model", "response_model").unique().iter_rows())
+    assert ("claude-haiku-4-5", "claude-haiku-4-5-20251001") in pairs
+    assert ("claude-haiku-5-5", "claude-haiku-5-5") in pairs
+
+
+def test_runaway_loop_before_opus_5_5_names_the_model_it_runs(tmp_path: Path) -> None:
+    summary = simulate(tmp_path / "july.jsonl", days=20, seed=1, end=_at(2026, 7, 21), scale=0.05)
+    (runaway,) = [i for i in summary.incidents if i.name == "runaway loop"]
+    assert runaway.where.endswith("model claude-opus-4-8")

@@ -1,8 +1,8 @@
 """Backtest on the committed sample: each planted incident fires exactly once.
 
-Planted (sample_logs/README.md): a 529 storm 2026-10-09 14:00-14:45; a runaway loop in
-agent-tools 2026-10-16 01:10-02:40; a cache regression in support-chat from 2026-10-21 10:00;
-the monthly total passing 80 % of $890 on 2026-10-24; calls to an unpriced model.
+Planted (sample_logs/README.md): a 529 storm 2026-11-09 14:00-14:45; a runaway loop in
+agent-tools 2026-11-16 01:10-02:40; a cache regression in support-chat from 2026-11-19 10:00;
+the monthly total passing 80 % of $615 on 2026-11-23; calls to an unpriced model.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from clauditor.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample_logs" / "sample-30d.jsonl.gz"
-END = dt.datetime(2026, 10, 31, tzinfo=dt.UTC)
+END = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)
 UTC = dt.UTC
 
 pytestmark = pytest.mark.skipif(not SAMPLE.exists(), reason="sample not committed yet")
@@ -48,10 +48,10 @@ def test_529_storm_fires_once_and_resolves(replay: pl.DataFrame) -> None:
     storm = incidents(replay, "error_rate", "overloaded")
     assert storm.height == 1
     row = storm.row(0, named=True)
-    assert row["started_at"] == dt.datetime(2026, 10, 9, 14, 0, tzinfo=UTC)
+    assert row["started_at"] == dt.datetime(2026, 11, 9, 14, 0, tzinfo=UTC)
     assert row["severity"] == "critical"  # a third of calls failing is past the 25 % line
     assert row["resolved_at"] is not None
-    assert row["resolved_at"] <= dt.datetime(2026, 10, 9, 16, 0, tzinfo=UTC)
+    assert row["resolved_at"] <= dt.datetime(2026, 11, 9, 16, 0, tzinfo=UTC)
     # No other error class or moment fires: the background 1.5 % never reaches 5 %.
     assert replay.filter(pl.col("rule") == "error_rate").height == 1
 
@@ -60,14 +60,14 @@ def test_runaway_loop_fires_one_spike(replay: pl.DataFrame) -> None:
     spikes = replay.filter(pl.col("rule") == "spike")
     assert spikes["key"].to_list() == ["agent-tools"]
     row = spikes.row(0, named=True)
-    assert row["started_at"] == dt.datetime(2026, 10, 16, 1, 0, tzinfo=UTC)
+    assert row["started_at"] == dt.datetime(2026, 11, 16, 1, 0, tzinfo=UTC)
     assert row["resolved_at"] is not None
 
 
 def test_cache_regression_fires_once(replay: pl.DataFrame) -> None:
     cache = replay.filter(pl.col("rule") == "cache")
     assert cache["key"].to_list() == ["support-chat"]
-    assert cache["started_at"][0] == dt.datetime(2026, 10, 21, 10, 0, tzinfo=UTC)
+    assert cache["started_at"][0] == dt.datetime(2026, 11, 19, 10, 0, tzinfo=UTC)
     assert cache["resolved_at"][0] is None  # it never recovers in the sample
 
 
@@ -75,11 +75,11 @@ def test_budget_80_percent_crossing_once_then_escalates(replay: pl.DataFrame) ->
     total = incidents(replay, "budget", "total")
     assert total.height == 1
     row = total.row(0, named=True)
-    assert row["started_at"].date() == dt.date(2026, 10, 24)
-    assert row["escalations"] == 1 and row["severity"] == "100%"  # 100 % on 10-30
+    assert row["started_at"].date() == dt.date(2026, 11, 23)
+    assert row["escalations"] == 1 and row["severity"] == "100%"  # 100 % on 11-28
     # agent-tools passes 80 % and 100 % within the loop's hour: one incident starting at 100 %.
     agent = incidents(replay, "budget", "agent-tools")
-    assert agent.height == 1 and agent["started_at"][0].date() == dt.date(2026, 10, 16)
+    assert agent.height == 1 and agent["started_at"][0].date() == dt.date(2026, 11, 16)
 
 
 def test_unpriced_model_fires_once(replay: pl.DataFrame) -> None:
@@ -107,7 +107,7 @@ def test_bad_since_is_a_clear_error(sample_db: Path) -> None:
 def test_check_during_the_storm_dry_run(sample_db: Path) -> None:
     config = load_config(ROOT / "sample_logs" / "clauditor.toml")
     result = check_alerts(
-        sample_db, config, as_of=dt.datetime(2026, 10, 9, 14, 20, tzinfo=UTC), dry_run=True
+        sample_db, config, as_of=dt.datetime(2026, 11, 9, 14, 20, tzinfo=UTC), dry_run=True
     )
     firing = {(f.rule, f.key) for f in result.firing}
     assert ("error_rate", "overloaded") in firing

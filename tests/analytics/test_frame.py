@@ -36,7 +36,7 @@ from clauditor.ingest.files import ingest_paths
 from clauditor.store import load_calls
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_logs"
-AS_OF = dt.datetime(2026, 10, 20, 12, 30, tzinfo=dt.UTC)
+AS_OF = dt.datetime(2026, 11, 20, 12, 30, tzinfo=dt.UTC)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def test_the_lean_frame_is_small_and_typed(plain: pl.DataFrame, lean: pl.DataFra
 
 
 def test_a_period_limits_the_rows(db: Path, plain: pl.DataFrame) -> None:
-    period = resolve_period("2026-10-09")
+    period = resolve_period("2026-11-09")
     lean = load_analytics_frame(db, period, columns=["start_time", "feature", "cost_usd"])
     expected = plain.filter(pl.col("start_time").is_between(period.start, period.end, "left"))
     assert lean.height == expected.height > 0

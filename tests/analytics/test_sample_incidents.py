@@ -42,7 +42,7 @@ def utc(*args: int) -> dt.datetime:
 
 def test_the_529_storm_is_the_only_error_episode(sample):
     episodes = error_episodes(sample)
-    storm_start, storm_end = utc(2026, 10, 9, 14, 0), utc(2026, 10, 9, 14, 45)
+    storm_start, storm_end = utc(2026, 11, 9, 14, 0), utc(2026, 11, 9, 14, 45)
     overloaded = episodes.filter(pl.col("error_class") == "overloaded")
     assert overloaded.height == 1
     row = overloaded.row(0, named=True)
@@ -61,35 +61,36 @@ def test_the_runaway_loop_is_the_spike(sample):
     assert runaway.height == 1
     row = runaway.row(0, named=True)
     # The loop ran 01:10-02:40 UTC: the hours 01:00 and 02:00.
-    assert (row["start"], row["end"]) == (utc(2026, 10, 16, 1), utc(2026, 10, 16, 3))
+    assert (row["start"], row["end"]) == (utc(2026, 11, 16, 1), utc(2026, 11, 16, 3))
     assert "runaway volume" in row["reason"] and "model change" in row["reason"]
-    assert row["excess_usd"] > 100
+    # ~750 Opus 5.5 calls of ~30k uncached tokens at $4/MTok: about $90 over a baseline near 0.
+    assert 80 < row["excess_usd"] < 110
     # The only other spike allowed is the real cost of the cache regression: support-chat
-    # writing its cache on every call after 2026-10-21 10:00.
+    # writing its cache on every call after 2026-11-19 10:00.
     others = episodes.filter(pl.col("key") != "agent-tools")
     for r in others.iter_rows(named=True):
-        assert r["key"] == "support-chat" and r["start"] >= utc(2026, 10, 21, 10), r
+        assert r["key"] == "support-chat" and r["start"] >= utc(2026, 11, 19, 10), r
 
 
 def test_the_cache_regression_is_found_when_it_began(sample):
     found = cache_regressions(sample)
     assert found.height == 1
     row = found.row(0, named=True)
-    assert (row["key"], row["start"]) == ("support-chat", utc(2026, 10, 21, 10))
+    assert (row["key"], row["start"]) == ("support-chat", utc(2026, 11, 19, 10))
     assert row["before_ratio"] > 0.7 and row["after_ratio"] < 0.15
     economics = cache_economics(sample, by=["feature"])
     chat = economics.filter(pl.col("feature") == "support-chat").row(0, named=True)
     assert chat["wasted_write_usd"] > 0 and chat["saved_usd"] > 0
 
 
-def test_the_budget_crosses_80_percent_on_october_24(sample, config):
+def test_the_budget_crosses_80_percent_on_november_23(sample, config):
     budget = config.budget
     crossings = threshold_crossings(
         sample, monthly_usd=budget.monthly_usd, thresholds=budget.thresholds
     )
     by_threshold = {r["threshold"]: r["crossed_at"] for r in crossings.iter_rows(named=True)}
-    assert by_threshold[0.8].date() == dt.date(2026, 10, 24)
-    assert by_threshold[1.0].date() == dt.date(2026, 10, 30)
+    assert by_threshold[0.8].date() == dt.date(2026, 11, 23)
+    assert by_threshold[1.0].date() == dt.date(2026, 11, 28)
     assert 1.2 not in by_threshold
 
     def status(as_of: dt.datetime) -> dict:
@@ -103,16 +104,18 @@ def test_the_budget_crosses_80_percent_on_october_24(sample, config):
         )
         return {r["scope"]: r for r in out.iter_rows(named=True)}
 
-    before = status(utc(2026, 10, 24, 0))["total"]
+    before = status(utc(2026, 11, 23, 0))["total"]
     assert before["thresholds_crossed"] == []
-    assert before["forecast_low_usd"] <= 928.32 <= before["forecast_high_usd"]
-    after = status(utc(2026, 10, 25, 0))
+    # November's actual spend ($635.43 by the end of the 29th) lies in the range forecast a
+    # week earlier.
+    assert before["forecast_low_usd"] <= 635.43 <= before["forecast_high_usd"]
+    after = status(utc(2026, 11, 24, 0))
     assert after["total"]["thresholds_crossed"] == [0.8]
     assert after["total"]["crossed_at"] == by_threshold[0.8]
-    # agent-tools ($200) passed 80 % and 100 % in the night of the runaway loop.
-    night = status(utc(2026, 10, 16, 3))["feature:agent-tools"]
+    # agent-tools ($130) passed 80 % and 100 % in the night of the runaway loop.
+    night = status(utc(2026, 11, 16, 3))["feature:agent-tools"]
     assert night["thresholds_crossed"] == [0.8, 1.0]
-    assert night["crossed_at"].date() == dt.date(2026, 10, 16)
+    assert night["crossed_at"].date() == dt.date(2026, 11, 16)
 
 
 def test_audit_scores_the_sample(sample, config):

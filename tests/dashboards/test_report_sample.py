@@ -1,7 +1,7 @@
 """The report over the committed sample (sample_logs/): every planted incident is visible.
 
-The incidents are listed in sample_logs/README.md: the 529 storm of 9 October, the runaway loop
-of 16 October, the cache regression of 21 October and the budget's 80 % line on 24 October.
+The incidents are listed in sample_logs/README.md: the 529 storm of 9 November, the runaway loop
+of 16 November, the cache regression of 19 November and the budget's 80 % line on 23 November.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from clauditor.dashboards.report import write_report
 from clauditor.ingest import ingest_paths
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_logs"
-AS_OF = dt.datetime(2026, 10, 31, tzinfo=dt.UTC)
+AS_OF = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)
 
 pytestmark = [
     pytest.mark.slow,
@@ -35,7 +35,7 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> str:
     ingest_paths([SAMPLE / "sample-30d.jsonl.gz"], db, config=config)
     out = folder / "report.html"
     summary = write_report(db, out, period="30d", as_of=AS_OF, config=config)
-    assert summary.calls == 52_109
+    assert summary.calls == 50_140
     assert summary.sample_every == 1
     assert summary.bytes <= 6_000_000
     return out.read_text(encoding="utf-8")
@@ -48,29 +48,29 @@ def _text(page: str) -> str:
 
 
 def test_the_529_storm_is_an_error_episode(page: str) -> None:
-    assert re.search(r"overloaded Oct 09 14:00 – 14:45 45 min", _text(page))
+    assert re.search(r"overloaded Nov 09 14:00 – 14:45 45 min", _text(page))
 
 
 def test_the_runaway_loop_is_a_spend_spike(page: str) -> None:
-    match = re.search(r"agent-tools Oct 16 01:00 – 03:00 ([\d,]+) \$([\d,.]+)", _text(page))
-    assert match, "no agent-tools spike on the night of 16 October"
-    assert float(match.group(2).replace(",", "")) > 100  # ~$60 an hour for 90 minutes
+    match = re.search(r"agent-tools Nov 16 01:00 – 03:00 ([\d,]+) \$([\d,.]+)", _text(page))
+    assert match, "no agent-tools spike on the night of 16 November"
+    assert 80 < float(match.group(2).replace(",", "")) < 110  # ~$60 an hour for 90 minutes
     assert "runaway volume" in page
 
 
 def test_the_cache_regression_is_marked(page: str) -> None:
-    assert re.search(r"support-chat : hit ratio fell from 8\d% to \d% at Oct 21 10:00", _text(page))
+    assert re.search(r"support-chat : hit ratio fell from 8\d% to \d% at Nov 19 10:00", _text(page))
 
 
 def test_the_budget_crossings_are_dated(page: str) -> None:
     text = _text(page)
-    assert "80% on Oct 24" in text
-    assert "100% on Oct 30" in text
-    assert "Budget used 104%" in text  # $928.32 of $890
+    assert "80% on Nov 23" in text
+    assert "100% on Nov 28" in text
+    assert "Budget used 103%" in text  # $635.43 of $615
 
 
 def test_unpriced_model_and_untagged_spend_are_shown(page: str) -> None:
     text = _text(page)
-    assert "claude-experimental-2026 : 126 calls" in text
-    assert "Untagged spend $59.25" in text
+    assert "claude-experimental-2026 : 96 calls" in text
+    assert "Untagged spend $48.22" in text
     assert page.count('class="plotly-graph-div"') == 8

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +63,13 @@ def test_the_sql_matches_the_conventions_of_today() -> None:
     assert columnar_supported()
 
 
+# The simulated days before it (Tue-Thu 2026-11-24..26) are weekdays, with a weekday's volume.
+WEEKDAYS_END = datetime(2026, 11, 27, tzinfo=UTC)
+
+
 def test_simulator_output_is_decided_in_sql_and_identical(tmp_path: Path) -> None:
     src = tmp_path / "sim.jsonl"
-    simulate(src, days=3, seed=5)
+    simulate(src, days=3, seed=5, end=WEEKDAYS_END)
     lines = src.read_text().splitlines()
     parser = ChunkParser(["clauditor.feature"])
     try:

@@ -21,7 +21,7 @@ from clauditor.simulate import simulate
 from clauditor.store import load_calls, read_connection
 
 from .otlp_fixtures import SDK_CACHED_CALL, line, span
-from .test_columnar import _hostile_lines, assert_same
+from .test_columnar import WEEKDAYS_END, _hostile_lines, assert_same
 from .test_files import clauditor_call, write_mixed_file
 
 
@@ -34,7 +34,7 @@ def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_simulator_output(tmp_path: Path) -> None:
     src = tmp_path / "sim.jsonl"
-    simulate(src, days=1, seed=5)
+    simulate(src, days=1, seed=5, end=WEEKDAYS_END)
     summary = assert_same([src], tmp_path, engine="parallel", batch_size=777)
     assert summary.calls_written > 1000
 
