@@ -31,6 +31,7 @@ from clauditor.analytics.audit_items import (
     model_mix_row,
     retries_row,
     streaming_row,
+    token_cost,
     usage_logged_row,
 )
 from clauditor.analytics.cache import cache_economics, caching_candidates
@@ -158,7 +159,7 @@ def _batch_api(chat: pl.DataFrame, total: float) -> dict[str, Any]:
         pl.col("stream").fill_null(False).any().alias("streams"),
         _has_user(chat).any().alias("has_users"),
         (pl.col("service_tier") == "batch").fill_null(False).any().alias("batched"),
-        pl.col("cost_usd").fill_null(0.0).sum().alias("cost"),
+        token_cost().sum().alias("cost"),
         pl.col("duration_ms").median().alias("p50_ms"),
     )
     return batch_api_row(per, total)

@@ -33,6 +33,7 @@ __all__ = [
     "OPUS_WARN",
     "PROMPT_WARN_TOKENS",
     "REPRICE_AS",
+    "token_cost",
     "STREAM_AFTER_MS",
     "TARGET_MIX",
     "TRUNCATED_WARN",
@@ -86,7 +87,7 @@ PROMPT_WARN_TOKENS = 100_000
 MIN_TURNS = 3
 
 # What Opus calls are repriced as, for the dollars of the model_mix item.
-REPRICE_AS = "claude-sonnet-4-5"
+REPRICE_AS = "claude-sonnet-5-5"
 
 
 def _row(
@@ -151,6 +152,13 @@ def model_mix_row(models: pl.DataFrame, saving: Any) -> dict[str, Any]:
         f"Opus {_pct(shares['opus'])} (target 80/15/5)"
     )
     return _row("model_mix", "cost", status, evidence, usd)
+
+
+def token_cost() -> pl.Expr:
+    """A call's (or an aggregate row's) token dollars: its cost without the server tools' fees,
+    which the Batch API does not discount."""
+    tools = pl.col("cost_tools_usd").fill_null(0.0)
+    return (pl.col("cost_usd") - tools).fill_null(0.0)
 
 
 def batch_api_row(per: pl.DataFrame, total: float) -> dict[str, Any]:

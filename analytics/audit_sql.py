@@ -45,6 +45,7 @@ from clauditor.analytics.audit_items import (
     model_mix_row,
     retries_row,
     streaming_row,
+    token_cost,
     usage_logged_row,
 )
 from clauditor.analytics.costs import PREPARED_KEY, UNTAGGED
@@ -165,7 +166,7 @@ def _workloads(
         streamed.any().alias("streams"),
         pl.col("_has_user").any().alias("has_users"),
         (pl.col("service_tier") == "batch").fill_null(False).any().alias("batched"),
-        pl.col("cost_usd").fill_null(0.0).sum().alias("cost"),
+        token_cost().sum().alias("cost"),
         calls.filter(ok).sum().cast(pl.Int64).alias("ok_calls"),
         calls.filter(ok & ~capped).sum().cast(pl.Int64).alias("unset_n"),
         pl.col("_output_usd").filter(ok & ~capped).sum().alias("unset_usd"),

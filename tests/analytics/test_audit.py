@@ -72,9 +72,9 @@ def test_model_mix_attribution_errors_and_max_tokens(make_calls):
     # Haiku 16/22 = 72.7 %, Sonnet 4/22 = 18.2 %, Opus 2/22 = 9.1 % (over its 5 %).
     assert "Haiku 72.7 %, Sonnet 18.2 %, Opus 9.1 %" in mix["evidence"]
     # Opus 4.5 ($5/$25) calls: 1,000 in + 50 out = 0.005 + 0.00125 = $0.00625 each, $0.0125;
-    # on Sonnet 4.5 ($3/$15): 0.003 + 0.00075 = $0.00375 each, $0.0075; saving $0.005, of
-    # which the part beyond a 5 % share: (2/22 - 0.05) / (2/22) = 0.45 -> $0.00225.
-    assert mix["usd_at_stake"] == pytest.approx(0.00225)
+    # on Sonnet 5.5 ($2/$10): 0.002 + 0.0005 = $0.0025 each, $0.005; saving $0.0075, of
+    # which the part beyond a 5 % share: (2/22 - 0.05) / (2/22) = 0.45 -> $0.003375.
+    assert mix["usd_at_stake"] == pytest.approx(0.003375)
     assert got["error_rate"]["status"] == "warn"
     assert "1 of 22 calls failed" in got["error_rate"]["evidence"]
     attribution = got["feature_attribution"]
@@ -175,6 +175,23 @@ def test_audit_survives_calls_without_durations() -> None:
     result = audit(price_calls(frame_from_rows(rows)))
     batch = result.filter(result["item"] == "batch_api").row(0, named=True)
     assert "duration unknown" in batch["evidence"]
+
+
+def test_batch_what_if_discounts_tokens_not_web_search_fees(db_path) -> None:
+    # 30 nightly Sonnet 4.5 calls, each 10,000 in x $3/M = $0.03 plus 2 web searches x $10/1,000
+    # = $0.02. The Batch API halves the token part only: 30 x $0.03 x 0.5 = $0.45 at stake
+    # (halving the whole $1.50 would claim $0.75). Both audit paths agree.
+    from clauditor.analytics.audit import audit
+    from clauditor.pricing import price_calls
+    from clauditor.schema import frame_from_rows
+    from tests.conftest import call_row
+
+    rows = [call_row(feature="nightly", stream=False, input_tokens=10_000, web_search_requests=2,
+                     duration_ms=40_000.0) for _ in range(30)]  # fmt: skip
+    calls = price_calls(frame_from_rows(rows))
+    for result in (audit(calls), _planned_audit(calls, db_path)):
+        batch = result.filter(result["item"] == "batch_api").row(0, named=True)
+        assert batch["usd_at_stake"] == pytest.approx(0.45, abs=1e-9)
 
 
 def _planned_audit(calls, db_path, config=None):
