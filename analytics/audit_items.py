@@ -277,11 +277,7 @@ def error_rate_row(failed: int, calls: int, failure: pl.DataFrame) -> dict[str, 
     """The ``error_rate`` item: failed calls of all calls, and the cost-of-failure result."""
     rate = failed / calls
     status = "pass" if rate <= ERROR_WARN else ("warn" if rate <= ERROR_FAIL else "fail")
-    usd = (
-        float(failure["errored_usd"].sum()) + float(failure["retry_usd"].sum())
-        if failure.height
-        else 0.0
-    )
+    usd = float(failure["errored_usd"].sum()) if failure.height else 0.0
     return _row(
         "error_rate",
         "reliability",

@@ -16,6 +16,8 @@ Conventions every caller can rely on:
   never 0, so "free" and "unknown" cannot be confused.
 * ``share`` is a group's fraction of the priced total of the frame given, so shares of the
   priced groups add up to 1.
+* ``calls`` leaves out ``count_tokens`` calls (free, not generations); they are counted apart in
+  ``count_tokens_calls``, so cost per call is spend over the calls that could cost something.
 * ``tools_usd`` is the server tools' part of ``cost_usd`` (web search fees; ``cost_tools_usd``
   summed, NULL when no call of the group has it) and ``web_searches`` the web search requests
   the group's calls made (``web_search_requests`` summed, 0 when none).
@@ -41,6 +43,7 @@ __all__ = [
     "cost_breakdown",
     "cost_breakdown_from_hours",
     "cost_columns",
+    "free_call_expr",
     "group_key_expr",
     "key_columns",
     "keys_as_strings",
@@ -161,7 +164,8 @@ def key_columns(by: Sequence[str]) -> list[str]:
 def cost_columns(by: Sequence[str]) -> list[str]:
     """The ``calls`` columns a breakdown by ``by`` reads (with ``start_time``, for buckets):
     what a caller needs to load, a fraction of the row."""
-    return ["start_time", *key_columns(by), *TOKEN_COLUMNS, *_TOOL_COLUMNS, "cost_usd"]
+    return ["start_time", "operation", *key_columns(by), *TOKEN_COLUMNS, *_TOOL_COLUMNS,
+            "cost_usd"]  # fmt: skip
 
 
 # The server tools' calls columns a breakdown sums (into tools_usd and web_searches).
@@ -179,15 +183,23 @@ def cost_breakdown(calls: pl.DataFrame | pl.LazyFrame, by: Sequence[str]) -> pl.
     """
     by = list(by) if not isinstance(by, str) else by
     lf = with_group_keys(_with_columns(calls, cost_columns(by)), by)
+    free = free_call_expr()
     aggs = [
-        pl.len().cast(pl.Int64).alias("calls"),
+        (~free).sum().cast(pl.Int64).alias("calls"),
         *[pl.col(c).sum().cast(pl.Int64).alias(c) for c in TOKEN_COLUMNS],
         _priced_sum().alias("cost_usd"),
         pl.col("cost_usd").is_null().sum().cast(pl.Int64).alias("unpriced_calls"),
         *_tool_sums(),
+        free.sum().cast(pl.Int64).alias("count_tokens_calls"),
     ]
     grouped = lf.group_by(by).agg(aggs) if by else lf.select(aggs)
     return _breakdown_table(grouped, by)
+
+
+def free_call_expr() -> pl.Expr:
+    """True for a ``count_tokens`` call: free, kept as a row, left out of call counts, cost per
+    call, error rates and latency, and counted on a line of its own."""
+    return (pl.col("operation").cast(pl.String) == "count_tokens").fill_null(False)
 
 
 def _tool_sums() -> list[pl.Expr]:
@@ -205,7 +217,7 @@ def _breakdown_table(grouped: pl.LazyFrame, by: Sequence[str]) -> pl.DataFrame:
     total = pl.col("cost_usd").sum()
     columns = [
         *by, "calls", *TOKEN_COLUMNS, "cost_usd", "share", "unpriced_calls", "tools_usd",
-        "web_searches",
+        "web_searches", "count_tokens_calls",
     ]  # fmt: skip
     return (
         grouped.with_columns(
@@ -290,12 +302,14 @@ def cost_breakdown_from_hours(hours: pl.DataFrame, by: Sequence[str]) -> pl.Data
     by = list(by)
     _hours_keys(by)
     lf = with_group_keys(hours, by)
+    free = free_call_expr()
     aggs = [
-        pl.col("calls").sum().cast(pl.Int64).alias("calls"),
+        pl.col("calls").filter(~free).sum().cast(pl.Int64).alias("calls"),
         *[pl.col(c).sum().cast(pl.Int64).alias(c) for c in TOKEN_COLUMNS],
         pl.when(pl.col("_priced").sum() > 0).then(pl.col("cost_usd").sum()).alias("cost_usd"),
         (pl.col("calls") - pl.col("_priced")).sum().cast(pl.Int64).alias("unpriced_calls"),
         *_tool_sums(),
+        pl.col("calls").filter(free).sum().cast(pl.Int64).alias("count_tokens_calls"),
     ]
     grouped = lf.group_by(by).agg(aggs) if by else lf.select(aggs)
     return _breakdown_table(grouped, by)

@@ -147,13 +147,16 @@ def _duration(text: str) -> int:
 def error_minutes(calls: pl.DataFrame, every: str = "1m") -> pl.DataFrame:
     """Calls per ``every`` bucket and per (``status``, ``error_type``, ``http_status``).
 
-    Columns: ``bucket``, ``status``, ``error_type`` (String), ``http_status``, ``calls``. This
+    ``count_tokens`` calls are left out (free, not generations). Columns: ``bucket``,
+    ``status``, ``error_type`` (String), ``http_status``, ``calls``. This
     is what the error jobs read of the calls; DuckDB can produce it for 1-minute buckets (see
     :mod:`clauditor.analytics.plan`) and the ``*_from_minutes`` jobs take it from there.
     """
+    lf = calls.lazy()
+    if "operation" in calls.columns:  # count_tokens calls take no part in error rates
+        lf = lf.filter(pl.col("operation").cast(pl.String).fill_null("chat") != "count_tokens")
     return (
-        calls.lazy()
-        .group_by(
+        lf.group_by(
             pl.col("start_time").dt.truncate(every).alias("bucket"),
             "status",
             "error_type",

@@ -1,16 +1,16 @@
-"""The cost of failure: dollars that bought nothing, or less than asked for.
+"""The cost of failure: dollars that were billed and bought nothing, or less than asked for.
 
-Three kinds, per group:
+Only billed dollars count, per group:
 
-* ``errored_usd``: the cost of calls that failed. Usually near 0 (a rejected request is not
-  billed) but a stream that breaks after generating has a cost.
-* ``retry_usd``: an ESTIMATE of what resends cost, ``retries x cost_usd`` of the call, i.e.
-  every resend taken to cost what the final attempt cost. That is an upper bound: a request
-  the API rejects up front (429, 529) is not billed; a resend after a client timeout or a
-  dropped connection usually paid for the abandoned generation as well. Telemetry records only
-  the final attempt's usage, so nothing tighter can be said from it.
+* ``errored_usd``: the billed cost of calls that failed — a stream that broke after
+  generating, say. A request Anthropic rejects (429, 529) is not billed: its cost is $0 and
+  it adds nothing here;
 * ``truncated_usd``: the cost of calls cut off by ``max_tokens`` (``stop_reason =
   'max_tokens'``); the answer was incomplete, so the call often has to be repeated.
+
+Resends are counted (``retries``), not priced: telemetry records the final attempt's usage
+only, and most resends follow a rejection that was never billed, so any dollar figure for them
+would be a guess. Their cost in time shows in the latency of the calls that needed them.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ def cost_of_failure(calls: pl.DataFrame, *, by: Sequence[str] = ("feature",)) ->
     """Dollars lost to errors, resends and truncation per group of ``by`` keys.
 
     Columns: ``*by``, ``calls``, ``cost_usd``, ``errored_calls``, ``errored_usd``,
-    ``retries``, ``retry_usd`` (estimate, see the module docstring), ``truncated_calls``,
-    ``truncated_usd``, ``failure_usd`` (the three summed), ``failure_share`` (of ``cost_usd``);
+    ``retries`` (resends, counted), ``truncated_calls``, ``truncated_usd``, ``failure_usd``
+    (errored plus truncated dollars), ``failure_share`` (of ``cost_usd``);
     sorted by ``failure_usd`` descending. Unpriced calls count as $0 here.
     """
     by = list(by)
@@ -45,7 +45,6 @@ def cost_of_failure(calls: pl.DataFrame, *, by: Sequence[str] = ("feature",)) ->
         failed.sum().cast(pl.Int64).alias("errored_calls"),
         cost.filter(failed).sum().alias("errored_usd"),
         retries.sum().alias("retries"),
-        (cost * retries).sum().alias("retry_usd"),
         truncated.sum().cast(pl.Int64).alias("truncated_calls"),
         cost.filter(truncated).sum().alias("truncated_usd"),
     ]
@@ -55,7 +54,7 @@ def cost_of_failure(calls: pl.DataFrame, *, by: Sequence[str] = ("feature",)) ->
 
 def _failure_table(grouped: pl.LazyFrame, by: list[str]) -> pl.DataFrame:
     """Total failure dollars and their share of spend, from the per-group sums."""
-    failure = pl.col("errored_usd") + pl.col("retry_usd") + pl.col("truncated_usd")
+    failure = pl.col("errored_usd") + pl.col("truncated_usd")
     return (
         grouped.with_columns(failure.alias("failure_usd"), *[pl.col(k).cast(pl.String) for k in by])
         .with_columns(
@@ -82,7 +81,6 @@ def cost_of_failure_from_hours(
         pl.col("calls").filter(failed).sum().cast(pl.Int64).alias("errored_calls"),
         cost.filter(failed).sum().alias("errored_usd"),
         pl.col("retries").sum().cast(pl.Int64).alias("retries"),
-        pl.col("_retry_usd").sum().alias("retry_usd"),
         pl.col("_truncated").sum().cast(pl.Int64).alias("truncated_calls"),
         pl.col("_truncated_usd").sum().alias("truncated_usd"),
     ]

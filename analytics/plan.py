@@ -87,7 +87,6 @@ SELECT epoch_us(start_time) // 3600000000 AS hour, start_time < $as_of AS _befor
     sum(cache_read_input_tokens) AS cache_read_input_tokens,
     sum(cache_creation_input_tokens) AS cache_creation_input_tokens,
     sum(coalesce(retries, 0)) AS retries, count_if(coalesce(retries, 0) > 0) AS _retried,
-    sum(coalesce(cost_usd, 0.0) * coalesce(retries, 0)) AS _retry_usd,
     count_if(stop_reason = 'max_tokens') AS _truncated,
     coalesce(sum(cost_usd) FILTER (stop_reason = 'max_tokens'), 0.0) AS _truncated_usd,
     sum(coalesce(cost_input_usd, 0.0)) AS _input_usd, max(duration_ms) AS _max_duration_ms,
@@ -462,7 +461,8 @@ def _on_cursor(con: duckdb.DuckDBPyConnection, job: Callable[..., Any]) -> Calla
 def error_minutes_on(con: duckdb.DuckDBPyConnection, period: Period | None) -> pl.DataFrame:
     """Calls per minute and error class of ``period`` (what the error jobs read), on an open
     connection whose session time zone is UTC."""
-    where, params = _where(period)
+    # count_tokens calls are free and not generations: they take no part in error rates.
+    where, params = _where(period, "coalesce(operation, 'chat') <> 'count_tokens'")
     minutes = con.sql(_MINUTES_SQL.format(where=where), params=params).pl()
     return minutes.with_columns(
         pl.from_epoch(pl.col("bucket") * 60, "s").dt.replace_time_zone("UTC").cast(_UTC),

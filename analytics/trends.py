@@ -74,7 +74,10 @@ def change_table(now: pl.DataFrame, before: pl.DataFrame, by: Sequence[str]) -> 
     filled = joined.with_columns(
         pl.col("calls").fill_null(0),
         pl.col("unpriced_calls").fill_null(0),
-        *[pl.col(c).fill_null(0) for c in ("input_tokens", "output_tokens", "web_searches")],
+        *[
+            pl.col(c).fill_null(0)
+            for c in ("input_tokens", "output_tokens", "web_searches", "count_tokens_calls")
+        ],
     )
     change = (
         pl.when(pl.col("previous_cost_usd") > 0)

@@ -368,7 +368,10 @@ def failures(
     config: ConfigOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Cost of failure: dollars on errored calls, on retries and on outputs cut at max_tokens."""
+    """Cost of failure: billed dollars of failed calls and of outputs cut at max_tokens.
+
+    Rejected requests (429, 529) are not billed: their resends are counted, not priced.
+    """
     from clauditor.analytics.failure import cost_of_failure, cost_of_failure_from_hours
 
     keys = split_keys(by)

@@ -267,8 +267,8 @@ def price_calls(calls: pl.DataFrame, table: PriceTable | None = None) -> pl.Data
             chosen = pl.when(crossed).then(pl.col(f"t{i}_{name}")).otherwise(chosen)
         chosen = pl.when(fast).then(pl.col(f"f_{name}")).otherwise(chosen)
         rated = chosen * multiplier
-        # A free call (count_tokens) is priced at zero per token; an unpriced one stays NULL.
-        return pl.when(free & rated.is_not_null()).then(0.0).otherwise(rated).alias(f"rate_{name}")
+        # A free call (count_tokens) is priced at zero per token, whatever its model.
+        return pl.when(free).then(0.0).otherwise(rated).alias(f"rate_{name}")
 
     fees = table.tool_fees
     day = pl.col("__day")

@@ -69,13 +69,15 @@ SELECT
     CASE WHEN nullif(feature, '') IS NULL THEN coalesce(nullif(code_location, ''), '{NO_KEY}')
     END AS code_location,
     epoch_us(min(start_time)) AS first_call,
-    count(*) AS calls,
+    -- count_tokens calls are free: out of call counts and cost per call, counted apart.
+    count(*) FILTER (WHERE coalesce(operation, 'chat') <> 'count_tokens') AS calls,
+    count(*) FILTER (WHERE operation = 'count_tokens') AS count_tokens_calls,
     CAST(coalesce(sum(input_tokens), 0) AS BIGINT) AS input_tokens,
     CAST(coalesce(sum(output_tokens), 0) AS BIGINT) AS output_tokens,
     CAST(coalesce(sum(cache_read_input_tokens), 0) AS BIGINT) AS cache_read_input_tokens,
     CAST(coalesce(sum(cache_creation_input_tokens), 0) AS BIGINT) AS cache_creation_input_tokens,
     sum(cost_usd) AS cost_usd,
-    count(cost_usd) AS priced_calls
+    count(cost_usd) FILTER (WHERE coalesce(operation, 'chat') <> 'count_tokens') AS priced_calls
 FROM calls
 WHERE start_time >= $lo AND start_time < $hi
 GROUP BY ALL

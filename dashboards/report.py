@@ -166,6 +166,7 @@ def _totals(data: ReportData, which: str = "current") -> dict[str, float]:
         "unpriced": float((rows["calls"] - rows["priced_calls"]).sum() or 0),
         "untagged_cost": float(untagged["cost_usd"].sum() or 0.0),
         "untagged_calls": float(untagged["calls"].sum() or 0),
+        "count_tokens": float(rows["count_tokens_calls"].sum() or 0),
     }
 
 
@@ -340,7 +341,12 @@ def render_data(data: ReportData, config: Config, *, previous_cost: float | None
             _card(
                 "Calls",
                 f"{int(now['calls']):,}",
-                f"{format_usd(total / now['priced'] if now['priced'] else None)} per priced call",
+                f"{format_usd(total / now['priced'] if now['priced'] else None)} per priced call"
+                + (
+                    f"<br>+ {int(now['count_tokens']):,} free count_tokens calls"
+                    if now["count_tokens"]
+                    else ""
+                ),
             ),
             _card(
                 "Untagged spend",

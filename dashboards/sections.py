@@ -606,7 +606,6 @@ def failure_section(data: ReportData) -> tuple[str, float]:
             f"{r['errored_calls'] * k:,}",
             usd(r["errored_usd"] * k),
             f"{r['retries'] * k:,}",
-            usd(r["retry_usd"] * k),
             f"{r['truncated_calls'] * k:,}",
             usd(r["truncated_usd"] * k),
             f"<strong>{usd(r['failure_usd'] * k)}</strong>",
@@ -618,8 +617,7 @@ def failure_section(data: ReportData) -> tuple[str, float]:
         ("Feature", False),
         ("Failed calls", True),
         ("Failed $", True),
-        ("Retries", True),
-        ("Retries $ (est.)", True),
+        ("Resends (not billed when rejected)", True),
         ("Truncated", True),
         ("Truncated $", True),
         ("Total", True),
@@ -627,8 +625,9 @@ def failure_section(data: ReportData) -> tuple[str, float]:
     ]
     total = float(table["failure_usd"].sum() or 0.0) * k
     note = (
-        "<p class='note'>Retries are estimated as each resend costing what the final attempt "
-        "cost (an upper bound); truncated calls stopped at <code>max_tokens</code>.</p>"
+        "<p class='note'>Only billed dollars: failed calls that were billed (a stream that broke "
+        "after generating) and calls cut off at <code>max_tokens</code>. Requests Anthropic "
+        "rejected (429, 529) are not billed; their resends are counted, not priced.</p>"
     )
     return _table(head, rows, "Nothing lost to failures.") + note + sample_note(data), total
 

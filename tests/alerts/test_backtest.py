@@ -49,7 +49,10 @@ def test_529_storm_fires_once_and_resolves(replay: pl.DataFrame) -> None:
     assert storm.height == 1
     row = storm.row(0, named=True)
     assert row["started_at"] == dt.datetime(2026, 11, 9, 14, 0, tzinfo=UTC)
-    assert row["severity"] == "critical"  # a third of calls failing is past the 25 % line
+    # 43 of the storm's 117 generation calls fail (37 %), but with the free count_tokens calls
+    # out of the windows too few 5-minute windows hold enough calls above the 25 % line for the
+    # critical level's minimum duration: a warning.
+    assert row["severity"] == "warning"
     assert row["resolved_at"] is not None
     assert row["resolved_at"] <= dt.datetime(2026, 11, 9, 16, 0, tzinfo=UTC)
     # No other error class or moment fires: the background 1.5 % never reaches 5 %.

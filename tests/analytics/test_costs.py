@@ -83,6 +83,7 @@ def test_breakdown_by_feature_has_hand_computed_costs(sample: pl.DataFrame) -> N
         "unpriced_calls",
         "tools_usd",
         "web_searches",
+        "count_tokens_calls",
     ]
     rows = {r["feature"]: r for r in out.iter_rows(named=True)}
     # summarize: $0.003 + $0.0075 + $0.002 = $0.0125

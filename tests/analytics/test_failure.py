@@ -9,7 +9,8 @@ from clauditor.analytics.failure import cost_of_failure
 
 def test_errored_retried_and_truncated_dollars(make_calls):
     calls = make_calls(
-        # 1,000 input tokens on Sonnet 4.5 = $0.003, resent twice: retry estimate 2 x 0.003.
+        # 1,000 input tokens on Sonnet 4.5 = $0.003, resent twice: resends are counted, not
+        # priced (a rejected attempt is not billed).
         dict(feature="a", retries=2),
         # A stream that broke after 1,000 output tokens: $0.003 + 1,000 x $15/M = $0.018.
         dict(
@@ -23,9 +24,9 @@ def test_errored_retried_and_truncated_dollars(make_calls):
     a, b = cost_of_failure(calls).to_dicts()
     assert a["feature"] == "a"
     assert a["errored_calls"] == 1 and a["errored_usd"] == pytest.approx(0.018)
-    assert a["retries"] == 2 and a["retry_usd"] == pytest.approx(0.006)
+    assert a["retries"] == 2 and "retry_usd" not in a
     assert a["truncated_calls"] == 1 and a["truncated_usd"] == pytest.approx(0.018)
-    # 0.018 + 0.006 + 0.018 = 0.042 of 0.003 + 0.018 + 0.018 = 0.039 spent.
-    assert a["failure_usd"] == pytest.approx(0.042)
+    # 0.018 + 0.018 = 0.036 of 0.003 + 0.018 + 0.018 = 0.039 spent.
+    assert a["failure_usd"] == pytest.approx(0.036)
     assert a["cost_usd"] == pytest.approx(0.039)
     assert b["failure_usd"] == 0.0 and b["failure_share"] == 0.0

@@ -1,0 +1,81 @@
+"""What a user reads is what was billed (issue 16): hand-computed through the CLI."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from clauditor.cli import app
+from clauditor.store import write_calls
+
+runner = CliRunner()
+UTC = dt.UTC
+DAY = dt.datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+
+def run_json(*args: str) -> list[dict]:
+    result = runner.invoke(app, [*args, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("by", ["feature", "feature,service"])  # aggregates and per-call paths
+def test_failures_count_only_billed_dollars(db_path: Path, make_calls, by: str) -> None:
+    write_calls(db_path, make_calls(
+        # Succeeded after three 529s: Anthropic billed only the last attempt. 1,000 in x $3/M
+        # = $0.003 spent, $0 lost (the old estimate said 3 x $0.003 = $0.009 lost).
+        dict(feature="chat", retries=3, start_time=DAY),
+        # Rejected with 529 after its retries: no tokens, not billed, $0.
+        dict(feature="chat", status="error", error_type="overloaded_error", http_status=529,
+             input_tokens=0, retries=2, start_time=DAY),
+        # A stream that broke after 1,000 output tokens was billed: 1,000 x $3/M + 1,000 x
+        # $15/M = $0.018 lost.
+        dict(feature="chat", status="error", error_type="api_error", http_status=500,
+             output_tokens=1000, start_time=DAY),
+        # Cut off at max_tokens: $0.003 + $0.015 = $0.018 lost.
+        dict(feature="chat", output_tokens=1000, stop_reason="max_tokens", max_tokens=1000,
+             start_time=DAY),
+    ))  # fmt: skip
+    row = run_json("failures", "--by", by, "--db", str(db_path), "--period", "2026-11-02")[0]
+    assert row["failure_usd"] == pytest.approx(0.036, abs=1e-9)  # 0.018 + 0.018
+    assert row["errored_usd"] == pytest.approx(0.018, abs=1e-9)
+    assert row["retries"] == 5 and "retry_usd" not in row
+
+
+@pytest.mark.parametrize("by", ["feature", "feature,service"])  # aggregates and per-call paths
+def test_count_tokens_calls_are_counted_apart(db_path: Path, make_calls, by: str) -> None:
+    write_calls(db_path, make_calls(
+        # Three chat calls, 1,000 in x $3/M = $0.003 each: $0.009, $0.003 per call.
+        *[dict(feature="chat", start_time=DAY) for _ in range(3)],
+        # Two count_tokens calls: free, and no generation.
+        *[dict(feature="chat", operation="count_tokens", input_tokens=5_000, start_time=DAY)
+          for _ in range(2)],
+    ))  # fmt: skip
+    row = run_json("costs", "--by", by, "--db", str(db_path), "--period", "2026-11-02")[0]
+    assert row["calls"] == 3 and row["count_tokens_calls"] == 2
+    assert row["cost_usd"] == pytest.approx(0.009, abs=1e-9)
+    out = db_path.parent / "report.html"
+    result = runner.invoke(app, ["report", "--db", str(db_path), "--period", "2026-11-02",
+                                 "--as-of", "2026-11-03T00:00:00Z", "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    # The Calls card: 3 calls, $0.009 / 3 = $0.003 per priced call, the free ones apart.
+    assert '<div class="card-value">3</div>' in page
+    assert "$0.003 per priced call" in page and "+ 2 free count_tokens calls" in page
+
+
+def test_count_tokens_failures_are_not_in_error_rates(db_path: Path, make_calls) -> None:
+    # 20 minutes: a chat call every 6 s, all fine, and a count_tokens call every 6 s that hits
+    # 429. Counted together that is a 50 % error episode (what main reported); the generation
+    # calls' error rate is 0: no episode.
+    write_calls(db_path, make_calls(
+        *[dict(feature="chat", start_time=DAY + dt.timedelta(seconds=6 * i)) for i in range(200)],
+        *[dict(feature="chat", operation="count_tokens", status="error",
+               error_type="rate_limit_error", http_status=429, input_tokens=0,
+               start_time=DAY + dt.timedelta(seconds=6 * i + 1)) for i in range(200)],
+    ))  # fmt: skip
+    assert run_json("errors", "--db", str(db_path), "--period", "2026-11-02") == []
