@@ -7,8 +7,11 @@ The forecast adds to what is spent the expected spend of the rest of the month, 
 that knows weekdays from weekends: over the complete days of the ``lookback_days`` before
 today (days before the first call in the frame are unknown, not $0), the mean and standard
 deviation of daily spend on weekdays and on weekend days. A class with fewer than two observed
-days borrows the statistics of all days. The rest of today counts as the fraction of the day
-left on the clock. The prediction interval (``interval``, default 90 %) treats days as
+days borrows the statistics of all days. With fewer than two complete days known at all (the
+first day of data, a new deployment), the rate is the spend since the first call over the
+time since it, and the interval is as wide as that little data deserves (a standard deviation
+as large as the rate, the observed fraction of a day as the sample size). The rest of today
+counts as the fraction of the day left on the clock. The prediction interval (``interval``, default 90 %) treats days as
 independent and adds the uncertainty of the estimated mean:
 ``var = sum over classes of n x s^2 + n^2 x s^2 / m`` (``n`` days to come, ``m`` observed, ``s``
 their standard deviation). The projected run-out date is the first day on which the expected
@@ -104,10 +107,10 @@ def threshold_crossings(
     return out.sort("crossed_at", "threshold")
 
 
-def _class_stats(history: list[tuple[dt.date, float]]) -> dict[str, tuple[float, float, int]]:
+def _class_stats(history: list[tuple[dt.date, float]]) -> dict[str, tuple[float, float, float]]:
     """(mean, standard deviation, days) of daily spend for ``weekday``, ``weekend`` and ``all``."""
 
-    def stats(values: list[float]) -> tuple[float, float, int]:
+    def stats(values: list[float]) -> tuple[float, float, float]:
         m = len(values)
         if m == 0:
             return 0.0, 0.0, 0
@@ -121,6 +124,18 @@ def _class_stats(history: list[tuple[dt.date, float]]) -> dict[str, tuple[float,
         values = [v for d, v in history if (d.weekday() >= 5) == weekend]
         out[name] = stats(values) if len(values) >= 2 else out["all"]
     return out
+
+
+def _early_stats(scoped: pl.DataFrame, end: dt.datetime) -> dict[str, tuple[float, float, float]]:
+    """Run-rate statistics when fewer than two complete days are known (a new month of data, a
+    new deployment): the spend since the first call over the time since it (at least an hour),
+    as a daily rate, with a standard deviation as large as the rate and the observed fraction
+    of a day as the sample size, so the interval is as wide as so little data deserves."""
+    begun = scoped["start_time"].min()
+    assert isinstance(begun, dt.datetime)
+    observed_days = max((end - begun).total_seconds(), 3600.0) / 86400.0
+    rate = float(scoped["cost_usd"].fill_null(0.0).sum()) / observed_days
+    return {c: (rate, rate, observed_days) for c in ("all", "weekday", "weekend")}
 
 
 def _day_class(day: dt.date) -> str:
@@ -207,6 +222,8 @@ def budget_status(
             if first_day is not None and day >= first_day:
                 history.append((day, float(daily.get(day, 0.0))))
         stats = _class_stats(history)
+        if len(history) < 2 and scoped.height:
+            stats = _early_stats(scoped, month.end)
         # Expected spend and variance of each remaining day (today counts for its rest).
         expected_days: list[tuple[dt.date, float]] = []
         var = 0.0

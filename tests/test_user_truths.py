@@ -79,3 +79,30 @@ def test_count_tokens_failures_are_not_in_error_rates(db_path: Path, make_calls)
                start_time=DAY + dt.timedelta(seconds=6 * i + 1)) for i in range(200)],
     ))  # fmt: skip
     assert run_json("errors", "--db", str(db_path), "--period", "2026-11-02") == []
+
+
+@pytest.mark.parametrize("tz", ["UTC", "Asia/Kolkata"])  # whole-hour (aggregates) and half-hour
+def test_forecast_early_in_a_deployment_uses_the_partial_day(
+    db_path: Path, make_calls, tmp_path: Path, tz: str
+) -> None:
+    # First calls ever at 09:00 local on 2026-11-10, three hours before as_of 12:00 local:
+    # 20 Sonnet 4.5 calls of 1,000 in = 20 x $0.003 = $0.06. Rate: $0.06 / (3/24 day) = $0.48 a
+    # day. To come: half of today + 20 days (11th..30th) = 20.5 days x $0.48 = $9.84; forecast
+    # $0.06 + $9.84 = $9.90 (main said a $0.00 run rate and forecast the $0.06 already spent).
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(tz)
+    first = dt.datetime(2026, 11, 10, 9, 0, tzinfo=zone)
+    write_calls(db_path, make_calls(
+        *[dict(start_time=first + dt.timedelta(minutes=9 * i)) for i in range(20)]
+    ))  # fmt: skip
+    config = tmp_path / "clauditor.toml"
+    config.write_text(f'timezone = "{tz}"\n[budget]\nmonthly_usd = 100\n')
+    total = run_json("budget", "--db", str(db_path), "--config", str(config),
+                     "--as-of", "2026-11-10T12:00:00")[0]  # fmt: skip
+    assert total["spent_usd"] == pytest.approx(0.06, abs=1e-9)
+    assert total["run_rate_usd"] == pytest.approx(0.48, abs=1e-9)
+    assert total["forecast_usd"] == pytest.approx(9.90, abs=1e-9)
+    # So little is known that the interval is wide: at least half the forecast either way.
+    assert total["forecast_high_usd"] >= 1.5 * total["forecast_usd"]
+    assert total["forecast_low_usd"] <= 0.5 * total["forecast_usd"]
