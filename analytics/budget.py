@@ -11,8 +11,8 @@ days borrows the statistics of all days. With fewer than two complete days known
 first day of data, a new deployment), the rate is the spend since the first call over the
 time since it, and the interval is as wide as that little data deserves (a standard deviation
 as large as the rate, the observed fraction of a day as the sample size). The rest of today
-counts as the fraction of the day left on the clock. The prediction interval (``interval``, default 90 %) treats days as
-independent and adds the uncertainty of the estimated mean:
+counts as the fraction of the day left on the clock. The prediction interval (``interval``,
+default 90 %) treats days as independent and adds the uncertainty of the estimated mean:
 ``var = sum over classes of n x s^2 + n^2 x s^2 / m`` (``n`` days to come, ``m`` observed, ``s``
 their standard deviation). The projected run-out date is the first day on which the expected
 cumulative spend reaches the budget, if that happens this month.
