@@ -27,7 +27,7 @@ from clauditor.analytics.audit_items import (
     context_growth_row,
     deprecated_row,
     error_rate_row,
-    max_tokens_rows,
+    max_tokens_row,
     model_mix_row,
     retries_row,
     streaming_row,
@@ -165,20 +165,9 @@ def _batch_api(chat: pl.DataFrame, total: float) -> dict[str, Any]:
     return batch_api_row(per, total)
 
 
-def _max_tokens(chat: pl.DataFrame) -> list[dict[str, Any]]:
+def _max_tokens(chat: pl.DataFrame) -> dict[str, Any]:
     columns = ["feature", "code_location", "max_tokens", "output_tokens", "stop_reason"]
-    ok = (
-        chat.lazy().filter(~failed_expr()).select(*columns, "cost_usd", "cost_output_usd").collect()
-    )
-    if ok.height == 0:
-        return [
-            _row("max_tokens_set", "cost", "n/a", "no successful generation calls"),
-            _row("max_tokens_sized", "cost", "n/a", "no successful generation calls"),
-        ]
-    unset = ok.filter(pl.col("max_tokens").is_null())
-    unset_per = _by_workload(
-        unset, pl.len().alias("n"), pl.col("cost_output_usd").fill_null(0).sum().alias("usd")
-    )
+    ok = chat.lazy().filter(~failed_expr()).select(*columns, "cost_usd").collect()
     per = _by_workload(
         ok.filter(pl.col("max_tokens").is_not_null()),
         pl.col("max_tokens").max().alias("cap"),
@@ -190,7 +179,7 @@ def _max_tokens(chat: pl.DataFrame) -> list[dict[str, Any]]:
         .sum()
         .alias("truncated_usd"),
     )
-    return max_tokens_rows(ok.height, unset_per, per)
+    return max_tokens_row(ok.height, per)
 
 
 def _retries(calls: pl.DataFrame) -> dict[str, Any]:
@@ -354,7 +343,7 @@ def audit(
         _model_mix(chat, table),
         _prompt_caching(calls, results, total),
         _batch_api(sync, total),
-        *_max_tokens(sync),
+        _max_tokens(sync),
         _retries(calls),
         _usage_logged(chat),
         _error_rate(calls, results),

@@ -44,7 +44,7 @@ __all__ = [
     "context_growth_row",
     "deprecated_row",
     "error_rate_row",
-    "max_tokens_rows",
+    "max_tokens_row",
     "model_mix_row",
     "retries_row",
     "streaming_row",
@@ -55,7 +55,6 @@ AUDIT_ITEMS = (
     "model_mix",
     "prompt_caching",
     "batch_api",
-    "max_tokens_set",
     "max_tokens_sized",
     "retries_visible",
     "usage_logged",
@@ -70,9 +69,9 @@ AUDIT_ITEMS = (
 # model_mix: target shares of calls (the 80/15/5 rule) and how far Opus may exceed its share.
 TARGET_MIX = {"haiku": 0.80, "sonnet": 0.15, "opus": 0.05}
 OPUS_WARN, OPUS_FAIL = 0.05, 0.15
-# max_tokens_sized: a cap above this multiple of the feature's p99 output is oversized; more
-# than this share of calls stopped by max_tokens means the cap is too tight.
-CAP_OVER_P99 = 4.0
+# max_tokens_sized: a cap above this multiple of the feature's p99 output is oversized (the p99
+# is under 10 % of the cap); more than this share of calls stopped by max_tokens: too tight.
+CAP_OVER_P99 = 10.0
 TRUNCATED_WARN = 0.02
 # error_rate: the checklist's 1 % alert line; above 5 % it fails.
 ERROR_WARN, ERROR_FAIL = 0.01, 0.05
@@ -188,47 +187,37 @@ def batch_api_row(per: pl.DataFrame, total: float) -> dict[str, Any]:
     )
 
 
-def max_tokens_rows(ok_calls: int, unset: pl.DataFrame, per: pl.DataFrame) -> list[dict[str, Any]]:
-    """The two ``max_tokens`` items from the successful synchronous generation calls: their
-    number, the calls without max_tokens per workload (``workload``, ``n``, ``usd`` of output)
-    and per workload of the others (``cap``, ``p99`` output, ``truncated`` share and USD)."""
-    if ok_calls == 0:
-        return [
-            _row("max_tokens_set", "cost", "n/a", "no successful generation calls"),
-            _row("max_tokens_sized", "cost", "n/a", "no successful generation calls"),
-        ]
-    unset_calls = int(unset["n"].sum())
-    share = unset_calls / ok_calls
-    where = ", ".join(
-        unset.sort("n", "workload", descending=[True, False]).head(3)["workload"].to_list()
-    )
-    status = "pass" if share == 0 else ("warn" if share < 0.1 else "fail")
-    rows = [
-        _row(
-            "max_tokens_set",
-            "cost",
-            status,
-            f"{unset_calls:,} of {ok_calls:,} calls ({_pct(share)}) sent no max_tokens"
-            + (f": {where}" if where else ""),
-            float(unset["usd"].sum()) if unset_calls else 0.0,
-        )
-    ]
+def max_tokens_row(ok_calls: int, per: pl.DataFrame) -> dict[str, Any]:
+    """The ``max_tokens_sized`` item from the successful synchronous generation calls: their
+    number and, per workload that records its cap, the ``cap``, ``p99`` output and the
+    ``truncated`` share and USD of calls cut off at it.
+
+    The Messages API requires max_tokens, so the question is not whether a cap is set but
+    whether it fits what the workload uses: a cap more than 10x the p99 output leaves a
+    runaway answer unbounded (warn, nothing billed yet); more than 2 % of calls cut off at the
+    cap pay for answers that must be asked again (warn; those calls' dollars at stake).
+    """
+    if ok_calls == 0 or per.height == 0:
+        evidence = "no successful generation calls" if ok_calls == 0 else "no cap recorded"
+        return _row("max_tokens_sized", "cost", "n/a", evidence)
     per = per.sort("workload")
     oversized = per.filter(pl.col("cap") > CAP_OVER_P99 * pl.col("p99").clip(lower_bound=1))
     tight = per.filter(pl.col("truncated") > TRUNCATED_WARN)
     notes = [
-        f"{r['workload']} caps at {r['cap']:,} but p99 output is {r['p99']:,.0f}"
-        for r in oversized.iter_rows(named=True)
-    ] + [
-        f"{r['workload']}: {_pct(r['truncated'])} of calls cut off at max_tokens {r['cap']:,}"
+        f"{r['workload']}: {_pct(r['truncated'])} of calls cut off at max_tokens {r['cap']:,} "
+        f"(${r['truncated_usd']:,.2f})"
         for r in tight.iter_rows(named=True)
+    ] + [
+        f"{r['workload']} caps at {r['cap']:,}, over 10x its p99 output of {r['p99']:,.0f}"
+        for r in oversized.iter_rows(named=True)
     ]
     status = "warn" if notes else "pass"
-    evidence = "; ".join(notes[:4]) if notes else "every cap is within 4x of the p99 output"
-    rows.append(
-        _row("max_tokens_sized", "cost", status, evidence, float(tight["truncated_usd"].sum()))
+    evidence = (
+        "; ".join(notes[:4])
+        if notes
+        else "every cap is within 10x of its p99 output and cuts off at most 2 % of calls"
     )
-    return rows
+    return _row("max_tokens_sized", "cost", status, evidence, float(tight["truncated_usd"].sum()))
 
 
 def retries_row(

@@ -41,7 +41,7 @@ from clauditor.analytics.audit_items import (
     context_growth_row,
     deprecated_row,
     error_rate_row,
-    max_tokens_rows,
+    max_tokens_row,
     model_mix_row,
     retries_row,
     streaming_row,
@@ -168,8 +168,6 @@ def _workloads(
         (pl.col("service_tier") == "batch").fill_null(False).any().alias("batched"),
         token_cost().sum().alias("cost"),
         calls.filter(ok).sum().cast(pl.Int64).alias("ok_calls"),
-        calls.filter(ok & ~capped).sum().cast(pl.Int64).alias("unset_n"),
-        pl.col("_output_usd").filter(ok & ~capped).sum().alias("unset_usd"),
         calls.filter(ok & capped).sum().cast(pl.Int64).alias("capped_n"),
         pl.col("_cap").filter(ok & capped).max().cast(pl.Int64).alias("cap"),
         pl.col("_truncated").filter(ok & capped).sum().cast(pl.Int64).alias("cut_n"),
@@ -419,11 +417,8 @@ def audit_from_aggregates(
         model_mix_row(_per_model(chat), lambda _: figures["opus_saving"]),
         _prompt_caching(None, results, total),
         batch_api_row(work, total),
-        *max_tokens_rows(
+        max_tokens_row(
             int(work["ok_calls"].sum()),
-            work.filter(pl.col("unset_n") > 0).select(
-                "workload", pl.col("unset_n").alias("n"), pl.col("unset_usd").alias("usd")
-            ),
             work.filter(pl.col("capped_n") > 0).select(
                 "workload",
                 "cap",

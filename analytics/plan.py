@@ -80,7 +80,7 @@ SELECT epoch_us(start_time) // 3600000000 AS hour, start_time < $as_of AS _befor
     status, error_type, http_status,
     CASE WHEN coalesce(feature, '') = '' THEN code_location END AS _location, stream,
     user_id IS NOT NULL AS _has_user, service_tier, max_tokens IS NOT NULL AS _capped,
-    max(max_tokens) AS _cap, sum(coalesce(cost_output_usd, 0.0)) AS _output_usd,
+    max(max_tokens) AS _cap,
     count(*) AS calls, count(cost_usd) AS _priced, sum(cost_usd) AS cost_usd,
     sum(cost_tools_usd) AS cost_tools_usd, sum(web_search_requests) AS web_search_requests,
     sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,

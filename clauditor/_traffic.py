@@ -179,7 +179,7 @@ WORKLOADS: tuple[Workload, ...] = (
     ),
     Workload(
         SUPPORT_PROD, None, "support_bot.admin:summarize_thread", "claude-sonnet-5-5", 30,
-        max_tokens=None, fresh=(2500.0, 0.6), output=(350.0, 0.5), users=12, user_prefix="agent",
+        max_tokens=8192, fresh=(2500.0, 0.6), output=(350.0, 0.5), users=12, user_prefix="agent",
     ),
     Workload(
         DOCS_PROD, "doc-summarize", "docs_app.summarize:summarize_document", "claude-opus-5-5",
@@ -196,7 +196,7 @@ WORKLOADS: tuple[Workload, ...] = (
     ),
     Workload(
         DOCS_PROD, None, "docs_app.jobs.titles:generate_title", "claude-haiku-4-5", 35,
-        max_tokens=None, fresh=(1800.0, 0.5), output=(30.0, 0.4), weekend=0.5,
+        max_tokens=8192, fresh=(1800.0, 0.5), output=(30.0, 0.4), weekend=0.5,
     ),
     Workload(
         AGENT_PROD, "agent-tools", "agent_worker.loop:run_step", "claude-sonnet-5-5", 38,
@@ -210,7 +210,7 @@ WORKLOADS: tuple[Workload, ...] = (
     ),
     Workload(
         AGENT_PROD, None, "agent_worker.memory:compress_history", "claude-sonnet-4-6", 30,
-        profile=QUEUED, weekend=0.6, max_tokens=None, fresh=(12000.0, 0.5),
+        profile=QUEUED, weekend=0.6, max_tokens=8192, fresh=(12000.0, 0.5),
         output=(800.0, 0.4),
     ),
     Workload(

@@ -83,10 +83,32 @@ def test_model_mix_attribution_errors_and_max_tokens(make_calls):
     assert attribution["status"] == "warn"
     assert attribution["usd_at_stake"] == pytest.approx(0.0045)
     assert "10.1 %" in attribution["evidence"]
-    unset = got["max_tokens_set"]
-    assert unset["status"] == "warn" and "1 of 21 calls" in unset["evidence"]
-    assert "app.jobs:run" in unset["evidence"]
+    assert "max_tokens_set" not in got  # the API requires max_tokens: nothing to flag
     assert got["retries_visible"]["status"] == "pass"
+
+
+def test_max_tokens_sized_to_what_the_feature_uses(make_calls):
+    at = lambda i: dt.datetime(2026, 10, 1, 12, i, tzinfo=dt.UTC)  # noqa: E731
+    rows = [
+        # summarize: cap 4,096, outputs of 200: the p99 (200) is under 10 % of the cap.
+        *[dict(feature="summarize", start_time=at(i), max_tokens=4096, output_tokens=200)
+          for i in range(20)],
+        # answer: cap 300, 3 of 20 calls (15 % > 2 %) cut off at it. Each cut call on Sonnet 4.5:
+        # 1,000 in x $3/M + 300 out x $15/M = $0.003 + $0.0045 = $0.0075; 3 x $0.0075 = $0.0225.
+        *[dict(feature="answer", start_time=at(i), max_tokens=300, output_tokens=120)
+          for i in range(17)],
+        *[dict(feature="answer", start_time=at(i), max_tokens=300, output_tokens=300,
+               stop_reason="max_tokens") for i in range(3)],
+        # fine: cap 1,000, p99 of 400 and nothing cut off.
+        *[dict(feature="fine", start_time=at(i), max_tokens=1000, output_tokens=400)
+          for i in range(20)],
+    ]  # fmt: skip
+    sized = items(audit(make_calls(*rows)))["max_tokens_sized"]
+    assert sized["status"] == "warn"
+    assert "answer: 15.0 % of calls cut off at max_tokens 300 ($0.02)" in sized["evidence"]
+    assert "summarize caps at 4,096, over 10x its p99 output of 200" in sized["evidence"]
+    assert "fine" not in sized["evidence"]
+    assert sized["usd_at_stake"] == pytest.approx(0.0225, abs=1e-9)
 
 
 def test_deprecated_model_and_budget_config(make_calls):
@@ -247,7 +269,7 @@ def test_planned_audit_equals_the_per_call_audit(make_calls, db_path):
     status = dict(zip(got["item"], got["status"], strict=True))
     assert status["model_mix"] != "pass" and got["usd_at_stake"][0] != 0  # repriced
     assert status["context_growth"] == "warn"
-    assert status["max_tokens_set"] != "pass"
+    assert status["max_tokens_sized"] != "pass"
 
 
 def test_planned_audit_of_no_calls_is_all_not_applicable(make_calls, db_path):

@@ -125,6 +125,13 @@ def test_audit_scores_the_sample(sample, config):
     assert "doc-summarize" in got["batch_api"]["evidence"]
     assert got["error_rate"]["status"] == "warn"  # ~1.5 % background failures
     assert got["feature_attribution"]["status"] == "warn"  # ~6 % of spend untagged
-    assert got["max_tokens_set"]["status"] == "warn"  # the untagged paths set no max_tokens
+    # The streamed answers' 512 cap cuts off ~5 % of them; the titles job caps at 8,192 for
+    # ~75-token titles.
+    sized = got["max_tokens_sized"]
+    assert sized["status"] == "warn"
+    assert (
+        "search-answer: " in sized["evidence"] and "cut off at max_tokens 512" in sized["evidence"]
+    )
+    assert "generate_title caps at 8,192" in sized["evidence"]
     assert got["usage_logged"]["status"] == "pass"
     assert got["context_growth"]["status"] in ("warn", "pass")
