@@ -336,7 +336,8 @@ def backtest(
     the condition began), ``detected_at`` (the run that would have sent the start),
     ``escalations`` (messages after the start), ``severity`` (the worst level), ``resolved_at``
     (NULL: still open at the end), ``peak`` (rule-specific: budget fraction, error rate, spike
-    score, hit-ratio fall, unpriced calls), ``title``; sorted by detection time.
+    score, hit-ratio fall, unpriced calls), ``title`` (of the worst level's message, as
+    ``severity``); sorted by detection time.
     """
     rules = parse_rules(config)
     every = parse_duration(step, "step", "backtest")
@@ -395,11 +396,15 @@ def backtest(
     for row in rows.values():
         until = row["resolved_at"] or end
         inside = [
-            e.peak
+            e
             for e in peaks.get((row["rule"], row["key"]), [])
             if e.start <= until and (e.end is None or e.end >= row["started_at"])
         ]
-        row["peak"] = max(inside) if inside else None
+        row["peak"] = max(e.peak for e in inside) if inside else None
+        # The title of the worst level reached, so the row's title and severity say one thing.
+        worst = [e for e in inside if e.level == row["_level"]]
+        if worst:
+            row["title"] = worst[0].title
         del row["_level"]
     frame = pl.DataFrame(list(rows.values()), schema=_BACKTEST_SCHEMA)
     return frame.sort("detected_at", "rule", "key")

@@ -63,6 +63,7 @@ from clauditor.store import read_connection
 __all__ = [
     "AnalyticsInputs",
     "analytics_inputs_from",
+    "budget_levels",
     "error_minutes_on",
     "hours_on",
     "load_analytics_inputs",
@@ -316,8 +317,12 @@ def analytics_inputs_from(
     )
 
 
-def _levels(config: Config, extra: Mapping[str | None, float]) -> list[tuple[str | None, float]]:
-    budgets: dict[str | None, float] = dict(extra)
+def budget_levels(
+    config: Config, extra: Mapping[str | None, float] | None = None
+) -> list[tuple[str | None, float]]:
+    """Every budget threshold of ``config`` (and ``extra`` budgets) as (feature or None for the
+    whole account, dollars): where running spend must be exact."""
+    budgets: dict[str | None, float] = dict(extra or {})
     if config.budget.monthly_usd is not None:
         budgets[None] = config.budget.monthly_usd
     budgets.update(config.budget.features.items())
@@ -335,7 +340,7 @@ def load_analytics_inputs(
     with read_connection(db) as con:
         con.execute("SET TimeZone = 'UTC'").fetchall()
         return analytics_inputs_from(
-            con, period, as_of=as_of, budget_levels=_levels(config, {}), tz=config.timezone
+            con, period, as_of=as_of, budget_levels=budget_levels(config, {}), tz=config.timezone
         )
 
 
@@ -402,7 +407,7 @@ def run_budget(
     of hours from UTC (:func:`whole_hour_zone`); callers check that first."""
 
     def job(con: duckdb.DuckDBPyConnection, hours: pl.DataFrame) -> pl.DataFrame:
-        spend = _spend_rows(con, period, hours, _levels(config, {}), config.timezone)
+        spend = _spend_rows(con, period, hours, budget_levels(config, {}), config.timezone)
         return _budget_status(spend, config, as_of)
 
     return on_aggregates(db, period, job, as_of=as_of)
@@ -521,7 +526,7 @@ def run_all_jobs_on(
             "spike_episodes": spike_episodes_from_hours(hours),
             "cost_of_failure": cost_of_failure_from_hours(hours),
         }
-        spend = _spend_rows(con, period, hours, _levels(config, {}), tz)
+        spend = _spend_rows(con, period, hours, budget_levels(config, {}), tz)
         results["budget_status"] = _budget_status(spend, config, as_of)
         results["threshold_crossings"] = (
             threshold_crossings(

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -120,6 +120,41 @@ class ReportData:
         return self.sample_every > 1
 
 
+def _exact_crossings(
+    con: duckdb.DuckDBPyConnection,
+    rows: pl.DataFrame,
+    levels: Sequence[tuple[str | None, float]],
+    as_of: dt.datetime,
+    tz: str,
+) -> pl.DataFrame:
+    """``rows`` (quarter-hour spend, stamped with their first call) with the quarter hours in
+    which a budget level is crossed this month replaced by their calls, so a crossing time is
+    the exact call that crossed it, as ``clauditor budget`` reports it. ``levels``: (feature or
+    None for the whole account, dollars)."""
+    local = as_of.astimezone(ZoneInfo(tz))
+    month_start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    month = rows.filter(pl.col("start_time") >= month_start.astimezone(dt.UTC)).sort("start_time")
+    crossing: set[int] = set()
+    for feature, usd in levels:
+        scoped = month if feature is None else month.filter(pl.col("feature") == feature)
+        running = scoped.with_columns(pl.col("cost_usd").cum_sum().alias("_run"))
+        hit = running.filter(pl.col("_run") >= usd).head(1)
+        if hit.height:
+            crossing.add(int(hit["start_time"][0].timestamp() * 1_000_000) // _BUCKET_US)
+    if not crossing:
+        return rows
+    buckets = ", ".join(str(b) for b in sorted(crossing))
+    calls = con.sql(
+        "SELECT start_time, nullif(feature, '') AS feature, coalesce(cost_usd, 0.0) AS cost_usd "
+        f"FROM calls WHERE start_time < $as_of AND epoch_us(start_time) // {_BUCKET_US} "
+        f"IN ({buckets})",
+        params={"as_of": as_of},
+    ).pl()
+    calls = calls.with_columns(pl.col("start_time").dt.convert_time_zone("UTC"))
+    kept = rows.filter(~(pl.col("start_time").dt.epoch("us") // _BUCKET_US).is_in(sorted(crossing)))
+    return pl.concat([kept, calls.cast(kept.schema)]).sort("start_time")  # type: ignore[arg-type]
+
+
 def budget_window(as_of: dt.datetime, tz: str) -> tuple[dt.datetime, dt.datetime]:
     """The UTC span the budget job needs: the month of ``as_of`` (in ``tz``) and its look-back."""
     local = as_of.astimezone(ZoneInfo(tz))
@@ -149,6 +184,7 @@ def _read(
     sample_limit: int,
     load_calls: CallLoader,
     prices: PriceTable | None = None,
+    budget_levels: Sequence[tuple[str | None, float]] = (),
 ) -> ReportData:
     """The shared body of both loaders; ``load_calls(k)`` reads the period's calls (1-in-k)."""
     con.execute("SET enable_progress_bar = false").fetchall()
@@ -191,6 +227,8 @@ def _read(
         .select("start_time", "feature", "cost_usd")
         .sort("start_time")
     )
+    if budget_levels:
+        budget_calls = _exact_crossings(con, budget_calls, budget_levels, as_of, period.tz)
     count = int(rollup.filter(pl.col("which") == "current")["calls"].sum() or 0)
     every = max(1, math.ceil(count / sample_limit)) if sample_limit > 0 else 1
     newest = _from_epoch_us(con.execute(_NEWEST_SQL, {"as_of": as_of}).fetchall()[0][0])
@@ -230,8 +268,13 @@ def load_report_data(
     as_of: dt.datetime,
     sample_limit: int = DEFAULT_SAMPLE_LIMIT,
     prices: PriceTable | None = None,
+    budget_levels: Sequence[tuple[str | None, float]] = (),
 ) -> ReportData:
     """Read what the report of ``period`` needs from the database file ``db`` (read-only).
+
+    ``budget_levels`` ((feature or None, dollars) of every budget threshold) makes the budget
+    rows exact where a level is crossed (:func:`clauditor.analytics.plan.budget_levels` gives them
+    for a config).
 
     ``as_of`` (aware) bounds the freshness and budget reads. ``sample_limit`` caps the
     per-call rows read (0: read every call). Raises
@@ -243,7 +286,7 @@ def load_report_data(
             params = {"start": period.start, "end": period.end}
             return _conformed(con.sql(_calls_sql(every), params=params).pl())
 
-        return _read(con, period, as_of, sample_limit, calls, prices)
+        return _read(con, period, as_of, sample_limit, calls, prices, budget_levels)
 
 
 def report_data_from_frame(

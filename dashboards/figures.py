@@ -351,7 +351,7 @@ def error_rate_figure(
         annotation_position="top left",
         annotation_font={"size": 11},
     )
-    for row in episodes.iter_rows(named=True):
+    for i, row in enumerate(episodes.iter_rows(named=True)):
         fig.add_vrect(
             x0=row["start"],
             x1=row["end"],
@@ -359,11 +359,28 @@ def error_rate_figure(
             line={"width": 1, "color": "rgba(224,49,49,0.5)"},
             layer="below",
         )
+        # The episode's own rate, drawn over its span: the buckets above average it with the
+        # quiet hours around it, so the label and a line of the chart say the same number.
+        fig.add_scatter(
+            x=[row["start"], row["end"]],
+            y=[row["error_rate"], row["error_rate"]],
+            mode="lines+markers",
+            line={"color": _DANGER, "width": 2, "dash": "dot"},
+            marker={"size": 5, "color": _DANGER},
+            name="error episode",
+            legendgroup="episodes",
+            showlegend=i == 0,
+            hovertemplate="episode %{y:.1%}<extra></extra>",
+        )
+        minutes = (row["end"] - row["start"]).total_seconds() / 60
         fig.add_annotation(
             x=row["start"],
             y=1,
             yref="paper",
-            text=f"{label(row['error_class']).replace('_', ' ')} {row['error_rate']:.0%}",
+            text=(
+                f"{label(row['error_class']).replace('_', ' ')} {row['error_rate']:.0%} "
+                f"for {minutes:.0f} min"
+            ),
             showarrow=False,
             xanchor="left",
             yanchor="top",

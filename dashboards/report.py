@@ -39,6 +39,7 @@ from plotly.offline import get_plotlyjs
 from clauditor import __version__
 from clauditor.analytics.costs import UNTAGGED
 from clauditor.analytics.periods import Period, resolve_period
+from clauditor.analytics.plan import budget_levels
 from clauditor.config import Config
 from clauditor.dashboards import sections
 from clauditor.dashboards.data import (
@@ -109,7 +110,12 @@ def write_report(
     when = _as_of(as_of, zone)
     current = resolve_period(period, as_of=when, tz=zone)
     data = load_report_data(
-        db, current, as_of=when, sample_limit=sample_limit, prices=config.price_table()
+        db,
+        current,
+        as_of=when,
+        sample_limit=sample_limit,
+        prices=config.price_table(),
+        budget_levels=budget_levels(config),
     )
     page = render_data(data, config)
 

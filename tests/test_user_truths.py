@@ -6,6 +6,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import polars as pl
 import pytest
 from typer.testing import CliRunner
 
@@ -106,3 +107,65 @@ def test_forecast_early_in_a_deployment_uses_the_partial_day(
     # So little is known that the interval is wide: at least half the forecast either way.
     assert total["forecast_high_usd"] >= 1.5 * total["forecast_usd"]
     assert total["forecast_low_usd"] <= 0.5 * total["forecast_usd"]
+
+
+def test_report_and_budget_name_the_same_crossing_moment(
+    db_path: Path, make_calls, tmp_path: Path
+) -> None:
+    # Budget $1.00; three Sonnet 4.5 calls of 100,000 in x $3/M = $0.30 each at 20:00:10,
+    # 20:01:20 and 20:02:36: the third takes the month to $0.90, past 80 % ($0.80) at 20:02:36.
+    # The report summed quarter hours and stamped them with their first call (20:00).
+    at = [dt.datetime(2026, 11, 2, 20, 0, 10, tzinfo=UTC), dt.datetime(2026, 11, 2, 20, 1, 20,
+          tzinfo=UTC), dt.datetime(2026, 11, 2, 20, 2, 36, tzinfo=UTC)]  # fmt: skip
+    write_calls(db_path, make_calls(*[dict(start_time=t, input_tokens=100_000) for t in at]))
+    config = tmp_path / "clauditor.toml"
+    config.write_text("[budget]\nmonthly_usd = 1.0\n")
+    common = ["--db", str(db_path), "--config", str(config), "--as-of", "2026-11-02T21:00:00Z"]
+    total = run_json("budget", *common)[0]
+    assert total["crossed_at"].startswith("2026-11-02T20:02:36")
+    out = tmp_path / "report.html"
+    result = runner.invoke(app, ["report", *common, "--period", "today", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "passed 80% on Nov 02 20:02" in out.read_text()
+
+
+def test_backtest_title_names_the_severity_it_reached(
+    db_path: Path, make_calls, tmp_path: Path
+) -> None:
+    # Budget $1.00: $0.90 at 10:05 (80 % crossed), then $0.36 more at 11:05 ($1.26: 120 %).
+    # Each call: 300,000 / 120,000 in x $3/M.
+    write_calls(db_path, make_calls(
+        dict(start_time=dt.datetime(2026, 11, 2, 10, 5, tzinfo=UTC), input_tokens=300_000),
+        dict(start_time=dt.datetime(2026, 11, 2, 11, 5, tzinfo=UTC), input_tokens=120_000),
+    ))  # fmt: skip
+    config = tmp_path / "clauditor.toml"
+    config.write_text("[budget]\nmonthly_usd = 1.0\n")
+    rows = run_json("alerts", "backtest", "--db", str(db_path), "--config", str(config),
+                    "--since", "2026-11-02", "--as-of", "2026-11-03T00:00:00Z")  # fmt: skip
+    budget = [r for r in rows if r["rule"] == "budget"]
+    assert [(r["severity"], r["title"]) for r in budget] == [
+        ("120%", "Budget 120% reached: the whole account")
+    ]
+
+
+def test_error_chart_draws_the_rate_it_labels() -> None:
+    from clauditor.dashboards.figures import error_rate_figure
+
+    day = dt.datetime(2026, 11, 9)
+    # 3-hour buckets average a 45-minute storm of 37 % down to ~10 %; the episode's own rate is
+    # drawn over its span, and that is the number on the label.
+    windows = pl.DataFrame(
+        {
+            "time": [day.replace(hour=h) for h in (12, 15, 18)],
+            "error_class": ["overloaded"] * 3,
+            "error_rate": [0.0, 0.1, 0.0],
+        }
+    )
+    episodes = pl.DataFrame({"start": [day.replace(hour=14)],
+                             "end": [day.replace(hour=14, minute=45)],
+                             "error_class": ["overloaded"], "error_rate": [0.368]})  # fmt: skip
+    fig = error_rate_figure(windows, episodes, threshold=0.05)
+    drawn = [t for t in fig.data if t.name == "error episode"]
+    assert len(drawn) == 1 and list(drawn[0].y) == [0.368, 0.368]
+    labels = [a.text for a in fig.layout.annotations if "overloaded" in (a.text or "")]
+    assert labels == ["overloaded 37% for 45 min"]
