@@ -47,7 +47,7 @@ from clauditor.analytics.periods import Period, resolve_period
 from clauditor.config import Config
 from clauditor.errors import ConfigError, DeliveryError
 
-__all__ = ["CheckResult", "backtest", "check_alerts", "decide"]
+__all__ = ["CheckResult", "backtest", "check_alerts", "decide", "send_claimed"]
 
 log = logging.getLogger("clauditor.alerts")
 UTC = dt.UTC
@@ -271,9 +271,21 @@ def check_alerts(
     sinks = _sinks(sender)
     run_id = uuid.uuid4().hex
     claimed = claim_transitions(db, decide_now, run_id=run_id)
+    result, deliveries = send_claimed(claimed.to_send, sinks)
+    record_deliveries(db, deliveries, run_id=run_id)
+    result.firing.extend(load_open_incidents(db).values())
+    return result
+
+
+def send_claimed(
+    to_send: Sequence[tuple[AlertMessage, frozenset[str]]], sinks: Sequence[Sink]
+) -> tuple[CheckResult, list[Delivery]]:
+    """Send each claimed message to the sinks that do not have it yet (step 2 of
+    :mod:`clauditor.alerts.state`): what was sent, printed (no sink) or failed, and the
+    deliveries to record. Never raises for a failed delivery."""
     result = CheckResult()
     deliveries = []
-    for message, done in claimed.to_send:
+    for message, done in to_send:
         if not sinks:
             result.printed.append(message)
             deliveries.append(Delivery(message, UNDELIVERED, error="no destination configured"))
@@ -303,9 +315,7 @@ def check_alerts(
         else:
             result.sent.append(message)
             deliveries.append(Delivery(message, SENT, frozenset(delivered)))
-    record_deliveries(db, deliveries, run_id=run_id)
-    result.firing.extend(load_open_incidents(db).values())
-    return result
+    return result, deliveries
 
 
 _BACKTEST_SCHEMA: dict[str, Any] = {

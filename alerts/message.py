@@ -17,8 +17,16 @@ from clauditor.redact import scrub
 
 __all__ = ["TRANSITIONS", "AlertMessage", "render_text"]
 
-TRANSITIONS = ("start", "escalate", "resolve")
-_ICONS = {"start": "[FIRING]", "escalate": "[ESCALATED]", "resolve": "[RESOLVED]"}
+# ``digest`` is not an incident's transition: it is the daily spend digest of
+# ``clauditor report --notify`` (:mod:`clauditor.dashboards.digest`), which goes through the same
+# outbox and sinks; it never opens an incident.
+TRANSITIONS = ("start", "escalate", "resolve", "digest")
+_ICONS = {
+    "start": "[FIRING]",
+    "escalate": "[ESCALATED]",
+    "resolve": "[RESOLVED]",
+    "digest": "[DAILY]",
+}
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,12 @@ LIMITS = {
     "context_elements": 10,
     "fallback_text": 3000,  # Slack allows far more; a notification never shows more than this
 }
-_EMOJI = {"start": ":rotating_light:", "escalate": ":fire:", "resolve": ":white_check_mark:"}
+_EMOJI = {
+    "start": ":rotating_light:",
+    "escalate": ":fire:",
+    "resolve": ":white_check_mark:",
+    "digest": ":bar_chart:",
+}
 _ELLIPSIS = "…"
 
 
@@ -121,7 +126,8 @@ def webhook_payload(message: AlertMessage) -> dict[str, Any]:
     Keys: ``source`` (``clauditor``), ``schema_version`` (1), ``rule``, ``key``, ``incident``,
     ``transition`` (start | escalate | resolve), ``level``, ``severity``, ``title``,
     ``summary``, ``started_at``, ``as_of`` (ISO 8601 UTC), ``fields`` (label -> value),
-    ``next_steps`` (list), ``text`` (the plain-text rendering).
+    ``next_steps`` (list), ``text`` (the plain-text rendering); and ``data``, the message's
+    machine-readable figures, when it has any (the daily digest's dollars, say).
     """
     return {
         "source": "clauditor",
@@ -139,4 +145,5 @@ def webhook_payload(message: AlertMessage) -> dict[str, Any]:
         "fields": dict(message.fields),
         "next_steps": list(message.next_steps),
         "text": render_text(message),
+        **({"data": message.extra} if message.extra else {}),
     }

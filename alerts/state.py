@@ -15,6 +15,9 @@ resolve; its level is the highest level messaged) and the delivery outbox:
 
 A row a crashed run left in ``sending`` is reclaimed after ``stale_after``; that one message
 may then be sent twice, the price of never losing it.
+
+The daily digest of ``clauditor report --notify`` uses the same table: rule ``report``, key
+and incident the day, transition ``digest``. Its rows are never an open incident.
 """
 
 from __future__ import annotations
@@ -80,6 +83,7 @@ _OPEN_SQL = """
 SELECT rule, key, incident, timezone('UTC', min(started_at)) AS started_at,
        max(level) AS level, arg_max(severity, level) AS severity
 FROM alerts
+WHERE transition <> 'digest'
 GROUP BY rule, key, incident
 HAVING NOT bool_or(transition = 'resolve')
 ORDER BY rule, key, started_at
@@ -117,13 +121,15 @@ def claim_transitions(
     stale_after: dt.timedelta = dt.timedelta(minutes=10),
     attempts: int = 5,
     timeout_s: float = 30.0,
+    retry_rule: str | None = None,
 ) -> Claimed:
     """Decide and claim, atomically, the messages this run sends (step 1 of the module
     docstring).
 
     ``decide`` gets the open incidents and returns the transitions to make; it runs inside the
     transaction, and again if a racing run committed first. The result lists what this run
-    inserted plus the failed (or stale) rows of earlier runs it took over for a retry.
+    inserted plus the failed (or stale) rows of earlier runs it took over for a retry (only
+    those of ``retry_rule`` when given: ``report --notify`` retries digests, not alerts).
     """
     now = now or dt.datetime.now(dt.UTC)
     last: Exception | None = None
@@ -156,8 +162,10 @@ def claim_transitions(
                     ).fetchall()
                 con.execute(
                     "UPDATE alerts SET status = ?, claimed_by = ?, claimed_at = ? "
-                    "WHERE status = ? OR (status = ? AND claimed_at < ?)",
-                    [SENDING, run_id, now, FAILED, SENDING, now - stale_after],
+                    "WHERE (status = ? OR (status = ? AND claimed_at < ?)) "
+                    "AND (? IS NULL OR rule = ?)",
+                    [SENDING, run_id, now, FAILED, SENDING, now - stale_after]
+                    + [retry_rule, retry_rule],
                 ).fetchall()
                 rows = con.execute(
                     "SELECT message, delivered_to FROM alerts WHERE claimed_by = ? AND status = ? "

@@ -155,19 +155,52 @@ def report(
     open_browser: Annotated[
         bool, typer.Option("--open", help="Open the report in the default browser.")
     ] = False,
+    notify: Annotated[
+        bool,
+        typer.Option(
+            "--notify",
+            help="Also post yesterday's digest to $CLAUDITOR_SLACK_WEBHOOK_URL and/or "
+            "$CLAUDITOR_WEBHOOK_URL, once per day however often it runs (for cron).",
+        ),
+    ] = False,
 ) -> None:
-    """Write the self-contained HTML cost report (opens offline, no network requests)."""
+    """Write the self-contained HTML cost report (opens offline, no network requests).
+
+    With --notify, exit code 1 when the digest could not be delivered (the next run retries it).
+    """
     from clauditor.dashboards import write_report
 
     cfg = resolve_config(config)
     zone = tz or cfg.timezone
+    moment = parse_as_of(as_of, zone)
+    sinks: list[Any] = []
+    if notify:
+        from clauditor.alerts.deliver import sinks_from_env
+
+        sinks = sinks_from_env()  # a malformed URL fails before any work is done
     summary = write_report(
-        resolve_db(db), out_file, period=period, as_of=parse_as_of(as_of, zone), config=cfg, tz=zone
+        resolve_db(db), out_file, period=period, as_of=moment, config=cfg, tz=zone
     )
     out.print(
         f"report: {summary.out} ({summary.bytes / 1e6:.1f} MB, {summary.calls:,} calls)",
         markup=False,
     )
+    if notify:
+        from clauditor.dashboards.digest import notify as post_digest
+
+        where = cfg.report.url or str(summary.out.resolve())
+        result = post_digest(resolve_db(db), cfg, report=where, as_of=moment, sinks=sinks)
+        for message in result.sent:
+            out.print(f"digest for {message.key} sent", markup=False)
+        if not result.sent and not result.failed:
+            out.print(f"digest for {result.day} already sent; nothing to do", markup=False)
+        for message, reason in result.failed:
+            err.print(
+                f"digest for {message.key} not delivered (retried on the next run): {reason}",
+                markup=False,
+            )
+        if result.failed:
+            raise typer.Exit(1)
     if open_browser:
         import webbrowser
 

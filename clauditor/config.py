@@ -37,12 +37,17 @@ Example::
     sample_rate = 0.05
 
     [alerts]                              # rules; see clauditor.alerts
+
+    [report]
+    url = "https://reports.example.com/clauditor/report.html"   # where the team opens the
+                                          # report; `report --notify` links it (default: the path)
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
+import urllib.parse
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -55,10 +60,18 @@ from clauditor.semconv import ENV_CONFIG, FEATURE
 if TYPE_CHECKING:
     from clauditor.pricing import PriceTable
 
-__all__ = ["BudgetConfig", "CaptureConfig", "Config", "find_config_file", "load_config"]
+__all__ = [
+    "BudgetConfig",
+    "CaptureConfig",
+    "Config",
+    "ReportConfig",
+    "find_config_file",
+    "load_config",
+]
 
 _TOP_KEYS = {
     "timezone", "budget", "prices", "price_files", "pricing", "ingest", "capture", "alerts",
+    "report",
 }  # fmt: skip
 DEFAULT_PRICE_FILE = "clauditor-prices.toml"  # what `clauditor prices import` writes by default
 
@@ -81,6 +94,14 @@ class CaptureConfig:
 
 
 @dataclass(frozen=True)
+class ReportConfig:
+    """``[report]``: ``url``, where the team opens the published HTML report (an http(s) URL);
+    the daily digest links it instead of the path the report was written to."""
+
+    url: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     """The validated configuration; ``source`` is the file it came from (None: defaults)."""
 
@@ -94,6 +115,7 @@ class Config:
     feature_attributes: tuple[str, ...] = (FEATURE,)
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     alerts: Mapping[str, Any] = field(default_factory=dict)
+    report: ReportConfig = field(default_factory=ReportConfig)
     raw: Mapping[str, Any] = field(default_factory=dict)
 
     def price_table(self) -> PriceTable:
@@ -215,6 +237,7 @@ def parse_config(data: Mapping[str, Any], *, source: Path | None = None) -> Conf
         feature_attributes=tuple(attrs),
         capture=capture,
         alerts=dict(alerts),
+        report=_parse_report(data.get("report", {}), where),
         raw=dict(data),
     )
 
@@ -261,3 +284,29 @@ def _parse_capture(raw: Any, where: str) -> CaptureConfig:
     if not 0.0 <= rate <= 1.0:
         raise ConfigError(f"{where}: capture.sample_rate must be between 0 and 1, got {rate}")
     return CaptureConfig(policy=str(policy), sample_rate=rate)
+
+
+def _parse_report(raw: Any, where: str) -> ReportConfig:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: [report] must be a table")
+    unknown = set(raw) - {"url"}
+    if unknown:
+        raise ConfigError(f"{where}: [report] has unknown key(s) {sorted(unknown)}; known: ['url']")
+    url = raw.get("url")
+    if url is None:
+        return ReportConfig()
+    try:
+        parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
+    except ValueError:  # an unclosed IPv6 bracket, say
+        parts = None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or any(c.isspace() for c in url)
+    ):
+        raise ConfigError(
+            f"{where}: report.url must be an http(s) URL such as "
+            f'"https://reports.example.com/report.html", got {url!r}'
+        )
+    return ReportConfig(url=url)

@@ -1,16 +1,26 @@
 """Plotly figures for the report, each drawn from an already-aggregated Polars frame.
 
 Figures take aggregates (per day, per feature, per model), never per-call rows, so a report's
-size does not grow with the number of calls. Every label that comes from telemetry (feature,
-model, code location) goes through :func:`label` first: Plotly renders trace names, tick labels
-and hover text as a small HTML dialect, so a feature named ``<img src=x onerror=...>`` must reach
-it as ``&lt;img …&gt;`` to be shown as text rather than interpreted.
+size does not grow with the number of calls.
+
+A first day of data must draw as well as a month: bars get an explicit width (plotly would
+derive it from the gap between two x values, and one day has none), a trace of a single point
+is drawn as a marker (a line through one point is invisible), date axes span the whole period
+and keep plotly's zoom-aware date labels (a fixed ``%b %d`` repeats the date on every tick of
+a one-day axis), and dollar axes get as many decimals as their largest value needs (a
+``$0.003`` day on a cents axis reads ``$0.00`` at every tick).
+
+Every label that comes from telemetry (feature, model, code location) goes through
+:func:`label` first: Plotly renders trace names, tick labels and hover text as a small HTML
+dialect, so a feature named ``<img src=x onerror=...>`` must reach it as ``&lt;img …&gt;`` to be
+shown as text rather than interpreted.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import html
+import math
 from collections.abc import Sequence
 
 import plotly.graph_objects as go
@@ -82,6 +92,44 @@ def _empty(fig: go.Figure, message: str) -> go.Figure:
     return fig
 
 
+_DAY_MS = 86_400_000
+
+
+def _money_axis(peak: float, *, decimals: int = 2) -> dict[str, object]:
+    """A dollar axis whose ticks are distinct up to ``peak`` (at least ``decimals`` decimals)."""
+    if peak > 0:
+        # plotly puts about five to ten ticks on an axis: show a tenth of the peak's magnitude.
+        decimals = max(decimals, math.ceil(-math.log10(peak / 10)))
+    return {"tickprefix": "$", "tickformat": f",.{min(decimals, 8)}f", "title": None}
+
+
+def _peak(values: pl.Series) -> float:
+    """The largest of ``values`` (0 when there is none)."""
+    return float(max((v for v in values.to_list() if v is not None), default=0.0))
+
+
+def _day_axis(first: dt.datetime, last: dt.datetime, days: int) -> dict[str, object]:
+    """A date axis over ``[first, last]`` for per-day values: one tick a day up to ten days
+    (each labelled with its date), plotly's own date ticks beyond."""
+    axis: dict[str, object] = {"type": "date", "range": [first, last], "title": None}
+    if days <= 10:
+        axis.update(dtick=_DAY_MS, tick0=first.replace(hour=0), tickformat="%b %d")
+    return axis
+
+
+def _time_axis(x_range: tuple[dt.datetime, dt.datetime] | None) -> dict[str, object]:
+    """A date axis over ``x_range`` (naive local) with plotly's zoom-aware date labels."""
+    axis: dict[str, object] = {"type": "date"}
+    if x_range is not None:
+        axis["range"] = list(x_range)
+    return axis
+
+
+def _line_mode(points: int) -> str:
+    """``lines``, or ``lines+markers`` for a single point (which a line alone cannot show)."""
+    return "lines+markers" if points == 1 else "lines"
+
+
 def _period_days(period: Period) -> list[dt.date]:
     """Every calendar day (in the period's zone) the period touches."""
     start, end = period.local_bounds()
@@ -104,20 +152,17 @@ def daily_spend_figure(daily: pl.DataFrame, period: Period, *, top: int = 8) -> 
     days = _period_days(period)
     # A date axis over the whole period: plotly picks readable ticks, and empty days show as gaps.
     half_day = dt.timedelta(hours=12)
-    span = [
-        (_midnight(days[0]) - half_day).isoformat(),
-        (_midnight(days[-1]) + half_day).isoformat(),
-    ]
+    priced = daily.filter(pl.col("cost_usd").is_not_null())
+    peak = _peak(priced.group_by("day").agg(pl.col("cost_usd").sum())["cost_usd"])
     fig = _layout(
         go.Figure(),
         height=380,
         barmode="stack",
         bargap=0.15,
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0, "traceorder": "normal"},
-        xaxis={"type": "date", "range": span, "tickformat": "%b %d", "title": None},
-        yaxis={"tickprefix": "$", "tickformat": ",.2f", "title": None},
+        xaxis=_day_axis(_midnight(days[0]) - half_day, _midnight(days[-1]) + half_day, len(days)),
+        yaxis=_money_axis(peak),
     )
-    priced = daily.filter(pl.col("cost_usd").is_not_null())
     if priced.height == 0:
         return _empty(fig, "No priced spend in this period")
     ranking = (
@@ -144,6 +189,7 @@ def daily_spend_figure(daily: pl.DataFrame, period: Period, *, top: int = 8) -> 
             y=part["cost_usd"].to_list(),
             name=label(name),
             marker_color=_GREY if name == OTHER else PALETTE[i % len(PALETTE)],
+            width=_DAY_MS * 0.85,  # in ms on a date axis: plotly cannot infer it from one day
             hovertemplate="%{fullData.name}<br>%{x|%Y-%m-%d}: $%{y:,.4f}<extra></extra>",
         )
     return fig
@@ -188,7 +234,7 @@ def model_mix_figure(by_model: pl.DataFrame, *, top: int = 10) -> go.Figure:
         priced["share"].to_list(),
         PALETTE[0],
     )
-    return _layout(fig, height=height, xaxis={"tickprefix": "$", "tickformat": ",.2f"})
+    return _layout(fig, height=height, xaxis=_money_axis(max(priced["cost_usd"].to_list())))
 
 
 def untagged_figure(by_location: pl.DataFrame, *, top: int = 10) -> go.Figure:
@@ -207,7 +253,7 @@ def untagged_figure(by_location: pl.DataFrame, *, top: int = 10) -> go.Figure:
         priced["share"].to_list(),
         PALETTE[1],
     )
-    return _layout(fig, height=height, xaxis={"tickprefix": "$", "tickformat": ",.2f"})
+    return _layout(fig, height=height, xaxis=_money_axis(max(priced["cost_usd"].to_list())))
 
 
 # --- budget, errors, latency, cache, spikes ---------------------------------------------------
@@ -236,18 +282,23 @@ def burnup_figure(
     (naive local) to those at ``month_end``. ``crossings``: ``crossed_at`` (naive local),
     ``threshold``, ``spent_usd``. Thresholds are drawn as dotted lines, the budget solid.
     """
+    peak = max(
+        [_peak(cumulative["spent_usd"])]
+        + ([forecast[2]] if forecast is not None else [])
+        + ([budget_usd * max(thresholds, default=1.0)] if budget_usd else [])
+    )
     fig = _layout(
         go.Figure(),
         height=360,
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
         xaxis={"type": "date", "range": [month_start, month_end], "tickformat": "%b %d"},
-        yaxis={"tickprefix": "$", "tickformat": ",.0f", "rangemode": "tozero"},
+        yaxis={**_money_axis(peak, decimals=0), "rangemode": "tozero"},
     )
     if cumulative.height:
         fig.add_scatter(
             x=cumulative["time"].to_list(),
             y=cumulative["spent_usd"].to_list(),
-            mode="lines",
+            mode=_line_mode(cumulative.height),
             line={"color": _BUDGET, "width": 3, "shape": "hv"},
             name="spent",
             hovertemplate="%{x|%b %d %H:%M}: $%{y:,.2f}<extra>spent</extra>",
@@ -313,24 +364,30 @@ ERROR_COLORS = {
 
 
 def error_rate_figure(
-    windows: pl.DataFrame, episodes: pl.DataFrame, *, threshold: float
+    windows: pl.DataFrame,
+    episodes: pl.DataFrame,
+    *,
+    threshold: float,
+    x_range: tuple[dt.datetime, dt.datetime] | None = None,
 ) -> go.Figure:
     """Error rate per time bucket, stacked by error class, with the threshold and episodes.
 
     ``windows``: ``time`` (naive local), ``error_class``, ``error_rate`` (classes only, no
     ``any``). ``episodes``: ``start``, ``end`` (naive local), ``error_class``, ``error_rate``;
-    each is shaded and labelled.
+    each is shaded and labelled. ``x_range`` (naive local) is the period shown.
     """
     fig = _layout(
         go.Figure(),
         height=340,
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
-        xaxis={"type": "date", "tickformat": "%b %d\n%H:%M"},
+        xaxis=_time_axis(x_range),
         yaxis={"tickformat": ".0%", "rangemode": "tozero"},
         hovermode="x unified",
     )
     if windows.height == 0:
         return _empty(fig, "No calls in this period")
+    if not (windows["error_rate"] > 0).any():
+        return _empty(fig, "No failed calls in this period")
     for name in ERROR_COLORS:
         part = windows.filter(pl.col("error_class") == name).sort("time")
         if part.height == 0 or not (part["error_rate"] > 0).any():
@@ -338,7 +395,7 @@ def error_rate_figure(
         fig.add_scatter(
             x=part["time"].to_list(),
             y=part["error_rate"].to_list(),
-            mode="lines",
+            mode=_line_mode(part.height),
             stackgroup="errors",
             line={"width": 0.5, "color": ERROR_COLORS[name]},
             name=name.replace("_", " "),
@@ -390,16 +447,22 @@ def error_rate_figure(
     return fig
 
 
-def latency_figure(daily: pl.DataFrame) -> go.Figure:
+def latency_figure(daily: pl.DataFrame, period: Period | None = None) -> go.Figure:
     """Daily latency percentiles: whole-call p50/p95/p99 and time to first token p50/p95.
 
     ``daily``: ``period`` (a day), ``duration_p50_ms`` … ``ttft_p95_ms`` (latency job output).
+    With ``period``, the axis shows each of its days.
     """
+    xaxis: dict[str, object] = {"type": "date"}
+    if period is not None:
+        days = _period_days(period)
+        half_day = dt.timedelta(hours=12)
+        xaxis = _day_axis(_midnight(days[0]) - half_day, _midnight(days[-1]) + half_day, len(days))
     fig = _layout(
         go.Figure(),
         height=340,
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
-        xaxis={"type": "date", "tickformat": "%b %d"},
+        xaxis=xaxis,
         yaxis={"ticksuffix": " s", "rangemode": "tozero"},
         hovermode="x unified",
     )
@@ -421,7 +484,7 @@ def latency_figure(daily: pl.DataFrame) -> go.Figure:
             x=x,
             y=values,
             mode="lines+markers",
-            marker={"size": 4},
+            marker={"size": 8 if len(x) == 1 else 4},
             line={"color": color, "dash": dash, "width": 2},
             name=name,
             hovertemplate="%{y:.2f} s",
@@ -429,18 +492,25 @@ def latency_figure(daily: pl.DataFrame) -> go.Figure:
     return fig
 
 
-def cache_hit_figure(series: pl.DataFrame, regressions: pl.DataFrame, *, top: int = 6) -> go.Figure:
+def cache_hit_figure(
+    series: pl.DataFrame,
+    regressions: pl.DataFrame,
+    *,
+    top: int = 6,
+    x_range: tuple[dt.datetime, dt.datetime] | None = None,
+) -> go.Figure:
     """Cache hit ratio over time per feature, with detected regressions marked.
 
     ``series``: ``time`` (naive local), ``key``, ``hit_ratio``, ``input_total`` (input + read +
     write tokens, used to keep the ``top`` busiest features). ``regressions``: ``key``,
-    ``start`` (naive local), ``before_ratio``, ``after_ratio``.
+    ``start`` (naive local), ``before_ratio``, ``after_ratio``. ``x_range`` (naive local) is
+    the period shown.
     """
     fig = _layout(
         go.Figure(),
         height=340,
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
-        xaxis={"type": "date", "tickformat": "%b %d"},
+        xaxis=_time_axis(x_range),
         yaxis={"tickformat": ".0%", "range": [0, 1.05]},
     )
     cached = series.group_by("key").agg(
@@ -459,7 +529,7 @@ def cache_hit_figure(series: pl.DataFrame, regressions: pl.DataFrame, *, top: in
         fig.add_scatter(
             x=part["time"].to_list(),
             y=part["hit_ratio"].to_list(),
-            mode="lines",
+            mode=_line_mode(part.height),
             line={"color": PALETTE[i % len(PALETTE)], "width": 2},
             name=label(key),
             hovertemplate="%{fullData.name}<br>%{x|%b %d %H:%M}: %{y:.0%}<extra></extra>",
@@ -479,18 +549,24 @@ def cache_hit_figure(series: pl.DataFrame, regressions: pl.DataFrame, *, top: in
     return fig
 
 
-def spikes_figure(hourly: pl.DataFrame, episodes: pl.DataFrame) -> go.Figure:
+def spikes_figure(
+    hourly: pl.DataFrame,
+    episodes: pl.DataFrame,
+    *,
+    x_range: tuple[dt.datetime, dt.datetime] | None = None,
+) -> go.Figure:
     """Hourly spend of the features that spiked, with each spike episode shaded.
 
     ``hourly``: ``time`` (naive local), ``key``, ``cost_usd``. ``episodes``: ``key``,
     ``start``, ``end`` (naive local), ``excess_usd`` (already scaled for a sample).
+    ``x_range`` (naive local) is the period shown.
     """
     fig = _layout(
         go.Figure(),
         height=320,
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
-        xaxis={"type": "date", "tickformat": "%b %d\n%H:%M"},
-        yaxis={"tickprefix": "$", "tickformat": ",.2f", "rangemode": "tozero"},
+        xaxis=_time_axis(x_range),
+        yaxis={**_money_axis(_peak(hourly["cost_usd"])), "rangemode": "tozero"},
     )
     if episodes.height == 0:
         return _empty(fig, "No spend spikes in this period")
@@ -500,7 +576,7 @@ def spikes_figure(hourly: pl.DataFrame, episodes: pl.DataFrame) -> go.Figure:
         fig.add_scatter(
             x=part["time"].to_list(),
             y=part["cost_usd"].to_list(),
-            mode="lines",
+            mode=_line_mode(part.height),
             line={"color": PALETTE[i % len(PALETTE)], "width": 1.5},
             name=label(key),
             hovertemplate="%{fullData.name}<br>%{x|%b %d %H:00}: $%{y:,.2f}<extra></extra>",

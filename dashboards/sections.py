@@ -95,6 +95,12 @@ def local_naive(column: str, tz: str) -> pl.Expr:
     return pl.col(column).dt.convert_time_zone(tz).dt.replace_time_zone(None)
 
 
+def shown_range(data: ReportData) -> tuple[dt.datetime, dt.datetime]:
+    """The period's bounds as naive wall-clock times in its zone (a time axis' range)."""
+    start, end = data.period.local_bounds()
+    return start.replace(tzinfo=None), end.replace(tzinfo=None)
+
+
 def _table(head: Sequence[tuple[str, bool]], rows: list[list[str]], empty: str) -> str:
     """An HTML table; ``head`` is (title, numeric) pairs; cells are already HTML."""
     if not rows:
@@ -382,7 +388,7 @@ def cache_section(data: ReportData) -> tuple[go.Figure, str, dict[str, float]]:
         ).alias("input_total"),
     )
     regressions = cache_regressions(calls).with_columns(local_naive("start", tz).alias("start"))
-    fig = figures.cache_hit_figure(series, regressions)
+    fig = figures.cache_hit_figure(series, regressions, x_range=shown_range(data))
     econ = cache_economics(calls, by=["feature"])
     saved = float(econ["saved_usd"].sum() or 0.0) * k
     wasted = float(econ["wasted_write_usd"].sum() or 0.0) * k
@@ -475,7 +481,9 @@ def errors_section(data: ReportData) -> tuple[go.Figure, str, dict[str, float]]:
     shown = shown.with_columns(
         local_naive("start", tz).alias("start"), local_naive("end", tz).alias("end")
     )
-    fig = figures.error_rate_figure(windows, shown, threshold=ERROR_THRESHOLD)
+    fig = figures.error_rate_figure(
+        windows, shown, threshold=ERROR_THRESHOLD, x_range=shown_range(data)
+    )
     rows = [
         [
             esc(r["error_class"].replace("_", " ")),
@@ -516,7 +524,7 @@ def errors_section(data: ReportData) -> tuple[go.Figure, str, dict[str, float]]:
 def latency_section(data: ReportData) -> tuple[go.Figure, str]:
     """Daily percentiles figure and the per-feature percentile table."""
     daily = latency_percentiles(data.calls, by=[], every="1d", tz=data.period.tz)
-    fig = figures.latency_figure(daily)
+    fig = figures.latency_figure(daily, data.period)
     per = latency_percentiles(data.calls, by=["feature"], every=None).sort("calls", descending=True)
 
     def secs(v: float | None) -> str:
@@ -565,7 +573,9 @@ def spikes_section(data: ReportData) -> tuple[go.Figure, str, int]:
     local = top.with_columns(
         local_naive("start", tz).alias("start"), local_naive("end", tz).alias("end")
     )
-    fig = figures.spikes_figure(hourly, local.with_columns(pl.col("excess_usd") * k))
+    fig = figures.spikes_figure(
+        hourly, local.with_columns(pl.col("excess_usd") * k), x_range=shown_range(data)
+    )
     rows = [
         [
             _name(r["key"]),

@@ -21,6 +21,7 @@ from clauditor.dashboards.report import write_report
 from clauditor.pricing import price_calls
 from clauditor.schema import frame_from_rows
 from clauditor.store import write_calls
+from tests.conftest import call_row
 
 pytestmark = pytest.mark.browser
 
@@ -194,3 +195,133 @@ def test_hostile_telemetry_strings_run_nothing(driver: Any, report: Path) -> Non
         "return Array.from(document.querySelectorAll('.legendtext')).map(t => t.textContent)"
     )
     assert any("<img src=x" in t for t in legends)
+
+
+# --- a first day of data --------------------------------------------------------------------
+
+FIRST_DAY = dt.datetime(2026, 3, 10, 18, 0, tzinfo=dt.UTC)
+# Axes whose ticks are dollars, per figure ("x" for the horizontal bar charts).
+MONEY_AXES = {
+    "fig-daily": "y",
+    "fig-burnup": "y",
+    "fig-spikes": "y",
+    "fig-models": "x",
+    "fig-untagged": "x",
+}
+
+
+def _first_day_rows(kind: str) -> list[dict[str, Any]]:
+    """One call, one hour of calls, or one day of calls, all on FIRST_DAY's date."""
+    if kind == "one call":
+        moments = [dt.datetime(2026, 3, 10, 9, 15, tzinfo=dt.UTC)]
+    elif kind == "one hour":
+        moments = [dt.datetime(2026, 3, 10, 9, 5 * i, tzinfo=dt.UTC) for i in range(8)]
+    else:
+        moments = [dt.datetime(2026, 3, 10, h, 30, tzinfo=dt.UTC) for h in range(18)]
+    rows = []
+    for i, start in enumerate(moments):
+        failed = i % 4 == 3
+        rows.append(
+            call_row(
+                start_time=start,
+                end_time=start + dt.timedelta(seconds=2),
+                duration_ms=1500.0 + 100 * i,
+                ttft_ms=300.0 if i % 2 else None,
+                stream=bool(i % 2),
+                feature=(None if i % 3 == 2 else "chat"),
+                code_location="app.py:12",
+                input_tokens=0 if failed else 1000,
+                output_tokens=0 if failed else 50,
+                cache_read_input_tokens=0 if failed or i % 2 == 0 else 3000,
+                status="error" if failed else "ok",
+                error_type="overloaded_error" if failed else None,
+                http_status=529 if failed else 200,
+            )
+        )
+    return rows
+
+
+_FIGURE_FACTS = """
+return Array.from(document.querySelectorAll('.plotly-graph-div')).map(g => {
+  const ticks = ax => Array.from(g.querySelectorAll('.cartesianlayer g.' + ax + 'tick text'))
+    .map(t => t.textContent);
+  const bars = Array.from(g.querySelectorAll('.cartesianlayer .barlayer .point path'))
+    .map(p => { const b = p.getBBox(); return [b.width, b.height]; });
+  const lines = Array.from(g.querySelectorAll('.cartesianlayer .scatterlayer .trace')).map(t => ({
+    points: t.querySelectorAll('.point').length,
+    line: Math.max(0, ...Array.from(t.querySelectorAll('path.js-line'))
+      .map(p => p.getTotalLength())),
+    fill: Math.max(0, ...Array.from(t.querySelectorAll('path.js-fill'))
+      .map(p => { const b = p.getBBox(); return b.width * b.height; })),
+  }));
+  const notes = Array.from(g.querySelectorAll('.annotation-text')).map(t => t.textContent);
+  return {id: g.id, traces: g.data.length, x: ticks('x'), y: ticks('y'), bars, lines, notes};
+});
+"""
+
+
+def _dollars(text: str) -> float | None:
+    cleaned = text.replace("\u2212", "-").replace(",", "").replace("$", "").strip()
+    try:
+        return float(cleaned)
+    except ValueError:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("kind", "period", "budget"),
+    [
+        ("one call", "30d", None),
+        ("one hour", "today", None),
+        ("one hour", "7d", 50.0),
+        ("one day", "30d", 50.0),
+    ],
+)
+def test_a_first_day_of_data_draws_every_chart(
+    driver: Any, tmp_path: Path, kind: str, period: str, budget: float | None
+) -> None:
+    """With one call, one hour or one day of data, each chart shows it: bars wider than 0,
+    single points as markers, distinct tick labels, dollar ticks that are not all $0."""
+    db = tmp_path / "calls.duckdb"
+    write_calls(db, price_calls(frame_from_rows(_first_day_rows(kind))))
+    out = tmp_path / "report.html"
+    config = Config(budget=BudgetConfig(monthly_usd=budget))
+    write_report(db, out, period=period, as_of=FIRST_DAY, config=config)
+    _open_and_wait(driver, out)
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(1400, height)
+    shot = tmp_path / "first-day.png"
+    driver.save_screenshot(str(shot))
+    print(f"screenshot: {shot}")
+
+    facts = {f["id"]: f for f in driver.execute_script(_FIGURE_FACTS)}
+    drawn = {i for i, f in facts.items() if f["traces"]}
+    # The data reaches every chart it has something for (spikes need a history; the one
+    # call is tagged, uncached and succeeds).
+    assert {"fig-daily", "fig-burnup", "fig-models", "fig-latency"} <= drawn
+    if kind != "one call":
+        assert {"fig-untagged", "fig-cache", "fig-errors"} <= drawn
+    # A chart without data says why instead of showing bare axes.
+    problems = [
+        f"{i}: no data and no message"
+        for i, f in facts.items()
+        if not f["traces"]
+        if not any(n.startswith("No ") for n in f["notes"])
+    ]
+    for ident in sorted(drawn):
+        f = facts[ident]
+        thin = [b for b in f["bars"] if b[0] <= 0.5 or b[1] <= 0.5]
+        if thin:
+            problems.append(f"{ident}: {len(thin)} of {len(f['bars'])} bars drawn 0 px wide")
+        unseen = [t for t in f["lines"] if not t["points"] and t["line"] < 1 and t["fill"] < 1]
+        if unseen:
+            problems.append(f"{ident}: {len(unseen)} trace(s) draw nothing")
+        for axis in ("x", "y"):
+            if len(set(f[axis])) != len(f[axis]):
+                problems.append(f"{ident}: repeated {axis} tick labels {f[axis]}")
+        money = MONEY_AXES.get(ident)
+        if money:
+            values = [_dollars(t) for t in f[money] if "$" in t]
+            if not any(values):
+                problems.append(f"{ident}: every dollar tick reads $0: {f[money]}")
+    assert problems == [], f"{kind}, {period}: {problems} (screenshot {shot})"
