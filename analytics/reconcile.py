@@ -45,6 +45,7 @@ __all__ = [
     "TOKEN_TYPES",
     "VERDICTS",
     "load_metered",
+    "metered_frame",
     "price_drift",
     "reconcile",
 ]
