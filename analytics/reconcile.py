@@ -13,6 +13,9 @@ Grains (``by``):
 * ``model``: one row per day and model, with the cost report's token dollars as billed; the
   day's server tools (web search, code execution) are one more row, ``(server tools)``, since
   the cost report does not give them a model.
+* ``workspace``: the same per workspace, the cost report's dollars included. Metered calls are
+  placed in the workspace of their service's keys (``[reconcile] api_keys``, paired with
+  workspaces by the usage report); calls of a service with no named key have no workspace.
 * ``api_key``: one row per day, model and service, where ``[reconcile] api_keys`` names the
   service of each API key id (a key not named there is its own row, ``service`` NULL). The
   cost report has no dollars per key, so billed dollars are the usage report's tokens priced at
@@ -50,9 +53,11 @@ __all__ = [
     "reconcile",
 ]
 
-RECONCILE_GRAINS = ("model", "api_key")
+RECONCILE_GRAINS = ("model", "api_key", "workspace")
 VERDICTS = ("matches", "unmetered", "over-metered", "price drift")
 SERVER_TOOLS = "(server tools)"
+DEFAULT_WORKSPACE = "(default workspace)"  # the reports' NULL workspace_id
+NO_WORKSPACE = "(service without a named key)"
 # Column of the usage report / metered frame -> (the cost report's token_type, the card's rate).
 TOKEN_TYPES: Mapping[str, tuple[str, str]] = {
     "uncached_input_tokens": ("uncached_input_tokens", "input"),
@@ -77,6 +82,7 @@ _SHORT = {
     "web_search_requests": "web_searches",
 }
 _CONDITIONS = ("service_tier", "context_window", "inference_geo")
+_LEAD = {"model": [], "api_key": ["service", "api_key_id"], "workspace": ["workspace_id"]}
 
 
 # --- the metered side (I/O) ------------------------------------------------------------------
@@ -281,29 +287,33 @@ def price_drift(
 # --- the comparison --------------------------------------------------------------------------
 
 
-def _billed_by_model(usage: pl.DataFrame, costs: pl.DataFrame, table: PriceTable) -> pl.DataFrame:
+def _billed_by_model(
+    usage: pl.DataFrame, costs: pl.DataFrame, table: PriceTable, extra: tuple[str, ...] = ()
+) -> pl.DataFrame:
+    """The reports per day and model (and ``extra`` columns both carry), server tools apart."""
     tokens = (
         _with_cards(usage, table)
-        .group_by("day", "model")
+        .group_by("day", "model", *extra)
         .agg(*(pl.col(c).sum() for c in TOKEN_TYPES))
         .with_columns(web_search_requests=pl.lit(None, pl.Int64))
     )
     dollars = (
         _with_cards(costs.filter(pl.col("cost_type") == "tokens"), table)
-        .group_by("day", "model")
+        .group_by("day", "model", *extra)
         .agg(pl.col("amount_usd").sum().alias("billed_usd"))
     )
-    models = tokens.join(dollars, on=["day", "model"], how="full", coalesce=True)
+    models = tokens.join(dollars, on=["day", "model", *extra], how="full", coalesce=True)
     tools = (
-        usage.group_by("day")
+        usage.group_by("day", *extra)
         .agg(pl.col("web_search_requests").sum())
         .join(
             costs.filter(pl.col("cost_type") != "tokens")
-            .group_by("day")
+            .group_by("day", *extra)
             .agg(pl.col("amount_usd").sum().alias("billed_usd")),
-            on="day",
+            on=["day", *extra],
             how="full",
             coalesce=True,
+            nulls_equal=True,
         )
         .with_columns(model=pl.lit(SERVER_TOOLS))
     )
@@ -312,19 +322,41 @@ def _billed_by_model(usage: pl.DataFrame, costs: pl.DataFrame, table: PriceTable
     )
 
 
-def _metered_by_model(metered: pl.DataFrame, table: PriceTable) -> pl.DataFrame:
+def _metered_by_model(
+    metered: pl.DataFrame, table: PriceTable, extra: tuple[str, ...] = ()
+) -> pl.DataFrame:
     models = (
         _with_cards(metered, table)
-        .group_by("day", "model")
+        .group_by("day", "model", *extra)
         .agg(*(pl.col(c).sum() for c in TOKEN_TYPES), pl.col("metered_usd").sum())
     )
     tools = (
-        metered.group_by("day")
+        metered.group_by("day", *extra)
         .agg(pl.col("web_search_requests").sum(), pl.col("metered_tools_usd").sum())
-        .select("day", "web_search_requests", metered_usd="metered_tools_usd")
+        .select("day", *extra, "web_search_requests", metered_usd="metered_tools_usd")
         .with_columns(model=pl.lit(SERVER_TOOLS))
     )
     return pl.concat([models, tools], how="diagonal_relaxed")
+
+
+def _service_workspaces(usage: pl.DataFrame, api_keys: Mapping[str, str]) -> pl.DataFrame:
+    """service -> the workspace its keys belong to (as the usage report pairs them), or
+    ``(several workspaces)`` when its keys are in more than one."""
+    pairs = (
+        usage.select("api_key_id", "workspace_id")
+        .unique()
+        .with_columns(
+            service=pl.col("api_key_id").replace_strict(
+                dict(api_keys), default=None, return_dtype=pl.String
+            )
+        )
+        .drop_nulls("service")
+    )
+    return pairs.group_by("service").agg(
+        workspace_id=pl.when(pl.col("workspace_id").n_unique() == 1)
+        .then(pl.col("workspace_id").first())
+        .otherwise(pl.lit("(several workspaces)"))
+    )
 
 
 def _billed_by_key(
@@ -407,13 +439,23 @@ def reconcile(
         billed = _billed_by_model(usage, costs, table)
         seen = _metered_by_model(metered, table)
         on = ["day", "model"]
+    elif by == "workspace":
+        extra = ("workspace_id",)
+        default = pl.col("workspace_id").fill_null(DEFAULT_WORKSPACE)
+        usage = usage.with_columns(default)
+        billed = _billed_by_model(usage, costs.with_columns(default), table, extra)
+        placed = metered.join(_service_workspaces(usage, keys), on="service", how="left")
+        seen = _metered_by_model(
+            placed.with_columns(pl.col("workspace_id").fill_null(NO_WORKSPACE)), table, extra
+        )
+        on = ["day", "model", *extra]
     else:
         billed = _billed_by_key(usage, table, keys)
         seen = _metered_by_key(metered, table, keys)
         on = ["day", "model", "who"]
     billed = billed.rename({c: f"billed_{_SHORT[c]}" for c in TOKENS})
     seen = seen.rename({c: f"metered_{_SHORT[c]}" for c in TOKENS})
-    rows = billed.join(seen, on=on, how="full", coalesce=True)
+    rows = billed.join(seen, on=on, how="full", coalesce=True, nulls_equal=True)
     if by == "api_key":
         rows = rows.with_columns(service=pl.coalesce("service", "metered_service")).drop(
             "metered_service", "who"
@@ -473,7 +515,7 @@ def reconcile(
             on="day",
             how="left",
         )
-    lead = ["day", "model", *(["service", "api_key_id"] if by == "api_key" else [])]
+    lead = ["day", "model", *_LEAD[by]]
     tail = ["bill_fetched_at", "partial"] if days is not None else []
     columns = [
         *lead,

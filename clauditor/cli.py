@@ -433,7 +433,9 @@ def reconcile(
     period: PeriodOpt = "30d",
     by: Annotated[
         str,
-        typer.Option("--by", help="model, or api_key (services named by [reconcile] api_keys)."),
+        typer.Option(
+            "--by", help="model, api_key (services named by [reconcile] api_keys) or workspace."
+        ),
     ] = "model",
     fetch: Annotated[
         bool,
@@ -501,7 +503,11 @@ def reconcile(
         days=bill.days,
     )
     if fmt is Format.table:
-        lead = ["day", "model", *(["service", "api_key_id"] if grain == "api_key" else [])]
+        lead = [
+            "day",
+            "model",
+            *{"api_key": ["service", "api_key_id"], "workspace": ["workspace_id"]}.get(grain, []),
+        ]
         shown = [*lead, "billed_usd", "metered_usd", "unmetered_usd", "verdict", "token_gaps"]
         emit(
             rows.select(*shown, "partial"),

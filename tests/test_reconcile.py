@@ -194,7 +194,14 @@ def test_the_month_names_the_unmetered_service_and_the_stale_price_exactly(month
     assert [r["unmetered_usd"] for r in unmetered] == [pytest.approx(4.50)] * 30
     assert {r["billed_basis"] for r in rows} == {"usage report x rate cards"}
     assert "no dollars per API key" in keyed.stderr
-    # The second run read the stored bill: every day was settled, nothing was fetched.
+    # By workspace: the cost report's own dollars; every key here is in one workspace.
+    spaces = _reconcile(db, config, "--by", "workspace", "--format", "json")
+    assert spaces.exit_code == 0, spaces.output
+    sonnet = [r for r in json.loads(spaces.stdout) if r["model"] == "claude-sonnet-4-5"]
+    assert {(r["workspace_id"], r["verdict"], r["unmetered_usd"]) for r in sonnet} == {
+        ("wrkspc_default", "unmetered", 4.5)
+    }
+    # The later runs read the stored bill: every day was settled, nothing was fetched.
     assert len(server.requests) == 2
 
 

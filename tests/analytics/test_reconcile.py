@@ -183,3 +183,38 @@ def test_an_api_key_itself_in_the_config_is_refused_without_echoing_it() -> None
     with pytest.raises(ConfigError) as info:
         parse_config({"reconcile": {"api_keys": {secret: "svc"}}})
     assert "use the key's id" in str(info.value) and secret not in str(info.value)
+
+
+def test_by_workspace_places_metered_calls_in_their_keys_workspace(db_path: Path) -> None:
+    metered = stored(db_path, {**HAIKU_CALL, "input_tokens": 1_000_000, "service": "support-bot"})
+    bill_usage = pl.concat(
+        [
+            usage(key="apikey_a", uncached_input_tokens=1_000_000),
+            usage(key="apikey_b", uncached_input_tokens=2_000_000).with_columns(
+                workspace_id=pl.lit("wrkspc_etl")
+            ),
+        ],
+        how="diagonal_relaxed",
+    )
+    bill_costs = pl.concat(
+        [
+            costs(("uncached_input_tokens", 1.0)),
+            costs(("uncached_input_tokens", 2.0)).with_columns(workspace_id=pl.lit("wrkspc_etl")),
+        ],
+        how="diagonal_relaxed",
+    )
+    rows = reconcile(
+        bill_usage,
+        bill_costs,
+        metered,
+        load_price_table(),
+        by="workspace",
+        api_keys={"apikey_a": "support-bot", "apikey_b": "batch-etl"},
+    ).filter(pl.col("model") == "claude-haiku-4-5")
+    got = {
+        r["workspace_id"]: (r["verdict"], r["unmetered_usd"]) for r in rows.iter_rows(named=True)
+    }
+    assert got == {
+        "(default workspace)": ("matches", pytest.approx(0.0)),
+        "wrkspc_etl": ("unmetered", pytest.approx(2.0)),
+    }
