@@ -223,7 +223,7 @@ def _bill_episodes(
     """
     import os
 
-    from clauditor.analytics.reconcile import load_metered, price_drift, reconcile
+    from clauditor.analytics.reconcile import reconcile_stored
     from clauditor.ingest.admin_api import AdminApiError
     from clauditor.ingest.bill import fetch_bill, load_bill
     from clauditor.semconv import ENV_ADMIN_KEY
@@ -237,19 +237,11 @@ def _bill_episodes(
             fetch_bill(db, first, last, now=now, settle_days=config.reconcile.settle_days)
         except AdminApiError as exc:
             log.warning("could not fetch the bill for the alerts (using the stored one): %s", exc)
-    bill = load_bill(db, first, last)
-    if bill.days.height == 0:
+    if load_bill(db, first, last).days.height == 0:
         return []
-    table = config.price_table()
-    metered = load_metered(db, first, last)
-    tolerance = config.reconcile.tolerance
-    args = (bill.usage, bill.costs, metered, table)
-    by_model = reconcile(*args, tolerance=tolerance, days=bill.days)
-    by_key = reconcile(
-        *args, by="api_key", api_keys=config.reconcile.api_keys, tolerance=tolerance, days=bill.days
-    )
-    drift = price_drift(bill.usage, bill.costs, table, tolerance=tolerance)
-    return bill_episodes(by_model, by_key, drift, rules, now)
+    by_model = reconcile_stored(db, first, last, config)
+    by_key = reconcile_stored(db, first, last, config, by="api_key")
+    return bill_episodes(by_model.rows, by_key.rows, by_model.drift, rules, now)
 
 
 def _sinks(sender: Any) -> list[Sink]:

@@ -29,28 +29,37 @@ cost report's dollars ÷ the usage report's tokens imply, per model and token ty
 card of that day (Batch halves it, the 200k-1M context window takes the card's tier, US-only
 inference its multiplier; other tiers are priced as standard), with the first day it differs.
 
-Everything here is pure (frames in, frame out) but :func:`load_metered`, which reads the calls.
+Everything here is pure (frames in, frame out) but :func:`load_metered`, which reads the calls,
+and :func:`reconcile_stored`, which reads the stored bill and the calls and compares them (what
+`clauditor reconcile` and the bill's alerts run).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from clauditor.pricing import PriceTable, model_key_expr
 from clauditor.store import load_calls
 
+if TYPE_CHECKING:
+    from clauditor.config import Config
+
 __all__ = [
     "RECONCILE_GRAINS",
     "TOKEN_TYPES",
     "VERDICTS",
+    "Reconciliation",
     "load_metered",
     "metered_frame",
     "price_drift",
     "reconcile",
+    "reconcile_stored",
 ]
 
 RECONCILE_GRAINS = ("model", "api_key", "workspace")
@@ -417,6 +426,7 @@ def reconcile(
     api_keys: Mapping[str, str] | None = None,
     tolerance: float = 0.005,
     days: pl.DataFrame | None = None,
+    drift: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Billed against metered per UTC day (see the module docstring for grains and verdicts).
 
@@ -424,7 +434,9 @@ def reconcile(
     ``table`` the price table metered calls were priced with (built-in cards plus overrides).
     ``days`` (the stored bill's days, with ``usage_fetched_at``, ``cost_fetched_at`` and
     ``partial``) limits the rows to days the bill covers and adds their freshness; without it
-    the rows are the days either side has.
+    the rows are the days either side has. ``drift`` is :func:`price_drift` of a longer
+    stretch of the bill, so that ``since`` names the first day it differs before this range
+    (default: of the frames given).
 
     Columns: ``day``, ``model`` (``service`` and ``api_key_id`` by key), ``billed_<type>`` and
     ``metered_<type>`` per token type, ``token_gaps`` (billed minus metered, NULL when equal),
@@ -486,8 +498,9 @@ def reconcile(
         unmetered_usd=(pl.col("billed_usd") - pl.col("metered_usd")).round(6),
     )
 
-    drift = _drift_notes(usage, costs, table, tolerance)
-    rows = rows.join(drift, on=["day", "model"], how="left")
+    if drift is None:
+        drift = price_drift(usage, costs, table, tolerance=tolerance)
+    rows = rows.join(_drift_notes(drift), on=["day", "model"], how="left")
     within = pl.col("unmetered_usd").abs() <= tolerance * pl.col("billed_usd").abs() + 1e-9
     more_billed = (pl.col("unmetered_usd") > 0) | (
         (pl.col("unmetered_usd") == 0)
@@ -536,11 +549,8 @@ def reconcile(
     )
 
 
-def _drift_notes(
-    usage: pl.DataFrame, costs: pl.DataFrame, table: PriceTable, tolerance: float
-) -> pl.DataFrame:
+def _drift_notes(found: pl.DataFrame) -> pl.DataFrame:
     """Per day and model, the drifted prices in words (NULL where none)."""
-    found = price_drift(usage, costs, table, tolerance=tolerance)
     return found.group_by("day", "model").agg(
         pl.format(
             "{} billed ${}/MTok, card ${}/MTok, since {}",
@@ -552,4 +562,56 @@ def _drift_notes(
         .sort()
         .str.join("; ")
         .alias("price_drift")
+    )
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """:func:`reconcile_stored`'s answer: the rows, the drifted prices (from the first stored
+    day on), the stored days with their freshness, and the days of the range with no bill."""
+
+    rows: pl.DataFrame
+    drift: pl.DataFrame
+    days: pl.DataFrame
+    missing_days: tuple[dt.date, ...]
+
+
+def reconcile_stored(
+    db: str | Path, first: dt.date, last: dt.date, config: Config, *, by: str = "model"
+) -> Reconciliation:
+    """Reconcile the UTC days ``[first, last]`` of the bill stored in ``db`` with its calls.
+
+    Prices and attribution come from ``config`` (its price table with the overrides, and
+    ``[reconcile]``). Raises :class:`ValueError` when no day of the range has a stored bill.
+    """
+    from clauditor.ingest.bill import load_bill
+
+    bill = load_bill(db, first, last)
+    if bill.days.height == 0:
+        raise ValueError(
+            f"no bill stored for {first}..{last}: run `clauditor reconcile --fetch` "
+            "with $ANTHROPIC_ADMIN_KEY set"
+        )
+    table = config.price_table()
+    tolerance = config.reconcile.tolerance
+    history = load_bill(db, dt.date(1970, 1, 1), last)
+    drift = price_drift(history.usage, history.costs, table, tolerance=tolerance)
+    rows = reconcile(
+        bill.usage,
+        bill.costs,
+        load_metered(db, first, last),
+        table,
+        by=by,
+        api_keys=config.reconcile.api_keys,
+        tolerance=tolerance,
+        days=bill.days,
+        drift=drift,
+    )
+    stored = set(bill.days["day"].to_list())
+    every = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+    return Reconciliation(
+        rows=rows,
+        drift=drift.filter(pl.col("day").is_between(first, last)),
+        days=bill.days,
+        missing_days=tuple(d for d in every if d not in stored),
     )

@@ -457,15 +457,8 @@ def reconcile(
     offline. Days are UTC days (Anthropic's buckets), whatever the configured time zone.
     """
     from clauditor.analytics.periods import resolve_period
-    from clauditor.analytics.reconcile import (
-        RECONCILE_GRAINS,
-        load_metered,
-        price_drift,
-    )
-    from clauditor.analytics.reconcile import (
-        reconcile as compare,
-    )
-    from clauditor.ingest.bill import fetch_bill, load_bill
+    from clauditor.analytics.reconcile import RECONCILE_GRAINS, reconcile_stored
+    from clauditor.ingest.bill import fetch_bill
 
     grain = by.strip().lower().replace("-", "_")
     if grain not in RECONCILE_GRAINS:
@@ -473,7 +466,7 @@ def reconcile(
     cfg = resolve_config(config)
     path = resolve_db(db)
     now = parse_as_of(as_of, "UTC")
-    span = resolve_period(period, as_of=now, tz="UTC")
+    span = resolve_period(period, as_of=now, tz="UTC")  # UTC whatever cfg.timezone says
     first = span.start.date()
     last = (span.end - dt.timedelta(microseconds=1)).date()
     if fetch:
@@ -485,47 +478,23 @@ def reconcile(
             else "the stored bill is settled for every day asked: nothing fetched",
             highlight=False,
         )
-    bill = load_bill(path, first, last)
-    if bill.days.height == 0:
-        raise ValueError(
-            f"no bill stored for {first}..{last}: run `clauditor reconcile --fetch` "
-            "with $ANTHROPIC_ADMIN_KEY set"
-        )
-    table = cfg.price_table()
-    rows = compare(
-        bill.usage,
-        bill.costs,
-        load_metered(path, first, last),
-        table,
-        by=grain,
-        api_keys=cfg.reconcile.api_keys,
-        tolerance=cfg.reconcile.tolerance,
-        days=bill.days,
-    )
+    result = reconcile_stored(path, first, last, cfg, by=grain)
     if fmt is Format.table:
-        lead = [
-            "day",
-            "model",
-            *{"api_key": ["service", "api_key_id"], "workspace": ["workspace_id"]}.get(grain, []),
-        ]
+        lead = [c for c in ("day", "model", "service", "api_key_id", "workspace_id")
+                if c in result.rows.columns]  # fmt: skip
         shown = [*lead, "billed_usd", "metered_usd", "unmetered_usd", "verdict", "token_gaps"]
         emit(
-            rows.select(*shown, "partial"),
+            result.rows.select(*shown, "bill_fetched_at", "partial"),
             fmt,
             title=f"Billed vs metered, {first}..{last} (UTC days: Anthropic's buckets are UTC "
             "days whatever the configured time zone)",
         )
     else:
-        emit(rows, fmt)
-    _print_reconcile_notes(
-        rows,
-        price_drift(bill.usage, bill.costs, table, tolerance=cfg.reconcile.tolerance),
-        bill.days,
-        grain,
-    )
+        emit(result.rows, fmt)
+    _print_reconcile_notes(result, grain)
 
 
-def _print_reconcile_notes(rows: Any, drift: Any, days: Any, grain: str) -> None:
+def _print_reconcile_notes(result: Any, grain: str) -> None:
     """The notes beside the rows, on stderr so that CSV and JSON stay machine-readable."""
     err.print(
         "days are UTC days (Anthropic's buckets), whatever the configured time zone",
@@ -537,7 +506,7 @@ def _print_reconcile_notes(rows: Any, drift: Any, days: Any, grain: str) -> None
             "cards: the cost report has no dollars per API key",
             highlight=False,
         )
-    firsts = drift.unique(
+    firsts = result.drift.unique(
         ["model", "token_type", "service_tier", "context_window", "inference_geo"],
         keep="first",
         maintain_order=True,
@@ -550,6 +519,13 @@ def _print_reconcile_notes(rows: Any, drift: Any, days: Any, grain: str) -> None
             f"says ${card:,.4f}/MTok, from {first}",
             highlight=False,
             markup=False,
+        )
+    days = result.days
+    if result.missing_days:
+        err.print(
+            f"no bill stored for {len(result.missing_days)} day(s) of the period "
+            f"({result.missing_days[0]}..{result.missing_days[-1]}): `--fetch` gets them",
+            highlight=False,
         )
     partial = days.filter("partial")["day"].to_list()
     if partial:

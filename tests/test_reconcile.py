@@ -201,6 +201,20 @@ def test_the_month_names_the_unmetered_service_and_the_stale_price_exactly(month
     assert {(r["workspace_id"], r["verdict"], r["unmetered_usd"]) for r in sonnet} == {
         ("wrkspc_default", "unmetered", 4.5)
     }
+
+    # A narrower period still names the first day the price differs, and the days it lacks.
+    def narrow(spec: str) -> Any:
+        args = ["reconcile", "--period", spec, "--as-of", "2026-11-10T00:00:00Z", "--db", str(db)]
+        result = runner.invoke(app, [*args, "--config", str(config), "--format", "json"])
+        assert result.exit_code == 0, result.output
+        return result
+
+    late = json.loads(narrow("2026-10-18..2026-10-20").stdout)
+    assert {r["price_drift"] for r in late if r["model"] == "claude-haiku-4-5"} == {
+        "output_tokens billed $4.0/MTok, card $5.0/MTok, since 2026-10-15"
+    }
+    early = narrow("2026-09-29..2026-10-02")
+    assert "no bill stored for 2 day(s) of the period (2026-09-29..2026-09-30)" in early.stderr
     # The later runs read the stored bill: every day was settled, nothing was fetched.
     assert len(server.requests) == 2
 
