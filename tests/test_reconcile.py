@@ -26,7 +26,7 @@ import pytest
 from typer.testing import CliRunner
 
 from clauditor.cli import app
-from clauditor.ingest.admin_api import AdminApiError, AdminClient
+from clauditor.ingest.admin_api import AdminApiError, AdminClient, AdminKeyError
 from clauditor.ingest.bill import fetch_bill, load_bill
 from clauditor.store import write_calls
 from tests.fakeadmin import ADMIN_KEY, FakeAdmin, fake_admin
@@ -322,3 +322,15 @@ def test_partial_and_unsettled_days_are_fetched_again_and_settled_ones_not(month
     assert bill.usage["output_tokens"].sum() == 20_000 + 100_000 + 40_000 + 7
     assert bill.days["partial"].to_list() == [False]
     assert bill.days["usage_fetched_at"].to_list()[0] == later
+
+
+def test_a_forbidden_key_is_not_retried_and_a_bad_bucket_width_is_refused(month) -> None:
+    _, _, server = month
+    day, next_day = dt.datetime(2026, 10, 1, tzinfo=UTC), dt.datetime(2026, 10, 2, tzinfo=UTC)
+    server.script = [(403, {})]
+    with AdminClient() as client:
+        with pytest.raises(AdminKeyError, match=r"\(403 "):
+            client.usage_buckets(day, next_day)
+        assert len(server.requests) == 1
+        with pytest.raises(ValueError, match="bucket_width"):
+            client.usage_buckets(day, next_day, bucket_width="1w")
