@@ -31,7 +31,7 @@ import polars as pl
 from clauditor.alerts.deliver import Sink, sinks_from_env
 from clauditor.alerts.message import AlertMessage
 from clauditor.alerts.rules import AlertRules, parse_duration, parse_rules
-from clauditor.alerts.signals import RULE_TITLES, Episode, episodes
+from clauditor.alerts.signals import RULE_TITLES, Episode, bill_episodes, episodes
 from clauditor.alerts.state import (
     FAILED,
     SENT,
@@ -213,6 +213,37 @@ def _load(db: Path, rules: AlertRules, start: dt.datetime, end: dt.datetime) -> 
     )
 
 
+def _bill_episodes(
+    db: Path, config: Config, rules: AlertRules, now: dt.datetime, *, fetch: bool
+) -> list[Episode]:
+    """The bill rules' episodes over the latest stored UTC days (fetched first when asked).
+
+    Silent without a stored bill. A fetch that fails is logged and the stored bill is used, so
+    the Admin API being down never stops the other alerts.
+    """
+    import os
+
+    from clauditor.analytics.reconcile import reconcile_stored
+    from clauditor.ingest.admin_api import AdminApiError
+    from clauditor.ingest.bill import fetch_bill, load_bill
+    from clauditor.semconv import ENV_ADMIN_KEY
+
+    if not (rules.unmetered.enabled or rules.price_drift.enabled) or db.is_dir():
+        return []
+    last = (now - dt.timedelta(days=1)).date()  # the last UTC day that is over
+    first = last - dt.timedelta(days=max(rules.unmetered.days, rules.price_drift.days) - 1)
+    if fetch and os.environ.get(ENV_ADMIN_KEY):
+        try:
+            fetch_bill(db, first, last, now=now, settle_days=config.reconcile.settle_days)
+        except AdminApiError as exc:
+            log.warning("could not fetch the bill for the alerts (using the stored one): %s", exc)
+    if load_bill(db, first, last).days.height == 0:
+        return []
+    by_model = reconcile_stored(db, first, last, config)
+    by_key = reconcile_stored(db, first, last, config, by="api_key")
+    return bill_episodes(by_model.rows, by_key.rows, by_model.drift, rules, now)
+
+
 def _sinks(sender: Any) -> list[Sink]:
     if sender is None:
         return list(sinks_from_env())
@@ -259,6 +290,7 @@ def check_alerts(
     now = _as_utc(as_of, rules.timezone)
     calls = _load(db, rules, now, now)
     found = episodes(calls, rules, now)
+    found += _bill_episodes(db, config, rules, now, fetch=rules.fetch_bill and not dry_run)
 
     def decide_now(open_: Mapping[tuple[str, str], Incident]) -> list[AlertMessage]:
         return decide(open_, found, now, lookback=rules.lookback, cooldown=rules.cooldown)

@@ -47,6 +47,20 @@ Every rule table is optional: an absent table means the rule runs with the defau
     [alerts.unpriced_model]  # calls to a model that has no price (their cost is unknown)
     window = "7d"          # the alert holds while such calls were seen this recently
 
+    [alerts.unmetered]     # Anthropic billed a UTC day more than clauditor metered
+    threshold = 0.05       # unmetered dollars / the day's bill
+    min_usd = 1.0          # and at least this many dollars
+    days = 7               # the latest stored days of the bill looked at
+
+    [alerts.price_drift]   # Anthropic charged a price clauditor's rate card does not have
+    days = 7
+
+    These two read the bill `clauditor reconcile --fetch` stored; with ``fetch_bill = true``
+    under ``[alerts]`` and ``$ANTHROPIC_ADMIN_KEY`` set, `alerts check` fetches it first
+    (the days not stored or not settled yet; never in a dry run). Without a stored bill they
+    are silent. An episode starts on the first UTC day over the line and holds until a later
+    stored day is clear; the bill of a day is visible once the day is over.
+
 Rule names (the ``rule`` column of the ``alerts`` table and of backtests): :data:`RULE_NAMES`.
 """
 
@@ -71,12 +85,23 @@ __all__ = [
     "ErrorRateRule",
     "ForecastRule",
     "SpikeRule",
+    "PriceDriftRule",
+    "UnmeteredRule",
     "UnpricedModelRule",
     "parse_duration",
     "parse_rules",
 ]
 
-RULE_NAMES = ("budget", "forecast", "error_rate", "spike", "cache", "unpriced_model")
+RULE_NAMES = (
+    "budget",
+    "forecast",
+    "error_rate",
+    "spike",
+    "cache",
+    "unpriced_model",
+    "unmetered",
+    "price_drift",
+)
 
 # Failures that say the service (or the network) is unwell; a 400 is the caller's own bug and
 # is left out by default so that one bad prompt template does not page anybody.
@@ -179,6 +204,24 @@ class UnpricedModelRule:
 
 
 @dataclass(frozen=True)
+class UnmeteredRule:
+    """A UTC day's bill exceeds what clauditor metered by ``threshold`` of it and ``min_usd``."""
+
+    enabled: bool = True
+    threshold: float = 0.05
+    min_usd: float = 1.0
+    days: int = 7
+
+
+@dataclass(frozen=True)
+class PriceDriftRule:
+    """Anthropic's billed unit price of a model and token type differs from the rate card."""
+
+    enabled: bool = True
+    days: int = 7
+
+
+@dataclass(frozen=True)
 class AlertRules:
     """Every rule, validated, plus the state-machine timings (see the module docstring)."""
 
@@ -191,6 +234,9 @@ class AlertRules:
     spike: SpikeRule = field(default_factory=SpikeRule)
     cache: CacheRule = field(default_factory=CacheRule)
     unpriced_model: UnpricedModelRule = field(default_factory=UnpricedModelRule)
+    unmetered: UnmeteredRule = field(default_factory=UnmeteredRule)
+    price_drift: PriceDriftRule = field(default_factory=PriceDriftRule)
+    fetch_bill: bool = False
 
     @property
     def history(self) -> dt.timedelta:
@@ -268,7 +314,7 @@ def parse_rules(config: Config) -> AlertRules:
     """
     where = str(config.source) if config.source else "config"
     raw = config.alerts or {}
-    top = _Table(raw, "alerts", where, {"cooldown", "lookback", *RULE_NAMES})
+    top = _Table(raw, "alerts", where, {"cooldown", "lookback", "fetch_bill", *RULE_NAMES})
     if "enabled" in raw:
         raise ConfigError(
             f"{where}: alerts.enabled is not a setting; switch rules off one by one with "
@@ -375,6 +421,21 @@ def parse_rules(config: Config) -> AlertRules:
         enabled=um.enabled(), window=um.duration("window", dt.timedelta(days=7))
     )
 
+    un = _Table(
+        raw.get("unmetered", {}), "alerts.unmetered", where, {"threshold", "min_usd", "days"}
+    )
+    unmetered = UnmeteredRule(
+        enabled=un.enabled(),
+        threshold=un.number("threshold", 0.05, high=1.0),
+        min_usd=un.number("min_usd", 1.0, low=-1e-9),
+        days=un.integer("days", 7),
+    )
+    pd = _Table(raw.get("price_drift", {}), "alerts.price_drift", where, {"days"})
+    drift = PriceDriftRule(enabled=pd.enabled(), days=pd.integer("days", 7))
+    fetch_bill = raw.get("fetch_bill", False)
+    if not isinstance(fetch_bill, bool):
+        raise ConfigError(f"{where}: alerts.fetch_bill must be true or false, got {fetch_bill!r}")
+
     return AlertRules(
         cooldown=top.duration("cooldown", dt.timedelta(hours=1)),
         lookback=top.duration("lookback", dt.timedelta(minutes=15)),
@@ -385,4 +446,7 @@ def parse_rules(config: Config) -> AlertRules:
         spike=spike,
         cache=cache,
         unpriced_model=unpriced,
+        unmetered=unmetered,
+        price_drift=drift,
+        fetch_bill=fetch_bill,
     )

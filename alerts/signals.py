@@ -21,6 +21,9 @@ Where the numbers come from:
                    the hit ratio over a quarter of ``window`` is back above the floor.
 ``unpriced_model`` calls with NULL cost (:func:`clauditor.pricing.unpriced_calls`) per model;
                    the episode lasts ``window`` past the model's last unpriced call.
+``unmetered``      :func:`clauditor.analytics.reconcile.reconcile` of the stored bill: UTC days
+                   billed above what was metered (:func:`bill_episodes`); key ``total``.
+``price_drift``    :func:`clauditor.analytics.reconcile.price_drift`; key = model and token type.
 =================  =========================================================================
 
 ``visible_from`` is the earliest moment a ``check`` could have seen the episode (a sustained
@@ -43,7 +46,14 @@ from clauditor.analytics.errors import error_episodes
 from clauditor.analytics.spikes import spike_episodes
 from clauditor.pricing import unpriced_calls
 
-__all__ = ["RULE_TITLES", "Episode", "budget_episodes", "episodes", "forecast_episodes"]
+__all__ = [
+    "RULE_TITLES",
+    "Episode",
+    "bill_episodes",
+    "budget_episodes",
+    "episodes",
+    "forecast_episodes",
+]
 
 RULE_TITLES = {
     "budget": "Budget",
@@ -52,6 +62,8 @@ RULE_TITLES = {
     "spike": "Spend spike",
     "cache": "Cache hit ratio drop",
     "unpriced_model": "Unpriced model",
+    "unmetered": "Unmetered spend",
+    "price_drift": "Price drift",
 }
 UTC = dt.UTC
 
@@ -539,3 +551,151 @@ def episodes(
     found += cache_episodes(calls, rules, as_of)
     found += unpriced_episodes(calls, rules, as_of)
     return found
+
+
+# --- the bill (clauditor reconcile) ------------------------------------------------------------
+
+
+def _day_start(day: dt.date) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _runs(
+    days: list[dt.date], flagged: set[dt.date]
+) -> list[tuple[dt.date, dt.date, dt.date | None]]:
+    """Runs of flagged days among ``days`` (sorted): (first, last flagged, first clear after)."""
+    runs: list[tuple[dt.date, dt.date, dt.date | None]] = []
+    first = last = None
+    for day in days:
+        if day in flagged:
+            first = first or day
+            last = day
+        elif first is not None and last is not None:
+            runs.append((first, last, day))
+            first = last = None
+    if first is not None and last is not None:
+        runs.append((first, last, None))
+    return runs
+
+
+def bill_episodes(
+    by_model: pl.DataFrame,
+    by_key: pl.DataFrame,
+    drift: pl.DataFrame,
+    rules: AlertRules,
+    as_of: dt.datetime,
+) -> list[Episode]:
+    """The ``unmetered`` and ``price_drift`` episodes of a reconciliation of stored bill days.
+
+    ``by_model`` and ``by_key`` are :func:`clauditor.analytics.reconcile.reconcile`'s rows at
+    each grain, ``drift`` its :func:`~clauditor.analytics.reconcile.price_drift`. A day's bill
+    is visible once the day is over; an episode holds until a later stored day is clear (its
+    end is that day's end).
+    """
+    out: list[Episode] = []
+    if by_model.height == 0:
+        return out
+    days = sorted(by_model["day"].unique().to_list())
+
+    def end_of(clear: dt.date | None) -> dt.datetime | None:
+        return _end(None if clear is None else _day_start(clear) + dt.timedelta(days=1), as_of)
+
+    un = rules.unmetered
+    if un.enabled:
+        totals = by_model.group_by("day").agg(
+            pl.col("billed_usd", "metered_usd", "unmetered_usd").sum()
+        )
+        over = totals.filter(
+            (pl.col("unmetered_usd") >= un.min_usd)
+            & (pl.col("unmetered_usd") > un.threshold * pl.col("billed_usd"))
+        )
+        per_day = {row["day"]: row for row in over.iter_rows(named=True)}
+        for first, last, clear in _runs(days, set(per_day)):
+            worst = max(
+                (per_day[d] for d in per_day if first <= d <= last),
+                key=lambda r: r["unmetered_usd"],
+            )
+            who = (
+                by_key.filter((pl.col("day") == last) & (pl.col("unmetered_usd") > 0))
+                .sort("unmetered_usd", descending=True)
+                .head(5)
+            )
+            names = [
+                f"{r['service'] or 'key ' + str(r['api_key_id'])} {_usd(r['unmetered_usd'])}"
+                for r in who.iter_rows(named=True)
+            ]
+            share = worst["unmetered_usd"] / worst["billed_usd"] if worst["billed_usd"] else 1.0
+            out.append(
+                Episode(
+                    rule="unmetered",
+                    key="total",
+                    level=1,
+                    severity="warning",
+                    start=_day_start(first),
+                    end=end_of(clear),
+                    visible_from=_day_start(first) + dt.timedelta(days=1),
+                    peak=float(worst["unmetered_usd"]),
+                    title="Unmetered spend on Anthropic's bill",
+                    summary=(
+                        f"Anthropic billed {_usd(worst['unmetered_usd'])} ({share:.0%}) more than "
+                        f"clauditor metered on {worst['day']} (UTC), from {first} on"
+                        + (f": {', '.join(names)} on {last}." if names else ".")
+                    ),
+                    fields=(
+                        ("Day (UTC)", str(worst["day"])),
+                        ("Billed", _usd(worst["billed_usd"])),
+                        ("Metered", _usd(worst["metered_usd"])),
+                        ("Unmetered", f"{_usd(worst['unmetered_usd'])} ({share:.0%})"),
+                    ),
+                    next_steps=(
+                        "instrument the services named (or name their API keys in "
+                        "[reconcile.api_keys])",
+                        "`clauditor reconcile --by api_key` shows each service's gap per day",
+                    ),
+                )
+            )
+
+    pd = rules.price_drift
+    if pd.enabled and drift.height:
+        for (model, token_type), found in drift.group_by(
+            "model", "token_type", maintain_order=True
+        ):
+            model_days = sorted(
+                by_model.filter((pl.col("model") == model) & (pl.col("billed_usd") > 0))["day"]
+                .unique()
+                .to_list()
+            )
+            flagged = set(found["day"].to_list())
+            for first, last, clear in _runs(model_days or sorted(flagged), flagged):
+                row = found.filter(pl.col("day") == last).row(0, named=True)
+                out.append(
+                    Episode(
+                        rule="price_drift",
+                        key=f"{model} {token_type}",
+                        level=1,
+                        severity="warning",
+                        start=_day_start(first),
+                        end=end_of(clear),
+                        visible_from=_day_start(first) + dt.timedelta(days=1),
+                        peak=float(row["billed_per_mtok"]),
+                        title=f"Price drift: {model} {token_type}",
+                        summary=(
+                            f"Anthropic billed {model} {token_type} at "
+                            f"${row['billed_per_mtok']:,.4f}/MTok from {first} (UTC); clauditor's "
+                            f"rate card says ${row['card_per_mtok']:,.4f}/MTok, so metered "
+                            "dollars are off."
+                        ),
+                        fields=(
+                            ("Model", str(model)),
+                            ("Token type", str(token_type)),
+                            ("Billed", f"${row['billed_per_mtok']:,.4f}/MTok"),
+                            ("Card", f"${row['card_per_mtok']:,.4f}/MTok"),
+                            ("First day", str(first)),
+                        ),
+                        next_steps=(
+                            f'a contract rate: add it as [prices."{model}"] in the config',
+                            "a new list price: `clauditor prices check`, then `clauditor reprice`",
+                        ),
+                    )
+                )
+    return out

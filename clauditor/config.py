@@ -41,6 +41,11 @@ Example::
     [report]
     url = "https://reports.example.com/clauditor/report.html"   # where the team opens the
                                           # report; `report --notify` links it (default: the path)
+    [reconcile]                           # `clauditor reconcile`: clauditor vs Anthropic's bill
+    tolerance = 0.005                     # dollars within 0.5 % match
+    settle_days = 3                       # refetch a day until this long after it ended
+    [reconcile.api_keys]                  # Anthropic API key ids (not keys) -> the service
+    apikey_01Rj2N8SVvo6BePZj99NhmiT = "support-bot"
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ __all__ = [
     "CaptureConfig",
     "Config",
     "ReportConfig",
+    "ReconcileConfig",
     "find_config_file",
     "load_config",
 ]
@@ -72,6 +78,7 @@ __all__ = [
 _TOP_KEYS = {
     "timezone", "budget", "prices", "price_files", "pricing", "ingest", "capture", "alerts",
     "report",
+    "reconcile",
 }  # fmt: skip
 DEFAULT_PRICE_FILE = "clauditor-prices.toml"  # what `clauditor prices import` writes by default
 
@@ -101,6 +108,20 @@ class ReportConfig:
     url: str | None = None
 
 
+class ReconcileConfig:
+    """How `clauditor reconcile` compares clauditor with Anthropic's bill.
+
+    ``api_keys`` maps Anthropic API key ids (``apikey_…``, as the usage report names them) to
+    the service whose calls use that key, so a key's spend that clauditor did not meter is
+    named by its service. ``tolerance`` is the fraction of the billed dollars within which
+    metered dollars match; ``settle_days`` how long after a day ends its bill is fetched again.
+    """
+
+    api_keys: Mapping[str, str] = field(default_factory=dict)
+    tolerance: float = 0.005
+    settle_days: int = 3
+
+
 @dataclass(frozen=True)
 class Config:
     """The validated configuration; ``source`` is the file it came from (None: defaults)."""
@@ -116,6 +137,7 @@ class Config:
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     alerts: Mapping[str, Any] = field(default_factory=dict)
     report: ReportConfig = field(default_factory=ReportConfig)
+    reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
     raw: Mapping[str, Any] = field(default_factory=dict)
 
     def price_table(self) -> PriceTable:
@@ -238,6 +260,7 @@ def parse_config(data: Mapping[str, Any], *, source: Path | None = None) -> Conf
         capture=capture,
         alerts=dict(alerts),
         report=_parse_report(data.get("report", {}), where),
+        reconcile=_parse_reconcile(data.get("reconcile", {}), where),
         raw=dict(data),
     )
 
@@ -310,3 +333,48 @@ def _parse_report(raw: Any, where: str) -> ReportConfig:
             f'"https://reports.example.com/report.html", got {url!r}'
         )
     return ReportConfig(url=url)
+
+
+def _parse_reconcile(raw: Any, where: str) -> ReconcileConfig:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: [reconcile] must be a table")
+    unknown = set(raw) - {"api_keys", "tolerance", "settle_days"}
+    if unknown:
+        raise ConfigError(
+            f"{where}: [reconcile] has unknown key(s) {sorted(unknown)}; "
+            "known: ['api_keys', 'settle_days', 'tolerance']"
+        )
+    keys = raw.get("api_keys", {})
+    if not isinstance(keys, Mapping):
+        raise ConfigError(
+            f'{where}: [reconcile.api_keys] maps key ids to services: apikey_… = "svc"'
+        )
+    for key_id, service in keys.items():
+        if str(key_id).startswith("sk-ant-"):
+            # A secret in a config file is a leak waiting to happen: refuse it, never echo it.
+            raise ConfigError(
+                f"{where}: [reconcile.api_keys] holds an API key itself; use the key's id "
+                "(apikey_…, shown in the Console and the usage report) and revoke that key"
+            )
+        if not isinstance(service, str) or not service.strip():
+            raise ConfigError(
+                f"{where}: reconcile.api_keys.{key_id} must name a service (a non-empty string), "
+                f"got {service!r}"
+            )
+    tolerance = _number(raw.get("tolerance", 0.005), "reconcile.tolerance", where, positive=False)
+    if not 0.0 <= tolerance < 1.0:
+        raise ConfigError(
+            f"{where}: reconcile.tolerance is a fraction of the bill (0.005 = 0.5 %), "
+            f"got {tolerance}"
+        )
+    settle = raw.get("settle_days", 3)
+    if isinstance(settle, bool) or not isinstance(settle, int) or not 0 <= settle <= 31:
+        raise ConfigError(
+            f"{where}: reconcile.settle_days must be a whole number of days from 0 to 31, "
+            f"got {settle!r}"
+        )
+    return ReconcileConfig(
+        api_keys={str(k): str(v).strip() for k, v in keys.items()},
+        tolerance=tolerance,
+        settle_days=settle,
+    )

@@ -98,6 +98,10 @@ ENV_WEBHOOK_URL = "CLAUDITOR_WEBHOOK_URL"
 ENV_RECEIVER_TOKEN = "CLAUDITOR_RECEIVER_TOKEN"
 ENV_OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
 ENV_CAPTURE_CONTENT = "CLAUDITOR_CAPTURE_CONTENT"  # off | errors_only | a sample rate in [0, 1]
+# The Admin API key (sk-ant-admin...) `clauditor reconcile --fetch` reads the bill with; it is sent
+# only as the x-api-key header and never stored. The base URL is for proxies and tests.
+ENV_ADMIN_KEY = "ANTHROPIC_ADMIN_KEY"
+ENV_ADMIN_BASE_URL = "ANTHROPIC_ADMIN_BASE_URL"
 
 # --- other instrumentations, as ingest meets them --------------------------------------------
 # OpenLLMetry (opentelemetry-instrumentation-anthropic), older underscore names.

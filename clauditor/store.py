@@ -217,6 +217,48 @@ def _pricing_v6(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"UPDATE calls SET {sets}, cost_tools_usd = 0.0 FROM fill WHERE {where}").fetchall()
 
 
+# Version 7: Anthropic's bill as the Admin API reports it (clauditor.ingest.bill), kept so that
+# `clauditor reconcile` runs offline. Days are UTC days (the API's 1d buckets); a fetch replaces
+# a day's rows and stamps it in bill_days, so how fresh each day is stays known. The calls table
+# is untouched.
+_BILL_V7 = """
+CREATE TABLE IF NOT EXISTS bill_usage (
+    day DATE NOT NULL,
+    model VARCHAR,
+    api_key_id VARCHAR,
+    workspace_id VARCHAR,
+    service_tier VARCHAR,
+    context_window VARCHAR,
+    inference_geo VARCHAR,
+    uncached_input_tokens BIGINT NOT NULL,
+    cache_read_input_tokens BIGINT NOT NULL,
+    cache_creation_5m_input_tokens BIGINT NOT NULL,
+    cache_creation_1h_input_tokens BIGINT NOT NULL,
+    output_tokens BIGINT NOT NULL,
+    web_search_requests BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS bill_costs (
+    day DATE NOT NULL,
+    workspace_id VARCHAR,
+    description VARCHAR,
+    cost_type VARCHAR,
+    token_type VARCHAR,
+    model VARCHAR,
+    service_tier VARCHAR,
+    context_window VARCHAR,
+    inference_geo VARCHAR,
+    currency VARCHAR NOT NULL,
+    amount VARCHAR NOT NULL,      -- as sent: a decimal string in the lowest unit (cents)
+    amount_usd DOUBLE             -- NULL for another currency
+);
+CREATE TABLE IF NOT EXISTS bill_days (
+    report VARCHAR NOT NULL,      -- usage | cost
+    day DATE NOT NULL,
+    fetched_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (report, day)
+);
+"""
+
 # The table as version 1 created it: every column of the record; later migrations add theirs.
 _ADDED_AFTER_V1 = {"response_id", *_PRICING_V6_COLUMNS}
 _V1_COLUMNS = ",\n    ".join(
@@ -233,6 +275,7 @@ MIGRATIONS: tuple[tuple[int, str, str | Callable[[duckdb.DuckDBPyConnection], No
     (4, "token sums in the views as BIGINT", _VIEWS_V4),
     (5, "response id column", _RESPONSE_ID_V5),
     (6, "server tools, cloud region, tools cost, assumed TTL, rates", _pricing_v6),
+    (7, "Anthropic's bill: usage and cost report buckets", _BILL_V7),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
