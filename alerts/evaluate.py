@@ -29,7 +29,7 @@ from typing import Any
 import polars as pl
 
 from clauditor.alerts.deliver import Sink, sinks_from_env
-from clauditor.alerts.message import AlertMessage
+from clauditor.alerts.message import AlertMessage, RunFiles
 from clauditor.alerts.rules import AlertRules, parse_duration, parse_rules
 from clauditor.alerts.signals import RULE_TITLES, Episode, bill_episodes, episodes
 from clauditor.alerts.state import (
@@ -50,6 +50,7 @@ from clauditor.errors import ConfigError, DeliveryError
 __all__ = ["CheckResult", "backtest", "check_alerts", "decide", "send_claimed"]
 
 log = logging.getLogger("clauditor.alerts")
+NO_FILES = RunFiles()  # suggested commands without --db / --config (a replay shows none)
 UTC = dt.UTC
 
 
@@ -74,7 +75,12 @@ def _incident_id(rule: str, key: str, start: dt.datetime) -> str:
 
 
 def _message(
-    episode: Episode, transition: str, incident: str, started_at: dt.datetime, as_of: dt.datetime
+    episode: Episode,
+    transition: str,
+    incident: str,
+    started_at: dt.datetime,
+    as_of: dt.datetime,
+    files: RunFiles,
 ) -> AlertMessage:
     title = episode.title
     if transition == "escalate":
@@ -91,12 +97,16 @@ def _message(
         started_at=started_at,
         as_of=as_of,
         fields=episode.fields,
-        next_steps=episode.next_steps,
+        next_steps=tuple(files.fill(step) for step in episode.next_steps),
     )
 
 
 def _resolve_message(
-    inc: Incident, last: Episode | None, as_of: dt.datetime, cooldown: dt.timedelta
+    inc: Incident,
+    last: Episode | None,
+    as_of: dt.datetime,
+    cooldown: dt.timedelta,
+    files: RunFiles,
 ) -> AlertMessage:
     what = last.title if last is not None else f"{RULE_TITLES.get(inc.rule, inc.rule)}: {inc.key}"
     ended = last.end if last is not None and last.end is not None else None
@@ -117,7 +127,7 @@ def _resolve_message(
         started_at=inc.started_at,
         as_of=as_of,
         fields=(("Began", f"{inc.started_at:%Y-%m-%d %H:%M} UTC"), ("Worst", inc.severity)),
-        next_steps=last.next_steps[:1] if last is not None else (),
+        next_steps=tuple(files.fill(step) for step in last.next_steps[:1]) if last else (),
     )
 
 
@@ -136,10 +146,12 @@ def decide(
     *,
     lookback: dt.timedelta,
     cooldown: dt.timedelta,
+    files: RunFiles = NO_FILES,
 ) -> list[AlertMessage]:
     """The transitions at ``as_of`` given the open incidents and the episodes (pure).
 
-    See the module docstring for the rules. Messages come sorted by rule and key.
+    See the module docstring for the rules. Messages come sorted by rule and key; their
+    suggested commands carry ``files`` (the run's ``--db`` and ``--config``).
     """
     by_key: dict[tuple[str, str], list[Episode]] = {}
     for e in found:
@@ -156,17 +168,19 @@ def decide(
                 began = min(e.start for e in active)
                 anchor = min(e.anchor or e.start for e in active)
                 incident = _incident_id(*rule_key, anchor)
-                messages.append(_message(top, "start", incident, began, as_of))
+                messages.append(_message(top, "start", incident, began, as_of, files))
             continue
         if active:
             top = max(active, key=lambda e: (e.level, e.start))
             if top.level > inc.level:
-                messages.append(_message(top, "escalate", inc.incident, inc.started_at, as_of))
+                messages.append(
+                    _message(top, "escalate", inc.incident, inc.started_at, as_of, files)
+                )
             continue
         if not any(e.active(as_of - quiet, as_of) for e in eps):
             seen = [e for e in eps if e.start <= as_of]
             last = max(seen, key=lambda e: e.start) if seen else None
-            messages.append(_resolve_message(inc, last, as_of, cooldown))
+            messages.append(_resolve_message(inc, last, as_of, cooldown, files))
     return messages
 
 
@@ -291,9 +305,12 @@ def check_alerts(
     calls = _load(db, rules, now, now)
     found = episodes(calls, rules, now)
     found += _bill_episodes(db, config, rules, now, fetch=rules.fetch_bill and not dry_run)
+    files = RunFiles(db=db, config=config.source)
 
     def decide_now(open_: Mapping[tuple[str, str], Incident]) -> list[AlertMessage]:
-        return decide(open_, found, now, lookback=rules.lookback, cooldown=rules.cooldown)
+        return decide(
+            open_, found, now, lookback=rules.lookback, cooldown=rules.cooldown, files=files
+        )
 
     if dry_run:
         open_ = load_open_incidents(db)

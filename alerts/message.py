@@ -10,12 +10,45 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shlex
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from clauditor.redact import scrub
 
-__all__ = ["TRANSITIONS", "AlertMessage", "render_text"]
+__all__ = ["CONFIG_OPTION", "RUN_OPTIONS", "TRANSITIONS", "AlertMessage", "RunFiles", "render_text"]
+
+# Where a suggested command takes the run's files: rules write "clauditor budget{run}" (or
+# "{config}" for a command without --db), and :meth:`RunFiles.fill` puts the options there.
+RUN_OPTIONS = "{run}"
+CONFIG_OPTION = "{config}"
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """The database and config file of the run, which every suggested command must carry.
+
+    A "Next:" hint is pasted by someone in another folder or shell (a Slack reader, a cron
+    job's owner), so it names both files outright as absolute paths, quoted for a POSIX shell:
+    ``--db`` always, ``--config`` whenever the run read a config file. Without them the
+    pasted command reads ./clauditor.duckdb and ./clauditor.toml, which may not be the ones
+    that raised the alert.
+    """
+
+    db: Path | None = None
+    config: Path | None = None
+
+    def fill(self, step: str) -> str:
+        """``step`` with its option placeholders replaced by this run's options."""
+        config = "" if self.config is None else f" --config {_quoted(self.config)}"
+        db = "" if self.db is None else f" --db {_quoted(self.db)}"
+        return step.replace(RUN_OPTIONS, db + config).replace(CONFIG_OPTION, config)
+
+
+def _quoted(path: Path) -> str:
+    return shlex.quote(str(Path(path).resolve()))
+
 
 # ``digest`` is not an incident's transition: it is the daily spend digest of
 # ``clauditor report --notify`` (:mod:`clauditor.dashboards.digest`), which goes through the same

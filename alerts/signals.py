@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from clauditor.alerts.message import CONFIG_OPTION, RUN_OPTIONS
 from clauditor.alerts.rules import AlertRules
 from clauditor.analytics.budget import budget_status_of, threshold_crossings
 from clauditor.analytics.cache import cache_hit_ratio_series, cache_regressions
@@ -135,7 +136,7 @@ def budget_episodes(calls: pl.DataFrame, rules: AlertRules, as_of: dt.datetime) 
         scopes.append(("total", rule.monthly_usd, None))
     scopes += [(name, usd, name) for name, usd in rule.features.items()]
     out = []
-    cmd = f"clauditor budget --as-of {as_of:%Y-%m-%dT%H:%M:%SZ}"
+    cmd = f"clauditor budget --as-of {as_of:%Y-%m-%dT%H:%M:%SZ}{RUN_OPTIONS}"
     for key, budget, feature in scopes:  # the total plus a few budgeted features
         crossings = threshold_crossings(
             calls,
@@ -172,8 +173,8 @@ def budget_episodes(calls: pl.DataFrame, rules: AlertRules, as_of: dt.datetime) 
                     ),
                     next_steps=(
                         cmd,
-                        "clauditor costs --period mtd --by feature,model"
-                        + ("" if feature is None else f"  (feature {feature})"),
+                        # A command only, so it runs when pasted: the title names the feature.
+                        f"clauditor costs --period mtd --by feature,model{RUN_OPTIONS}",
                     ),
                 )
             )
@@ -276,7 +277,10 @@ def _forecast_episode(
             ),
             ("Run rate", f"{_usd(row['run_rate_usd'])} a day"),
         ),
-        next_steps=("clauditor budget", "clauditor costs --period mtd --by feature,model"),
+        next_steps=(
+            f"clauditor budget{RUN_OPTIONS}",
+            f"clauditor costs --period mtd --by feature,model{RUN_OPTIONS}",
+        ),
     )
 
 
@@ -329,7 +333,7 @@ def error_rate_episodes(
                         ("Since", _when(start)),
                     ),
                     next_steps=(
-                        f"clauditor errors --as-of {end:%Y-%m-%dT%H:%M:%SZ}",
+                        f"clauditor errors --as-of {end:%Y-%m-%dT%H:%M:%SZ}{RUN_OPTIONS}",
                         "https://status.anthropic.com (overloaded errors are platform-wide)",
                     ),
                 )
@@ -381,8 +385,8 @@ def spike_rule_episodes(
                     ("Since", _when(start)),
                 ),
                 next_steps=(
-                    f"clauditor spikes --as-of {end:%Y-%m-%dT%H:%M:%SZ}",
-                    "clauditor costs --period today --by feature,model",
+                    f"clauditor spikes --as-of {end:%Y-%m-%dT%H:%M:%SZ}{RUN_OPTIONS}",
+                    f"clauditor costs --period today --by feature,model{RUN_OPTIONS}",
                 ),
             )
         )
@@ -463,7 +467,10 @@ def cache_episodes(calls: pl.DataFrame, rules: AlertRules, as_of: dt.datetime) -
                     ("Hit ratio after", f"{row['after_ratio']:.0%}"),
                     ("Since", _when(start)),
                 ),
-                next_steps=("clauditor cache --period 7d", "what was deployed at that time?"),
+                next_steps=(
+                    f"clauditor cache --period 7d{RUN_OPTIONS}",
+                    "what was deployed at that time?",
+                ),
             )
         )
     return out
@@ -526,7 +533,8 @@ def unpriced_episodes(calls: pl.DataFrame, rules: AlertRules, as_of: dt.datetime
                 ),
                 next_steps=(
                     f'add a price: [prices."{model_id}"] input = ... output = ... in the config',
-                    "or run `clauditor prices import` for the latest community prices",
+                    # `prices check` lists the upstream's price of models clauditor has no card for.
+                    f"or see the upstream's price: `clauditor prices check{CONFIG_OPTION}`",
                 ),
             )
         )

@@ -101,6 +101,11 @@ def _row(
     }
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 call``, ``2 calls``: the noun agrees with the number."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
 def _pct(x: float) -> str:
     return f"{x * 100:.1f} %"
 
@@ -234,8 +239,8 @@ def retries_row(
     timeouts = int(classed.filter(pl.col("error_class") == "timeout")["n"].sum())
     longest = float(longest_ms or 0.0) / 1000.0
     evidence = (
-        f"{retried:,} calls resent ({_pct(retried / calls)}); {transient:,} final 429/529; "
-        f"{timeouts:,} timeouts recorded; longest call {longest:,.0f} s"
+        f"{_count(retried, 'call')} resent ({_pct(retried / calls)}); {transient:,} final "
+        f"429/529; {_count(timeouts, 'timeout')} recorded; longest call {longest:,.0f} s"
     )
     if transient and not retried:
         status = "fail"  # transient errors with no resend on record: no retries, or not logged

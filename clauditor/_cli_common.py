@@ -5,8 +5,11 @@ the analytics jobs')."""
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import functools
+import inspect
 import json
+import math
 import sys
 import zoneinfo
 from collections.abc import Callable
@@ -17,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.text import Text
+from typer.core import TyperCommand, TyperGroup
 
 from clauditor.errors import ClauditorError, ConfigError
 
@@ -25,14 +29,73 @@ if TYPE_CHECKING:
 
     from clauditor.config import Config
 
-app = typer.Typer(
+
+def _unwrapped(help_text: str | None) -> str | None:
+    """A docstring's paragraphs as one line each, so the terminal wraps them (lists and
+    ``\\b`` blocks keep their lines)."""
+    if not help_text:
+        return help_text
+    paragraphs = inspect.cleandoc(help_text).split("\n\n")
+    return "\n\n".join(
+        p
+        if p.startswith("\b") or any(ln.lstrip().startswith(("- ", "* ")) for ln in p.splitlines())
+        else " ".join(ln.strip() for ln in p.splitlines())
+        for p in paragraphs
+    )
+
+
+class _HelpReadsWell:
+    """Help as a terminal should show it.
+
+    Typer's rich help keeps a docstring's own line breaks after its first paragraph, so a
+    terminal narrower than the source wraps each line again and breaks sentences mid-way
+    ("the messages are" / "printed."): paragraphs are joined into single lines. And it prints
+    every option's type, flags included (``--help <bool>``), as if a flag took a value; an
+    empty metavar makes it print nothing there instead."""
+
+    help: str | None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.help = _unwrapped(self.help)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class _Command(_HelpReadsWell, TyperCommand):
+    pass
+
+
+class _Group(_HelpReadsWell, TyperGroup):
+    pass
+
+
+class CliApp(typer.Typer):
+    """A ``typer.Typer`` whose commands and groups print help as :class:`_HelpReadsWell` says."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("cls", _Group)
+        super().__init__(**kwargs)
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """:meth:`typer.Typer.command`, with the flag-aware command class."""
+        kwargs.setdefault("cls", _Command)
+        return super().command(*args, **kwargs)
+
+
+app = CliApp(
     name="clauditor",
     help="See, explain and control what your Claude API usage costs.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-prices_app = typer.Typer(help="Show the price table, or import a newer one.", no_args_is_help=False)
+prices_app = CliApp(help="Show the price table, or import a newer one.", no_args_is_help=False)
 app.add_typer(prices_app, name="prices")
 
 # Piped output keeps whole rows on one line instead of squeezing tables into 80 columns.
@@ -111,6 +174,11 @@ def _print_error(exc: Exception) -> None:
     err.print(Text("error: ", style="bold red") + Text(first), highlight=False)
 
 
+def count(n: int, noun: str) -> str:
+    """``1 call``, ``2,000 calls``: a number and its noun in agreement (regular plurals)."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
 def split_keys(by: str) -> list[str]:
     """``--by feature, model`` as ``["feature", "model"]``."""
     return [k.strip() for k in by.split(",") if k.strip()]
@@ -145,15 +213,24 @@ def parse_as_of(value: str | None, tz: str = "UTC", *, option: str = "--as-of") 
     return moment.astimezone(dt.UTC)
 
 
-def emit(frame: pl.DataFrame, fmt: Format, *, title: str | None = None) -> None:
-    """Print a frame as a rich table, CSV or a JSON array of objects."""
+def emit(
+    frame: pl.DataFrame, fmt: Format, *, title: str | None = None, exact: bool = False
+) -> None:
+    """Print a frame as a rich table, CSV or a JSON array of objects.
+
+    Tables are for reading: dollars as ``$1,234.56`` / ``-$0.0135`` (see :func:`usd`), ratios
+    as percentages, other floats to four decimals. ``exact`` (``clauditor query``) prints the
+    numbers as they came: every digit of each float and decimal, no ``$`` or ``%``, because
+    the user's SQL chose the precision.
+    """
     import polars as pl
 
-    # Whole-number decimals (DuckDB's sum of BIGINT) print as numbers, not strings.
+    # Whole-number decimals (DuckDB's sum of BIGINT) print as numbers, not strings; other
+    # decimals too, except in an exact table, which prints their digits.
     frame = frame.with_columns(
         pl.col(c).cast(pl.Int64 if t.scale == 0 else pl.Float64)  # type: ignore[attr-defined]
         for c, t in frame.schema.items()
-        if isinstance(t, pl.Decimal)
+        if isinstance(t, pl.Decimal) and not (exact and fmt is Format.table and t.scale)  # type: ignore[attr-defined]
     )
     if fmt is Format.csv:
         nested = [c for c, t in frame.schema.items() if t.is_nested()]
@@ -164,7 +241,8 @@ def emit(frame: pl.DataFrame, fmt: Format, *, title: str | None = None) -> None:
             )
             for c in nested
         )
-        sys.stdout.write(flat.write_csv())
+        text = flat.write_csv()
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")  # a bare header too
         return
     if fmt is Format.json:
         rows = frame.with_columns(
@@ -183,9 +261,24 @@ def emit(frame: pl.DataFrame, fmt: Format, *, title: str | None = None) -> None:
     )
     for name, dtype in frame.schema.items():
         table.add_column(Text(name), justify="right" if dtype.is_numeric() else "left")
+    cell = _exact_cell if exact else _cell
     for row in frame.iter_rows():
-        table.add_row(*(Text(_cell(v, n)) for v, n in zip(row, frame.columns, strict=True)))
+        table.add_row(*(Text(cell(v, n)) for v, n in zip(row, frame.columns, strict=True)))
     out.print(table)
+
+
+def usd(value: float) -> str:
+    """Dollars in a table: ``$1,234.56``; under $1 four decimals (``$0.0135``), and a nonzero
+    amount too small for them keeps two significant digits (``$0.0000060``) rather than
+    reading as zero. The sign comes first: ``-$0.0135``."""
+    sign = "-" if value < 0 else ""
+    size = abs(value)
+    if size >= 1:
+        return f"{sign}${size:,.2f}"
+    if size == 0 or size >= 0.00005:  # four decimals show it
+        return f"{sign}${size:.4f}"
+    decimals = 1 - math.floor(math.log10(size))  # two significant digits
+    return f"{sign}${size:.{decimals}f}"
 
 
 def _cell(value: Any, column: str) -> str:
@@ -197,10 +290,22 @@ def _cell(value: Any, column: str) -> str:
         ):
             return f"{value:.1%}"
         if "usd" in column or column.startswith("cost"):
-            return f"${value:,.4f}" if abs(value) < 1 else f"${value:,.2f}"
+            return usd(value)
         return f"{value:,.4f}".rstrip("0").rstrip(".")
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     if isinstance(value, dt.datetime):
         return value.isoformat(sep=" ", timespec="seconds")
     return str(value)
+
+
+def _exact_cell(value: Any, column: str) -> str:
+    """A query's value as it came: floats in their shortest exact decimal, never rounded;
+    integers without thousands separators (a year is 2026, not 2,026)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return format(decimal.Decimal(repr(value)), "f")
+    if isinstance(value, decimal.Decimal):
+        return format(value, "f")
+    return _cell(value, column)

@@ -61,7 +61,8 @@ def costs(
 ) -> None:
     """Spend by feature (or any keys) in a period, with the change against the period before.
 
-    Untagged spend and unpriced calls are rows of their own, never hidden.
+    Untagged spend and unpriced calls are rows of their own, never hidden. A period with no
+    calls says so and lists nothing (CSV: the header only; JSON: []).
     """
     from clauditor.analytics import load_calls_in
     from clauditor.analytics.costs import cost_columns
@@ -81,15 +82,23 @@ def costs(
         else:
             previous = load_calls_in(resolve_db(db), span.previous(), columns=columns)
             table = cost_change(calls, previous, keys)
+    if found == 0:
+        # No rows of zeros against the period before (each "-100 %"): the period is empty.
+        if fmt is Format.table:
+            err.print(
+                f"no calls between {span.start} and {span.end} (UTC); try --period or --as-of",
+                markup=False,
+            )
+        else:
+            emit(table.head(0), fmt)
+        return
     scope = ", ".join(keys) or "total"
     if every:
         title = f"Spend by {every} and {scope} — {span.label}"
     else:
         title = f"Spend by {scope} — {span.label} (change vs the period before)"
     emit(table, fmt, title=title)
-    if fmt is Format.table and found == 0:
-        err.print(f"no calls between {span.start} and {span.end} (UTC); try --period or --as-of")
-    if fmt is Format.table and found:
+    if fmt is Format.table:
         _print_spend_notes(resolve_db(db), span, cfg)
 
 

@@ -19,12 +19,14 @@ import typer
 from clauditor import _cli_jobs  # noqa: F401  (registers the analytics jobs' commands)
 from clauditor._cli_common import (
     AsOfOpt,
+    CliApp,
     ConfigOpt,
     DbOpt,
     Format,
     FormatOpt,
     PeriodOpt,
     app,
+    count,
     emit,
     err,
     handles_errors,
@@ -90,14 +92,15 @@ def _ingest_with_progress(paths: list[Path], db: Path, config: Config) -> Any:
 
 def _print_ingest_summary(summary: Any) -> None:
     err.print(
-        f"{summary.spans_read:,} spans read, {summary.calls_written:,} calls written, "
-        f"{summary.duplicates:,} duplicates skipped, {summary.rejected:,} rejected"
+        f"{count(summary.spans_read, 'span')} read, {count(summary.calls_written, 'call')} "
+        f"written, {count(summary.duplicates, 'duplicate')} skipped, {summary.rejected:,} rejected"
         + (f", {summary.unpriced:,} unpriced" if summary.unpriced else ""),
         highlight=False,
     )
-    for model, count in sorted(summary.unpriced_models.items()):
+    for model, calls in sorted(summary.unpriced_models.items()):
         err.print(
-            f"  no price for model {model!r} ({count:,} calls): add a [prices.{model!r}] card "
+            f"  no price for model {model!r} ({count(calls, 'call')}): add a "
+            f"[prices.{model!r}] card "
             "or run `clauditor prices check`; `clauditor reprice` prices them once it exists",
             highlight=False,
             markup=False,
@@ -136,7 +139,8 @@ def query(
     """
     from clauditor.sql import run_query
 
-    emit(run_query(resolve_db(db), sql, timeout_s=timeout, memory_limit=memory_limit), fmt)
+    result = run_query(resolve_db(db), sql, timeout_s=timeout, memory_limit=memory_limit)
+    emit(result, fmt, exact=True)  # the SQL chose the precision: print every digit it returned
 
 
 @app.command()
@@ -183,7 +187,7 @@ def report(
         resolve_db(db), out_file, period=period, as_of=moment, config=cfg, tz=zone
     )
     out.print(
-        f"report: {summary.out} ({summary.bytes / 1e6:.1f} MB, {summary.calls:,} calls)",
+        f"report: {summary.out} ({summary.bytes / 1e6:.1f} MB, {count(summary.calls, 'call')})",
         markup=False,
     )
     if notify:
@@ -294,9 +298,10 @@ def reprice(db: DbOpt = None, config: ConfigOpt = None) -> None:
     r = reprice_all(resolve_db(db), resolve_config(config))
     moved = r.usd_after - r.usd_before
     out.print(
-        f"repriced: {r.changed:,} calls changed ({r.newly_priced:,} newly priced); "
+        f"repriced: {count(r.changed, 'call')} changed ({r.newly_priced:,} newly priced); "
         f"${r.usd_before:,.6f} -> ${r.usd_after:,.6f} ({'+' if moved >= 0 else '-'}"
-        f"${abs(moved):,.6f}); {r.unpriced:,} calls have no price"
+        f"${abs(moved):,.6f}); {count(r.unpriced, 'call')} "
+        f"{'has' if r.unpriced == 1 else 'have'} no price"
         + (f" ({', '.join(r.unpriced_models)})" if r.unpriced_models else ""),
         markup=False,
     )
@@ -339,10 +344,10 @@ def export(
         summary = export_dataset(con, out_dir, start=start, end=end)
     days = summary.days
     where = f"{days[0]}..{days[-1]}, {len(days)} day(s)" if days else "no calls in range"
-    out.print(f"exported {summary.rows:,} calls to {summary.path} ({where})", markup=False)
+    out.print(f"exported {count(summary.rows, 'call')} to {summary.path} ({where})", markup=False)
 
 
-alerts_app = typer.Typer(help="Budget, error-rate, spike and cache alerts to Slack or a webhook.")
+alerts_app = CliApp(help="Budget, error-rate, spike and cache alerts to Slack or a webhook.")
 app.add_typer(alerts_app, name="alerts")
 
 

@@ -11,7 +11,7 @@ Example::
 
     [budget]
     monthly_usd = 5000
-    thresholds = [0.8, 1.0, 1.2]
+    thresholds = [0.8, 1.0, 1.2]          # fractions of the budget: 0.8 is 80 %, at most 5
 
     [budget.features]
     summarization = 1500
@@ -80,6 +80,8 @@ _TOP_KEYS = {
     "report",
     "reconcile",
 }  # fmt: skip
+# The largest budget threshold: 5x the budget. Anything above reads as a percentage (80 for 80 %).
+MAX_THRESHOLD = 5.0
 DEFAULT_PRICE_FILE = "clauditor-prices.toml"  # what `clauditor prices import` writes by default
 
 
@@ -285,6 +287,14 @@ def _parse_budget(raw: Any, where: str) -> BudgetConfig:
     if not isinstance(thresholds, list) or not thresholds:
         raise ConfigError(f"{where}: budget.thresholds must be a non-empty list like [0.8, 1.0]")
     values = tuple(_number(t, "budget.thresholds[]", where) for t in thresholds)
+    for value in values:
+        if value > MAX_THRESHOLD:
+            # 80 for 80 % would never be crossed: say how to write it instead of never alerting.
+            raise ConfigError(
+                f"{where}: budget.thresholds are fractions of the budget: write "
+                f"{value / 100:g} for {value:g} %, got {value:g} (at most {MAX_THRESHOLD:g}, "
+                f"i.e. {MAX_THRESHOLD:.0%})"
+            )
     if list(values) != sorted(set(values)):
         raise ConfigError(f"{where}: budget.thresholds must be increasing, got {list(values)}")
     features = raw.get("features", {})

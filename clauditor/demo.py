@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shlex
 import shutil
 import time
 from pathlib import Path
@@ -29,10 +30,17 @@ SAMPLE_NAME = "sample-30d.jsonl.gz"
 
 
 def find_sample() -> Path:
-    """The committed sample: ``$CLAUDITOR_SAMPLE``, else the checkout's or ./sample_logs/."""
+    """The committed sample: ``$CLAUDITOR_SAMPLE``, else the installed package's, else the
+    checkout's, else ./sample_logs/.
+
+    The wheel ships the sample and its ``clauditor.toml`` as package data
+    (``clauditor/sample_logs/``, mapped from the repository's ``sample_logs/``), so an installed
+    clauditor finds them from any folder.
+    """
     candidates = []
     if os.environ.get("CLAUDITOR_SAMPLE"):
         candidates.append(Path(os.environ["CLAUDITOR_SAMPLE"]))
+    candidates.append(Path(__file__).resolve().parent / "sample_logs" / SAMPLE_NAME)
     # An editable install or a checkout: sample_logs/ sits beside the clauditor/ package folder.
     candidates.append(Path(__file__).resolve().parent.parent / "sample_logs" / SAMPLE_NAME)
     candidates.append(Path.cwd() / "sample_logs" / SAMPLE_NAME)
@@ -40,8 +48,9 @@ def find_sample() -> Path:
         if candidate.is_file():
             return candidate
     raise IngestError(
-        "cannot find the committed sample (sample_logs/sample-30d.jsonl.gz): run the demo from a "
-        "clauditor checkout, or pass --sample FILE (`clauditor simulate --out FILE` makes one)"
+        "cannot find the committed sample (sample_logs/sample-30d.jsonl.gz, installed with the "
+        "package): reinstall clauditor, or pass --sample FILE (`clauditor simulate --out FILE` "
+        "makes one)"
     )
 
 
@@ -107,9 +116,11 @@ def run_demo(out_dir: Path, sample: Path | None = None, *, console: Console | No
     console.print(
         f"\ndatabase: {db}\nreport:   {report.out}\n(done in {elapsed:.1f}s)", markup=False
     )
+    files = f"--db {shlex.quote(str(db))}" + (
+        f" --config {shlex.quote(str(config_file))}" if config_file.is_file() else ""
+    )
     console.print(
-        f"try:      clauditor costs --db {db} --by feature,model "
-        f"--as-of {as_of:%Y-%m-%dT%H:%M:%SZ}",
+        f"try:      clauditor costs {files} --by feature,model --as-of {as_of:%Y-%m-%dT%H:%M:%SZ}",
         highlight=False,
         markup=False,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import math
 from collections.abc import Sequence
 from zoneinfo import ZoneInfo
 
@@ -56,16 +57,21 @@ def esc(value: object) -> str:
 
 def format_usd(value: float | None) -> str:
     """Dollars for people: ``$1,234.56``; small amounts keep their significant digits
-    (``$0.003``); ``None`` (unpriced) is ``n/a``."""
+    (``$0.003``, ``$0.000006``: a nonzero amount never reads ``$0.00``); the sign comes first
+    (``-$0.0135``); ``None`` (unpriced) is ``n/a``."""
     if value is None:
         return "n/a"
     if value == 0:
         return "$0.00"
-    if abs(value) >= 0.995:
-        return f"-${-value:,.2f}" if value < 0 else f"${value:,.2f}"
-    text = f"{abs(value):.4f}".rstrip("0")
+    sign = "-" if value < 0 else ""
+    size = abs(value)
+    if size >= 0.995:
+        return f"{sign}${size:,.2f}"
+    # Four decimals, or two significant digits where four would show nothing.
+    decimals = max(4, 1 - math.floor(math.log10(size)))
+    text = f"{size:.{decimals}f}".rstrip("0")
     text = text + "0" * max(0, 4 - len(text))  # keep at least two decimals: $0.50
-    return f"{'-' if value < 0 else ''}${text}"
+    return f"{sign}${text}"
 
 
 def format_tokens(value: int | None) -> str:

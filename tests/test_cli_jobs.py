@@ -217,7 +217,10 @@ def test_costs_on_aggregates_equal_the_per_call_change(
         "costs", "--by", keys, "--db", str(sample_db), "--period", period,
         "--as-of", "2026-11-20T00:00:00Z",
     )  # fmt: skip
-    assert got or period.startswith("2020")
+    if period.startswith("2020"):  # an empty period lists no rows of zeros
+        assert got == []
+        return
+    assert got
     _same_rows(got, _emitted(want, capsys))
 
 

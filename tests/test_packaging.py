@@ -1,7 +1,9 @@
-"""The wheel: every stage installs as a clauditor.* subpackage and the CLI runs from it."""
+"""The wheel: every stage installs as a clauditor.* subpackage and the CLI runs from it, the
+demo included (its sample ships as package data)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -25,6 +27,8 @@ def test_wheel_installs_into_a_clean_venv_and_runs(tmp_path: Path) -> None:
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert tops == {"clauditor"}, f"only clauditor/ may land in site-packages, got {tops}"
     assert "clauditor/prices.toml" in names
+    assert "clauditor/sample_logs/sample-30d.jsonl.gz" in names
+    assert "clauditor/sample_logs/clauditor.toml" in names  # the demo's budget
     for sub in SUBPACKAGES:
         assert f"clauditor/{sub}/__init__.py" in names
 
@@ -51,3 +55,36 @@ def test_wheel_installs_into_a_clean_venv_and_runs(tmp_path: Path) -> None:
         cwd=tmp_path,
     ).stdout
     assert "claude-sonnet-4-5" in prices
+
+    # The demo from an unrelated folder finds the sample inside the installed package and shows
+    # what the checkout's demo shows; only the paths and the elapsed time differ.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    installed = _demo([str(venv / "bin" / "clauditor")], elsewhere, tmp_path / "installed")
+    clone = _demo([sys.executable, "-m", "clauditor.cli"], ROOT, tmp_path / "clone")
+    assert any("50,140 spans read" in line for line in installed), installed
+    assert installed == clone
+    assert (tmp_path / "installed" / "report.html").is_file()
+
+
+def _demo(clauditor: list[str], cwd: Path, out: Path) -> list[str]:
+    """``clauditor demo --out OUT`` run in ``cwd``: its output lines, paths made placeholders
+    and the elapsed time left out."""
+    done = subprocess.run(
+        [*clauditor, "demo", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "240"},
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+    lines = done.stdout.splitlines()
+    (ingesting,) = (line for line in lines if line.startswith("1/4 ingesting "))
+    sample_dir = str(Path(ingesting.removeprefix("1/4 ingesting ").rstrip(" …")).parent)
+    # The alerts' suggested commands name the demo's database and the sample's config.
+    return [
+        line.replace(str(out), "OUT").replace(sample_dir, "SAMPLE")
+        for line in lines
+        if not line.startswith(("1/4 ingesting", "(done in"))
+    ]

@@ -174,7 +174,7 @@ def test_long_values_lose_their_secrets_in_file_ingest(tmp_path: Path) -> None:
         text=True,
         timeout=300,
     )
-    assert "1 calls written, 0 duplicates skipped, 1 rejected" in done.stderr, done.stderr
+    assert "1 call written, 0 duplicates skipped, 1 rejected" in done.stderr, done.stderr
     assert_no_secret("ingest's output", done.stdout + done.stderr)
     dump = every_table_as_text(db)
     assert_no_secret("the database tables", dump)
