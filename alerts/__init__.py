@@ -1,4 +1,4 @@
-"""clauditor.alerts: rules -> episodes -> state -> Slack / webhook (DESIGN §1, issue 7).
+"""clauditor.alerts: rules -> episodes -> state -> Slack / webhook (issue 7).
 
 Library entry points the CLI calls: :func:`check_alerts` (``clauditor alerts check``) and
 :func:`backtest` (``clauditor alerts backtest``). The rule syntax is in

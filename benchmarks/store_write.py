@@ -8,7 +8,7 @@ leaves behind), holds them as one Polars frame, and writes them into a fresh dat
 variant, batch after batch, each batch in its own transaction, as the ingest engines do:
 
 * ``plain INSERT, no key``: a copy of the ``calls`` columns without the PRIMARY KEY;
-* ``plain INSERT, span_id key``: the ``calls`` table of DESIGN §3;
+* ``plain INSERT, span_id key``: the ``calls`` table as clauditor creates it;
 * ``ON CONFLICT DO NOTHING``: the same, duplicate-safe;
 * ``insert_calls``: what ingest runs (:func:`clauditor.store.insert_calls`: dedupe, the
   cross-batch merge probe, the insert, counts), with the engine's checkpoint threshold and

@@ -1,6 +1,6 @@
 """clauditor: see, explain and control what your Claude API usage costs.
 
-The public Python surface is the instrumentation (DESIGN §5)::
+The public Python surface is the instrumentation::
 
     import clauditor
     clauditor.instrument(service="support-bot", environment="prod")

@@ -1,4 +1,4 @@
-"""The ``clauditor`` command line: thin commands over the library (DESIGN §5).
+"""The ``clauditor`` command line: thin commands over the library.
 
 Each command parses its options, calls one library function and prints the result. Library
 errors (:class:`clauditor.errors.ClauditorError`) become a one-line ``error: ...`` on stderr and

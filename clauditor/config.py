@@ -1,4 +1,4 @@
-"""Configuration: ``clauditor.toml`` or ``[tool.clauditor]`` in pyproject.toml (DESIGN §5).
+"""Configuration: ``clauditor.toml`` or ``[tool.clauditor]`` in pyproject.toml.
 
 Lookup order for commands that read it: ``--config FILE``, then ``$CLAUDITOR_CONFIG``, then
 ``./clauditor.toml``, then ``./pyproject.toml`` (its ``[tool.clauditor]`` table). No file at all

@@ -1,4 +1,4 @@
-"""The ``calls`` record as a day-partitioned Parquet dataset (DESIGN §7, the scale path).
+"""The ``calls`` record as a day-partitioned Parquet dataset (the scale path).
 
 ``clauditor export`` writes the stored calls as ``DIR/day=YYYY-MM-DD/data_0.parquet`` (the day
 in UTC, Hive-style partition folders), which DuckDB, Polars, ClickHouse, Trino or Spark read as

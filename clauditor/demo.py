@@ -1,4 +1,4 @@
-"""``clauditor demo``: the whole pipeline on the committed sample (DESIGN §8).
+"""``clauditor demo``: the whole pipeline on the committed sample.
 
 It ingests ``sample_logs/sample-30d.jsonl.gz`` into a fresh ``DIR/clauditor.duckdb`` with the
 sample's own config (``sample_logs/clauditor.toml``: its budget), prints the cost table, runs the

@@ -1,4 +1,4 @@
-"""The ``calls`` record (DESIGN §3): one row per Claude API call, all its retries included.
+"""The ``calls`` record: one row per Claude API call, all its retries included.
 
 Token columns follow Anthropic's ``usage`` meaning: ``input_tokens`` is the UNCACHED input, and
 the cache reads and writes are counted apart. Every stage hands rows to the next as a Polars

@@ -1,4 +1,4 @@
-"""The DuckDB file: connect, migrate, write batches, read (DESIGN §3, §6).
+"""The DuckDB file: connect, migrate, write batches, read.
 
 DuckDB admits one read-write process per file, and while it holds the file no other process can
 open it, even read-only. So:

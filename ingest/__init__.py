@@ -1,4 +1,4 @@
-"""clauditor.ingest: spans from any source into the ``calls`` table (DESIGN §3, §6).
+"""clauditor.ingest: spans from any source into the ``calls`` table.
 
 * :func:`normalize` turns one :class:`SpanRecord` into one ``calls`` row (or ``None`` for a
   span that is not a Claude API call), raising :class:`SpanRejected` for a malformed span;

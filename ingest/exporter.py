@@ -1,4 +1,4 @@
-"""The in-process DuckDB span exporter: the instrumentation's default sink (DESIGN §6).
+"""The in-process DuckDB span exporter: the instrumentation's default sink.
 
 An OpenTelemetry ``SpanExporter`` that turns each finished Claude call span into a ``calls`` row
 (through :func:`clauditor.ingest.normalize.normalize`, the same code every other source goes

@@ -1,4 +1,4 @@
-"""One span in, one ``calls`` row out (DESIGN §3), whatever instrumentation wrote the span.
+"""One span in, one ``calls`` row out, whatever instrumentation wrote the span.
 
 A span is a Claude API call when it carries a model attribute (``gen_ai.request.model`` or
 ``gen_ai.response.model``), a ``clauditor.operation``, or an ``anthropic.messages.*`` name, and
@@ -759,7 +759,7 @@ def _row(record: SpanRecord, feature_attributes: Sequence[str]) -> dict[str, Any
         input_tokens = _count(f, "input_uncached", attrs, conv)
         inclusive = _count(f, "input_inclusive", attrs, conv)
         if input_tokens is None and inclusive is not None:
-            # The cache trap (DESIGN §3): OTel's count includes cache reads and writes.
+            # The cache trap: OTel's count includes cache reads and writes.
             input_tokens = max(inclusive - (cache_read or 0) - (cache_write or 0), 0)
 
     feature = feature_tag(get, feature_attributes, conv.feature_keys)

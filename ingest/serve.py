@@ -1,5 +1,5 @@
 """``clauditor serve``: the OTLP receivers (HTTP on 4318, gRPC on 4317) in front of the single
-DuckDB writer, so many services can send spans to one file (DESIGN §6).
+DuckDB writer, so many services can send spans to one file.
 
 :class:`Receiver` runs both servers and the writer inside the current process (tests and
 benchmarks use it directly); :func:`serve` runs one until SIGTERM or SIGINT, then shuts down

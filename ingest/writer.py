@@ -6,7 +6,7 @@ everything waiting (group commit, up to ``max_rows_per_write`` rows), prices it 
 in ONE transaction with its quarantined spans, skipping ``span_id`` duplicates exactly as
 :func:`clauditor.store.write_calls` does. The file is opened when work arrives and kept open
 while work keeps coming (the next batch arriving within ``linger_s`` of the last commit), and
-never longer than ``max_hold_s`` at a stretch (DESIGN §6: readers such as ``clauditor query``
+never longer than ``max_hold_s`` at a stretch (readers such as ``clauditor query``
 retry with backoff and get their turn). Opening and closing the file (a checkpoint) costs
 more than writing a few thousand rows, so under load this is what makes the throughput.
 

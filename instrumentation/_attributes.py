@@ -1,4 +1,4 @@
-"""Span attributes from a call's context, request, response and error (the convention in DESIGN §3).
+"""Span attributes from a call's context, request, response and error.
 
 Token counts follow two meanings at once, so no reader has to do cache arithmetic:
 ``gen_ai.usage.input_tokens`` is INCLUSIVE (uncached + cache read + cache write, as the OTel

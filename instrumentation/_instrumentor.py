@@ -1,6 +1,6 @@
 """``instrument()`` / ``uninstrument()`` and the zero-code ``AnthropicInstrumentor``.
 
-``instrument()`` is the one-line setup (DESIGN §5): it finds or makes a tracer provider, adds a
+``instrument()`` is the one-line setup: it finds or makes a tracer provider, adds a
 sink (the DuckDB file by default, OTLP when an endpoint is given or
 ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set), and installs the wrappers. ``AnthropicInstrumentor`` is
 what ``opentelemetry-instrument`` loads through the ``opentelemetry_instrumentor`` entry point:

@@ -1,4 +1,4 @@
-"""The Parquet dataset (DESIGN §7): `clauditor export`, and every reader taking the folder."""
+"""The Parquet dataset: `clauditor export`, and every reader taking the folder."""
 
 from __future__ import annotations
 

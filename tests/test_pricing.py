@@ -1,4 +1,4 @@
-"""Pricing rules (DESIGN §4), each checked against dollars computed by hand in the comment."""
+"""Pricing rules, each checked against dollars computed by hand in the comment."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Two app processes export to one DuckDB file while a third keeps querying it (DESIGN §6).
+"""Two app processes export to one DuckDB file while a third keeps querying it.
 
 Each app is a real process: ``clauditor.instrument(db=...)`` (the DuckDB exporter behind a
 batching processor), the real anthropic SDK calling the fake Anthropic server, flushing often so

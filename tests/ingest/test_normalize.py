@@ -1,4 +1,4 @@
-"""Span -> `calls` row: hand-written spans with hand-computed expected rows (DESIGN §3)."""
+"""Span -> `calls` row: hand-written spans with hand-computed expected rows."""
 
 from __future__ import annotations
 

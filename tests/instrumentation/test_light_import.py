@@ -1,4 +1,4 @@
-"""Instrumenting an app stays light: no DuckDB, Polars or Plotly in its process (DESIGN §2)."""
+"""Instrumenting an app stays light: no DuckDB, Polars or Plotly in its process."""
 
 from __future__ import annotations
 
