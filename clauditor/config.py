@@ -110,6 +110,7 @@ class ReportConfig:
     url: str | None = None
 
 
+@dataclass(frozen=True)
 class ReconcileConfig:
     """How `clauditor reconcile` compares clauditor with Anthropic's bill.
 
