@@ -46,6 +46,7 @@ from typing import Any, TypeVar
 import duckdb
 import polars as pl
 
+from clauditor.analytics.costs import SourceFilter, restrict_to_sources
 from clauditor.analytics.frame import prepare_calls
 from clauditor.analytics.periods import Period
 from clauditor.analytics.sqlparts import (
@@ -364,16 +365,20 @@ def on_aggregates(
     job: Callable[[duckdb.DuckDBPyConnection, pl.DataFrame], T],
     *,
     as_of: dt.datetime | None = None,
+    sources: SourceFilter | None = None,
 ) -> T:
     """``job(con, hours)`` on a read-only connection (session time zone UTC) with the hourly
     aggregate of ``period``: how a job command runs one job on DuckDB aggregates instead of a
     frame of the period's calls (memory that does not grow with the number of calls).
 
     ``as_of`` splits the aggregate's rows (``_before``); default: the end of ``period``.
+    ``sources``: only those sources' calls, for the aggregate and for whatever ``job`` runs on
+    ``con`` (see :func:`~clauditor.analytics.costs.restrict_to_sources`).
     """
     moment = as_of or (period.end if period is not None else dt.datetime.now(dt.UTC))
     with read_connection(db) as con:
         con.execute("SET TimeZone = 'UTC'").fetchall()
+        restrict_to_sources(con, sources)
         return job(con, hours_on(con, period, moment))
 
 
@@ -394,7 +399,12 @@ def whole_hour_zone(tz: str, start: dt.datetime, end: dt.datetime) -> bool:
 
 
 def run_budget(
-    db: str | Path, period: Period, *, config: Config, as_of: dt.datetime
+    db: str | Path,
+    period: Period,
+    *,
+    config: Config,
+    as_of: dt.datetime,
+    sources: SourceFilter | None = None,
 ) -> pl.DataFrame:
     """:func:`clauditor.analytics.budget.budget_status` of the calls of ``period`` (the month so
     far and the look-back before it) with the budgets, thresholds and time zone of ``config``:
@@ -406,7 +416,7 @@ def run_budget(
         spend = _spend_rows(con, period, hours, _levels(config, {}), config.timezone)
         return _budget_status(spend, config, as_of)
 
-    return on_aggregates(db, period, job, as_of=as_of)
+    return on_aggregates(db, period, job, as_of=as_of, sources=sources)
 
 
 def _budget_status(spend: pl.DataFrame, config: Config, as_of: dt.datetime) -> pl.DataFrame:
