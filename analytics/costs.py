@@ -300,9 +300,10 @@ APP_SOURCES = SourceFilter(without=(CLAUDE_CODE_SOURCE,))
 
 
 def restrict_to_sources(con: duckdb.DuckDBPyConnection, sources: SourceFilter | None) -> None:
-    """Make ``calls`` on ``con`` (not on its cursors) show only the calls ``sources`` admits,
-    for every statement run on it after this: a temporary view of that name shadows the
-    table, so the jobs' SQL is filtered before it runs, unchanged."""
+    """Make ``calls`` on ``con`` show only the calls ``sources`` admits, for every statement
+    run on it after this: a temporary view of that name shadows the table, so the jobs' SQL is
+    filtered before it runs, unchanged. A cursor of ``con`` is a session of its own and sees
+    the table (``clauditor.analytics.plan`` repeats the view on the cursors it opens)."""
     if sources is None or sources == SourceFilter():
         return
     database = con.sql("SELECT current_database()").fetchall()[0][0]

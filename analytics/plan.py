@@ -46,7 +46,7 @@ from typing import Any, TypeVar
 import duckdb
 import polars as pl
 
-from clauditor.analytics.costs import SourceFilter, restrict_to_sources
+from clauditor.analytics.costs import APP_SOURCES, SourceFilter, restrict_to_sources
 from clauditor.analytics.frame import prepare_calls
 from clauditor.analytics.periods import Period
 from clauditor.analytics.sqlparts import (
@@ -347,15 +347,18 @@ def run_all_jobs(
     *,
     config: Config,
     as_of: dt.datetime,
+    sources: SourceFilter | None = APP_SOURCES,
 ) -> dict[str, pl.DataFrame]:
     """Every analytics job over ``period`` (None: every call), keyed by job name.
 
     Results equal the per-call jobs' with their defaults, except where the config is used:
     budgets, thresholds and time zone come from ``config``; ``as_of`` is the budget's moment.
     The time zone must be a whole number of hours from UTC (daily sums come from hours).
+    ``sources``: whose calls (default the app's: developers' Claude Code calls kept apart).
     """
     with read_connection(db) as con:
         con.execute("SET TimeZone = 'UTC'").fetchall()
+        restrict_to_sources(con, sources)
         return run_all_jobs_on(con, period, config=config, as_of=as_of)
 
 
@@ -365,15 +368,15 @@ def on_aggregates(
     job: Callable[[duckdb.DuckDBPyConnection, pl.DataFrame], T],
     *,
     as_of: dt.datetime | None = None,
-    sources: SourceFilter | None = None,
+    sources: SourceFilter | None = APP_SOURCES,
 ) -> T:
     """``job(con, hours)`` on a read-only connection (session time zone UTC) with the hourly
     aggregate of ``period``: how a job command runs one job on DuckDB aggregates instead of a
     frame of the period's calls (memory that does not grow with the number of calls).
 
     ``as_of`` splits the aggregate's rows (``_before``); default: the end of ``period``.
-    ``sources``: only those sources' calls, for the aggregate and for whatever ``job`` runs on
-    ``con`` (see :func:`~clauditor.analytics.costs.restrict_to_sources`).
+    ``sources``: only those sources' calls (default the app's), for the aggregate and for
+    whatever ``job`` runs on ``con`` (see :func:`~clauditor.analytics.costs.restrict_to_sources`).
     """
     moment = as_of or (period.end if period is not None else dt.datetime.now(dt.UTC))
     with read_connection(db) as con:
@@ -404,7 +407,7 @@ def run_budget(
     *,
     config: Config,
     as_of: dt.datetime,
-    sources: SourceFilter | None = None,
+    sources: SourceFilter | None = APP_SOURCES,
 ) -> pl.DataFrame:
     """:func:`clauditor.analytics.budget.budget_status` of the calls of ``period`` (the month so
     far and the look-back before it) with the budgets, thresholds and time zone of ``config``:
@@ -458,9 +461,15 @@ PARALLEL_STATEMENTS = 1
 def _on_cursor(con: duckdb.DuckDBPyConnection, job: Callable[..., Any]) -> Callable[..., Any]:
     """``job(cursor, *args)`` on a fresh cursor of ``con`` (its own session: time zone UTC)."""
     cursor = con.cursor()
+    # A cursor is a session of its own: it sees the same calls as ``con`` (restrict_to_sources).
+    shadow = con.execute(
+        "SELECT sql FROM duckdb_views() WHERE temporary AND view_name = 'calls'"
+    ).fetchall()
 
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
+            for (view,) in shadow:
+                cursor.execute(view).fetchall()
             cursor.execute("SET TimeZone = 'UTC'").fetchall()
             return job(cursor, *args, **kwargs)
         finally:

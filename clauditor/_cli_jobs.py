@@ -398,11 +398,8 @@ def budget(
     The budget is the app's: developers' Claude Code calls never count against it (a line
     says what they came to, and whether that is spend or included in a subscription).
     """
-    import polars as pl
-
     from clauditor.analytics.budget import budget_status_of
     from clauditor.analytics.costs import APP_SOURCES
-    from clauditor.analytics.frame import columns_with_keys, load_analytics_frame
     from clauditor.analytics.plan import run_budget, whole_hour_zone
 
     cfg, month = _span(config, "mtd", as_of)
@@ -412,10 +409,7 @@ def budget(
     if whole_hour_zone(cfg.timezone, window.start, window.end):
         table = run_budget(resolve_db(db), window, config=cfg, as_of=moment, sources=APP_SOURCES)
     else:  # hour sums would straddle local days: the calls themselves
-        columns = columns_with_keys(())
-        columns += [] if "source" in columns else ["source"]
-        calls = load_analytics_frame(resolve_db(db), window, columns=columns)
-        calls = calls.filter((pl.col("source").cast(pl.String) != "claude-code").fill_null(True))
+        calls = _lean_calls(db, window)  # the app's calls (load_analytics_frame's default)
         table = budget_status_of(calls, cfg.budget, as_of=moment, tz=cfg.timezone)
     emit(table, fmt, title=f"Budget as of {moment:%Y-%m-%d %H:%M} UTC")
     if fmt is Format.table:
