@@ -112,3 +112,37 @@ def test_an_unknown_source_is_a_clear_error(db: Path) -> None:
     result = runner.invoke(app, ["costs", "--source", "claude", "--db", str(db)])
     assert result.exit_code == 2
     assert "unknown source(s) ['claude']" in result.output
+
+
+def test_the_reports_and_alerts_jobs_leave_claude_code_out_unless_asked(db: Path) -> None:
+    """The report runs every job through run_all_jobs, the alerts read load_analytics_frame:
+    both see the app's calls only by default, every call when asked."""
+    import datetime as dt
+
+    from clauditor.analytics.costs import SourceFilter
+    from clauditor.analytics.frame import load_analytics_frame
+    from clauditor.analytics.periods import resolve_period
+    from clauditor.analytics.plan import run_all_jobs
+    from clauditor.config import Config
+
+    period = resolve_period("7d", as_of=dt.datetime(2026, 9, 22, tzinfo=dt.UTC))
+    jobs = run_all_jobs(db, period, config=Config(), as_of=period.end)
+    # latency runs on a cursor of its own: it must see the same calls as the rest
+    for name in ("cost_breakdown", "latency_percentiles", "cache_economics"):
+        assert jobs[name]["feature"].cast(str).to_list() == ["search"], name
+    assert jobs["cost_breakdown"]["cost_usd"].sum() == pytest.approx(APP_USD)
+    every = run_all_jobs(db, period, config=Config(), as_of=period.end, sources=SourceFilter())
+    assert sorted(every["latency_percentiles"]["feature"].cast(str).to_list()) == [
+        "code-review",
+        "search",
+    ]
+    assert load_analytics_frame(db, period).height == 1
+    assert load_analytics_frame(db, period, sources=SourceFilter()).height == 4
+
+
+def test_the_report_shows_the_apps_calls_only(db: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    _run("report", "--db", str(db), "--out", str(out), "--period", "7d", "--as-of", AS_OF)
+    html = out.read_text()
+    assert "search" in html
+    assert "code-review" not in html and "dev@example.com" not in html
