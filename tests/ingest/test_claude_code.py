@@ -4,6 +4,7 @@ however often it is sent, and nothing from the usage metrics."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
 
 from clauditor.config import Config, parse_config
 from clauditor.ingest import ingest_paths
+from clauditor.ingest.claude_code import json_log_batch
+from clauditor.ingest.normalize import SpanRejected, normalize
 from clauditor.ingest.serve import Receiver
 
 from .claude_code_fixtures import (
@@ -28,6 +31,7 @@ from .claude_code_fixtures import (
     OPUS_CACHED_USD,
     OPUS_SIMPLE,
     OPUS_SIMPLE_USD,
+    OVERLOADED,
     RESOURCE,
     collector_logs_line,
     collector_metrics_line,
@@ -161,3 +165,37 @@ def test_an_app_event_named_like_claude_codes_is_not_a_call(tmp_path: Path, db_p
     export.write_text(line + "\n")
     summary = ingest_paths([export], db_path, config=CONFIG)
     assert (summary.calls_written, summary.rejected) == (0, 0)
+
+
+def _rows(events: list[dict], resource: dict = RESOURCE) -> list:
+    batch = json_log_batch(json.loads(collector_logs_line(events, resource)))
+    return [item if isinstance(item, SpanRejected) else normalize(item) for item in batch.items]
+
+
+def test_a_timeout_has_no_status_and_an_unreadable_cost_stays_in_the_attributes() -> None:
+    timeout = {k: v for k, v in OVERLOADED.items() if k not in ("status_code", "request_id")}
+    odd_cost = {**OPUS_SIMPLE, "cost_usd": "n/a"}
+    failed, priced = _rows([timeout, odd_cost])
+    assert (failed["status"], failed["http_status"], failed["error_type"]) == (
+        "error",
+        None,
+        "timeout",
+    )
+    assert priced["reported_cost_usd"] is None
+    assert '"cost_usd":"n/a"' in priced["attributes"]
+
+
+def test_without_a_request_id_the_same_event_keeps_its_span_id() -> None:
+    bare = {k: v for k, v in OPUS_SIMPLE.items() if k != "request_id"}
+    later = {**bare, "event.timestamp": "2026-09-21T14:20:00.000Z"}
+    first, again, other = _rows([bare, bare, later])
+    assert first["span_id"] == again["span_id"] != other["span_id"]
+    assert first["trace_id"] == other["trace_id"]  # one session, one trace
+
+
+def test_an_event_with_no_time_at_all_is_rejected_by_name() -> None:
+    request = json.loads(collector_logs_line([{**OPUS_SIMPLE, "event.timestamp": "soon"}]))
+    record = request["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0]
+    record["timeUnixNano"] = record["observedTimeUnixNano"] = "0"
+    (item,) = json_log_batch(request).items
+    assert "Claude Code api_request event has no time" in str(item)
