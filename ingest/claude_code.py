@@ -3,7 +3,9 @@
 With ``CLAUDE_CODE_ENABLE_TELEMETRY=1`` (and ``OTEL_LOGS_EXPORTER=otlp``) Claude Code exports one
 log record per event. What this module relies on, as Anthropic's monitoring page documents it
 (https://code.claude.com/docs/en/monitoring-usage, formerly
-https://docs.anthropic.com/en/docs/claude-code/monitoring-usage; read 2026-12-04):
+https://docs.anthropic.com/en/docs/claude-code/monitoring-usage; read 2026-12-04, its event
+and attribute tables through a public transcription of that page; not yet checked against a
+capture of a real Claude Code export):
 
 * The record's body is the event name, ``claude_code.<event>``, and its attributes hold
   ``event.name`` (``<event>``, without the prefix), ``event.timestamp`` (ISO 8601) and
