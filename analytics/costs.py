@@ -26,18 +26,25 @@ Conventions every caller can rely on:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from clauditor.analytics.periods import Period
 from clauditor.pricing import model_key_expr
-from clauditor.schema import CALLS_SCHEMA, TOKEN_COLUMNS
+from clauditor.schema import CALLS_SCHEMA, CLAUDE_CODE_SOURCE, SOURCES, TOKEN_COLUMNS
 from clauditor.store import load_calls
+
+if TYPE_CHECKING:
+    import duckdb
 
 __all__ = [
     "GROUP_KEYS",
+    "APP_SOURCES",
     "NO_KEY",
+    "SourceFilter",
     "UNTAGGED",
     "HOURS_KEYS",
     "cost_breakdown",
@@ -48,6 +55,7 @@ __all__ = [
     "key_columns",
     "keys_as_strings",
     "load_calls_in",
+    "restrict_to_sources",
     "spend_by_day",
     "spend_by_day_from_hours",
     "with_group_keys",
@@ -264,22 +272,83 @@ def spend_by_day(
     )
 
 
+@dataclass(frozen=True)
+class SourceFilter:
+    """Which sources' calls a job sees: ``only`` these (None: every source) minus ``without``.
+
+    Names must be of :data:`clauditor.schema.SOURCES` (else :class:`ValueError`), so the SQL
+    predicate is built from known names only. :data:`APP_SOURCES` is the app's own calls:
+    every source but ``claude-code`` (developers' Claude Code usage, kept apart).
+    """
+
+    only: tuple[str, ...] | None = None
+    without: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in (*(self.only or ()), *self.without) if s not in SOURCES]
+        if unknown:
+            raise ValueError(f"unknown source(s) {unknown}; known: {', '.join(SOURCES)}")
+
+    def sql(self) -> str:
+        """The predicate on ``source`` (``TRUE`` when every call passes)."""
+        parts = []
+        if self.only is not None:
+            parts.append(f"source IN ({', '.join(_quoted(s) for s in self.only) or 'NULL'})")
+        if self.without:
+            listed = ", ".join(_quoted(s) for s in self.without)
+            parts.append(f"(source IS NULL OR source NOT IN ({listed}))")
+        return " AND ".join(parts) or "TRUE"
+
+    def admits(self, source: str) -> bool:
+        """Whether calls of ``source`` pass."""
+        return (self.only is None or source in self.only) and source not in self.without
+
+
+def _quoted(source: str) -> str:
+    return "'" + source.replace("'", "''") + "'"  # names of SOURCES only (checked on creation)
+
+
+APP_SOURCES = SourceFilter(without=(CLAUDE_CODE_SOURCE,))
+
+
+def restrict_to_sources(con: duckdb.DuckDBPyConnection, sources: SourceFilter | None) -> None:
+    """Make ``calls`` on ``con`` show only the calls ``sources`` admits, for every statement
+    run on it after this: a temporary view of that name shadows the table, so the jobs' SQL is
+    filtered before it runs, unchanged. A cursor of ``con`` is a session of its own and sees
+    the table (``clauditor.analytics.plan`` repeats the view on the cursors it opens)."""
+    if sources is None or sources == SourceFilter():
+        return
+    database = con.sql("SELECT current_database()").fetchall()[0][0]
+    table = '"' + str(database).replace('"', '""') + '".main.calls'
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW calls AS SELECT * FROM {table} WHERE {sources.sql()}"
+    ).fetchall()
+
+
 def load_calls_in(
-    db: str | Path, period: Period, *, columns: Sequence[str] | None = None
+    db: str | Path,
+    period: Period,
+    *,
+    columns: Sequence[str] | None = None,
+    sources: SourceFilter | None = None,
 ) -> pl.DataFrame:
     """The calls that started in ``period`` (``period.start <= start_time < period.end``).
 
     ``columns`` limits what is read (any ``calls`` columns; unknown names raise
-    :class:`ValueError`). Opens the database read-only, retrying while a writer holds it.
+    :class:`ValueError`); ``sources`` keeps the calls of those sources only. Opens the
+    database read-only, retrying while a writer holds it.
     """
     if columns is not None:
         unknown = [c for c in columns if c not in CALLS_SCHEMA]
         if unknown:
             # Names go into the SELECT list, so only known column names are allowed through.
             raise ValueError(f"unknown calls column(s) {unknown}")
+    where = "start_time >= ? AND start_time < ?"
+    if sources is not None:
+        where += f" AND {sources.sql()}"
     return load_calls(
         db,
-        where="start_time >= ? AND start_time < ?",
+        where=where,
         params=[period.start, period.end],
         columns=list(columns) if columns is not None else None,
     )

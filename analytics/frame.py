@@ -31,7 +31,15 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from clauditor.analytics.costs import NO_KEY, PREPARED_KEY, UNTAGGED, key_columns
+from clauditor.analytics.costs import (
+    APP_SOURCES,
+    NO_KEY,
+    PREPARED_KEY,
+    UNTAGGED,
+    SourceFilter,
+    key_columns,
+    restrict_to_sources,
+)
 from clauditor.analytics.periods import Period
 from clauditor.pricing import model_key_expr
 from clauditor.schema import CALLS_SCHEMA
@@ -217,14 +225,20 @@ def columns_with_keys(keys: Sequence[str]) -> list[str]:
 
 
 def load_analytics_frame(
-    db: str | Path, period: Period | None, *, columns: Sequence[str] | None = None
+    db: str | Path,
+    period: Period | None,
+    *,
+    columns: Sequence[str] | None = None,
+    sources: SourceFilter | None = APP_SOURCES,
 ) -> pl.DataFrame:
     """The calls of ``period`` (None: all) with the columns the jobs read, lean and prepared.
 
     ``columns`` (default :data:`ANALYTICS_COLUMNS`) names the calls columns to read; unknown
-    names raise :class:`ValueError`. String columns come back Categorical; the frame also holds
+    names raise :class:`ValueError`. ``sources``: whose calls (default the app's, every source
+    but developers' Claude Code). String columns come back Categorical; the frame also holds
     the :data:`DERIVED_COLUMNS`. Pass the result to any job of :mod:`clauditor.analytics`.
     Opens the database read-only, retrying while a writer holds it.
     """
     with read_connection(db) as con:
+        restrict_to_sources(con, sources)
         return analytics_frame_from(con, period, columns=columns)

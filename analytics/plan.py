@@ -46,6 +46,7 @@ from typing import Any, TypeVar
 import duckdb
 import polars as pl
 
+from clauditor.analytics.costs import APP_SOURCES, SourceFilter, restrict_to_sources
 from clauditor.analytics.frame import prepare_calls
 from clauditor.analytics.periods import Period
 from clauditor.analytics.sqlparts import (
@@ -350,15 +351,18 @@ def run_all_jobs(
     *,
     config: Config,
     as_of: dt.datetime,
+    sources: SourceFilter | None = APP_SOURCES,
 ) -> dict[str, pl.DataFrame]:
     """Every analytics job over ``period`` (None: every call), keyed by job name.
 
     Results equal the per-call jobs' with their defaults, except where the config is used:
     budgets, thresholds and time zone come from ``config``; ``as_of`` is the budget's moment.
     The time zone must be a whole number of hours from UTC (daily sums come from hours).
+    ``sources``: whose calls (default the app's: developers' Claude Code calls kept apart).
     """
     with read_connection(db) as con:
         con.execute("SET TimeZone = 'UTC'").fetchall()
+        restrict_to_sources(con, sources)
         return run_all_jobs_on(con, period, config=config, as_of=as_of)
 
 
@@ -368,16 +372,20 @@ def on_aggregates(
     job: Callable[[duckdb.DuckDBPyConnection, pl.DataFrame], T],
     *,
     as_of: dt.datetime | None = None,
+    sources: SourceFilter | None = APP_SOURCES,
 ) -> T:
     """``job(con, hours)`` on a read-only connection (session time zone UTC) with the hourly
     aggregate of ``period``: how a job command runs one job on DuckDB aggregates instead of a
     frame of the period's calls (memory that does not grow with the number of calls).
 
     ``as_of`` splits the aggregate's rows (``_before``); default: the end of ``period``.
+    ``sources``: only those sources' calls (default the app's), for the aggregate and for
+    whatever ``job`` runs on ``con`` (see :func:`~clauditor.analytics.costs.restrict_to_sources`).
     """
     moment = as_of or (period.end if period is not None else dt.datetime.now(dt.UTC))
     with read_connection(db) as con:
         con.execute("SET TimeZone = 'UTC'").fetchall()
+        restrict_to_sources(con, sources)
         return job(con, hours_on(con, period, moment))
 
 
@@ -398,7 +406,12 @@ def whole_hour_zone(tz: str, start: dt.datetime, end: dt.datetime) -> bool:
 
 
 def run_budget(
-    db: str | Path, period: Period, *, config: Config, as_of: dt.datetime
+    db: str | Path,
+    period: Period,
+    *,
+    config: Config,
+    as_of: dt.datetime,
+    sources: SourceFilter | None = APP_SOURCES,
 ) -> pl.DataFrame:
     """:func:`clauditor.analytics.budget.budget_status` of the calls of ``period`` (the month so
     far and the look-back before it) with the budgets, thresholds and time zone of ``config``:
@@ -410,7 +423,7 @@ def run_budget(
         spend = _spend_rows(con, period, hours, budget_levels(config, {}), config.timezone)
         return _budget_status(spend, config, as_of)
 
-    return on_aggregates(db, period, job, as_of=as_of)
+    return on_aggregates(db, period, job, as_of=as_of, sources=sources)
 
 
 def _budget_status(spend: pl.DataFrame, config: Config, as_of: dt.datetime) -> pl.DataFrame:
@@ -452,9 +465,15 @@ PARALLEL_STATEMENTS = 1
 def _on_cursor(con: duckdb.DuckDBPyConnection, job: Callable[..., Any]) -> Callable[..., Any]:
     """``job(cursor, *args)`` on a fresh cursor of ``con`` (its own session: time zone UTC)."""
     cursor = con.cursor()
+    # A cursor is a session of its own: it sees the same calls as ``con`` (restrict_to_sources).
+    shadow = con.execute(
+        "SELECT sql FROM duckdb_views() WHERE temporary AND view_name = 'calls'"
+    ).fetchall()
 
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
+            for (view,) in shadow:
+                cursor.execute(view).fetchall()
             cursor.execute("SET TimeZone = 'UTC'").fetchall()
             return job(cursor, *args, **kwargs)
         finally:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     import polars as pl
 
+    from clauditor.analytics.costs import SourceFilter
     from clauditor.config import Config
 
 __all__: list[str] = []  # commands only
@@ -53,6 +54,14 @@ def costs(
         str | None,
         typer.Option(help="Split into hour, day, week or month buckets (calendar, config zone)."),
     ] = None,
+    source: Annotated[
+        str,
+        typer.Option(
+            "--source",
+            help="Whose calls: app (every source but claude-code), claude-code, all, or "
+            "comma-separated source names.",
+        ),
+    ] = "app",
     period: PeriodOpt = "30d",
     as_of: AsOfOpt = None,
     db: DbOpt = None,
@@ -62,25 +71,31 @@ def costs(
     """Spend by feature (or any keys) in a period, with the change against the period before.
 
     Untagged spend and unpriced calls are rows of their own, never hidden. A period with no
-    calls says so and lists nothing (CSV: the header only; JSON: []).
+    calls says so and lists nothing (CSV: the header only; JSON: []). Developers' Claude Code
+    usage is kept apart: left out by default (a line says how much), shown with
+    ``--source claude-code``.
     """
     from clauditor.analytics import load_calls_in
     from clauditor.analytics.costs import cost_columns
     from clauditor.analytics.trends import cost_by_bucket, cost_change
+    from clauditor.schema import CLAUDE_CODE_SOURCE
 
     cfg, span = _span(config, period, as_of)
     keys = split_keys(by)
+    sources = _source_filter(source)
     if not every and _planned(keys):
-        table = _cost_change_on_aggregates(resolve_db(db), span, keys)
+        table = _cost_change_on_aggregates(resolve_db(db), span, keys, sources)
         found = int(table["calls"].sum())
     else:
         columns = cost_columns(keys)  # only these: a whole row is ~20x more memory
-        calls = load_calls_in(resolve_db(db), span, columns=columns)
+        calls = load_calls_in(resolve_db(db), span, columns=columns, sources=sources)
         found = calls.height
         if every:
             table = cost_by_bucket(calls, keys, every=every, tz=cfg.timezone)
         else:
-            previous = load_calls_in(resolve_db(db), span.previous(), columns=columns)
+            previous = load_calls_in(
+                resolve_db(db), span.previous(), columns=columns, sources=sources
+            )
             table = cost_change(calls, previous, keys)
     if found == 0:
         # No rows of zeros against the period before (each "-100 %"): the period is empty.
@@ -93,29 +108,97 @@ def costs(
             emit(table.head(0), fmt)
         return
     scope = ", ".join(keys) or "total"
+    # Claude Code on a subscription only: its dollars are list prices, not spend.
+    what = (
+        "Spend"
+        if cfg.claude_code.is_spend or sources.only != (CLAUDE_CODE_SOURCE,)
+        else ("List-price equivalent (subscription, not spend)")
+    )
     if every:
-        title = f"Spend by {every} and {scope} — {span.label}"
+        title = f"{what} by {every} and {scope} — {span.label}"
     else:
-        title = f"Spend by {scope} — {span.label} (change vs the period before)"
+        title = f"{what} by {scope} — {span.label} (change vs the period before)"
     emit(table, fmt, title=title)
     if fmt is Format.table:
-        _print_spend_notes(resolve_db(db), span, cfg)
+        _print_spend_notes(resolve_db(db), span, cfg, sources)
+        note = _claude_code_note(resolve_db(db), span, cfg, sources, "--source claude-code")
+        if note:
+            out.print(note, markup=False)
 
 
-def _print_spend_notes(db: Path, span: Any, cfg: Config) -> None:
-    """Server tools, assumed-TTL dollars and code execution of the period, under the table."""
+def _source_filter(source: str) -> SourceFilter:
+    """``--source``: ``app`` (every source but claude-code), ``all``, or source names."""
+    from clauditor.analytics.costs import APP_SOURCES, SourceFilter
+
+    choice = source.strip()
+    if choice == "app":
+        return APP_SOURCES
+    if choice == "all":
+        return SourceFilter()
+    try:
+        return SourceFilter(only=tuple(split_keys(choice)))
+    except ValueError as exc:
+        raise ValueError(f"--source: {exc}, or app, or all") from None
+
+
+def _claude_code_note(
+    db: Path, span: Any, cfg: Config, shown: SourceFilter, how_to_see: str
+) -> str | None:
+    """The line about developers' Claude Code calls of ``span``: left out (and how to see
+    them), or, when Claude Code runs on a subscription, their list-price equivalent that is
+    not spend. None when there were none."""
+    from clauditor.schema import CLAUDE_CODE_SOURCE
+    from clauditor.store import read_connection
+
+    with read_connection(db) as con:
+        calls, dollars = con.execute(
+            "SELECT count(*), coalesce(sum(cost_usd), 0) FROM calls "
+            "WHERE source = ? AND start_time >= ? AND start_time < ?",
+            [CLAUDE_CODE_SOURCE, span.start, span.end],
+        ).fetchall()[0]
+    if not calls:
+        return None
+    subscription = not cfg.claude_code.is_spend
+    if shown.admits(CLAUDE_CODE_SOURCE):
+        if subscription:
+            return (
+                f"Claude Code ({calls:,} calls): ${dollars:,.2f} is the list-price equivalent, "
+                "not spend: it is included in the subscription ([claude_code] billing = "
+                '"subscription")'
+            )
+        return None
+    if subscription:
+        return (
+            f"Claude Code (developers, {calls:,} calls): ${dollars:,.2f} at list price, included "
+            f"in the subscription, not spend; see it with {how_to_see}"
+        )
+    return (
+        f"Claude Code (developers, {calls:,} calls): ${dollars:,.2f} of spend left out; "
+        f"see it with {how_to_see}"
+    )
+
+
+def _print_spend_notes(
+    db: Path, span: Any, cfg: Config, sources: SourceFilter | None = None
+) -> None:
+    """Server tools, assumed-TTL dollars and code execution of the period (of ``sources``'
+    calls), under the table."""
+    from clauditor.analytics.costs import restrict_to_sources
     from clauditor.analytics.spend_notes import spend_notes
     from clauditor.store import read_connection
 
     with read_connection(db) as con:
+        restrict_to_sources(con, sources)
         notes = spend_notes(con, span.start, span.end, cfg.price_table())
     for line in notes.lines():
         out.print(line, markup=False)
 
 
-def _cost_change_on_aggregates(db: Path, span: Any, keys: list[str]) -> pl.DataFrame:
+def _cost_change_on_aggregates(
+    db: Path, span: Any, keys: list[str], sources: SourceFilter | None = None
+) -> pl.DataFrame:
     """:func:`~clauditor.analytics.trends.cost_change` of ``span`` against the period before,
-    from the hourly aggregates of both."""
+    from the hourly aggregates of both (of ``sources``' calls only)."""
     from clauditor.analytics.costs import cost_breakdown_from_hours
     from clauditor.analytics.plan import hours_on, on_aggregates
     from clauditor.analytics.trends import change_table
@@ -126,7 +209,7 @@ def _cost_change_on_aggregates(db: Path, span: Any, keys: list[str]) -> pl.DataF
             cost_breakdown_from_hours(hours, keys), cost_breakdown_from_hours(before, keys), keys
         )
 
-    return on_aggregates(db, span, job)
+    return on_aggregates(db, span, job, sources=sources)
 
 
 def _window(
@@ -318,8 +401,13 @@ def budget(
     config: ConfigOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Month-to-date spend against the budget, forecast to month end, thresholds crossed."""
+    """Month-to-date spend against the budget, forecast to month end, thresholds crossed.
+
+    The budget is the app's: developers' Claude Code calls never count against it (a line
+    says what they came to, and whether that is spend or included in a subscription).
+    """
     from clauditor.analytics.budget import budget_status_of
+    from clauditor.analytics.costs import APP_SOURCES
     from clauditor.analytics.plan import run_budget, whole_hour_zone
 
     cfg, month = _span(config, "mtd", as_of)
@@ -327,11 +415,21 @@ def budget(
     # The month so far and the look-back of the forecast before it.
     window = _widened(month, dt.timedelta(days=35))
     if whole_hour_zone(cfg.timezone, window.start, window.end):
-        table = run_budget(resolve_db(db), window, config=cfg, as_of=moment)
+        table = run_budget(resolve_db(db), window, config=cfg, as_of=moment, sources=APP_SOURCES)
     else:  # hour sums would straddle local days: the calls themselves
-        calls = _lean_calls(db, window)
+        calls = _lean_calls(db, window)  # the app's calls (load_analytics_frame's default)
         table = budget_status_of(calls, cfg.budget, as_of=moment, tz=cfg.timezone)
     emit(table, fmt, title=f"Budget as of {moment:%Y-%m-%d %H:%M} UTC")
+    if fmt is Format.table:
+        note = _claude_code_note(
+            resolve_db(db),
+            month,
+            cfg,
+            APP_SOURCES,
+            "clauditor costs --source claude-code --period mtd",
+        )
+        if note:
+            out.print(note, markup=False)
     if fmt is Format.table and cfg.budget.monthly_usd is None:
         err.print(
             "no [budget] monthly_usd in the config: showing spend and forecast only", markup=False

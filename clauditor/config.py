@@ -32,6 +32,10 @@ Example::
     [ingest]
     feature_attributes = ["clauditor.feature", "app.feature"]
 
+    [claude_code]                         # Claude Code's own telemetry (source claude-code)
+    feature_attribute = "feature"         # resource (then event) attribute naming the feature
+    billing = "api"                       # api | subscription (usage shown, never spend)
+
     [capture]
     policy = "off"                        # off | errors_only | sample
     sample_rate = 0.05
@@ -68,9 +72,10 @@ if TYPE_CHECKING:
 __all__ = [
     "BudgetConfig",
     "CaptureConfig",
+    "ClaudeCodeConfig",
     "Config",
-    "ReportConfig",
     "ReconcileConfig",
+    "ReportConfig",
     "find_config_file",
     "load_config",
 ]
@@ -79,6 +84,7 @@ _TOP_KEYS = {
     "timezone", "budget", "prices", "price_files", "pricing", "ingest", "capture", "alerts",
     "report",
     "reconcile",
+    "claude_code",
 }  # fmt: skip
 # The largest budget threshold: 5x the budget. Anything above reads as a percentage (80 for 80 %).
 MAX_THRESHOLD = 5.0
@@ -100,6 +106,29 @@ class CaptureConfig:
 
     policy: str = "off"
     sample_rate: float = 0.0
+
+
+CLAUDE_CODE_BILLING = ("api", "subscription")
+
+
+@dataclass(frozen=True)
+class ClaudeCodeConfig:
+    """How Claude Code's own telemetry is read and counted (``[claude_code]``).
+
+    ``feature_attribute``: the attribute that names a Claude Code call's feature, looked up on
+    the resource (``OTEL_RESOURCE_ATTRIBUTES``) and then on the event; without it the feature is
+    ``claude-code``. ``billing``: ``"api"`` (the default) when Claude Code runs on API keys, so
+    its calls are spend; ``"subscription"`` when it runs on a Claude plan, so its calls are shown
+    (tokens, list-price equivalent) and never counted as spend or against a budget.
+    """
+
+    feature_attribute: str = "feature"
+    billing: str = "api"
+
+    @property
+    def is_spend(self) -> bool:
+        """Whether Claude Code's calls cost money beyond a subscription."""
+        return self.billing == "api"
 
 
 @dataclass(frozen=True)
@@ -141,6 +170,7 @@ class Config:
     alerts: Mapping[str, Any] = field(default_factory=dict)
     report: ReportConfig = field(default_factory=ReportConfig)
     reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
+    claude_code: ClaudeCodeConfig = field(default_factory=ClaudeCodeConfig)
     raw: Mapping[str, Any] = field(default_factory=dict)
 
     def price_table(self) -> PriceTable:
@@ -246,6 +276,7 @@ def parse_config(data: Mapping[str, Any], *, source: Path | None = None) -> Conf
         raise ConfigError(f"{where}: [ingest] feature_attributes must be a list of attribute names")
 
     capture = _parse_capture(data.get("capture", {}), where)
+    claude_code = _parse_claude_code(data.get("claude_code", {}), where)
 
     alerts = data.get("alerts", {})
     if not isinstance(alerts, Mapping):
@@ -264,8 +295,26 @@ def parse_config(data: Mapping[str, Any], *, source: Path | None = None) -> Conf
         alerts=dict(alerts),
         report=_parse_report(data.get("report", {}), where),
         reconcile=_parse_reconcile(data.get("reconcile", {}), where),
+        claude_code=claude_code,
         raw=dict(data),
     )
+
+
+def _parse_claude_code(raw: Any, where: str) -> ClaudeCodeConfig:
+    if not isinstance(raw, Mapping) or set(raw) - {"feature_attribute", "billing"}:
+        raise ConfigError(
+            f'{where}: [claude_code] takes feature_attribute = "<attribute>" and '
+            f'billing = "api"|"subscription"'
+        )
+    attribute = raw.get("feature_attribute", "feature")
+    if not isinstance(attribute, str) or not attribute:
+        raise ConfigError(f"{where}: [claude_code] feature_attribute must be an attribute name")
+    billing = raw.get("billing", "api")
+    if billing not in CLAUDE_CODE_BILLING:
+        raise ConfigError(
+            f'{where}: [claude_code] billing must be "api" or "subscription", not {billing!r}'
+        )
+    return ClaudeCodeConfig(feature_attribute=attribute, billing=billing)
 
 
 def _number(value: Any, key: str, where: str, *, positive: bool = True) -> float:

@@ -20,6 +20,7 @@ __all__ = [
     "RATE_COLUMNS",
     "TOKEN_COLUMNS",
     "SOURCES",
+    "CLAUDE_CODE_SOURCE",
     "conform",
     "empty_calls",
     "frame_from_rows",
@@ -93,6 +94,9 @@ CALLS_COLUMNS: tuple[tuple[str, str, Any], ...] = (
     ("rate_cache_read", "DOUBLE", pl.Float64),
     ("rate_cache_write_5m", "DOUBLE", pl.Float64),
     ("rate_cache_write_1h", "DOUBLE", pl.Float64),
+    # Added by migration 8. The cost the source itself reported (Claude Code's ``cost_usd``),
+    # beside clauditor's own ``cost_usd`` from the rate cards; NULL for every other source.
+    ("reported_cost_usd", "DOUBLE", pl.Float64),
 )
 
 CALLS_SCHEMA: pl.Schema = pl.Schema({name: dtype for name, _, dtype in CALLS_COLUMNS})
@@ -122,8 +126,19 @@ RATE_COLUMNS = (
 PRICED_COLUMNS = (*COST_COLUMNS, "price_version", "cache_ttl_assumed", *RATE_COLUMNS)
 # Every instrumentation whose spans become rows, in order of preference: when two of them
 # describe the same call, the row of the earlier one is kept. Ours first, then the SDK's own
-# (it has the cache TTL split, service tier and HTTP status), then the rest.
-SOURCES = ("clauditor", "anthropic-sdk", "otel-genai", "openllmetry", "openinference", "openlit")
+# (it has the cache TTL split, service tier and HTTP status), then the rest. ``claude-code``
+# (Claude Code's own telemetry, :mod:`clauditor.ingest.claude_code`) is developers' usage, not
+# the app's: reports keep it apart.
+SOURCES = (
+    "clauditor",
+    "anthropic-sdk",
+    "otel-genai",
+    "openllmetry",
+    "openinference",
+    "openlit",
+    "claude-code",
+)
+CLAUDE_CODE_SOURCE = "claude-code"
 
 
 def empty_calls() -> pl.DataFrame:

@@ -154,3 +154,34 @@ SECRET_KEY_MARKERS = (
     "webhook_url",
     "cookie",
 )
+
+# --- Claude Code's own telemetry (CLAUDE_CODE_ENABLE_TELEMETRY=1) ------------------------------
+# Log events and their attribute keys as Anthropic's monitoring page documents them; what each
+# one means and where it was checked is in clauditor.ingest.claude_code.
+CLAUDE_CODE_SCOPE = "com.anthropic.claude_code"  # Claude Code's meter (and logger) name
+CLAUDE_CODE_RECORD_SCOPE = "clauditor.claude_code"  # scope of the records made from its events
+CLAUDE_CODE_EVENT_PREFIX = "claude_code."
+CLAUDE_CODE_API_REQUEST = "api_request"
+CLAUDE_CODE_API_ERROR = "api_error"
+CLAUDE_CODE_SERVICE = "claude-code"  # the service.name Claude Code sets
+EVENT_NAME = "event.name"
+EVENT_TIMESTAMP = "event.timestamp"
+CC_MODEL = "model"
+CC_COST_USD = "cost_usd"
+CC_DURATION_MS = "duration_ms"
+CC_INPUT_TOKENS = "input_tokens"  # uncached, Anthropic's meaning
+CC_OUTPUT_TOKENS = "output_tokens"
+CC_CACHE_READ_TOKENS = "cache_read_tokens"
+CC_CACHE_CREATION_TOKENS = "cache_creation_tokens"
+CC_REQUEST_ID = "request_id"
+CC_SPEED = "speed"
+CC_QUERY_SOURCE = "query_source"
+CC_ERROR = "error"
+CC_STATUS_CODE = "status_code"
+CC_ATTEMPT = "attempt"
+SESSION_ID = "session.id"
+PROMPT_ID = "prompt.id"
+USER_EMAIL = "user.email"
+USER_ACCOUNT_UUID = "user.account_uuid"
+ORGANIZATION_ID = "organization.id"
+APP_ENTRYPOINT = "app.entrypoint"

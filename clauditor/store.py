@@ -259,8 +259,12 @@ CREATE TABLE IF NOT EXISTS bill_days (
 );
 """
 
+# Version 8: the cost a source reported itself (Claude Code's cost_usd); NULL for the rows
+# already stored, none of which came from a source that reports one.
+_REPORTED_COST_V8 = "ALTER TABLE calls ADD COLUMN IF NOT EXISTS reported_cost_usd DOUBLE;"
+
 # The table as version 1 created it: every column of the record; later migrations add theirs.
-_ADDED_AFTER_V1 = {"response_id", *_PRICING_V6_COLUMNS}
+_ADDED_AFTER_V1 = {"response_id", *_PRICING_V6_COLUMNS, "reported_cost_usd"}
 _V1_COLUMNS = ",\n    ".join(
     f"{name} {sql_type}" for name, sql_type, _ in CALLS_COLUMNS if name not in _ADDED_AFTER_V1
 )
@@ -276,6 +280,7 @@ MIGRATIONS: tuple[tuple[int, str, str | Callable[[duckdb.DuckDBPyConnection], No
     (5, "response id column", _RESPONSE_ID_V5),
     (6, "server tools, cloud region, tools cost, assumed TTL, rates", _pricing_v6),
     (7, "Anthropic's bill: usage and cost report buckets", _BILL_V7),
+    (8, "cost reported by the source", _REPORTED_COST_V8),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -38,7 +38,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 import polars as pl
 
-from clauditor.analytics.costs import NO_KEY, UNTAGGED
+from clauditor.analytics.costs import APP_SOURCES, NO_KEY, UNTAGGED, restrict_to_sources
 from clauditor.analytics.periods import Period
 from clauditor.analytics.spend_notes import SpendNotes, spend_notes
 from clauditor.pricing import PriceTable, load_price_table, model_key_sql
@@ -281,6 +281,7 @@ def load_report_data(
     :class:`~clauditor.errors.StoreError` when the file cannot be read.
     """
     with read_connection(db) as con:
+        restrict_to_sources(con, APP_SOURCES)  # developers' Claude Code calls are kept apart
 
         def calls(every: int) -> pl.DataFrame:
             params = {"start": period.start, "end": period.end}

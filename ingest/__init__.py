@@ -3,7 +3,8 @@
 * :func:`normalize` turns one :class:`SpanRecord` into one ``calls`` row (or ``None`` for a
   span that is not a Claude API call), raising :class:`SpanRejected` for a malformed span;
 * :func:`iter_otlp_json_spans` reads the spans of one OTLP/JSON ``ExportTraceServiceRequest``;
-* :func:`ingest_paths` ingests OTLP/JSON-lines files and folders, plain or gzip.
+* :func:`ingest_paths` ingests OTLP/JSON-lines files and folders, plain or gzip;
+* :mod:`.claude_code` reads Claude Code's own log events (one call each) and counts metrics.
 """
 
 from .files import IngestSummary, Rejection, ingest_paths

@@ -488,6 +488,7 @@ SELECT g, ri, si, pi,
     {web_fetch} AS web_fetch_requests,
     {code_execution} AS code_execution_requests,
     {container} AS container_id,
-    {cloud_region} AS cloud_region
+    {cloud_region} AS cloud_region,
+    NULL::DOUBLE AS reported_cost_usd
 FROM c
 """

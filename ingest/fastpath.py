@@ -436,6 +436,7 @@ def span_row(
         code_execution,
         container_id,
         cloud_region,
+        None,  # reported_cost_usd: only Claude Code's events report one
     )
 
 

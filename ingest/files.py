@@ -45,6 +45,7 @@ from clauditor.schema import conform
 from clauditor.store import drain_spool, insert_in_transaction, write_connection
 
 from . import parallel as parallel_module
+from .claude_code import DEFAULT_FEATURE_ATTRIBUTE
 from .columnar import ChunkParser, columnar_supported
 from .lines import BUILD_DTYPES, build_frame, read_line, read_span, safe_payload
 from .normalize import SpanRejected, one_row_per_call
@@ -441,6 +442,7 @@ def _ingest_file(
     batcher: _Batcher,
     feature_attributes: tuple[str, ...],
     on_progress: Callable[[int], None],
+    claude_code_feature: str = DEFAULT_FEATURE_ATTRIBUTE,
 ) -> None:
     if _is_proto(path):
         _ingest_proto_file(path, batcher, feature_attributes, None)
@@ -456,9 +458,14 @@ def _ingest_file(
             if line.isspace():
                 continue
             summary.lines += 1
-            if read_line(name, number, line, batcher, feature_attributes) and (
-                len(batcher.rows) >= batcher.size or len(batcher.quarantine) >= batcher.size
-            ):
+            if read_line(
+                name,
+                number,
+                line,
+                batcher,
+                feature_attributes,
+                claude_code_feature=claude_code_feature,
+            ) and (len(batcher.rows) >= batcher.size or len(batcher.quarantine) >= batcher.size):
                 # Rejections count too: a file of nothing but bad lines must not pile up.
                 batcher.flush()
             if number % _PROGRESS_EVERY_LINES == 0:
@@ -476,6 +483,7 @@ def _ingest_file_columnar(
     feature_attributes: tuple[str, ...],
     on_progress: Callable[[int], None],
     ordinal: list[int],
+    claude_code_feature: str = DEFAULT_FEATURE_ATTRIBUTE,
 ) -> None:
     """:func:`_ingest_file` with the lines decided in SQL where SQL can (see ``.columnar``).
 
@@ -512,7 +520,9 @@ def _ingest_file_columnar(
             except (OSError, EOFError, zlib.error) as exc:
                 broken = f"cannot read further: {exc}"
             if chunk:
-                _columnar_chunk(name, chunk, batcher, parser, feature_attributes)
+                _columnar_chunk(
+                    name, chunk, batcher, parser, feature_attributes, claude_code_feature
+                )
                 on_progress(raw.tell())
             if broken is not None:
                 batcher.reject(f"{path}:{number + 1}", broken, b"")
@@ -531,6 +541,7 @@ def _columnar_chunk(
     batcher: _Batcher,
     parser: ChunkParser,
     feature_attributes: tuple[str, ...],
+    claude_code_feature: str = DEFAULT_FEATURE_ATTRIBUTE,
 ) -> None:
     summary = batcher.summary
     gs: list[int] = []
@@ -552,7 +563,7 @@ def _columnar_chunk(
             summary.spans_read += spans
             summary.ignored += spans - rows
             batcher.frame_rows += rows
-        elif not read_line(name, number, line, batcher, feature_attributes, g):
+        elif not read_line(name, number, line, batcher, feature_attributes, g, claude_code_feature):
             continue  # as in the Python path: no flush after a rejected line
         if batcher.pending() >= size or len(batcher.quarantine) >= size:
             batcher.flush(upto=g)
@@ -569,6 +580,7 @@ def _jobs(
     files: Sequence[Path],
     pool: ProcessPoolExecutor,
     feature_attributes: tuple[str, ...],
+    claude_code_feature: str = DEFAULT_FEATURE_ATTRIBUTE,
 ) -> Generator[_Job, None, None]:
     """Read the files ahead of the parent, submitting every chunk to ``pool`` as it is read."""
     offset = 0
@@ -595,14 +607,22 @@ def _jobs(
                     size = os.fstat(raw.fileno()).st_size
                     for start, end in iter_ranges(raw, size):
                         future = pool.submit(
-                            parse_range, name, str(path), start, end, feature_attributes
+                            parse_range,
+                            name,
+                            str(path),
+                            start,
+                            end,
+                            feature_attributes,
+                            claude_code_feature,
                         )
                         yield "chunk", (future, offset + end, True)
                 else:
                     # gzip, line by line, so that a stream that breaks off gives the lines
                     # the in-process loop gives (see iter_chunks).
                     for first, count, lines in iter_chunks(stream):
-                        future = pool.submit(parse_chunk, name, first, lines, feature_attributes)
+                        future = pool.submit(
+                            parse_chunk, name, first, lines, feature_attributes, claude_code_feature
+                        )
                         yield "chunk", (future, offset + raw.tell(), False)
                         number = first + count
             except (OSError, EOFError, zlib.error) as exc:
@@ -649,6 +669,7 @@ def _ingest_parallel(
     feature_attributes: tuple[str, ...],
     report: Callable[[int], None],
     in_flight: int,
+    claude_code_feature: str = DEFAULT_FEATURE_ATTRIBUTE,
 ) -> None:
     """Every file through the worker pool; the parent replays results in order and writes."""
     summary = batcher.summary
@@ -691,7 +712,7 @@ def _ingest_parallel(
         else:
             raise value
 
-    jobs = _jobs(files, pool, feature_attributes)
+    jobs = _jobs(files, pool, feature_attributes, claude_code_feature)
     try:
         for job in jobs:
             queue.append(job)
@@ -756,6 +777,7 @@ def ingest_paths(
     summary = IngestSummary()
     batcher = _Batcher(db, config.price_table(), summary, batch_size)
     feature_attributes = tuple(config.feature_attributes)
+    claude_code_feature = config.claude_code.feature_attribute
     done_before = 0
 
     def report(position: int) -> None:
@@ -779,13 +801,23 @@ def ingest_paths(
     try:
         if pool is not None:
             in_flight = parallel_module.CHUNKS_IN_FLIGHT_PER_WORKER * count
-            _ingest_parallel(files, batcher, pool, feature_attributes, report, in_flight)
+            _ingest_parallel(
+                files, batcher, pool, feature_attributes, report, in_flight, claude_code_feature
+            )
             files = []
         for path, size in zip(files, sizes, strict=False):
             if parser is None:
-                _ingest_file(path, batcher, feature_attributes, report)
+                _ingest_file(path, batcher, feature_attributes, report, claude_code_feature)
             else:
-                _ingest_file_columnar(path, batcher, parser, feature_attributes, report, ordinal)
+                _ingest_file_columnar(
+                    path,
+                    batcher,
+                    parser,
+                    feature_attributes,
+                    report,
+                    ordinal,
+                    claude_code_feature,
+                )
             done_before += size
             report(0)
         batcher.flush(force=True)

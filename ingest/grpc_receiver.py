@@ -1,4 +1,6 @@
-"""OTLP/gRPC trace receiver: the ``TraceService/Export`` RPC with the HTTP receiver's semantics.
+"""OTLP/gRPC receiver: ``TraceService/Export``, ``LogsService/Export`` and
+``MetricsService/Export`` with the HTTP receiver's semantics (logs and metrics: see
+:mod:`.receiver`; they are always answered OK without ``partial_success``).
 
 * OK once the request's spans are committed; rejected spans named in ``partial_success`` and
   quarantined, good spans kept;
@@ -39,6 +41,11 @@ from typing import Any, NoReturn
 
 import grpc
 import grpc.aio
+from google.protobuf.message import Message
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
     ExportTraceServiceResponse,
@@ -46,22 +53,33 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from clauditor.errors import ClauditorError
 
-from .normalize import SpanRejected
-from .otlp_proto import decode_export_request, iter_proto_spans
+from .claude_code import DEFAULT_FEATURE_ATTRIBUTE
 from .receiver import (
     DEFAULT_BODY_TIMEOUT_S,
     DEFAULT_HEADER_TIMEOUT_S,
     DEFAULT_MAX_BODY_BYTES,
+    PROTOBUF,
+    BadRequest,
     ReceiverStats,
     authorized,
+    decode_body,
 )
-from .writer import Prepared, QueueFull, WriteQueue, prepare
+from .writer import Prepared, QueueFull, WriteQueue
 
 __all__ = ["GrpcReceiver", "MAX_CONNECTION_AGE_S"]
 
 _log = logging.getLogger("clauditor.ingest.grpc_receiver")
 
 SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+# signal -> (gRPC service, response message)
+SERVICES: dict[str, tuple[str, type[Message]]] = {
+    "traces": (SERVICE, ExportTraceServiceResponse),
+    "logs": ("opentelemetry.proto.collector.logs.v1.LogsService", ExportLogsServiceResponse),
+    "metrics": (
+        "opentelemetry.proto.collector.metrics.v1.MetricsService",
+        ExportMetricsServiceResponse,
+    ),
+}
 MAX_CONNECTION_AGE_S = 300  # then GOAWAY: the exporter reconnects, nothing is lost
 MAX_STREAMS_PER_CONNECTION = 100
 
@@ -104,18 +122,23 @@ async def _refuse(
     raise AssertionError("unreachable: abort raises")
 
 
-class _TraceService:
-    """``TraceService/Export`` writing through a :class:`WriteQueue`."""
+class _ExportService:
+    """``<signal>Service/Export`` writing through a :class:`WriteQueue`."""
 
     def __init__(
         self,
         writer: WriteQueue,
         *,
+        signal: str,
         feature_attributes: Sequence[str],
         token: str | None,
         stats: ReceiverStats,
         body_timeout_s: float,
+        claude_code_feature: str,
     ) -> None:
+        self.signal = signal
+        self.service, self.response = SERVICES[signal]
+        self.claude_code_feature = claude_code_feature
         self.writer = writer
         self.features = tuple(feature_attributes)
         self.token = token
@@ -126,9 +149,9 @@ class _TraceService:
         export = grpc.stream_unary_rpc_method_handler(
             self.export,
             request_deserializer=None,  # bytes: parsed in _decode, with a clear refusal
-            response_serializer=ExportTraceServiceResponse.SerializeToString,
+            response_serializer=self.response.SerializeToString,
         )
-        return grpc.method_handlers_generic_handler(SERVICE, {"Export": export})
+        return grpc.method_handlers_generic_handler(self.service, {"Export": export})
 
     def _authorized(self, context: grpc.aio.ServicerContext) -> bool:
         if not self.token:
@@ -139,7 +162,9 @@ class _TraceService:
         return False
 
     def _decode(self, body: bytes, origin: str) -> Prepared:
-        return prepare(iter_proto_spans(decode_export_request(body)), origin, self.features)
+        return decode_body(
+            body, PROTOBUF, origin, self.features, self.signal, self.claude_code_feature
+        )
 
     def _went_away(self, peer: str) -> None:
         self.stats.count(disconnected=1)
@@ -149,8 +174,8 @@ class _TraceService:
         self,
         requests: AsyncIterator[bytes],
         context: grpc.aio.ServicerContext,
-    ) -> ExportTraceServiceResponse:
-        """Store the request's spans; answer after the commit."""
+    ) -> Message:
+        """Store the request's spans (or log events); answer after the commit."""
         stats = self.stats
         stats.count(requests=1)
         if not self._authorized(context):
@@ -176,10 +201,12 @@ class _TraceService:
         origin = f"otlp-grpc {peer}"
         try:
             prepared = await asyncio.to_thread(self._decode, body, origin)
-        except SpanRejected as exc:
+        except BadRequest as exc:
             stats.count(requests_refused=1)
-            await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, exc.reason)
+            await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, exc.message)
         stats.counted(prepared)
+        if self.signal != "traces" and not prepared.rows and not prepared.quarantine:
+            return self.response()  # nothing to store
         try:
             future = self.writer.submit(prepared)
         except QueueFull as exc:
@@ -196,6 +223,8 @@ class _TraceService:
             await _refuse(
                 context, grpc.StatusCode.UNAVAILABLE, f"spans not stored, retry later: {failure}"
             )
+        if self.signal != "traces":
+            return self.response()  # always a full success (see .receiver)
         response = ExportTraceServiceResponse()
         if prepared.rejected:
             response.partial_success.CopyFrom(
@@ -225,16 +254,23 @@ class GrpcReceiver:
         max_message_bytes: int = DEFAULT_MAX_BODY_BYTES,
         header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
         body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
+        claude_code_feature: str = DEFAULT_FEATURE_ATTRIBUTE,
     ) -> None:
         self.host = host
         self.port = port
-        self._service = _TraceService(
-            writer,
-            feature_attributes=feature_attributes,
-            token=token,
-            stats=stats or ReceiverStats(),
-            body_timeout_s=body_timeout_s,
-        )
+        shared = stats or ReceiverStats()
+        self._services = [
+            _ExportService(
+                writer,
+                signal=signal,
+                feature_attributes=feature_attributes,
+                token=token,
+                stats=shared,
+                body_timeout_s=body_timeout_s,
+                claude_code_feature=claude_code_feature,
+            )
+            for signal in SERVICES
+        ]
         self._options = _server_options(max_message_bytes, header_timeout_s, body_timeout_s)
         self._ready = threading.Event()
         self._failure: BaseException | None = None
@@ -280,7 +316,7 @@ class GrpcReceiver:
         address = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
         try:
             server = grpc.aio.server(options=self._options)
-            server.add_generic_rpc_handlers((self._service.handler(),))
+            server.add_generic_rpc_handlers(tuple(s.handler() for s in self._services))
             try:
                 bound = server.add_insecure_port(address)
             except RuntimeError as exc:  # grpcio raises this when the port is taken

@@ -26,6 +26,13 @@ import polars as pl
 from clauditor import redact
 from clauditor.schema import CALLS_SCHEMA
 
+from .claude_code import (
+    DEFAULT_FEATURE_ATTRIBUTE,
+    count_json_metric_points,
+    is_logs_request,
+    is_metrics_request,
+    json_log_batch,
+)
 from .fastpath import GENERIC, request_spans, span_row
 from .normalize import ROW_COLUMNS, SpanRecord, SpanRejected, _row
 from .otlp_json import _span_record, iter_otlp_json_spans
@@ -129,11 +136,17 @@ def read_line(
     sink: LineSink,
     feature_attributes: tuple[str, ...],
     order: int | None = None,
+    claude_code_feature: str = DEFAULT_FEATURE_ATTRIBUTE,
 ) -> bool:
     """One line the Python way: rows to ``sink.rows``, rejections to ``sink.reject``.
 
     ``order`` (columnar engine) is the line's ordinal, recorded with each row for file order.
     Returns whether the line was a request (only then may the caller flush, as it always did).
+
+    The Collector's file exporter writes metrics and logs as lines too (``resourceMetrics``,
+    ``resourceLogs``): a metrics line is a request with nothing to store; of a logs line, only
+    Claude Code's call events are read (see :mod:`.claude_code`; ``claude_code_feature`` is
+    config ``[claude_code] feature_attribute``), each counted as a span.
     """
     summary = sink.summary
     try:
@@ -142,6 +155,21 @@ def read_line(
         sink.reject(f"{name}:{number}", f"not valid JSON: {exc}", line)
         return False
     spans = request_spans(request)
+    if spans is None and (is_logs_request(request) or is_metrics_request(request)):
+        try:
+            if is_metrics_request(request):
+                count_json_metric_points(request)  # checks the shape; nothing is stored
+                return True
+            batch = json_log_batch(request, claude_code_feature)
+        except SpanRejected as exc:
+            sink.reject(f"{name}:{number}", exc.reason, line)
+            return False
+        except RecursionError:
+            sink.reject(f"{name}:{number}", "attribute values nested too deeply to read", line)
+            return False
+        for item in batch.items:
+            read_span(f"{name}:{number}", item, sink, feature_attributes, order)
+        return True
     if spans is None:  # not the exporters' shape: the general reader, with its messages
         try:
             items = list(iter_otlp_json_spans(request))

@@ -396,12 +396,82 @@ _OPENLIT_KEYS = {
     "input_inclusive": (),
 }
 
+# Claude Code's events (made into records by clauditor.ingest.claude_code) name things their own
+# way; only these keys feed columns, the rest stays in the attributes JSON.
+_CLAUDE_CODE_KEYS = {
+    **{name: () for name in GENAI_KEYS},
+    "request_model": (sc.CC_MODEL,),
+    "input_uncached": (sc.CC_INPUT_TOKENS,),  # Claude Code reports the uncached count
+    "output_tokens": (sc.CC_OUTPUT_TOKENS,),
+    "cache_read": (sc.CC_CACHE_READ_TOKENS,),
+    "cache_write": (sc.CC_CACHE_CREATION_TOKENS,),  # no 5m/1h split: pricing assumes the TTL
+    "user_id": (sc.USER_EMAIL, sc.USER_ACCOUNT_UUID),
+    "conversation_id": (sc.SESSION_ID,),
+    "speed": (sc.CC_SPEED,),
+    "http_status": (sc.CC_STATUS_CODE,),
+}
+# Claude Code's failed requests carry an HTTP status (or none, for a timeout or a dropped
+# connection) and a free-text message; the status says the API's error type.
+_ERROR_TYPE_BY_STATUS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+
+
+def _parsed(value: Any, convert: Callable[[Any], Any]) -> Any:
+    """``convert(value)``, or None when ``value`` is absent or does not convert."""
+    if value is None:
+        return None
+    try:
+        return convert(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _refine_claude_code(
+    record: SpanRecord, row: dict[str, Any], rest: dict[str, Any], feature_keys: tuple[str, ...]
+) -> None:
+    """Claude Code's own cost, its feature (resolved by the event reader), the attempt count of
+    a failed request as retries, and the error type of a failed request from its status."""
+    raw_cost = rest.pop(sc.CC_COST_USD, None)
+    cost = _parsed(raw_cost, _to_float)
+    if cost is not None and 0 <= cost < float("inf"):
+        row["reported_cost_usd"] = cost
+    elif raw_cost is not None:
+        rest[sc.CC_COST_USD] = raw_cost  # not a number: kept as sent, beside the priced cost
+    feature = record.attributes.get(sc.FEATURE)
+    row["feature"] = _text(feature) or sc.CLAUDE_CODE_SERVICE
+    raw_attempt = rest.pop(sc.CC_ATTEMPT, None)
+    attempts = _parsed(raw_attempt, _to_int)
+    if attempts is not None and attempts >= 1:
+        row["retries"] = attempts - 1  # attempt 1 is the first try
+    elif raw_attempt is not None:
+        rest[sc.CC_ATTEMPT] = raw_attempt
+    if row["status"] == "error" and row["error_type"] is None:
+        status = row["http_status"]
+        row["error_type"] = _ERROR_TYPE_BY_STATUS.get(status, "api_error") if status else "timeout"
+
+
 # First match wins. The instrumentations recognised by their own scope (or a key only they
 # write) come first: a context-propagating span processor may copy ``clauditor.*`` baggage onto
 # their spans, which must not make them look like ours. Then our own spans: they may ride on
 # the SDK's scope, and their clauditor attributes are what make them exact. The last entry
 # catches every other gen_ai span (the official OTel GenAI instrumentations among them).
 CONVENTIONS: tuple[Convention, ...] = (
+    Convention(
+        "claude-code",
+        Markers(scopes=frozenset({sc.CLAUDE_CODE_RECORD_SCOPE})),
+        _CLAUDE_CODE_KEYS,
+        provider_keys=(),
+        feature_keys=(sc.FEATURE,),
+        refine=_refine_claude_code,
+    ),
     Convention(
         "openllmetry",
         Markers(scopes=frozenset({sc.OPENLLMETRY_SCOPE}), keys=frozenset({"llm.request.type"})),
@@ -844,6 +914,7 @@ def _row(record: SpanRecord, feature_attributes: Sequence[str]) -> dict[str, Any
         "code_execution_requests": _count(f, "code_execution_requests", attrs, conv),
         "container_id": _text(f["container_id"]),
         "cloud_region": cloud_region,
+        "reported_cost_usd": None,  # set by the conventions of sources that report a cost
     }
     if conv.refine is not None:
         conv.refine(record, row, rest, feature_attributes)

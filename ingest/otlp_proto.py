@@ -31,6 +31,7 @@ from .normalize import SpanRecord, SpanRejected
 
 __all__ = [
     "decode_export_request",
+    "flatten_key_values",
     "is_proto_file",
     "iter_proto_file_requests",
     "iter_proto_file_spans",
@@ -93,6 +94,11 @@ def _flatten(key_values: Any) -> dict[str, Any]:
         else:
             out[kv.key] = _any_value(value)
     return out
+
+
+def flatten_key_values(key_values: Any) -> dict[str, Any]:
+    """A protobuf ``KeyValue`` list (attributes of a span, log record or resource) as a dict."""
+    return _flatten(key_values)
 
 
 def iter_proto_spans(request: ExportTraceServiceRequest) -> Iterator[SpanRecord]:

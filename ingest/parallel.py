@@ -41,6 +41,7 @@ from typing import IO, Any
 import polars as pl
 import pyarrow as pa
 
+from .claude_code import DEFAULT_FEATURE_ATTRIBUTE
 from .lines import BUILD_DTYPES, read_line, safe_payload
 
 __all__ = [
@@ -121,6 +122,7 @@ def parse_chunk(
     first_number: int,
     lines: list[bytes] | bytes,
     feature_attributes: tuple[str, ...],
+    claude_code_feature: str = DEFAULT_FEATURE_ATTRIBUTE,
 ) -> ChunkResult:
     """Read ``lines`` (numbered from ``first_number`` in the file ``name``) in this process;
     ``lines`` may also be a block of whole lines as one bytes object."""
@@ -140,7 +142,14 @@ def parse_chunk(
             spans, ignored = counts.spans_read, counts.ignored
             rows, rejected = len(sink.rows), len(sink.rejections)
             sink.number = first_number + offset
-            request = read_line(name, sink.number, line, sink, feature_attributes)
+            request = read_line(
+                name,
+                sink.number,
+                line,
+                sink,
+                feature_attributes,
+                claude_code_feature=claude_code_feature,
+            )
             out.append(
                 (
                     request,
@@ -158,7 +167,12 @@ def parse_chunk(
 
 
 def parse_range(
-    name: str, path: str, start: int, end: int, feature_attributes: tuple[str, ...]
+    name: str,
+    path: str,
+    start: int,
+    end: int,
+    feature_attributes: tuple[str, ...],
+    claude_code_feature: str = DEFAULT_FEATURE_ATTRIBUTE,
 ) -> ChunkResult:
     """:func:`parse_chunk` of the bytes ``[start, end)`` of the plain file ``path`` (whole
     lines), read here rather than sent through a pipe; line numbers count from 1."""
@@ -167,7 +181,7 @@ def parse_range(
         block = handle.read(end - start)
     if len(block) != end - start:
         raise OSError(f"{name}: changed while being read (expected {end - start} bytes)")
-    return parse_chunk(name, 1, block, feature_attributes)
+    return parse_chunk(name, 1, block, feature_attributes, claude_code_feature)
 
 
 _ARROW_TYPES: dict[Any, pa.DataType] = {

@@ -1,5 +1,14 @@
-"""OTLP/HTTP trace receiver: ``POST /v1/traces`` (protobuf or JSON, plain, gzip or deflate) and
-``GET /healthz``, as a Starlette app served by Hypercorn (see :mod:`clauditor.ingest.serve`).
+"""OTLP/HTTP receiver: ``POST /v1/traces``, ``/v1/logs`` and ``/v1/metrics`` (protobuf or JSON,
+plain, gzip or deflate) and ``GET /healthz``, as a Starlette app served by Hypercorn (see
+:mod:`clauditor.ingest.serve`).
+
+Every signal an app's default OTel setup sends is taken. Traces become ``calls`` rows. Of logs,
+only Claude Code's call events are stored (see :mod:`.claude_code`); every other log record and
+every metric data point is accepted and counted (``log_records_received``,
+``metric_points_received`` in ``/healthz``), never stored. Logs and metrics are always answered
+with a full success: an exporter warns about a partial success on every export, forever, so a
+Claude Code event that cannot be stored is quarantined and counted (``spans_rejected``) instead.
+The rest of this docstring holds for all three paths.
 
 Answers, following the OTLP/HTTP specification:
 
@@ -44,6 +53,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from google.rpc.status_pb2 import Status
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
     ExportTraceServiceResponse,
@@ -54,6 +67,15 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .claude_code import (
+    DEFAULT_FEATURE_ATTRIBUTE,
+    count_json_metric_points,
+    count_proto_metric_points,
+    decode_logs_request,
+    decode_metrics_request,
+    json_log_batch,
+    proto_log_batch,
+)
 from .normalize import SpanRecord, SpanRejected
 from .otlp_json import iter_otlp_json_spans
 from .otlp_proto import decode_export_request, iter_proto_spans
@@ -66,6 +88,7 @@ __all__ = [
     "DEFAULT_MAX_REQUESTS",
     "BadRequest",
     "RETRY_AFTER_S",
+    "SIGNALS",
     "ReceiverStats",
     "authorized",
     "create_app",
@@ -84,6 +107,7 @@ DEFAULT_MAX_REQUESTS = 256
 RETRY_AFTER_S = 1
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
+SIGNALS = ("traces", "logs", "metrics")
 
 # google.rpc.Code values for the error bodies.
 _RPC_CODE = {400: 3, 401: 16, 408: 4, 413: 8, 415: 3, 503: 14, 500: 13}
@@ -113,6 +137,8 @@ class ReceiverStats:
     spans_truncated: int = 0
     disconnected: int = 0  # the client went away before its body was complete
     requests_too_slow: int = 0  # 408 / DEADLINE_EXCEEDED: the body did not arrive in time
+    log_records_received: int = 0  # every log record; Claude Code's call events also count as spans
+    metric_points_received: int = 0  # accepted and counted, never stored
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -130,6 +156,8 @@ class ReceiverStats:
             spans_rejected=prepared.rejected,
             spans_ignored=prepared.ignored,
             spans_truncated=prepared.truncated,
+            log_records_received=prepared.log_records,
+            metric_points_received=prepared.metric_points,
         )
 
     def snapshot(self) -> dict[str, int]:
@@ -199,30 +227,59 @@ def _json_items(request: Any) -> list[SpanRecord | SpanRejected]:
     return items
 
 
-def decode_body(
-    body: bytes, content_type: str, origin: str, feature_attributes: Sequence[str]
-) -> Prepared:
-    """Decode an (already decompressed) OTLP trace body into a :class:`Prepared` batch.
+def _parse_json(body: bytes) -> Any:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(
+            400, f"JSON body is not valid UTF-8 (byte {exc.start}: {exc.reason})"
+        ) from None
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise BadRequest(400, "JSON body is nested too deeply") from None
+    except ValueError as exc:
+        raise BadRequest(400, f"body is not valid JSON: {exc}") from None
 
-    Raises :class:`BadRequest` (400) when the body as a whole cannot be read.
+
+def decode_body(
+    body: bytes,
+    content_type: str,
+    origin: str,
+    feature_attributes: Sequence[str],
+    signal: str = "traces",
+    claude_code_feature: str = DEFAULT_FEATURE_ATTRIBUTE,
+) -> Prepared:
+    """Decode an (already decompressed) OTLP body of ``signal`` (``traces``, ``logs`` or
+    ``metrics``) into a :class:`Prepared` batch.
+
+    ``claude_code_feature`` is the attribute naming a Claude Code call's feature (config
+    ``[claude_code] feature_attribute``). Raises :class:`BadRequest` (400) when the body as a
+    whole cannot be read.
     """
     try:
+        if signal == "metrics":
+            if content_type == PROTOBUF:
+                points = count_proto_metric_points(decode_metrics_request(body))
+            else:
+                points = count_json_metric_points(_parse_json(body))
+            return Prepared(metric_points=points)
+        if signal == "logs":
+            try:
+                batch = (
+                    proto_log_batch(decode_logs_request(body), claude_code_feature)
+                    if content_type == PROTOBUF
+                    else json_log_batch(_parse_json(body), claude_code_feature)
+                )
+            except RecursionError:
+                raise BadRequest(400, "attribute values nested too deeply to read") from None
+            prepared = prepare(batch.items, origin, feature_attributes)
+            prepared.log_records = batch.records
+            return prepared
         if content_type == PROTOBUF:
             items: Any = iter_proto_spans(decode_export_request(body))
         else:
-            try:
-                text = body.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise BadRequest(
-                    400, f"JSON body is not valid UTF-8 (byte {exc.start}: {exc.reason})"
-                ) from None
-            try:
-                request = json.loads(text)
-            except RecursionError:
-                raise BadRequest(400, "JSON body is nested too deeply") from None
-            except ValueError as exc:
-                raise BadRequest(400, f"body is not valid JSON: {exc}") from None
-            items = _json_items(request)
+            items = _json_items(_parse_json(body))
         return prepare(items, origin, feature_attributes)
     except SpanRejected as exc:
         raise BadRequest(400, exc.reason) from None
@@ -231,7 +288,14 @@ def decode_body(
 # --- responses -----------------------------------------------------------------------------------
 
 
-def _success(prepared: Prepared, content_type: str) -> Response:
+def _success(prepared: Prepared, content_type: str, signal: str = "traces") -> Response:
+    if signal != "traces":  # always a full success: see the module docstring
+        if content_type == PROTOBUF:
+            empty = (
+                ExportLogsServiceResponse() if signal == "logs" else ExportMetricsServiceResponse()
+            )
+            return Response(empty.SerializeToString(), media_type=PROTOBUF)
+        return JSONResponse({})
     if content_type == PROTOBUF:
         message = ExportTraceServiceResponse()
         if prepared.rejected:
@@ -311,12 +375,15 @@ def create_app(
     healthy: Callable[[], bool] | None = None,
     max_requests: int = DEFAULT_MAX_REQUESTS,
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
+    claude_code_feature: str = DEFAULT_FEATURE_ATTRIBUTE,
 ) -> Starlette:
     """The OTLP/HTTP receiver app writing through ``writer``.
 
-    ``token``: when set, ``/v1/traces`` requires ``Authorization: Bearer <token>``, and
+    ``claude_code_feature``: the attribute naming a Claude Code call's feature (config
+    ``[claude_code] feature_attribute``). ``token``: when set, ``/v1/traces``, ``/v1/logs``
+    and ``/v1/metrics`` require ``Authorization: Bearer <token>``, and
     ``/healthz`` shows its counters only with it. ``healthy`` (optional) adds a liveness
-    condition for ``/healthz``. ``max_requests``: trace requests read and decoded at once
+    condition for ``/healthz``. ``max_requests``: requests read and decoded at once
     (beyond: 503 with ``Retry-After``). ``body_timeout_s``: how long a body may take to
     arrive (then 408).
     """
@@ -324,7 +391,7 @@ def create_app(
     features = tuple(feature_attributes)
     in_flight = 0  # only touched on the event loop
 
-    async def traces(request: Request) -> Response:
+    async def export(request: Request, signal: str) -> Response:
         nonlocal in_flight
         stats.count(requests=1)
         raw_type = request.headers.get("content-type", "")
@@ -347,7 +414,15 @@ def create_app(
             encoding = request.headers.get("content-encoding", "").strip().lower()
             origin = f"otlp-http {peer}" if client else "otlp-http"
             prepared = await run_in_threadpool(
-                _decode, body, encoding, max_body_bytes, content_type, origin, features
+                _decode,
+                body,
+                encoding,
+                max_body_bytes,
+                content_type,
+                origin,
+                features,
+                signal,
+                claude_code_feature,
             )
         except BadRequest as exc:
             stats.count(requests_refused=1, requests_too_slow=int(exc.status == 408))
@@ -363,6 +438,8 @@ def create_app(
         finally:
             in_flight -= 1
         stats.counted(prepared)
+        if signal != "traces" and not prepared.rows and not prepared.quarantine:
+            return _success(prepared, reply_type, signal)  # nothing to store
         try:
             future = writer.submit(prepared)
         except QueueFull as exc:
@@ -374,7 +451,16 @@ def create_app(
         except Exception as exc:
             stats.count(requests_retry_later=1)
             return _error(503, f"spans not stored, retry later: {exc}", reply_type)
-        return _success(prepared, reply_type)
+        return _success(prepared, reply_type, signal)
+
+    async def traces(request: Request) -> Response:
+        return await export(request, "traces")
+
+    async def logs(request: Request) -> Response:
+        return await export(request, "logs")
+
+    async def metrics(request: Request) -> Response:
+        return await export(request, "metrics")
 
     async def healthz(request: Request) -> Response:
         ok = healthy() if healthy is not None else True
@@ -388,6 +474,8 @@ def create_app(
     return Starlette(
         routes=[
             Route("/v1/traces", traces, methods=["POST"]),
+            Route("/v1/logs", logs, methods=["POST"]),
+            Route("/v1/metrics", metrics, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
         ]
     )
@@ -400,5 +488,14 @@ def _decode(
     content_type: str,
     origin: str,
     features: tuple[str, ...],
+    signal: str,
+    claude_code_feature: str,
 ) -> Prepared:
-    return decode_body(_decompress(body, encoding, limit), content_type, origin, features)
+    return decode_body(
+        _decompress(body, encoding, limit),
+        content_type,
+        origin,
+        features,
+        signal,
+        claude_code_feature,
+    )

@@ -1,5 +1,6 @@
 """``clauditor serve``: the OTLP receivers (HTTP on 4318, gRPC on 4317) in front of the single
-DuckDB writer, so many services can send spans to one file.
+DuckDB writer, so many services can send spans to one file. Traces, logs and
+metrics are all taken (see :mod:`.receiver`).
 
 :class:`Receiver` runs both servers and the writer inside the current process (tests and
 benchmarks use it directly); :func:`serve` runs one until SIGTERM or SIGINT, then shuts down
@@ -146,6 +147,7 @@ class Receiver:
                     max_message_bytes=self._max_body_bytes,
                     header_timeout_s=self._header_timeout_s,
                     body_timeout_s=self._body_timeout_s,
+                    claude_code_feature=self.config.claude_code.feature_attribute,
                 ).start()
                 self.grpc_port = self._grpc.port
         except BaseException:
@@ -176,6 +178,7 @@ class Receiver:
             healthy=self._healthy,
             max_requests=self._max_requests,
             body_timeout_s=self._body_timeout_s,
+            claude_code_feature=self.config.claude_code.feature_attribute,
         )
         config = hypercorn.config.Config()
         config.bind = [f"fd://{sock.detach()}"]  # Hypercorn owns the listening socket now

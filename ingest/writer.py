@@ -72,7 +72,9 @@ class Prepared:
     ``rows`` are normalized ``calls`` rows without costs (times as Unix microseconds);
     ``quarantine`` holds ``(origin, reason, payload)`` entries; ``rejected`` counts spans that
     will not be stored, ``ignored`` spans that are not Claude calls (accepted, not stored),
-    ``truncated`` spans kept with an oversized attribute value cut down.
+    ``truncated`` spans kept with an oversized attribute value cut down. A logs or metrics
+    request also says how many ``log_records`` / ``metric_points`` it held (Claude Code's call
+    events among the log records count as its spans).
     """
 
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -82,6 +84,8 @@ class Prepared:
     ignored: int = 0
     truncated: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+    log_records: int = 0
+    metric_points: int = 0
 
     def reject(self, origin: str, reason: str, payload: Any) -> None:
         """Count a rejected span and queue it for the quarantine table."""

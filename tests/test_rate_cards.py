@@ -397,3 +397,22 @@ def test_unknown_model_stays_null() -> None:
     row = price("claude-nova-6", input_tokens=1_000, web_search_requests=1)
     assert row["cost_usd"] is None and row["rate_input"] is None
     assert pl.Series([row["cost_input_usd"]]).null_count() == 1
+
+
+_SHAPES = (
+    "{id}", "{id}-20260101", "{id}-latest", "{id}[1m]", "{id}@20260101", "anthropic.{id}-v1:0",
+    "anthropic.{id}-20260101-v1:0", *(f"{geo}.anthropic.{{id}}-20260101-v1:0"
+                                      for geo in ("global", "us", "eu", "jp", "au", "apac")),
+    "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.{id}-v1:0",
+    " {upper} ",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("shape", _SHAPES)
+def test_every_spelling_of_every_builtin_id_resolves(shape: str) -> None:
+    table = load_price_table()
+    for card in table.cards:
+        for name in (card.id, *card.aliases):
+            spelling = shape.format(id=name, upper=name.upper())
+            assert normalize_model_id(spelling) in (card.id, *card.aliases), spelling
+            assert table.lookup(spelling, card.effective_from) is not None, spelling

@@ -17,6 +17,7 @@ from clauditor import semconv as sc
 from clauditor.ingest import normalize
 from clauditor.ingest.columnar import ChunkParser
 from clauditor.ingest.fastpath import GENERIC, request_spans, span_row
+from clauditor.ingest.normalize import ROW_COLUMNS
 
 from .otlp_fixtures import SDK_CACHED_CALL, line, span
 from .test_columnar import assert_same
@@ -144,7 +145,16 @@ def test_the_fast_path_gives_the_general_rows() -> None:
         decided, _ = _compare(request_spans(orjson.loads(line(*spans, scope=scope))) or [])
         assert decided >= 6  # the well-formed ones are the fast path's to decide
     fast = span_row(spans[0], {}, "clauditor", (sc.FEATURE,))
-    assert fast is not GENERIC and fast[-5:] == (3, 1, 2, "container_011CRxyz", "us-east5")
+    assert fast is not GENERIC
+    names = ("web_search_requests", "web_fetch_requests", "code_execution_requests")
+    got = dict(zip(ROW_COLUMNS, fast, strict=True))
+    assert [got[n] for n in (*names, "container_id", "cloud_region")] == [
+        3,
+        1,
+        2,
+        "container_011CRxyz",
+        "us-east5",
+    ]
 
 
 def test_the_columnar_engine_stores_the_same_rows(tmp_path: Path) -> None:

@@ -164,6 +164,10 @@ def test_readme_zero_code_command_records_calls_with_their_baggage_feature(
                 argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
             )
         assert done.returncode == 0, done.stderr
+        # Traces, metrics and logs all land: the exporters log no failure.
+        assert "export" not in done.stderr.lower() or "failed" not in done.stderr.lower(), (
+            done.stderr[-3000:]
+        )
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(60)
