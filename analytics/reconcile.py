@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from clauditor.pricing import PriceTable, model_key_expr
-from clauditor.store import load_calls
+from clauditor.store import read_connection
 
 if TYPE_CHECKING:
     from clauditor.config import Config
@@ -97,41 +97,53 @@ _LEAD = {"model": [], "api_key": ["service", "api_key_id"], "workspace": ["works
 # --- the metered side (I/O) ------------------------------------------------------------------
 
 
+# The calls summed per UTC day and every key metered_frame's arithmetic depends on, so that it
+# runs on a few thousand rows rather than on every call: the sums are linear, and grouping by
+# "cost_usd IS NULL" and "TTL split reported" keeps its NULL rules exact per group.
+_METERED_SQL = """
+SELECT
+    min(start_time) AS start_time,
+    request_model,
+    response_model,
+    service,
+    cache_ttl_assumed,
+    sum(input_tokens) AS input_tokens,
+    sum(output_tokens) AS output_tokens,
+    sum(cache_read_input_tokens) AS cache_read_input_tokens,
+    sum(cache_creation_input_tokens) AS cache_creation_input_tokens,
+    sum(cache_creation_5m_input_tokens) AS cache_creation_5m_input_tokens,
+    sum(cache_creation_1h_input_tokens) AS cache_creation_1h_input_tokens,
+    sum(web_search_requests) AS web_search_requests,
+    sum(cost_usd) AS cost_usd,
+    sum(cost_tools_usd) AS cost_tools_usd
+FROM calls
+WHERE start_time >= $start AND start_time < $end
+  AND coalesce(operation, '') <> 'count_tokens'
+GROUP BY epoch_us(start_time) // 86400000000, request_model, response_model, service,
+    cache_ttl_assumed, cost_usd IS NULL,
+    cache_creation_5m_input_tokens IS NULL AND cache_creation_1h_input_tokens IS NULL
+"""
+
+
 def load_metered(db: str | Path, first: dt.date, last: dt.date) -> pl.DataFrame:
     """The stored calls of UTC days ``[first, last]`` summed per day, model and service.
 
     Columns: ``day``, ``model`` (as recorded), ``service``, the usage report's token columns,
     ``metered_usd`` (token dollars) and ``metered_tools_usd`` (server tools). Cache writes whose
-    TTL split was not reported count at the TTL pricing assumed for them.
+    TTL split was not reported count at the TTL pricing assumed for them. DuckDB sums the
+    calls first (a month of 10M calls is a few thousand rows by then); the result is
+    :func:`metered_frame` of the calls.
     """
     start = dt.datetime(first.year, first.month, first.day, tzinfo=dt.UTC)
     end = dt.datetime(last.year, last.month, last.day, tzinfo=dt.UTC) + dt.timedelta(days=1)
-    calls = load_calls(
-        db,
-        where="start_time >= ? AND start_time < ? AND coalesce(operation, '') <> 'count_tokens'",
-        params=[start, end],
-        columns=[
-            "start_time",
-            "request_model",
-            "response_model",
-            "service",
-            "input_tokens",
-            "output_tokens",
-            "cache_read_input_tokens",
-            "cache_creation_input_tokens",
-            "cache_creation_5m_input_tokens",
-            "cache_creation_1h_input_tokens",
-            "cache_ttl_assumed",
-            "web_search_requests",
-            "cost_usd",
-            "cost_tools_usd",
-        ],
-    )
-    return metered_frame(calls)
+    with read_connection(db) as con:
+        sums = con.sql(_METERED_SQL, params={"start": start, "end": end}).pl()
+    return metered_frame(sums.with_columns(pl.col("start_time").dt.convert_time_zone("UTC")))
 
 
 def metered_frame(calls: pl.DataFrame) -> pl.DataFrame:
-    """:func:`load_metered`'s sums of a frame of calls."""
+    """:func:`load_metered`'s sums of a frame of calls (or of sums of calls that share their
+    model, service, assumed TTL, whether their cost is NULL and whether their TTL split is)."""
     n = lambda c: pl.col(c).fill_null(0)  # noqa: E731
     unsplit = (
         pl.col("cache_creation_5m_input_tokens").is_null()

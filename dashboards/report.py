@@ -17,6 +17,9 @@ report's time zone: ``tz``, else the configured one) and shows, top to bottom:
   change); model mix; untagged spend per code location;
 * cache economics (hit ratio over time with regressions, savings, wasted writes, candidates);
   error rate by class with the threshold and episodes; latency and TTFT percentiles;
+* billed vs metered: the stored bill (``clauditor reconcile --fetch``) against the calls per
+  UTC day of the period, as ``clauditor reconcile`` compares them, with the drifted prices;
+  the report reads the stored bill and never fetches it;
 * spend spikes; the cost of failure; the audit scorecard.
 
 How the data is read so that 10M calls take seconds is in :mod:`clauditor.dashboards.data`.
@@ -40,6 +43,7 @@ from clauditor import __version__
 from clauditor.analytics.costs import UNTAGGED
 from clauditor.analytics.periods import Period, resolve_period
 from clauditor.analytics.plan import budget_levels
+from clauditor.analytics.reconcile import Reconciliation, reconcile_stored
 from clauditor.config import Config
 from clauditor.dashboards import sections
 from clauditor.dashboards.data import (
@@ -55,6 +59,7 @@ from clauditor.dashboards.figures import (
 )
 from clauditor.dashboards.page import CSS, PAGE
 from clauditor.dashboards.sections import esc, figure_html, format_usd
+from clauditor.errors import StoreError
 
 __all__ = ["ReportSummary", "format_usd", "render_data", "render_report", "write_report"]
 
@@ -117,7 +122,7 @@ def write_report(
         prices=config.price_table(),
         budget_levels=budget_levels(config),
     )
-    page = render_data(data, config)
+    page = render_data(data, config, bill=_stored_bill(db, current, config))
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -135,6 +140,18 @@ def write_report(
         bytes=out.stat().st_size,
         sample_every=data.sample_every,
     )
+
+
+def _stored_bill(db: str | Path, period: Period, config: Config) -> Reconciliation | None:
+    """The stored bill of the period's UTC days reconciled by model, as `clauditor reconcile`
+    does (None: no day of them is stored, or the store has no bill tables). Never fetches."""
+    first, last = sections.bill_days(period)
+    try:
+        return reconcile_stored(db, first, last, config)
+    except StoreError:  # a Parquet dataset folder: no bill tables
+        return None
+    except ValueError:  # reconcile_stored's "no bill stored for these days"
+        return None
 
 
 def render_report(
@@ -331,14 +348,25 @@ def _breakdown(rows: pl.DataFrame, key: str) -> pl.DataFrame:
     )
 
 
-def render_data(data: ReportData, config: Config, *, previous_cost: float | None = None) -> str:
-    """The report page for already-read :class:`ReportData`, as an HTML string."""
+def render_data(
+    data: ReportData,
+    config: Config,
+    *,
+    previous_cost: float | None = None,
+    bill: Reconciliation | None = None,
+) -> str:
+    """The report page for already-read :class:`ReportData`, as an HTML string.
+
+    ``bill`` is :func:`~clauditor.analytics.reconcile.reconcile_stored` of the period's UTC
+    days (:func:`~clauditor.dashboards.sections.bill_days`); None shows that no bill is stored.
+    """
     period, tz = data.period, data.period.tz
     now, before = _totals(data), _totals(data, "previous")
     previous = before["cost"] if previous_cost is None else previous_cost
     total = now["cost"]
     untagged_share = now["untagged_cost"] / total if total else 0.0
     status = sections.budget_rows(data, config)
+    bill_first, bill_last = sections.bill_days(period)
 
     cards = "".join(
         [
@@ -453,6 +481,18 @@ def render_data(data: ReportData, config: Config, *, previous_cost: float | None
             figure_html(
                 untagged_figure(_breakdown(untagged_rows, "code_location")), "fig-untagged"
             ),
+        ),
+        _panel(
+            "Billed vs metered",
+            "What Anthropic billed (the stored Admin API reports) against what clauditor "
+            "metered, per <strong>UTC day</strong>: Anthropic's buckets are UTC days whatever "
+            f"this report's time zone ({esc(tz)}), so the days here are "
+            f"{bill_first} … {bill_last} UTC. Unmetered = billed − metered (negative when "
+            "clauditor metered more); the figures equal <code>clauditor reconcile --period "
+            f"{bill_first}..{bill_last}</code>.",
+            sections.reconcile_section(bill, bill_first, bill_last),
+            "wide",
+            "reconcile",
         ),
         '<h2 class="group">Efficiency</h2>',
         _panel(

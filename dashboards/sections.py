@@ -29,6 +29,8 @@ from clauditor.analytics.costs import UNTAGGED
 from clauditor.analytics.errors import error_episodes, error_windows
 from clauditor.analytics.failure import cost_of_failure
 from clauditor.analytics.latency import latency_percentiles
+from clauditor.analytics.periods import Period
+from clauditor.analytics.reconcile import VERDICTS, Reconciliation
 from clauditor.analytics.spikes import hourly_spend, spike_episodes
 from clauditor.config import Config
 from clauditor.dashboards import figures
@@ -675,3 +677,169 @@ def audit_section(data: ReportData, config: Config) -> tuple[str, dict[str, int]
         )
     head = [("Status", False), ("Check", False), ("Evidence", False), ("At stake", True)]
     return _table(head, rows, "No checks ran.") + sample_note(data), counts
+
+
+# --- the bill ----------------------------------------------------------------------------------
+
+_BILL_HINT = (
+    "run <code>clauditor reconcile --fetch</code> with <code>ANTHROPIC_ADMIN_KEY</code> set"
+)
+_BADGE = {"matches": "pass", "price drift": "warn", "unmetered": "fail", "over-metered": "warn"}
+_TOP_DAY_ROWS = 4  # the models named under a day's verdict
+_DRIFT_KEYS = ["model", "token_type", "service_tier", "context_window", "inference_geo"]
+
+
+def bill_days(period: Period) -> tuple[dt.date, dt.date]:
+    """The UTC days ``[first, last]`` the period touches: the report's days of the bill.
+
+    They are what ``clauditor reconcile --period FIRST..LAST`` compares, whatever the report's
+    time zone (Anthropic's buckets are UTC days), so a period cut in another zone starts and
+    ends inside its first and last UTC day.
+    """
+    end = max(period.start, period.end - dt.timedelta(microseconds=1))
+    return period.start.astimezone(dt.UTC).date(), end.astimezone(dt.UTC).date()
+
+
+def _money_attrs(billed: float, metered: float, unmetered: float) -> str:
+    share = unmetered / billed if billed else None
+    return (
+        f"data-billed-usd='{billed!r}' data-metered-usd='{metered!r}' "
+        f"data-unmetered-usd='{unmetered!r}' "
+        f"data-unmetered-share='{'' if share is None else repr(share)}'"
+    )
+
+
+def _money_cells(billed: float, metered: float, unmetered: float) -> str:
+    share = unmetered / billed if billed else None
+    cells = [usd(billed), usd(metered), f"<strong>{usd(unmetered)}</strong>", _pct(share)]
+    return "".join(f"<td class='num'>{c}</td>" for c in cells)
+
+
+def _verdict_badges(verdicts: Sequence[str]) -> str:
+    shown = verdicts or ["matches"]
+    return " ".join(f"<span class='badge {_BADGE.get(v, 'na')}'>{esc(v)}</span>" for v in shown)
+
+
+def _drift_table(drift: pl.DataFrame) -> str:
+    firsts = drift.sort("day").unique(_DRIFT_KEYS, keep="first", maintain_order=True)
+    rows = []
+    for r in firsts.iter_rows(named=True):
+        conditions = ", ".join(esc(r[c]) for c in _DRIFT_KEYS[2:] if r[c] is not None)
+        rows.append(
+            [
+                f"<code>{esc(r['model'])}</code>",
+                f"<code>{esc(r['token_type'])}</code>"
+                + (f"<div class='muted small'>{conditions}</div>" if conditions else ""),
+                f"${r['billed_per_mtok']:,.4f}",
+                f"${r['card_per_mtok']:,.4f}",
+                esc(r["first_day"]),
+            ]
+        )
+    head = [
+        ("Model", False),
+        ("Token type", False),
+        ("Billed $/MTok", True),
+        ("Card $/MTok", True),
+        ("Since (UTC day)", False),
+    ]
+    return "<h3>Price drift</h3>" + _table(
+        head, rows, "No price drift: every billed price is on clauditor's cards."
+    )
+
+
+def reconcile_section(result: Reconciliation | None, first: dt.date, last: dt.date) -> str:
+    """Billed vs metered per UTC day of ``[first, last]``, the totals and the drifted prices.
+
+    ``result`` is :func:`~clauditor.analytics.reconcile.reconcile_stored` of those days by
+    model (None: no bill stored). A day's dollars are the sums of that function's rows of the
+    day, rounded to micro-dollars as the rows are, so they equal ``clauditor reconcile
+    --format json`` summed per day; each row carries them (and the unmetered share of the
+    day's bill, and the verdicts other than ``matches``) in ``data-*`` attributes. Unmetered
+    dollars are billed minus metered, negative when clauditor metered more.
+    """
+    span = f"data-first-day='{first}' data-last-day='{last}'"
+    if result is None:
+        return (
+            f"<div class='reconcile' {span} data-bill='none'><p class='notice warn'>"
+            f"<strong>No bill stored for {first} … {last}.</strong> To compare what clauditor "
+            f"metered with what Anthropic billed, {_BILL_HINT}; the report reads the stored "
+            "bill and never fetches it.</p></div>"
+        )
+    per_day = (
+        result.days.select("day", "partial")
+        .join(
+            result.rows.group_by("day").agg(
+                pl.col("billed_usd").sum().round(6),
+                pl.col("metered_usd").sum().round(6),
+                pl.col("unmetered_usd").sum().round(6),
+                pl.col("verdict").filter(pl.col("verdict") != "matches").unique(),
+            ),
+            on="day",
+            how="left",
+        )
+        .with_columns(pl.col("billed_usd", "metered_usd", "unmetered_usd").fill_null(0.0))
+        .sort("day")
+    )
+    lines: dict[dt.date, str] = {
+        day: f"<tr data-day='{day}' data-bill='none'><td>{day}</td>"
+        "<td colspan='5' class='muted'>no bill stored for this day</td></tr>"
+        for day in result.missing_days
+    }
+    off: dict[dt.date, list[str]] = {}
+    for day, model, verdict, gap in (
+        result.rows.filter(pl.col("verdict") != "matches")
+        .sort("day", "unmetered_usd", "model", descending=[False, True, False], nulls_last=True)
+        .select("day", "model", "verdict", "unmetered_usd")
+        .iter_rows()
+    ):
+        off.setdefault(day, []).append(f"<code>{esc(model)}</code> {esc(verdict)} {usd(gap)}")
+    for r in per_day.iter_rows(named=True):
+        money = (r["billed_usd"], r["metered_usd"], r["unmetered_usd"])
+        verdicts = sorted(r["verdict"] or [], key=VERDICTS.index)
+        partial = " <span class='muted small'>partial day</span>" if r["partial"] else ""
+        which = off.get(r["day"], [])
+        if which:
+            more = f"; {len(which) - _TOP_DAY_ROWS} more" if len(which) > _TOP_DAY_ROWS else ""
+            partial += f"<div class='muted small'>{'; '.join(which[:_TOP_DAY_ROWS])}{more}</div>"
+        lines[r["day"]] = (
+            f"<tr data-day='{r['day']}' {_money_attrs(*money)} "
+            f"data-verdicts='{esc(','.join(verdicts))}'><td>{r['day']}</td>"
+            f"{_money_cells(*money)}<td>{_verdict_badges(verdicts)}{partial}</td></tr>"
+        )
+    totals = tuple(
+        round(float(per_day[c].sum()), 6) for c in ("billed_usd", "metered_usd", "unmetered_usd")
+    )
+    head = "".join(
+        f"<th class='num'>{t}</th>" if num else f"<th>{t}</th>"
+        for t, num in (
+            ("UTC day", False),
+            ("Billed", True),
+            ("Metered", True),
+            ("Unmetered", True),
+            ("Of the bill", True),
+            ("Verdict", False),
+        )
+    )
+    body = "".join(lines[day] for day in sorted(lines))
+    foot = (
+        f"<tr class='total' data-total='period' {_money_attrs(*totals)}>"
+        f"<td><strong>{first} … {last}</strong></td>{_money_cells(*totals)}<td></td></tr>"
+    )
+    notes = []
+    if result.missing_days:
+        notes.append(f"No bill stored for {len(result.missing_days)} of these days: {_BILL_HINT}.")
+    if result.days.height:
+        oldest = result.days["usage_fetched_at"].min()
+        notes.append(
+            f"Bill stored for {result.days.height} day(s); oldest fetch "
+            f"{esc(f'{oldest:%Y-%m-%d %H:%M}')} UTC. Partial days were fetched before they "
+            "ended and may still grow."
+        )
+    return (
+        f"<div class='reconcile' {span} data-bill='stored'><div class='table-wrap'><table>"
+        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody><tfoot>{foot}</tfoot></table>"
+        "</div>"
+        + "".join(f"<p class='note'>{n}</p>" for n in notes)
+        + _drift_table(result.drift)
+        + "</div>"
+    )

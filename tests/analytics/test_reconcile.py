@@ -8,6 +8,7 @@ from typing import Any
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from clauditor.analytics.reconcile import load_metered, metered_frame, price_drift, reconcile
 from clauditor.config import parse_config
@@ -218,3 +219,29 @@ def test_by_workspace_places_metered_calls_in_their_keys_workspace(db_path: Path
         "(default workspace)": ("matches", pytest.approx(0.0)),
         "wrkspc_etl": ("unmetered", pytest.approx(2.0)),
     }
+
+
+def test_the_metered_sums_read_in_duckdb_equal_metered_frame_of_every_call(db_path: Path) -> None:
+    # load_metered sums in DuckDB first (a 10M-call month must not become a 10M-row frame); the
+    # figures must be metered_frame's of the calls themselves, NULL rules included: an unpriced
+    # call, TTL splits reported or assumed, server tools, a count_tokens call, two UTC days.
+    late = dt.datetime(2026, 10, 20, 23, 59, 59, tzinfo=dt.UTC)
+    rows = [
+        dict(HAIKU_CALL, input_tokens=1000, cache_creation_input_tokens=400,
+             cache_creation_5m_input_tokens=100, cache_creation_1h_input_tokens=300),
+        dict(HAIKU_CALL, start_time=late, cache_creation_input_tokens=500,
+             cache_ttl_assumed="1h"),
+        dict(HAIKU_CALL, cache_creation_input_tokens=700, web_search_requests=3),
+        dict(request_model="claude-mystery-9", response_model=None, input_tokens=5000),
+        dict(HAIKU_CALL, operation="count_tokens", input_tokens=9000),
+        dict(HAIKU_CALL, start_time=late + dt.timedelta(seconds=2), service="other"),
+    ]  # fmt: skip
+    calls = price_calls(
+        frame_from_rows([call_row(**{"start_time": NOON, **r}) for r in rows]), None
+    )
+    write_calls(db_path, calls)
+    keys = ["day", "model", "service"]
+    summed = load_metered(db_path, DAY, DAY + dt.timedelta(days=1)).sort(keys, nulls_last=True)
+    every = metered_frame(calls.filter(pl.col("operation") != "count_tokens"))
+    assert summed.height == 3  # haiku and mystery on the 20th, the other service on the 21st
+    assert_frame_equal(summed, every.sort(keys, nulls_last=True).select(summed.columns))
