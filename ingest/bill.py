@@ -25,7 +25,7 @@ import duckdb
 import polars as pl
 
 from clauditor.errors import StoreError
-from clauditor.ingest.admin_api import AdminApiError, AdminClient
+from clauditor.ingest.admin_api import USAGE_GROUPS, AdminApiError, AdminClient
 from clauditor.store import read_connection, write_connection
 
 __all__ = [
@@ -49,14 +49,8 @@ BILL_TOKEN_COLUMNS = (
     "output_tokens",
     "web_search_requests",
 )
-_DIMENSIONS = (
-    "model",
-    "api_key_id",
-    "workspace_id",
-    "service_tier",
-    "context_window",
-    "inference_geo",
-)
+# A usage row's dimensions: the usage report's group-by keys, stored as they come.
+_DIMENSIONS = USAGE_GROUPS
 _COST_FIELDS = (
     "workspace_id",
     "description",

@@ -66,7 +66,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from clauditor import semconv as sc
 
 from .normalize import STATUS_CODE_ERROR, SpanRecord, SpanRejected
-from .otlp_json import flatten_attributes
+from .otlp_json import flatten_attributes, list_field
 from .otlp_proto import flatten_key_values
 
 __all__ = [
@@ -280,13 +280,7 @@ def count_proto_metric_points(request: ExportMetricsServiceRequest) -> int:
 def _list(obj: Any, *names: str) -> list[Any]:
     if type(obj) is not dict:
         raise SpanRejected("an entry of the request is not a JSON object")
-    for name in names:
-        value = obj.get(name)
-        if value is not None:
-            if type(value) is not list:
-                raise SpanRejected(f"{name} is not a list")
-            return value
-    return []
+    return list_field(obj, *names) or []
 
 
 def _nanos(obj: Mapping[str, Any], *names: str) -> int:

@@ -20,7 +20,7 @@ from clauditor.redact import clip
 
 from .normalize import SpanRecord, SpanRejected
 
-__all__ = ["flatten_attributes", "iter_otlp_json_spans"]
+__all__ = ["flatten_attributes", "iter_otlp_json_spans", "list_field"]
 
 _STATUS_CODES = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
 _SPAN_KINDS = {
@@ -250,7 +250,7 @@ def _span_record_checked(
     )
 
 
-def _list_field(obj: Mapping[str, Any], *names: str) -> list[Any] | None:
+def list_field(obj: Mapping[str, Any], *names: str) -> list[Any] | None:
     """The first of ``names`` present in ``obj``; None when absent; rejected when not a list."""
     for name in names:
         value = obj.get(name)
@@ -274,7 +274,7 @@ def iter_otlp_json_spans(request: Mapping[str, Any]) -> Iterator[SpanRecord | Sp
     """
     if not isinstance(request, Mapping):
         raise SpanRejected("not an OTLP ExportTraceServiceRequest: not a JSON object")
-    resource_spans = _list_field(request, "resourceSpans", "resource_spans")
+    resource_spans = list_field(request, "resourceSpans", "resource_spans")
     if resource_spans is None:
         raise SpanRejected("not an OTLP ExportTraceServiceRequest: no resourceSpans")
     for rs in resource_spans:
@@ -289,7 +289,7 @@ def iter_otlp_json_spans(request: Mapping[str, Any]) -> Iterator[SpanRecord | Sp
             )
         except SpanRejected as exc:
             raise SpanRejected(f"resource {exc.reason}") from None
-        scope_spans = _list_field(rs, "scopeSpans", "scope_spans", "instrumentationLibrarySpans")
+        scope_spans = list_field(rs, "scopeSpans", "scope_spans", "instrumentationLibrarySpans")
         for ss in scope_spans or ():
             if type(ss) is not dict:
                 raise SpanRejected("scopeSpans entry is not a JSON object")
@@ -299,7 +299,7 @@ def iter_otlp_json_spans(request: Mapping[str, Any]) -> Iterator[SpanRecord | Sp
             if type(scope) is dict:
                 scope_name = str(scope.get("name") or "")
                 scope_version = scope.get("version") or None
-            spans = _list_field(ss, "spans")
+            spans = list_field(ss, "spans")
             for span in spans or ():
                 try:
                     yield _span_record(span, resource, scope_name, scope_version)
