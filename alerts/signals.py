@@ -532,7 +532,8 @@ def unpriced_episodes(calls: pl.DataFrame, rules: AlertRules, as_of: dt.datetime
                     ("Last seen", _when(last)),
                 ),
                 next_steps=(
-                    f'add a price: [prices."{model_id}"] input = ... output = ... in the config',
+                    f'add a rate card: [prices."{model_id}"] with input, output, cache_read, '
+                    "cache_write_5m and cache_write_1h ($ per million tokens) in the config",
                     # `prices check` lists the upstream's price of models clauditor has no card for.
                     f"or see the upstream's price: `clauditor prices check{CONFIG_OPTION}`",
                 ),
