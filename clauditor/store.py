@@ -269,8 +269,32 @@ _V1_COLUMNS = ",\n    ".join(
     f"{name} {sql_type}" for name, sql_type, _ in CALLS_COLUMNS if name not in _ADDED_AFTER_V1
 )
 
+# Version 9: count_tokens calls (free, not generations) out of the views' call counts, error
+# counts and cost per call, counted apart in count_tokens_calls (the last column).
+_GENERATION = "coalesce(operation, 'chat') <> 'count_tokens'"
+_VIEWS_V9 = (
+    _VIEWS_V4.replace(
+        "    count(*) AS calls,\n",
+        f"    count(*) FILTER (WHERE {_GENERATION}) AS calls,\n",
+    )
+    .replace(
+        "count(*) FILTER (WHERE status = 'error') AS errors",
+        f"count(*) FILTER (WHERE status = 'error' AND {_GENERATION}) AS errors",
+    )
+    .replace(
+        "sum(cost_usd) / nullif(count(cost_usd), 0) AS cost_per_call_usd",
+        f"sum(cost_usd) / nullif(count(cost_usd) FILTER (WHERE {_GENERATION}), 0)"
+        " AS cost_per_call_usd",
+    )
+    .replace(
+        "    count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_calls\n",
+        "    count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_calls,\n"
+        "    count(*) FILTER (WHERE operation = 'count_tokens') AS count_tokens_calls\n",
+    )
+)
+
 # The views as the newest migration defines them, for a Parquet dataset (clauditor.dataset).
-DATASET_VIEWS_SQL = _VIEWS_V4
+DATASET_VIEWS_SQL = _VIEWS_V9
 
 MIGRATIONS: tuple[tuple[int, str, str | Callable[[duckdb.DuckDBPyConnection], None]], ...] = (
     (1, "calls table and its views", f"CREATE TABLE calls (\n    {_V1_COLUMNS}\n);\n{_VIEWS_V1}"),
@@ -281,6 +305,7 @@ MIGRATIONS: tuple[tuple[int, str, str | Callable[[duckdb.DuckDBPyConnection], No
     (6, "server tools, cloud region, tools cost, assumed TTL, rates", _pricing_v6),
     (7, "Anthropic's bill: usage and cost report buckets", _BILL_V7),
     (8, "cost reported by the source", _REPORTED_COST_V8),
+    (9, "count_tokens calls apart in the views", _VIEWS_V9),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -37,7 +37,7 @@ def test_a_version_6_file_gets_reported_cost_usd_and_keeps_its_rows(db_path: Pat
     con.close()
 
     with write_connection(db_path) as con:
-        assert schema_version(con) == SCHEMA_VERSION == 8
+        assert schema_version(con) == SCHEMA_VERSION
     (stored,) = load_calls(db_path).to_dicts()
     assert stored["reported_cost_usd"] is None
     assert stored["cost_usd"] == rows["cost_usd"][0]

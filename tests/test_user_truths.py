@@ -169,3 +169,18 @@ def test_error_chart_draws_the_rate_it_labels() -> None:
     assert len(drawn) == 1 and list(drawn[0].y) == [0.368, 0.368]
     labels = [a.text for a in fig.layout.annotations if "overloaded" in (a.text or "")]
     assert labels == ["overloaded 37% for 45 min"]
+
+
+def test_views_count_count_tokens_calls_apart(db_path: Path, make_calls) -> None:
+    write_calls(db_path, make_calls(
+        # 3 chat calls x $0.003 (1,000 in x $3/M); 2 free count_tokens calls.
+        *[dict(feature="chat", start_time=DAY) for _ in range(3)],
+        *[dict(feature="chat", operation="count_tokens", start_time=DAY) for _ in range(2)],
+    ))  # fmt: skip
+    (row,) = run_json("query", "SELECT calls, count_tokens_calls, cost_usd, cost_per_call_usd "
+                               "FROM feature_costs", "--db", str(db_path))  # fmt: skip
+    assert (row["calls"], row["count_tokens_calls"]) == (3, 2)
+    assert row["cost_per_call_usd"] == pytest.approx(0.003, abs=1e-12)  # $0.009 / 3
+    (day,) = run_json("query", "SELECT calls, count_tokens_calls FROM daily_costs",
+                      "--db", str(db_path))  # fmt: skip
+    assert (day["calls"], day["count_tokens_calls"]) == (3, 2)
