@@ -91,6 +91,9 @@ SELECT epoch_us(start_time) // 3600000000 AS hour, start_time < $as_of AS _befor
     sum(coalesce(retries, 0)) AS retries, count_if(coalesce(retries, 0) > 0) AS _retried,
     count_if(stop_reason = 'max_tokens') AS _truncated,
     coalesce(sum(cost_usd) FILTER (stop_reason = 'max_tokens'), 0.0) AS _truncated_usd,
+    count_if(coalesce(stream, false) AND stop_reason IS NULL) AS _abandoned,
+    coalesce(sum(cost_usd) FILTER (coalesce(stream, false) AND stop_reason IS NULL), 0.0)
+        AS _abandoned_usd,
     sum(coalesce(cost_input_usd, 0.0)) AS _input_usd, max(duration_ms) AS _max_duration_ms,
     count_if(coalesce(input_tokens, 0) + coalesce(cache_read_input_tokens, 0)
         + coalesce(cache_creation_input_tokens, 0) > 0 AND output_tokens IS NOT NULL)
@@ -115,7 +118,7 @@ T = TypeVar("T")
 _INT_SUMS = (
     "calls", "_priced", "input_tokens", "output_tokens", "cache_read_input_tokens",
     "cache_creation_input_tokens", "retries", "_retried", "_truncated", "_usage_logged",
-    "web_search_requests",
+    "web_search_requests", "_abandoned",
 )  # fmt: skip
 
 

@@ -626,6 +626,7 @@ def failure_section(data: ReportData) -> tuple[str, float]:
             f"{r['retries'] * k:,}",
             f"{r['truncated_calls'] * k:,}",
             usd(r["truncated_usd"] * k),
+            usd(r["abandoned_usd"] * k),
             f"<strong>{usd(r['failure_usd'] * k)}</strong>",
             _pct(r["failure_share"]),
         ]
@@ -638,13 +639,15 @@ def failure_section(data: ReportData) -> tuple[str, float]:
         ("Resends (not billed when rejected)", True),
         ("Truncated", True),
         ("Truncated $", True),
+        ("Abandoned streams $", True),
         ("Total", True),
         ("Of its spend", True),
     ]
     total = float(table["failure_usd"].sum() or 0.0) * k
     note = (
         "<p class='note'>Only billed dollars: failed calls that were billed (a stream that broke "
-        "after generating) and calls cut off at <code>max_tokens</code>. Requests Anthropic "
+        "after generating), calls cut off at <code>max_tokens</code> and streams closed before "
+        "their end. Requests Anthropic "
         "rejected (429, 529) are not billed; their resends are counted, not priced.</p>"
     )
     return _table(head, rows, "Nothing lost to failures.") + note + sample_note(data), total

@@ -40,10 +40,18 @@ def test_failures_count_only_billed_dollars(db_path: Path, make_calls, by: str) 
         # Cut off at max_tokens: $0.003 + $0.015 = $0.018 lost.
         dict(feature="chat", output_tokens=1000, stop_reason="max_tokens", max_tokens=1000,
              start_time=DAY),
+        # A stream the app dropped after 500 output tokens (no stop reason, no error): billed
+        # $0.003 + 500 x $15/M = $0.0105, never read to its end.
+        dict(feature="chat", stream=True, output_tokens=500, stop_reason=None, start_time=DAY),
+        # A stream read to its end: nothing lost.
+        dict(feature="chat", stream=True, output_tokens=500, stop_reason="end_turn",
+             start_time=DAY),
     ))  # fmt: skip
     row = run_json("failures", "--by", by, "--db", str(db_path), "--period", "2026-11-02")[0]
-    assert row["failure_usd"] == pytest.approx(0.036, abs=1e-9)  # 0.018 + 0.018
+    assert row["failure_usd"] == pytest.approx(0.0465, abs=1e-9)  # 0.018 + 0.018 + 0.0105
     assert row["errored_usd"] == pytest.approx(0.018, abs=1e-9)
+    assert row["abandoned_calls"] == 1
+    assert row["abandoned_usd"] == pytest.approx(0.0105, abs=1e-9)
     assert row["retries"] == 5 and "retry_usd" not in row
 
 
