@@ -475,7 +475,7 @@ def failures(
     config: ConfigOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Cost of failure: billed dollars of failed calls and of outputs cut at max_tokens.
+    """Cost of failure: billed dollars of failed calls, truncated outputs, abandoned streams.
 
     Rejected requests (429, 529) are not billed: their resends are counted, not priced.
     """
