@@ -28,7 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-ADMIN_KEY = "sk-ant-admin01-fake-TEST-ONLY-b7c2e9d4f1a08356"
+ADMIN_KEY = "sk-ant-test-admin-fake-1"
 USAGE_GROUPS = {
     "account_id",
     "api_key_id",

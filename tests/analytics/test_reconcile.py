@@ -180,7 +180,7 @@ def test_bad_reconcile_config_is_a_clear_error(reconcile_table: dict, message: s
 
 
 def test_an_api_key_itself_in_the_config_is_refused_without_echoing_it() -> None:
-    secret = "sk-ant-api03-SECRET-do-not-echo"
+    secret = "sk-ant-test-SECRET-noecho"
     with pytest.raises(ConfigError) as info:
         parse_config({"reconcile": {"api_keys": {secret: "svc"}}})
     assert "use the key's id" in str(info.value) and secret not in str(info.value)

@@ -65,7 +65,7 @@ def test_no_secret_in_any_stored_byte(tmp_path: Path) -> None:
 # --- long values: scrubbed before they are cut, by `clauditor serve` and `clauditor ingest` ---
 
 BEARER = "abcdefgh12345678"
-FAKE_KEY = "sk-ant-test-xxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+FAKE_KEY = "sk-ant-test-xxxxxxxxxxxx"
 PLAIN_SECRET = "plain-vault-Q9Z8Y7X6W5"  # no pattern gives it away: only its key name does
 SECRETS = (BEARER, FAKE_KEY, PLAIN_SECRET, BEARER[:6], PLAIN_SECRET[-10:])
 
