@@ -421,9 +421,9 @@ def render_data(
             _card(
                 "Cost of failure",
                 approx + format_usd(failure_usd),
-                f"{failure_usd / total:.1%} of spend: errors, retries, truncation"
+                f"{failure_usd / total:.1%} of spend: billed errors, truncation, abandoned streams"
                 if total
-                else "errors, retries, truncation",
+                else "billed errors, truncation, abandoned streams",
                 "warn" if total and failure_usd / total > 0.05 else "",
             ),
             _card(
