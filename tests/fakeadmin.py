@@ -90,6 +90,21 @@ class FakeAdmin:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+def usage_row(day: dt.date, key: str, model: str, **counts: int) -> dict[str, Any]:
+    """One usage bucket of the fake bill: ``day``, ``model``, ``api_key_id`` and the token
+    ``counts``; the other dimensions at the values a default workspace reports."""
+    return {
+        "day": day,
+        "model": model,
+        "api_key_id": key,
+        "workspace_id": "wrkspc_default",
+        "service_tier": "standard",
+        "context_window": "0-200k",
+        "inference_geo": "not_available",
+        **counts,
+    }
+
+
 def _day(text: str) -> dt.date:
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(dt.UTC).date()
 

@@ -29,7 +29,7 @@ from clauditor.cli import app
 from clauditor.ingest.admin_api import AdminApiError, AdminClient, AdminKeyError
 from clauditor.ingest.bill import fetch_bill, load_bill
 from clauditor.store import write_calls
-from tests.fakeadmin import ADMIN_KEY, FakeAdmin, fake_admin
+from tests.fakeadmin import ADMIN_KEY, FakeAdmin, fake_admin, usage_row
 
 runner = CliRunner()
 UTC = dt.UTC
@@ -76,19 +76,6 @@ def _calls(make_calls: Any) -> Any:
     return make_calls(*rows)
 
 
-def _usage(day: dt.date, key: str, model: str, **counts: int) -> dict[str, Any]:
-    return {
-        "day": day,
-        "model": model,
-        "api_key_id": key,
-        "workspace_id": "wrkspc_default",
-        "service_tier": "standard",
-        "context_window": "0-200k",
-        "inference_geo": "not_available",
-        **counts,
-    }
-
-
 def _cost(
     day: dt.date, model: str | None, token_type: str | None, cents: str, kind: str = "tokens"
 ):
@@ -109,11 +96,11 @@ def _cost(
 def _bill(server: FakeAdmin) -> None:
     for day in DAYS:
         server.usage += [
-            _usage(day, "apikey_support", SONNET, uncached_input_tokens=100_000,
+            usage_row(day, "apikey_support", SONNET, uncached_input_tokens=100_000,
                    output_tokens=20_000, cache_read_input_tokens=50_000, cache_creation_5m=10_000),
-            _usage(day, "apikey_etl", SONNET, uncached_input_tokens=1_000_000,
+            usage_row(day, "apikey_etl", SONNET, uncached_input_tokens=1_000_000,
                    output_tokens=100_000),
-            _usage(day, "apikey_search", HAIKU, uncached_input_tokens=200_000,
+            usage_row(day, "apikey_search", HAIKU, uncached_input_tokens=200_000,
                    output_tokens=40_000, cache_creation_1h=50_000, web_search_requests=10),
         ]  # fmt: skip
         server.costs += [
@@ -311,7 +298,7 @@ def test_partial_and_unsettled_days_are_fetched_again_and_settled_ones_not(month
     assert partial == [dt.date(2026, 10, 30)]
     # The day goes on: more usage arrives, and the next run (two days later) fetches the days
     # that were not settled (fetched less than 3 days after they ended), not the whole month.
-    server.usage.append(_usage(dt.date(2026, 10, 30), "apikey_etl", SONNET, output_tokens=7))
+    server.usage.append(usage_row(dt.date(2026, 10, 30), "apikey_etl", SONNET, output_tokens=7))
     server.requests.clear()
     later = dt.datetime(2026, 11, 1, 12, tzinfo=UTC)
     got = fetch_bill(db, dt.date(2026, 10, 1), dt.date(2026, 10, 30), now=later)

@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from clauditor.cli import app
 from clauditor.store import write_calls
-from tests.fakeadmin import ADMIN_KEY, fake_admin
+from tests.fakeadmin import ADMIN_KEY, fake_admin, usage_row
 
 runner = CliRunner()
 UTC = dt.UTC
@@ -35,19 +35,6 @@ HAIKU = "claude-haiku-4-5-20251001"
 EVIL = "<script>alert(1)</script>"
 PERIOD = "2026-10-01..2026-10-04"
 AS_OF = "2026-11-10T00:00:00Z"
-
-
-def _usage(day: dt.date, key: str, model: str, **counts: int) -> dict[str, Any]:
-    return {
-        "day": day,
-        "model": model,
-        "api_key_id": key,
-        "workspace_id": "wrkspc_default",
-        "service_tier": "standard",
-        "context_window": "0-200k",
-        "inference_geo": "not_available",
-        **counts,
-    }
 
 
 def _cost(day: dt.date, model: str, token_type: str, cents: str) -> dict[str, Any]:
@@ -89,9 +76,9 @@ def billed(db_path: Path, make_calls: Any, tmp_path: Path, monkeypatch: pytest.M
     with fake_admin() as server:
         for day in DAYS:
             server.usage += [
-                _usage(day, "apikey_support", SONNET, uncached_input_tokens=1_100_000,
+                usage_row(day, "apikey_support", SONNET, uncached_input_tokens=1_100_000,
                        output_tokens=20_000),
-                _usage(day, "apikey_search", HAIKU, uncached_input_tokens=200_000,
+                usage_row(day, "apikey_search", HAIKU, uncached_input_tokens=200_000,
                        output_tokens=40_000),
             ]  # fmt: skip
             server.costs += [
@@ -100,7 +87,7 @@ def billed(db_path: Path, make_calls: Any, tmp_path: Path, monkeypatch: pytest.M
                 _cost(day, HAIKU, "uncached_input_tokens", "20"),
                 _cost(day, HAIKU, "output_tokens", "16" if day == DAYS[-1] else "20"),
             ]
-        server.usage.append(_usage(DAYS[1], "apikey_x", EVIL, uncached_input_tokens=1000))
+        server.usage.append(usage_row(DAYS[1], "apikey_x", EVIL, uncached_input_tokens=1000))
         server.costs.append(_cost(DAYS[1], EVIL, "uncached_input_tokens", "50"))
         monkeypatch.setenv("ANTHROPIC_ADMIN_KEY", ADMIN_KEY)
         monkeypatch.setenv("ANTHROPIC_ADMIN_BASE_URL", server.url)
