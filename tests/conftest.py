@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 import pytest
 
@@ -63,3 +64,22 @@ def make_calls() -> Callable[..., pl.DataFrame]:
         return price_calls(frame_from_rows([call_row(**r) for r in rows]))
 
     return build
+
+
+def database_at_version(path: Path, version: int) -> duckdb.DuckDBPyConnection:
+    """A new database file at ``path`` as clauditor left it after migration ``version``, open
+    for the test to add old rows (close it before clauditor opens the file)."""
+    from clauditor.store import MIGRATIONS
+
+    con = duckdb.connect(str(path))
+    con.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, description VARCHAR, "
+        "applied_at TIMESTAMPTZ)"
+    ).fetchall()
+    for number, _, sql in MIGRATIONS[:version]:
+        if callable(sql):
+            sql(con)
+        else:
+            con.execute(sql).fetchall()
+        con.execute("INSERT INTO schema_migrations VALUES (?, 'old', now())", [number]).fetchall()
+    return con

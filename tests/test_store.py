@@ -15,7 +15,6 @@ import pytest
 from clauditor.errors import DatabaseBusyError, StoreError
 from clauditor.schema import CALLS_COLUMNS, conform
 from clauditor.store import (
-    MIGRATIONS,
     SCHEMA_VERSION,
     drain_spool,
     insert_in_transaction,
@@ -26,6 +25,7 @@ from clauditor.store import (
     write_calls,
     write_connection,
 )
+from tests.conftest import call_row, database_at_version
 
 HOLDER = """
 import sys, duckdb
@@ -74,14 +74,7 @@ def test_new_file_gets_every_column_and_view(db_path: Path) -> None:
 
 def test_old_file_is_upgraded_when_opened(db_path: Path) -> None:
     # A file as version 1 left it: only the first migration applied.
-    con = duckdb.connect(str(db_path))
-    con.execute(
-        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, description VARCHAR, "
-        "applied_at TIMESTAMPTZ)"
-    ).fetchall()
-    con.execute(MIGRATIONS[0][2]).fetchall()
-    con.execute("INSERT INTO schema_migrations VALUES (1, 'v1', now())").fetchall()
-    con.close()
+    database_at_version(db_path, 1).close()
     with read_connection(db_path) as con:
         assert schema_version(con) == SCHEMA_VERSION
         assert con.execute("SELECT count(*) FROM quarantine").fetchall() == [(0,)]
@@ -295,16 +288,8 @@ def test_upgrade_to_v6_fills_the_rates_of_rows_priced_by_todays_card(db_path: Pa
     # NULL rates and costs until `clauditor reprice` (its costs are not changed on upgrade).
     from clauditor.pricing import price_calls
     from clauditor.schema import frame_from_rows
-    from tests.conftest import call_row
 
-    con = duckdb.connect(str(db_path))
-    con.execute(
-        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, description VARCHAR, "
-        "applied_at TIMESTAMPTZ)"
-    ).fetchall()
-    for version, _, sql in MIGRATIONS[:5]:
-        con.execute(sql).fetchall()
-        con.execute("INSERT INTO schema_migrations VALUES (?, 'old', now())", [version]).fetchall()
+    con = database_at_version(db_path, 5)
     rows = price_calls(frame_from_rows([
         call_row(span_id="a" * 16), call_row(span_id="b" * 16, cache_creation_input_tokens=10),
         call_row(span_id="c" * 16, request_model="claude-opus-5-5", response_model=None),
@@ -329,14 +314,7 @@ def test_upgrade_to_v6_fills_the_rates_of_rows_priced_by_todays_card(db_path: Pa
 def test_upgrade_fills_the_response_id_of_stored_rows(db_path: Path, make_calls) -> None:
     # A file as version 4 left it, with a row in it: version 5 adds the column and fills it,
     # so a later batch merges with rows written before the upgrade.
-    con = duckdb.connect(str(db_path))
-    con.execute(
-        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, description VARCHAR, "
-        "applied_at TIMESTAMPTZ)"
-    ).fetchall()
-    for version, _, sql in MIGRATIONS[:4]:
-        con.execute(sql).fetchall()
-        con.execute("INSERT INTO schema_migrations VALUES (?, 'old', now())", [version]).fetchall()
+    con = database_at_version(db_path, 4)
     con.close()
     # The row as version 4 stored it: no response_id column yet.
     v4 = [n for n, _, _ in CALLS_COLUMNS][: V5_COLUMNS - 1]

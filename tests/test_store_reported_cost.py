@@ -4,32 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import duckdb
-
 from clauditor.pricing import price_calls
 from clauditor.schema import CALLS_COLUMNS, frame_from_rows
 from clauditor.store import (
-    MIGRATIONS,
     SCHEMA_VERSION,
     load_calls,
     schema_version,
     write_connection,
 )
-from tests.conftest import call_row
+from tests.conftest import call_row, database_at_version
 
 
 def test_a_version_6_file_gets_reported_cost_usd_and_keeps_its_rows(db_path: Path) -> None:
-    con = duckdb.connect(str(db_path))
-    con.execute(
-        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, description VARCHAR, "
-        "applied_at TIMESTAMPTZ)"
-    ).fetchall()
-    for version, _, sql in MIGRATIONS[:6]:
-        if callable(sql):
-            sql(con)
-        else:
-            con.execute(sql).fetchall()
-        con.execute("INSERT INTO schema_migrations VALUES (?, 'old', now())", [version]).fetchall()
+    con = database_at_version(db_path, 6)
     old_columns = [n for n, _, _ in CALLS_COLUMNS if n != "reported_cost_usd"]
     rows = price_calls(frame_from_rows([call_row(span_id="a" * 16)]))
     old = rows.select(old_columns)  # noqa: F841  (DuckDB reads the local by name)
