@@ -1,4 +1,4 @@
-"""The checklist audit from DuckDB aggregates, for :func:`clauditor.analytics.plan.run_all_jobs`.
+"""The checklist audit from DuckDB reductions, for :mod:`clauditor.analytics.runner`.
 
 :func:`clauditor.analytics.audit.audit` reads a per-call frame. Over millions of calls, loading
 that frame costs more than every job together, so here each item gets its figures from what
@@ -6,7 +6,7 @@ DuckDB can reduce first, and the same row builders (:mod:`clauditor.analytics.au
 re-exported by :mod:`clauditor.analytics.audit`) turn them into the item's row (so the two paths
 write the same evidence):
 
-* the hourly aggregate of the plan (``hours``): model mix, retries, usage logged, error rate,
+* the rollup (``hours``): model mix, retries, usage logged, error rate,
   attribution, deprecated models;
 * per workload (feature, or code location of untagged calls) of the synchronous generation
   calls, for the batch, max_tokens and streaming items: sums from ``hours`` (which carries the
@@ -51,7 +51,7 @@ from clauditor.analytics.audit_items import (
 from clauditor.analytics.costs import PREPARED_KEY, UNTAGGED
 from clauditor.analytics.errors import failed_expr
 from clauditor.analytics.periods import Period
-from clauditor.analytics.sqlparts import FAILED_SQL, where_sql
+from clauditor.analytics.rollup import FAILED_SQL, where_sql
 from clauditor.config import Config
 from clauditor.pricing import (
     PER_MTOK,
@@ -61,7 +61,7 @@ from clauditor.pricing import (
     price_calls,
 )
 
-__all__ = ["audit_figures", "audit_from_aggregates"]
+__all__ = ["audit_figures", "audit_from_figures"]
 
 _FAILED = FAILED_SQL
 
@@ -376,21 +376,18 @@ def _chat(hours: pl.DataFrame) -> pl.DataFrame:
     return hours.filter(operation.is_in(["chat", "batch"]))
 
 
-def audit_from_aggregates(
-    con: duckdb.DuckDBPyConnection,
-    period: Period | None,
+def audit_from_figures(
     hours: pl.DataFrame,
     *,
     config: Config | None,
     results: Mapping[str, pl.DataFrame],
-    figures: Mapping[str, Any] | None = None,
+    figures: Mapping[str, Any],
 ) -> pl.DataFrame:
-    """:func:`clauditor.analytics.audit.audit` over ``period`` of the open connection ``con``.
+    """:func:`clauditor.analytics.audit.audit` finished from the reductions of the same calls.
 
-    ``hours`` is the plan's hourly aggregate of the same calls; ``results`` must hold
-    ``caching_candidates``, ``cache_economics`` and ``cost_of_failure`` of those calls;
-    ``figures`` is :func:`audit_figures` of them (computed here when None). The result
-    equals the per-call audit's.
+    ``hours`` is their rollup; ``results`` must hold ``caching_candidates``,
+    ``cache_economics`` and ``cost_of_failure`` of those calls; ``figures`` is
+    :func:`audit_figures` of them. The result equals the per-call audit's.
     """
     schema = {"item": pl.String, "category": pl.String, "status": pl.String,
               "evidence": pl.String, "usd_at_stake": pl.Float64}  # fmt: skip
@@ -399,8 +396,6 @@ def audit_from_aggregates(
         return pl.DataFrame(
             [_row(i, "", "n/a", "no calls in the period") for i in AUDIT_ITEMS], schema=schema
         )
-    if figures is None:
-        figures = audit_figures(con, period, hours, config=config)
     table = config.price_table() if config is not None else load_price_table()
     chat = _chat(hours)
     failed = failed_expr()

@@ -21,9 +21,10 @@ from clauditor.analytics.cache import CANDIDATE_COLUMNS, _economics
 from clauditor.analytics.costs import PREPARED_KEY, UNTAGGED, with_group_keys
 from clauditor.analytics.errors import failed_expr
 from clauditor.analytics.periods import Period
-from clauditor.analytics.sqlparts import (
+from clauditor.analytics.rollup import (
     FAILED_SQL,
     RAW_HASH_SQL,
+    RAW_KEYS,
     READ_SQL,
     U_1H_SQL,
     U_5M_SQL,
@@ -32,8 +33,10 @@ from clauditor.analytics.sqlparts import (
     W1H_SQL,
     W5M_SQL,
     WRITE_SQL,
+    extra_key_columns,
     key_sql,
     model_mapping,
+    raw_hash_sql,
     raw_keys,
     raw_names,
     where_sql,
@@ -240,7 +243,7 @@ _US_5M, _US_1H = 300_000_000, 3_600_000_000
 _SEQUENCE_SQL = f"""
 WITH c AS (
     SELECT hash(feature, coalesce(response_model, request_model)) AS g,
-        {RAW_HASH_SQL} AS _raw, epoch_us(start_time) AS t,
+        {{raw}} AS _raw, epoch_us(start_time) AS t,
         {READ_SQL} AS rd, {WRITE_SQL} AS wr, {W5M_SQL} AS w5, {W1H_SQL} AS w1,
         {U_IN_SQL} AS u, {U_READ_SQL} AS ur, {U_5M_SQL} AS u5, {U_1H_SQL} AS u1,
         cost_cache_write_usd
@@ -275,13 +278,15 @@ def cache_economics_sql(
     *,
     by: tuple[str, ...] | list[str] = ("feature", "model"),
 ) -> pl.DataFrame:
-    """:func:`~clauditor.analytics.cache.cache_economics` over ``period`` of ``con`` (``by``
-    among feature and model): sums from the plan's ``hours``, the waste and TTL replay from
-    the cached calls' numbers (module docstring)."""
+    """:func:`~clauditor.analytics.cache.cache_economics` over ``period`` of ``con``: sums
+    from the rollup ``hours`` (which must carry the raw columns of ``by``), the waste and TTL
+    replay from the cached calls' numbers (module docstring)."""
     by = list(by)
+    columns = [*RAW_KEYS, *extra_key_columns(by)]
     where, params = where_sql(period, f"NOT {FAILED_SQL}", f"{READ_SQL} + {WRITE_SQL} > 0")
-    terms = con.sql(_SEQUENCE_SQL.format(where=where), params=params).pl()
-    names = raw_names(con, hours).drop("fkey", "mkey")
+    sql = _SEQUENCE_SQL.format(where=where, raw=raw_hash_sql(columns))
+    terms = con.sql(sql, params=params).pl()
+    names = raw_names(con, hours, columns).drop("fkey", "mkey")
     terms = with_group_keys(
         terms.with_columns(pl.col("_raw").cast(pl.UInt64)).join(names, on="_raw", how="left"),
         by,

@@ -46,7 +46,7 @@ __all__ = [
     "NO_KEY",
     "SourceFilter",
     "UNTAGGED",
-    "HOURS_KEYS",
+    "check_keys",
     "cost_breakdown",
     "cost_breakdown_from_hours",
     "cost_columns",
@@ -98,7 +98,7 @@ def group_key_expr(key: str) -> pl.Expr:
     ``model`` key normalizes ids with regular expressions, so it is computed once per DISTINCT
     id and mapped onto the rows rather than evaluated on every row.
     """
-    _check_keys([key])
+    check_keys([key])
     sources = _KEY_SOURCES[key]
     value = (
         pl.coalesce([_present(c) for c in sources]) if len(sources) > 1 else _present(sources[0])
@@ -138,7 +138,9 @@ def keys_as_strings(frame: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
     return frame.with_columns([pl.col(k).cast(pl.String) for k in keys]) if keys else frame
 
 
-def _check_keys(by: Sequence[str]) -> None:
+def check_keys(by: Sequence[str]) -> None:
+    """Raise :class:`ValueError` for a key not in :data:`GROUP_KEYS`, a repeated key, or a
+    string given where a sequence of keys belongs."""
     if isinstance(by, str):
         raise ValueError(f"group keys must be a sequence like [{by!r}], not a string")
     unknown = [k for k in by if k not in GROUP_KEYS]
@@ -165,7 +167,7 @@ def _priced_sum(column: str = "cost_usd") -> pl.Expr:
 
 def key_columns(by: Sequence[str]) -> list[str]:
     """The ``calls`` columns the group keys ``by`` are computed from."""
-    _check_keys(by)
+    check_keys(by)
     return [c for k in by for c in _KEY_SOURCES[k]]
 
 
@@ -251,7 +253,7 @@ def spend_by_day(
     ``calls``, ``cost_usd`` (NULL when that day's calls of that key are all unpriced),
     ``unpriced_calls``. Sorted by day, then cost descending. Days without calls are absent.
     """
-    _check_keys([by])
+    check_keys([by])
     lf = _with_columns(calls, ["start_time", *_KEY_SOURCES[by], "cost_usd"])
     start = pl.col("start_time")
     dtype = lf.collect_schema()["start_time"]
@@ -354,22 +356,11 @@ def load_calls_in(
     )
 
 
-# Group keys the hourly aggregate of clauditor.analytics.plan can be grouped by.
-HOURS_KEYS = ("feature", "model")
-
-
-def _hours_keys(by: Sequence[str]) -> None:
-    _check_keys(by)
-    other = [k for k in by if k not in HOURS_KEYS]
-    if other:
-        raise ValueError(f"the hourly aggregate holds only {HOURS_KEYS}, not {other}")
-
-
 def cost_breakdown_from_hours(hours: pl.DataFrame, by: Sequence[str]) -> pl.DataFrame:
-    """:func:`cost_breakdown` from the hourly aggregate of :mod:`clauditor.analytics.plan`
-    (``by`` among :data:`HOURS_KEYS`; ``calls``/``_priced`` count the calls of a row)."""
+    """:func:`cost_breakdown` from a rollup (:func:`clauditor.analytics.rollup.rollup_on`)
+    carrying the raw columns of ``by`` (``calls``/``_priced`` count the calls of a row)."""
     by = list(by)
-    _hours_keys(by)
+    check_keys(by)
     lf = with_group_keys(hours, by)
     free = free_call_expr()
     aggs = [
@@ -387,12 +378,12 @@ def cost_breakdown_from_hours(hours: pl.DataFrame, by: Sequence[str]) -> pl.Data
 def spend_by_day_from_hours(
     hours: pl.DataFrame, *, tz: str = "UTC", by: str = "feature"
 ) -> pl.DataFrame:
-    """:func:`spend_by_day` from the hourly aggregate (``tz`` must be a whole number of hours
-    from UTC, so that no hour straddles two local days)."""
-    _hours_keys([by])
+    """:func:`spend_by_day` from a rollup at the grain of ``tz``
+    (:func:`clauditor.analytics.rollup.grain_for`: no slot straddles two local days)."""
+    check_keys([by])
     return (
         with_group_keys(hours, [by])
-        .with_columns(pl.col("hour").dt.convert_time_zone(tz).dt.date().alias("day"))
+        .with_columns(pl.col("slot").dt.convert_time_zone(tz).dt.date().alias("day"))
         .group_by("day", by)
         .agg(
             pl.col("calls").sum().cast(pl.Int64),

@@ -52,6 +52,7 @@ __all__ = [
     "analytics_frame_from",
     "columns_with_keys",
     "load_analytics_frame",
+    "model_keys",
     "prepare_calls",
 ]
 
@@ -83,7 +84,7 @@ MAX_CODED = 1024
 _STRING_COLUMNS = {name for name, dtype in CALLS_SCHEMA.items() if dtype == pl.String}
 
 
-def _model_keys(ids: list[str]) -> list[str]:
+def model_keys(ids: list[str]) -> list[str]:
     """The model group key of each distinct (non-empty) model id."""
     frame = pl.DataFrame({"id": ids}, schema={"id": pl.String})
     return frame.select(model_key_expr("id").fill_null(NO_KEY))["id"].to_list()
@@ -101,7 +102,7 @@ def prepare_calls(calls: pl.DataFrame) -> pl.DataFrame:
         pl.col("response_model").replace("", None), pl.col("request_model").replace("", None)
     )
     ids = calls.select(raw_model.unique().cast(pl.String).alias("id"))["id"].drop_nulls()
-    keys = _model_keys(ids.to_list())
+    keys = model_keys(ids.to_list())
     exprs: list[pl.Expr] = []
     if PREPARED_KEY + "feature" not in have:
         exprs.append(
@@ -173,7 +174,7 @@ def analytics_frame_from(
                 PREPARED_KEY + "model",
                 "coalesce(nullif(response_model, ''), nullif(request_model, ''))",
                 NO_KEY,
-                _model_keys,
+                model_keys,
             )
         )
         coded.append(("_model_id", "coalesce(response_model, request_model)", None, None))

@@ -15,10 +15,19 @@ import polars as pl
 
 from clauditor.analytics.costs import with_group_keys
 
-__all__ = ["PERCENTILES", "latency_percentiles"]
+__all__ = ["PERCENTILES", "check_bucket", "latency_percentiles"]
 
 PERCENTILES = (0.5, 0.95, 0.99)
 _BUCKET = re.compile(r"[1-9][0-9]*(?:h|d|w|mo)")
+
+
+def check_bucket(every: str) -> None:
+    """Raise :class:`ValueError` unless ``every`` is a latency bucket (``1h``, ``6h``, ``1d``,
+    ``1w``, ``1mo``: a whole number and a unit)."""
+    if not _BUCKET.fullmatch(every):
+        raise ValueError(
+            f"--every {every!r} is not a bucket; use a whole number and a unit: 1h, 6h, 1d, 1w, 1mo"
+        )
 
 
 def latency_percentiles(
@@ -39,10 +48,8 @@ def latency_percentiles(
     (NULL without streamed calls). Percentiles interpolate linearly between observations.
     """
     by = list(by)
-    if every is not None and not _BUCKET.fullmatch(every):
-        raise ValueError(
-            f"--every {every!r} is not a bucket; use a whole number and a unit: 1h, 6h, 1d, 1w, 1mo"
-        )
+    if every is not None:
+        check_bucket(every)
     lf = calls.lazy()
     keep = pl.col("operation").fill_null("chat") == "chat"
     if not include_errors:

@@ -17,9 +17,9 @@ from typing import cast
 
 import polars as pl
 
-from clauditor.analytics.costs import cost_breakdown
+from clauditor.analytics.costs import cost_breakdown, cost_breakdown_from_hours
 
-__all__ = ["BUCKETS", "change_table", "cost_by_bucket", "cost_change"]
+__all__ = ["BUCKETS", "change_table", "cost_by_bucket", "cost_by_bucket_from_hours", "cost_change"]
 
 # CLI names of the buckets and the Polars calendar duration each one truncates to.
 BUCKETS = {"hour": "1h", "day": "1d", "week": "1w", "month": "1mo"}
@@ -50,6 +50,30 @@ def cost_by_bucket(
     parts = [
         cost_breakdown(group, by).select(pl.lit(bucket, dtype=dtype).alias("bucket"), pl.all())
         for (bucket,), group in bucketed.group_by("bucket", maintain_order=True)
+    ]
+    return pl.concat(parts, how="vertical").sort("bucket", maintain_order=True)
+
+
+def cost_by_bucket_from_hours(
+    hours: pl.DataFrame, by: Sequence[str], *, every: str = "day", tz: str = "UTC"
+) -> pl.DataFrame:
+    """:func:`cost_by_bucket` from a rollup at the grain of ``tz``
+    (:func:`clauditor.analytics.rollup.grain_for`: no slot straddles two local buckets)."""
+    if every not in BUCKETS:
+        raise ValueError(f"unknown bucket {every!r}; use one of: {', '.join(BUCKETS)}")
+    dtype = pl.Datetime("us", tz)
+    if hours.height == 0:
+        empty = cost_breakdown_from_hours(hours, by).clear()
+        return empty.select(pl.lit(None, dtype=dtype).alias("bucket"), pl.all())
+    bucketed = hours.with_columns(
+        pl.col("slot").dt.convert_time_zone(tz).dt.truncate(BUCKETS[every]).alias("bucket")
+    )
+    # One breakdown per bucket (a loop over buckets, never over calls): shares are per bucket.
+    parts = [
+        cost_breakdown_from_hours(group, by).select(
+            pl.lit(bucket, dtype=dtype).alias("bucket"), pl.all()
+        )
+        for (bucket,), group in bucketed.sort("slot").group_by("bucket", maintain_order=True)
     ]
     return pl.concat(parts, how="vertical").sort("bucket", maintain_order=True)
 

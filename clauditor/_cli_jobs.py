@@ -1,6 +1,7 @@
-"""The analytics jobs' commands: each loads the period's calls, runs one job of
-:mod:`clauditor.analytics` and prints it (registered on the app of :mod:`clauditor._cli_common`
-when :mod:`clauditor.cli` imports this module)."""
+"""The analytics jobs' commands: each runs its jobs through :mod:`clauditor.analytics.runner`
+(the engine's reductions of the period's calls, finished in Polars) and prints them
+(registered on the app of :mod:`clauditor._cli_common` when :mod:`clauditor.cli` imports
+this module)."""
 
 from __future__ import annotations
 
@@ -30,8 +31,6 @@ from clauditor._cli_common import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
     import polars as pl
 
     from clauditor.analytics.costs import SourceFilter
@@ -75,28 +74,15 @@ def costs(
     usage is kept apart: left out by default (a line says how much), shown with
     ``--source claude-code``.
     """
-    from clauditor.analytics import load_calls_in
-    from clauditor.analytics.costs import cost_columns
-    from clauditor.analytics.trends import cost_by_bucket, cost_change
+    from clauditor.analytics.runner import costs_table
     from clauditor.schema import CLAUDE_CODE_SOURCE
 
     cfg, span = _span(config, period, as_of)
     keys = split_keys(by)
     sources = _source_filter(source)
-    if not every and _planned(keys):
-        table = _cost_change_on_aggregates(resolve_db(db), span, keys, sources)
-        found = int(table["calls"].sum())
-    else:
-        columns = cost_columns(keys)  # only these: a whole row is ~20x more memory
-        calls = load_calls_in(resolve_db(db), span, columns=columns, sources=sources)
-        found = calls.height
-        if every:
-            table = cost_by_bucket(calls, keys, every=every, tz=cfg.timezone)
-        else:
-            previous = load_calls_in(
-                resolve_db(db), span.previous(), columns=columns, sources=sources
-            )
-            table = cost_change(calls, previous, keys)
+    table = costs_table(resolve_db(db), span, keys, every=every, tz=cfg.timezone, sources=sources)
+    # Buckets count every call of the period; the change table the calls that could cost.
+    found = int(table["calls"].sum()) + (int(table["count_tokens_calls"].sum()) if every else 0)
     if found == 0:
         # No rows of zeros against the period before (each "-100 %"): the period is empty.
         if fmt is Format.table:
@@ -194,46 +180,6 @@ def _print_spend_notes(
         out.print(line, markup=False)
 
 
-def _cost_change_on_aggregates(
-    db: Path, span: Any, keys: list[str], sources: SourceFilter | None = None
-) -> pl.DataFrame:
-    """:func:`~clauditor.analytics.trends.cost_change` of ``span`` against the period before,
-    from the hourly aggregates of both (of ``sources``' calls only)."""
-    from clauditor.analytics.costs import cost_breakdown_from_hours
-    from clauditor.analytics.plan import hours_on, on_aggregates
-    from clauditor.analytics.trends import change_table
-
-    def job(con: Any, hours: pl.DataFrame) -> pl.DataFrame:
-        before = hours_on(con, span.previous(), span.previous().end)
-        return change_table(
-            cost_breakdown_from_hours(hours, keys), cost_breakdown_from_hours(before, keys), keys
-        )
-
-    return on_aggregates(db, span, job, sources=sources)
-
-
-def _window(
-    db: Path | None,
-    config: Path | None,
-    period: str,
-    as_of: str | None,
-    *,
-    history: dt.timedelta,
-    keys: Sequence[str] = (),
-) -> tuple[Config, Any, pl.DataFrame]:
-    """Config, the resolved period, and its calls plus ``history`` before it (for baselines),
-    as the lean analytics frame (the columns the jobs read, plus those of the group ``keys``)."""
-    cfg, span = _span(config, period, as_of)
-    return cfg, span, _lean_calls(db, _widened(span, history), keys)
-
-
-def _lean_calls(db: Path | None, period: Any, keys: Sequence[str] = ()) -> pl.DataFrame:
-    """The calls of ``period`` as the lean analytics frame with the columns of ``keys``."""
-    from clauditor.analytics.frame import columns_with_keys, load_analytics_frame
-
-    return load_analytics_frame(resolve_db(db), period, columns=columns_with_keys(keys))
-
-
 def _widened(span: Any, history: dt.timedelta) -> Any:
     """``span`` starting ``history`` earlier (a baseline's look-back), same label and zone."""
     from clauditor.analytics.periods import Period
@@ -247,15 +193,6 @@ def _span(config: Path | None, period: str, as_of: str | None) -> tuple[Config, 
 
     cfg = resolve_config(config)
     return cfg, resolve_period(period, as_of=parse_as_of(as_of, cfg.timezone), tz=cfg.timezone)
-
-
-def _planned(keys: Sequence[str]) -> bool:
-    """Whether the hourly aggregate holds these group keys (then a command runs its job on
-    DuckDB aggregates, whose memory does not grow with the calls; otherwise on the columns
-    it needs of the period's calls)."""
-    from clauditor.analytics.costs import HOURS_KEYS
-
-    return set(keys) <= set(HOURS_KEYS)
 
 
 def _in_period(frame: pl.DataFrame, span: Any, column: str) -> pl.DataFrame:
@@ -281,34 +218,10 @@ def cache(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Cache economics: hit ratio, dollars saved, wasted writes, 1h-vs-5m TTL, candidates."""
-    from clauditor.analytics.cache import cache_economics, cache_regressions, caching_candidates
+    from clauditor.analytics.runner import cache_tables
 
-    keys = split_keys(by)
-    tables: tuple[pl.DataFrame, ...]
-    if _planned(keys):
-        from clauditor.analytics.cache import cache_regressions_from_hours
-        from clauditor.analytics.cache_sql import cache_economics_sql, caching_candidates_from
-        from clauditor.analytics.plan import on_aggregates
-
-        _, span = _span(config, period, as_of)
-        table = fmt is Format.table
-        tables = on_aggregates(
-            resolve_db(db),
-            span,
-            lambda con, hours: (
-                cache_economics_sql(con, span, hours, by=keys),
-                *(
-                    (caching_candidates_from(con, span, hours), cache_regressions_from_hours(hours))
-                    if table
-                    else ()
-                ),
-            ),
-        )
-    else:
-        _, span, calls = _window(db, config, period, as_of, history=dt.timedelta(0), keys=keys)
-        tables = (cache_economics(calls, by=keys),)
-        if fmt is Format.table:
-            tables += (caching_candidates(calls), cache_regressions(calls))
+    _, span = _span(config, period, as_of)
+    tables = cache_tables(resolve_db(db), span, split_keys(by), candidates=fmt is Format.table)
     emit(tables[0], fmt, title=f"Cache economics — {span.label}")
     if fmt is Format.table:
         emit(tables[1], fmt, title="Caching candidates (large uncached input)")
@@ -331,27 +244,16 @@ def errors(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Sustained error episodes per class (429, 529, 5xx, 4xx, timeouts); retry amplification."""
-    from clauditor.analytics.errors import (
-        error_episodes_from_minutes,
-        retry_amplification_from_hours,
-    )
-    from clauditor.analytics.plan import error_minutes_on, on_aggregates
+    from clauditor.analytics.runner import errors_tables
 
-    # Per-minute counts from DuckDB: what error_episodes computes from the calls first.
     _, span = _span(config, period, as_of)
-    episodes, amplification = on_aggregates(
+    episodes, amplification = errors_tables(
         resolve_db(db),
         span,
-        lambda con, hours: (
-            error_episodes_from_minutes(
-                error_minutes_on(con, span),
-                window=window,
-                threshold=threshold,
-                min_duration=min_duration,
-                min_calls=min_calls,
-            ),
-            retry_amplification_from_hours(hours),
-        ),
+        window=window,
+        threshold=threshold,
+        min_duration=min_duration,
+        min_calls=min_calls,
     )
     emit(episodes, fmt, title=f"Error episodes (> {threshold:.1%} over {window}) — {span.label}")
     if fmt is Format.table:
@@ -372,24 +274,11 @@ def latency(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """p50/p95/p99 of call duration and time to first token."""
-    from clauditor.analytics.latency import latency_percentiles
+    from clauditor.analytics.runner import latency_table
 
-    keys = split_keys(by)
-    whole = every.lower() == "none"
-    if _planned(keys) and (whole or every == "1d"):  # quantiles by DuckDB
-        from clauditor.analytics.plan import latency_from_sql, on_aggregates
-
-        cfg, span = _span(config, period, as_of)
-        table = on_aggregates(
-            resolve_db(db),
-            span,
-            lambda con, hours: latency_from_sql(
-                con, span, hours, cfg.timezone, by=keys, daily=not whole
-            ),
-        )
-    else:
-        cfg, span, calls = _window(db, config, period, as_of, history=dt.timedelta(0), keys=keys)
-        table = latency_percentiles(calls, by=keys, every=None if whole else every, tz=cfg.timezone)
+    cfg, span = _span(config, period, as_of)
+    bucket = None if every.lower() == "none" else every
+    table = latency_table(resolve_db(db), span, split_keys(by), every=bucket, tz=cfg.timezone)
     emit(table, fmt, title=f"Latency — {span.label}")
 
 
@@ -406,19 +295,14 @@ def budget(
     The budget is the app's: developers' Claude Code calls never count against it (a line
     says what they came to, and whether that is spend or included in a subscription).
     """
-    from clauditor.analytics.budget import budget_status_of
     from clauditor.analytics.costs import APP_SOURCES
-    from clauditor.analytics.plan import run_budget, whole_hour_zone
+    from clauditor.analytics.runner import budget_table
 
     cfg, month = _span(config, "mtd", as_of)
     moment = month.end  # the evaluation moment (now, or --as-of)
     # The month so far and the look-back of the forecast before it.
     window = _widened(month, dt.timedelta(days=35))
-    if whole_hour_zone(cfg.timezone, window.start, window.end):
-        table = run_budget(resolve_db(db), window, config=cfg, as_of=moment, sources=APP_SOURCES)
-    else:  # hour sums would straddle local days: the calls themselves
-        calls = _lean_calls(db, window)  # the app's calls (load_analytics_frame's default)
-        table = budget_status_of(calls, cfg.budget, as_of=moment, tz=cfg.timezone)
+    table = budget_table(resolve_db(db), window, config=cfg, as_of=moment, sources=APP_SOURCES)
     emit(table, fmt, title=f"Budget as of {moment:%Y-%m-%d %H:%M} UTC")
     if fmt is Format.table:
         note = _claude_code_note(
@@ -447,21 +331,11 @@ def spikes(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Hourly spend spikes against a robust trailing baseline (runaway loops, model changes)."""
-    from clauditor.analytics.spikes import spike_episodes, spike_episodes_from_hours
+    from clauditor.analytics.runner import spikes_table
 
-    if _planned([by]):
-        from clauditor.analytics.plan import on_aggregates
-
-        _, span = _span(config, period, as_of)
-        # A week before the period: the trailing baseline of its first hours.
-        found = on_aggregates(
-            resolve_db(db),
-            _widened(span, dt.timedelta(days=7)),
-            lambda _, hours: spike_episodes_from_hours(hours, by=by),
-        )
-    else:
-        _, span, calls = _window(db, config, period, as_of, history=dt.timedelta(days=7), keys=[by])
-        found = spike_episodes(calls, by=by)
+    _, span = _span(config, period, as_of)
+    # A week before the period: the trailing baseline of its first hours.
+    found = spikes_table(resolve_db(db), _widened(span, dt.timedelta(days=7)), by)
     emit(_in_period(found, span, "start"), fmt, title=f"Spend spikes by {by} — {span.label}")
 
 
@@ -479,19 +353,10 @@ def failures(
 
     Rejected requests (429, 529) are not billed: their resends are counted, not priced.
     """
-    from clauditor.analytics.failure import cost_of_failure, cost_of_failure_from_hours
+    from clauditor.analytics.runner import failures_table
 
-    keys = split_keys(by)
-    if _planned(keys):
-        from clauditor.analytics.plan import on_aggregates
-
-        _, span = _span(config, period, as_of)
-        table = on_aggregates(
-            resolve_db(db), span, lambda _, hours: cost_of_failure_from_hours(hours, by=keys)
-        )
-    else:
-        _, span, calls = _window(db, config, period, as_of, history=dt.timedelta(0), keys=keys)
-        table = cost_of_failure(calls, by=keys)
+    _, span = _span(config, period, as_of)
+    table = failures_table(resolve_db(db), span, split_keys(by))
     emit(table, fmt, title=f"Cost of failure — {span.label}")
 
 
@@ -505,8 +370,8 @@ def audit(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Score the app against the production checklist items telemetry can judge."""
-    from clauditor.analytics.plan import run_audit
+    from clauditor.analytics.runner import audit_table
 
     cfg, span = _span(config, period, as_of)
-    table = run_audit(resolve_db(db), span, config=cfg, as_of=span.end)
+    table = audit_table(resolve_db(db), span, config=cfg, as_of=span.end)
     emit(table, fmt, title=f"Production checklist audit — {span.label}")
