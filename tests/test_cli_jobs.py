@@ -224,7 +224,7 @@ def test_costs_on_aggregates_equal_the_per_call_change(
     _same_rows(got, _emitted(want, capsys))
 
 
-@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin", "Asia/Kolkata"])
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin", "Asia/Kolkata", "Asia/Kathmandu"])
 def test_budget_command_equals_the_per_call_job(
     sample_db: Path,
     capsys: pytest.CaptureFixture[str],
@@ -232,8 +232,8 @@ def test_budget_command_equals_the_per_call_job(
     tmp_path: Path,
     zone: str,
 ) -> None:
-    # Hour sums (and the calls of the hours where a threshold is crossed) in whole-hour zones;
-    # the calls themselves in a zone half an hour off UTC. Same table either way.
+    # Slot sums (and the calls of the slots where a threshold is crossed): hours in whole-hour
+    # zones, quarter hours in zones 30 or 45 minutes off UTC. Never the calls themselves.
     import datetime as dt
 
     from clauditor.analytics import resolve_period
@@ -259,13 +259,7 @@ def test_budget_command_equals_the_per_call_job(
         tz=zone,
     )
     assert want["thresholds_crossed"].list.len().sum() > 0  # a crossing to date exactly
-    if zone != "Asia/Kolkata":
-        import clauditor.analytics.frame
-
-        def per_call(*_: object, **__: object) -> None:
-            raise AssertionError("budget read the calls")
-
-        monkeypatch.setattr(clauditor.analytics.frame, "load_analytics_frame", per_call)
+    _forbid_per_call(monkeypatch)
     got = run_json(
         "budget", "--db", str(sample_db), "--config", str(config),
         "--as-of", "2026-11-24T09:30:00Z",
@@ -273,7 +267,122 @@ def test_budget_command_equals_the_per_call_job(
     _same_rows(got, _emitted(want, capsys))
 
 
-def test_job_commands_group_by_keys_outside_the_jobs_own_columns(sample_db: Path) -> None:
+def _forbid_per_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every loader of per-call frames fail: the commands run on the engine's reductions."""
+    import clauditor.analytics
+    import clauditor.analytics.costs
+    import clauditor.analytics.frame
+
+    def per_call(*_: object, **__: object) -> None:
+        raise AssertionError("a command read the calls")
+
+    for module, name in [
+        (clauditor.analytics, "load_calls_in"),
+        (clauditor.analytics.costs, "load_calls_in"),
+        (clauditor.analytics, "load_analytics_frame"),
+        (clauditor.analytics.frame, "load_analytics_frame"),
+        (clauditor.analytics.frame, "analytics_frame_from"),
+    ]:
+        monkeypatch.setattr(module, name, per_call)
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Kolkata", "Asia/Kathmandu"])
+@pytest.mark.parametrize("every", ["hour", "day", "week"])
+def test_costs_every_equals_the_per_call_buckets(
+    sample_db: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    zone: str,
+    every: str,
+) -> None:
+    # Buckets in a zone 30 or 45 minutes off UTC come from 15-minute slots, never the calls.
+    import datetime as dt
+
+    from clauditor.analytics import load_calls_in, resolve_period
+    from clauditor.analytics.trends import cost_by_bucket
+
+    config = tmp_path / "clauditor.toml"
+    text = (SAMPLE / "clauditor.toml").read_text()
+    config.write_text(text.replace('timezone = "UTC"', f'timezone = "{zone}"'))
+    span = resolve_period("7d", as_of=dt.datetime(2026, 11, 20, tzinfo=dt.UTC), tz=zone)
+    want = cost_by_bucket(load_calls_in(sample_db, span), ["feature"], every=every, tz=zone)
+    _forbid_per_call(monkeypatch)
+    got = run_json(
+        "costs", "--by", "feature", "--every", every, "--db", str(sample_db), "--period", "7d",
+        "--as-of", "2026-11-20T00:00:00Z", "--config", str(config),
+    )  # fmt: skip
+    assert len(got) > 7
+    _same_rows(got, _emitted(want, capsys))
+
+
+@pytest.mark.parametrize("keys", ["service", "environment,user", "code_location,model"])
+def test_costs_by_any_keys_equal_the_per_call_change(
+    sample_db: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    keys: str,
+) -> None:
+    import datetime as dt
+
+    from clauditor.analytics import load_calls_in, resolve_period
+    from clauditor.analytics.trends import cost_change
+
+    by = keys.split(",")
+    span = resolve_period("7d", as_of=dt.datetime(2026, 11, 20, tzinfo=dt.UTC), tz="UTC")
+    want = cost_change(load_calls_in(sample_db, span), load_calls_in(sample_db, span.previous()), by)
+    _forbid_per_call(monkeypatch)
+    got = run_json(
+        "costs", "--by", keys, "--db", str(sample_db), "--period", "7d",
+        "--as-of", "2026-11-20T00:00:00Z",
+    )  # fmt: skip
+    assert got
+
+    def order(r: dict) -> tuple:  # groups of equal spend come in either order
+        return tuple(str(r[k]) for k in by)
+
+    _same_rows(sorted(got, key=order), sorted(_emitted(want, capsys), key=order))
+
+
+@pytest.mark.parametrize(
+    ("zone", "every", "by"),
+    [("Asia/Kolkata", "1h", "feature"), ("Asia/Kathmandu", "1d", "service"), ("UTC", "1w", "")],
+)
+def test_latency_buckets_in_any_zone_equal_the_per_call_job(
+    sample_db: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    zone: str,
+    every: str,
+    by: str,
+) -> None:
+    import datetime as dt
+
+    from clauditor.analytics import load_calls_in, resolve_period
+    from clauditor.analytics.latency import latency_percentiles
+
+    config = tmp_path / "clauditor.toml"
+    text = (SAMPLE / "clauditor.toml").read_text()
+    config.write_text(text.replace('timezone = "UTC"', f'timezone = "{zone}"'))
+    span = resolve_period("7d", as_of=dt.datetime(2026, 11, 20, tzinfo=dt.UTC), tz=zone)
+    keys = [k for k in by.split(",") if k]
+    from clauditor.analytics.costs import APP_SOURCES
+
+    calls = load_calls_in(sample_db, span, sources=APP_SOURCES)
+    want = latency_percentiles(calls, by=keys, every=every, tz=zone)
+    _forbid_per_call(monkeypatch)
+    got = run_json(
+        "latency", "--by", by, "--every", every, "--db", str(sample_db), "--period", "7d",
+        "--as-of", "2026-11-20T00:00:00Z", "--config", str(config),
+    )  # fmt: skip
+    assert got
+    _same_rows(got, _emitted(want, capsys))
+
+
+def test_job_commands_group_by_keys_outside_the_jobs_own_columns(
+    sample_db: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The commands read a lean frame; the --by keys' columns (service, environment, user,
     # code location) must come along: the groups and counts are those the jobs give on
     # whole rows.
@@ -284,22 +393,25 @@ def test_job_commands_group_by_keys_outside_the_jobs_own_columns(sample_db: Path
     from clauditor.analytics.failure import cost_of_failure
 
     span = resolve_period("30d", as_of=dt.datetime(2026, 11, 30, tzinfo=dt.UTC), tz="UTC")
-    whole = load_calls_in(sample_db, span)
+    from clauditor.analytics.costs import APP_SOURCES
+
+    whole = load_calls_in(sample_db, span, sources=APP_SOURCES)
     base = ["--db", str(sample_db), "--period", "30d", "--as-of", AS_OF]
+    want_cache = _emitted(cache_economics(whole, by=["service", "user"]), capsys)
+    want_failures = _emitted(cost_of_failure(whole, by=["environment", "code_location"]), capsys)
+    _forbid_per_call(monkeypatch)
 
     cache = run_json("cache", "--by", "service,user", *base)
-    want = cache_economics(whole, by=["service", "user"])
-    assert {(r["service"], r["user"]): r["calls"] for r in cache} == {
-        (r["service"], r["user"]): r["calls"] for r in want.iter_rows(named=True)
-    }
     assert len(cache) > 100
+    key = ("service", "user")
+    _same_rows(
+        sorted(cache, key=lambda r: tuple(r[k] for k in key)),
+        sorted(want_cache, key=lambda r: tuple(r[k] for k in key)),
+    )
 
     failures = run_json("failures", "--by", "environment,code_location", *base)
-    want = cost_of_failure(whole, by=["environment", "code_location"])
-    assert {(r["environment"], r["code_location"]): r["calls"] for r in failures} == {
-        (r["environment"], r["code_location"]): r["calls"] for r in want.iter_rows(named=True)
-    }
     assert len(failures) > 3
+    _same_rows(failures, want_failures)
 
 
 def test_alerts_dry_run_prints_and_changes_nothing(sample_db: Path) -> None:
