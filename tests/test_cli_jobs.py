@@ -330,7 +330,9 @@ def test_costs_by_any_keys_equal_the_per_call_change(
 
     by = keys.split(",")
     span = resolve_period("7d", as_of=dt.datetime(2026, 11, 20, tzinfo=dt.UTC), tz="UTC")
-    want = cost_change(load_calls_in(sample_db, span), load_calls_in(sample_db, span.previous()), by)
+    want = cost_change(
+        load_calls_in(sample_db, span), load_calls_in(sample_db, span.previous()), by
+    )
     _forbid_per_call(monkeypatch)
     got = run_json(
         "costs", "--by", keys, "--db", str(sample_db), "--period", "7d",
