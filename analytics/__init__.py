@@ -22,14 +22,11 @@ from clauditor.analytics.costs import (
     cost_breakdown,
     group_key_expr,
     load_calls_in,
-    spend_by_day,
 )
 from clauditor.analytics.errors import (
     ERROR_CLASSES,
-    classify_errors,
     error_episodes,
     error_windows,
-    retry_amplification,
 )
 from clauditor.analytics.failure import cost_of_failure
 from clauditor.analytics.frame import (
@@ -57,7 +54,6 @@ __all__ = [
     "cache_hit_ratio_series",
     "cache_regressions",
     "caching_candidates",
-    "classify_errors",
     "cost_breakdown",
     "cost_of_failure",
     "daily_spend",
@@ -71,8 +67,6 @@ __all__ = [
     "load_calls_in",
     "prepare_calls",
     "resolve_period",
-    "retry_amplification",
-    "spend_by_day",
     "spike_episodes",
     "threshold_crossings",
 ]

@@ -20,13 +20,13 @@ from clauditor.analytics.audit_items import (
     AUDIT_ITEMS,
     MIN_TURNS,
     REPRICE_AS,
-    _budget,
-    _row,
     attribution_row,
     batch_api_row,
+    budget_row,
     context_growth_row,
     deprecated_row,
     error_rate_row,
+    item_row,
     max_tokens_row,
     model_mix_row,
     retries_row,
@@ -41,7 +41,7 @@ from clauditor.analytics.failure import cost_of_failure
 from clauditor.config import Config
 from clauditor.pricing import PriceTable, load_price_table, model_key_expr
 
-__all__ = ["AUDIT_ITEMS", "audit"]
+__all__ = ["AUDIT_ITEMS", "audit", "prompt_caching_row"]
 
 _PROMPT_COLUMNS = (
     "input_tokens",
@@ -115,10 +115,12 @@ def _model_mix(chat: pl.DataFrame, table: PriceTable) -> dict[str, Any]:
     return model_mix_row(_models(chat), saving)
 
 
-def _prompt_caching(
+def prompt_caching_row(
     calls: pl.DataFrame | None, results: Mapping[str, pl.DataFrame], total: float
 ) -> dict[str, Any]:
-    """``calls`` may be None when ``results`` holds both jobs it reads."""
+    """The prompt-caching item's row from the cache jobs' results (``cache_economics`` and
+    ``caching_candidates``; computed from ``calls`` when missing, so ``calls`` may be None when
+    ``results`` holds both) and the period's total spend."""
     candidates = results.get("caching_candidates")
     if candidates is None:
         assert calls is not None
@@ -129,7 +131,7 @@ def _prompt_caching(
         economics = cache_economics(calls, by=[])
     wasted = float(economics["wasted_write_usd"].sum()) if economics.height else 0.0
     if candidates.height == 0:
-        return _row(
+        return item_row(
             "prompt_caching",
             "cost",
             "pass",
@@ -143,7 +145,7 @@ def _prompt_caching(
         for r in candidates.head(3).iter_rows(named=True)
     )
     status = "fail" if stake > 0.05 * max(total, 1e-9) else "warn"
-    return _row(
+    return item_row(
         "prompt_caching",
         "cost",
         status,
@@ -205,7 +207,7 @@ def _usage_logged(chat: pl.DataFrame) -> dict[str, Any]:
         .collect()
     )  # fmt: skip
     if ok.height == 0:
-        return _row("usage_logged", "observability", "n/a", "no successful generation calls")
+        return item_row("usage_logged", "observability", "n/a", "no successful generation calls")
     tokens = (
         pl.col("input_tokens").fill_null(0)
         + pl.col("cache_read_input_tokens").fill_null(0)
@@ -261,7 +263,7 @@ def _context_growth(chat: pl.DataFrame) -> dict[str, Any]:
         conversation, "start_time", *_PROMPT_COLUMNS
     )
     if conv.height == 0:
-        return _row("context_growth", "cost", "n/a", "no conversation ids recorded")
+        return item_row("context_growth", "cost", "n/a", "no conversation ids recorded")
     prompt = (
         pl.col("input_tokens").fill_null(0)
         + pl.col("cache_read_input_tokens").fill_null(0)
@@ -325,7 +327,7 @@ def audit(
     }
     if calls.height == 0:
         return pl.DataFrame(
-            [_row(i, "", "n/a", "no calls in the period") for i in AUDIT_ITEMS], schema=schema
+            [item_row(i, "", "n/a", "no calls in the period") for i in AUDIT_ITEMS], schema=schema
         )
     table = config.price_table() if config is not None else load_price_table()
     results = results or {}
@@ -341,7 +343,7 @@ def audit(
     total = float(calls["cost_usd"].fill_null(0).sum())
     rows = [
         _model_mix(chat, table),
-        _prompt_caching(calls, results, total),
+        prompt_caching_row(calls, results, total),
         _batch_api(sync, total),
         _max_tokens(sync),
         _retries(calls),
@@ -351,6 +353,6 @@ def audit(
         _streaming(sync),
         _context_growth(chat),
         _deprecated(calls, table),
-        _budget(config),
+        budget_row(config),
     ]
     return pl.DataFrame(rows, schema=schema)

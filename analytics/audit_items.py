@@ -5,10 +5,10 @@ Each item is a row: ``item``, ``category``, ``status`` (``pass`` | ``warn`` | ``
 ``usd_at_stake`` (dollars in the frame that the item concerns; NULL when no dollar figure is
 defensible). The limits each item uses are module constants, written next to the item.
 
-The ``*_row`` builders here take figures already reduced (per model, per workload, per
+The ``*item_row`` builders here take figures already reduced (per model, per workload, per
 conversation), so both paths that reduce them write the same status and evidence:
 :func:`clauditor.analytics.audit.audit` from a per-call frame and
-:mod:`clauditor.analytics.audit_sql` from DuckDB aggregates.
+:mod:`clauditor.analytics.audit_figures` from DuckDB aggregates.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from clauditor.pricing import BATCH_DISCOUNT, PriceTable
 
 __all__ = [
     "AUDIT_ITEMS",
+    "budget_row",
+    "item_row",
     "CAP_OVER_P99",
     "ERROR_FAIL",
     "ERROR_WARN",
@@ -89,9 +91,10 @@ MIN_TURNS = 3
 REPRICE_AS = "claude-sonnet-5-5"
 
 
-def _row(
+def item_row(
     item: str, category: str, status: str, evidence: str, usd: float | None = None
 ) -> dict[str, Any]:
+    """One row of the audit table (``usd`` is the item's dollars at stake, None when none)."""
     return {
         "item": item,
         "category": category,
@@ -135,7 +138,7 @@ def model_mix_row(models: pl.DataFrame, saving: Any) -> dict[str, Any]:
     models = models.with_columns(_tier()).filter(pl.col("tier").is_not_null())
     counted = int(models["calls"].sum())
     if counted == 0:
-        return _row("model_mix", "cost", "n/a", "no Haiku, Sonnet or Opus calls")
+        return item_row("model_mix", "cost", "n/a", "no Haiku, Sonnet or Opus calls")
     shares = {
         t: int(models.filter(pl.col("tier") == t)["calls"].sum()) / counted for t in TARGET_MIX
     }
@@ -155,7 +158,7 @@ def model_mix_row(models: pl.DataFrame, saving: Any) -> dict[str, Any]:
         f"calls by tier: Haiku {_pct(shares['haiku'])}, Sonnet {_pct(shares['sonnet'])}, "
         f"Opus {_pct(shares['opus'])} (target 80/15/5)"
     )
-    return _row("model_mix", "cost", status, evidence, usd)
+    return item_row("model_mix", "cost", status, evidence, usd)
 
 
 def token_cost() -> pl.Expr:
@@ -173,7 +176,7 @@ def batch_api_row(per: pl.DataFrame, total: float) -> dict[str, Any]:
         descending=[True, False],  # names break ties: one order always
     )
     if per.height == 0:
-        return _row(
+        return item_row(
             "batch_api", "cost", "pass", "every synchronous workload looks interactive", 0.0
         )
     stake = float(per["cost"].sum()) * (1.0 - BATCH_DISCOUNT)
@@ -182,7 +185,7 @@ def batch_api_row(per: pl.DataFrame, total: float) -> dict[str, Any]:
         for r in per.head(3).iter_rows(named=True)
     )
     status = "fail" if stake >= 0.1 * total else "warn"
-    return _row(
+    return item_row(
         "batch_api",
         "cost",
         status,
@@ -204,7 +207,7 @@ def max_tokens_row(ok_calls: int, per: pl.DataFrame) -> dict[str, Any]:
     """
     if ok_calls == 0 or per.height == 0:
         evidence = "no successful generation calls" if ok_calls == 0 else "no cap recorded"
-        return _row("max_tokens_sized", "cost", "n/a", evidence)
+        return item_row("max_tokens_sized", "cost", "n/a", evidence)
     per = per.sort("workload")
     oversized = per.filter(pl.col("cap") > CAP_OVER_P99 * pl.col("p99").clip(lower_bound=1))
     tight = per.filter(pl.col("truncated") > TRUNCATED_WARN)
@@ -222,7 +225,9 @@ def max_tokens_row(ok_calls: int, per: pl.DataFrame) -> dict[str, Any]:
         if notes
         else "every cap is within 10x of its p99 output and cuts off at most 2 % of calls"
     )
-    return _row("max_tokens_sized", "cost", status, evidence, float(tight["truncated_usd"].sum()))
+    return item_row(
+        "max_tokens_sized", "cost", status, evidence, float(tight["truncated_usd"].sum())
+    )
 
 
 def retries_row(
@@ -250,16 +255,16 @@ def retries_row(
         status = "n/a"
     else:
         status = "pass"
-    return _row("retries_visible", "reliability", status, evidence)
+    return item_row("retries_visible", "reliability", status, evidence)
 
 
 def usage_logged_row(ok_calls: int, logged: int) -> dict[str, Any]:
     """The ``usage_logged`` item: successful generation calls, and those with token counts."""
     if ok_calls == 0:
-        return _row("usage_logged", "observability", "n/a", "no successful generation calls")
+        return item_row("usage_logged", "observability", "n/a", "no successful generation calls")
     share = logged / ok_calls
     status = "pass" if share >= 0.99 else ("warn" if share >= 0.9 else "fail")
-    return _row(
+    return item_row(
         "usage_logged",
         "observability",
         status,
@@ -272,7 +277,7 @@ def error_rate_row(failed: int, calls: int, failure: pl.DataFrame) -> dict[str, 
     rate = failed / calls
     status = "pass" if rate <= ERROR_WARN else ("warn" if rate <= ERROR_FAIL else "fail")
     usd = float(failure["errored_usd"].sum()) if failure.height else 0.0
-    return _row(
+    return item_row(
         "error_rate",
         "reliability",
         status,
@@ -285,7 +290,7 @@ def attribution_row(untagged: float, total: float) -> dict[str, Any]:
     """The ``feature_attribution`` item: untagged spend of total spend."""
     share = untagged / total if total > 0 else 0.0
     status = "pass" if share <= UNTAGGED_WARN else ("warn" if share <= UNTAGGED_FAIL else "fail")
-    return _row(
+    return item_row(
         "feature_attribution",
         "observability",
         status,
@@ -299,10 +304,10 @@ def streaming_row(per: pl.DataFrame) -> dict[str, Any]:
     off the batch tier (``workload``, ``streamed`` share, ``has_users``, ``p50_ms``)."""
     per = per.sort("workload").filter(pl.col("has_users") | (pl.col("streamed") > 0))
     if per.height == 0:
-        return _row("streaming", "performance", "n/a", "no interactive workloads")
+        return item_row("streaming", "performance", "n/a", "no interactive workloads")
     slow = per.filter((pl.col("streamed") < 0.5) & (pl.col("p50_ms") > STREAM_AFTER_MS))
     if slow.height == 0:
-        return _row(
+        return item_row(
             "streaming",
             "performance",
             "pass",
@@ -311,7 +316,7 @@ def streaming_row(per: pl.DataFrame) -> dict[str, Any]:
     names = ", ".join(
         f"{r['workload']} (p50 {_seconds(r['p50_ms'])})" for r in slow.iter_rows(named=True)
     )
-    return _row(
+    return item_row(
         "streaming", "performance", "warn", f"interactive and not streamed, over 2 s: {names}"
     )
 
@@ -321,15 +326,15 @@ def context_growth_row(per: pl.DataFrame | None) -> dict[str, Any]:
     :data:`MIN_TURNS`+ turns (``first``, ``last``, ``peak`` prompt, ``history_usd``); None
     when no successful call names a conversation."""
     if per is None:
-        return _row("context_growth", "cost", "n/a", "no conversation ids recorded")
+        return item_row("context_growth", "cost", "n/a", "no conversation ids recorded")
     if per.height == 0:
-        return _row("context_growth", "cost", "n/a", f"no conversation has {MIN_TURNS}+ turns")
+        return item_row("context_growth", "cost", "n/a", f"no conversation has {MIN_TURNS}+ turns")
     # median() and max() are typed as any Python scalar; these columns are numeric.
     growth = float(cast(float, (per["last"] / per["first"].clip(lower_bound=1)).median()))
     peak = int(cast(int, per["peak"].max()))
     usd = float(per["history_usd"].sum())
     status = "warn" if growth >= GROWTH_WARN or peak >= PROMPT_WARN_TOKENS else "pass"
-    return _row(
+    return item_row(
         "context_growth",
         "cost",
         status,
@@ -352,12 +357,12 @@ def deprecated_row(reference: Any, models: pl.DataFrame, table: PriceTable) -> d
                     flagged.setdefault(key, (label, date))
                 break
     if not flagged:
-        return _row(
+        return item_row(
             "deprecated_models", "reliability", "pass", "no model in use is deprecated", 0.0
         )
     models = models.filter(pl.col("key").is_in(list(flagged)))
     if models.height == 0:
-        return _row(
+        return item_row(
             "deprecated_models", "reliability", "pass", "no model in use is deprecated", 0.0
         )
     used = (
@@ -370,7 +375,7 @@ def deprecated_row(reference: Any, models: pl.DataFrame, table: PriceTable) -> d
         for r in used.iter_rows(named=True)
     ]
     status = "fail" if any(flagged[k][0] == "retired" for k in used["_key"]) else "warn"
-    return _row(
+    return item_row(
         "deprecated_models",
         "reliability",
         status,
@@ -379,18 +384,19 @@ def deprecated_row(reference: Any, models: pl.DataFrame, table: PriceTable) -> d
     )
 
 
-def _budget(config: Config | None) -> dict[str, Any]:
+def budget_row(config: Config | None) -> dict[str, Any]:
+    """The budget item's row: whether ``config`` sets a monthly budget."""
     if config is None:
-        return _row("budget_configured", "cost", "n/a", "no configuration given")
+        return item_row("budget_configured", "cost", "n/a", "no configuration given")
     if config.budget.monthly_usd is None:
-        return _row(
+        return item_row(
             "budget_configured",
             "cost",
             "warn",
             "no [budget] monthly_usd: spend is not checked against a budget",
         )
     lines = ", ".join(f"{t:.0%}" for t in config.budget.thresholds)
-    return _row(
+    return item_row(
         "budget_configured",
         "cost",
         "pass",

@@ -33,6 +33,7 @@ from clauditor.pricing import PER_MTOK
 
 __all__ = [
     "cache_economics",
+    "economics_table",
     "cache_hit_ratio_series_from_hours",
     "cache_regressions_from_hours",
     "cache_hit_ratio_series",
@@ -176,7 +177,7 @@ def cache_economics(
     ]
     terms = _cached_terms(lf, by)
     grouped = lf.group_by(by).agg(sums) if by else lf.select(sums)
-    return _economics(grouped, terms, by)
+    return economics_table(grouped, terms, by)
 
 
 def _cached_terms(lf: pl.LazyFrame, by: list[str]) -> pl.LazyFrame:
@@ -194,7 +195,7 @@ def _cached_terms(lf: pl.LazyFrame, by: list[str]) -> pl.LazyFrame:
     return _sequence_terms(cached)
 
 
-def _economics(grouped: pl.LazyFrame, terms: pl.LazyFrame, by: list[str]) -> pl.DataFrame:
+def economics_table(grouped: pl.LazyFrame, terms: pl.LazyFrame, by: list[str]) -> pl.DataFrame:
     """The result of :func:`cache_economics` from the group sums and the sequence terms."""
     seq_sums = [
         pl.col("_wasted").sum().alias("wasted_write_usd"),
@@ -247,7 +248,7 @@ def _economics(grouped: pl.LazyFrame, terms: pl.LazyFrame, by: list[str]) -> pl.
     )
 
 
-# The columns of a caching-candidates table after its keys (both paths: here and cache_sql).
+# The columns of a caching-candidates table after its keys (per call here, and cache_sequence).
 CANDIDATE_COLUMNS = (
     "calls",
     "avg_input_tokens",

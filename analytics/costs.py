@@ -56,7 +56,6 @@ __all__ = [
     "keys_as_strings",
     "load_calls_in",
     "restrict_to_sources",
-    "spend_by_day",
     "spend_by_day_from_hours",
     "with_group_keys",
 ]
@@ -244,36 +243,6 @@ def _breakdown_table(grouped: pl.LazyFrame, by: Sequence[str]) -> pl.DataFrame:
     )
 
 
-def spend_by_day(
-    calls: pl.DataFrame | pl.LazyFrame, *, tz: str = "UTC", by: str = "feature"
-) -> pl.DataFrame:
-    """Spend per calendar day (in ``tz``) and per value of the group key ``by``.
-
-    Columns: ``day`` (a Date in ``tz``), the key column named ``by`` (e.g. ``feature``),
-    ``calls``, ``cost_usd`` (NULL when that day's calls of that key are all unpriced),
-    ``unpriced_calls``. Sorted by day, then cost descending. Days without calls are absent.
-    """
-    check_keys([by])
-    lf = _with_columns(calls, ["start_time", *_KEY_SOURCES[by], "cost_usd"])
-    start = pl.col("start_time")
-    dtype = lf.collect_schema()["start_time"]
-    if isinstance(dtype, pl.Datetime) and dtype.time_zone is None:
-        start = start.dt.replace_time_zone("UTC")  # stored times are UTC
-    return (
-        with_group_keys(lf, [by])
-        .with_columns(start.dt.convert_time_zone(tz).dt.date().alias("day"))
-        .group_by("day", by)
-        .agg(
-            pl.len().cast(pl.Int64).alias("calls"),
-            _priced_sum().alias("cost_usd"),
-            pl.col("cost_usd").is_null().sum().cast(pl.Int64).alias("unpriced_calls"),
-        )
-        .with_columns(pl.col(by).cast(pl.String))
-        .sort(["day", "cost_usd", by], descending=[False, True, False], nulls_last=True)
-        .collect()
-    )
-
-
 @dataclass(frozen=True)
 class SourceFilter:
     """Which sources' calls a job sees: ``only`` these (None: every source) minus ``without``.
@@ -378,8 +347,14 @@ def cost_breakdown_from_hours(hours: pl.DataFrame, by: Sequence[str]) -> pl.Data
 def spend_by_day_from_hours(
     hours: pl.DataFrame, *, tz: str = "UTC", by: str = "feature"
 ) -> pl.DataFrame:
-    """:func:`spend_by_day` from a rollup at the grain of ``tz``
-    (:func:`clauditor.analytics.rollup.grain_for`: no slot straddles two local days)."""
+    """Spend per calendar day (in ``tz``) and per value of the group key ``by``, from a rollup
+    at the grain of ``tz`` (:func:`clauditor.analytics.rollup.grain_for`: no slot straddles
+    two local days).
+
+    Columns: ``day`` (a Date in ``tz``), the key column named ``by`` (e.g. ``feature``),
+    ``calls``, ``cost_usd`` (NULL when that day's calls of that key are all unpriced),
+    ``unpriced_calls``. Sorted by day, then cost descending. Days without calls are absent.
+    """
     check_keys([by])
     return (
         with_group_keys(hours, [by])

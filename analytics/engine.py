@@ -35,8 +35,8 @@ from typing import Any, Protocol
 import duckdb
 import polars as pl
 
-from clauditor.analytics.audit_sql import audit_figures
-from clauditor.analytics.cache_sql import cache_economics_sql, caching_candidates_from
+from clauditor.analytics.audit_figures import audit_figures
+from clauditor.analytics.cache_sequence import cache_economics_sql, caching_candidates_from
 from clauditor.analytics.costs import APP_SOURCES, SourceFilter, restrict_to_sources
 from clauditor.analytics.periods import Period
 from clauditor.analytics.rollup import (
@@ -148,17 +148,17 @@ class DuckDBEngine:
     def cache_economics(
         self, period: Period | None, hours: pl.DataFrame, *, by: Sequence[str]
     ) -> pl.DataFrame:
-        """:func:`clauditor.analytics.cache_sql.cache_economics_sql`."""
+        """:func:`clauditor.analytics.cache_sequence.cache_economics_sql`."""
         return cache_economics_sql(self.con, period, hours, by=list(by))
 
     def caching_candidates(self, period: Period | None, hours: pl.DataFrame) -> pl.DataFrame:
-        """:func:`clauditor.analytics.cache_sql.caching_candidates_from`."""
+        """:func:`clauditor.analytics.cache_sequence.caching_candidates_from`."""
         return caching_candidates_from(self.con, period, hours)
 
     def audit_figures(
         self, period: Period | None, hours: pl.DataFrame, *, config: Config | None
     ) -> dict[str, Any]:
-        """:func:`clauditor.analytics.audit_sql.audit_figures`."""
+        """:func:`clauditor.analytics.audit_figures.audit_figures`."""
         return audit_figures(self.con, period, hours, config=config)
 
     def slot_calls(

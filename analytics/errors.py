@@ -40,7 +40,6 @@ __all__ = [
     "ANY",
     "ERROR_CLASSES",
     "OTHER",
-    "classify_errors",
     "error_class_expr",
     "error_episodes",
     "error_episodes_from_minutes",
@@ -48,7 +47,6 @@ __all__ = [
     "error_windows",
     "error_windows_from_minutes",
     "failed_expr",
-    "retry_amplification",
     "retry_amplification_from_hours",
     "with_group_keys",
 ]
@@ -113,11 +111,6 @@ def error_class_expr() -> pl.Expr:
         .otherwise(pl.lit(OTHER))
         .alias("error_class")
     )
-
-
-def classify_errors(calls: pl.DataFrame) -> pl.DataFrame:
-    """``calls`` with an ``error_class`` column (see the module docstring); NULL on ok calls."""
-    return calls.with_columns(error_class_expr())
 
 
 def _duration(text: str) -> int:
@@ -428,27 +421,6 @@ def error_episodes_from_minutes(
     )
 
 
-def retry_amplification(calls: pl.DataFrame, *, by: Sequence[str] = ("feature",)) -> pl.DataFrame:
-    """Attempts per call (``1 + retries``) per group of ``by`` keys (see :func:`cost_breakdown`).
-
-    Columns: ``*by``, ``calls``, ``attempts``, ``attempts_per_call``, ``retried_calls`` (calls
-    with at least one resend), ``retried_share``, ``failed_after_retries`` (calls that still
-    failed after resending); sorted by attempts per call, highest first. Unrecorded retries (NULL)
-    count as 0, which is why the audit checks that retries are recorded at all.
-    """
-    by = list(by)
-    retries = pl.col("retries").fill_null(0).cast(pl.Int64)
-    lf = with_group_keys(calls, by)
-    aggs = [
-        pl.len().cast(pl.Int64).alias("calls"),
-        (retries + 1).sum().alias("attempts"),
-        (retries > 0).sum().cast(pl.Int64).alias("retried_calls"),
-        ((retries > 0) & failed_expr()).sum().cast(pl.Int64).alias("failed_after_retries"),
-    ]
-    grouped = lf.group_by(by).agg(aggs) if by else lf.select(aggs)
-    return _retry_table(grouped, by)
-
-
 def _retry_table(grouped: pl.LazyFrame, by: list[str]) -> pl.DataFrame:
     """The retry-amplification columns from per-group calls, attempts and retried counts."""
     return (
@@ -474,8 +446,14 @@ def _retry_table(grouped: pl.LazyFrame, by: list[str]) -> pl.DataFrame:
 def retry_amplification_from_hours(
     hours: pl.DataFrame, *, by: Sequence[str] = ("feature",)
 ) -> pl.DataFrame:
-    """:func:`retry_amplification` from the hourly aggregate of :mod:`clauditor.analytics.plan`
-    (``calls``, ``retries``, ``_retried`` per row; the failed filter applies to rows)."""
+    """Attempts per call (``1 + retries``) per group of ``by`` keys, from a rollup
+    (``calls``, ``retries``, ``_retried`` per row; the failed filter applies to rows).
+
+    Columns: ``*by``, ``calls``, ``attempts``, ``attempts_per_call``, ``retried_calls`` (calls
+    with at least one resend), ``retried_share``, ``failed_after_retries`` (calls that still
+    failed after resending); sorted by attempts per call, highest first. Unrecorded retries
+    (NULL) count as 0, which is why the audit checks that retries are recorded at all.
+    """
     by = list(by)
     lf = with_group_keys(hours, by)
     aggs = [

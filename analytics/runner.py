@@ -27,7 +27,7 @@ from typing import Any
 
 import polars as pl
 
-from clauditor.analytics.audit_sql import audit_from_figures
+from clauditor.analytics.audit_figures import audit_from_figures
 from clauditor.analytics.budget import budget_status_of, threshold_crossings
 from clauditor.analytics.cache import (
     cache_hit_ratio_series_from_hours,

@@ -1,64 +1,38 @@
-"""Cost over time and against the previous period (issue 5, item 1).
+"""Cost over time and against the previous period (issue 5, item 1), finished from rollups.
 
-Built on :func:`clauditor.analytics.costs.cost_breakdown`, so the group keys, the ``(untagged)``
-and ``(none)`` labels and the NULL-for-unpriced rule are the same everywhere.
+Built on :func:`clauditor.analytics.costs.cost_breakdown_from_hours`, so the group keys, the
+``(untagged)`` and ``(none)`` labels and the NULL-for-unpriced rule are the same everywhere.
 
-* :func:`cost_by_bucket` splits a period into hours, days, weeks or months (calendar buckets in
-  the configured time zone; weeks start on Monday) and breaks each bucket down by the keys.
-* :func:`cost_change` puts a period next to the one before it: ``previous_cost_usd`` and
-  ``change`` (a fraction; NULL when the group had no priced spend before, so "new" spend is
-  never shown as an infinite increase).
+* :func:`cost_by_bucket_from_hours` splits a period into hours, days, weeks or months (calendar
+  buckets in the configured time zone; weeks start on Monday) and breaks each bucket down by
+  the keys. Columns: ``bucket`` (the bucket's start, a datetime in the zone), then the
+  breakdown's columns, with ``share`` taken within each bucket; sorted by bucket, then cost.
+* :func:`change_table` puts a period next to the one before it: ``previous_cost_usd`` and
+  ``change`` (current / previous - 1; NULL when the group had no priced spend before, so "new"
+  spend is never shown as an infinite increase; groups that spent only before appear with zero
+  calls and ``change`` -1).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import cast
 
 import polars as pl
 
-from clauditor.analytics.costs import cost_breakdown, cost_breakdown_from_hours
+from clauditor.analytics.costs import cost_breakdown_from_hours
 
-__all__ = ["BUCKETS", "change_table", "cost_by_bucket", "cost_by_bucket_from_hours", "cost_change"]
+__all__ = ["BUCKETS", "change_table", "cost_by_bucket_from_hours"]
 
 # CLI names of the buckets and the Polars calendar duration each one truncates to.
 BUCKETS = {"hour": "1h", "day": "1d", "week": "1w", "month": "1mo"}
 
 
-def cost_by_bucket(
-    calls: pl.DataFrame, by: Sequence[str], *, every: str = "day", tz: str = "UTC"
-) -> pl.DataFrame:
-    """:func:`cost_breakdown` per calendar ``every`` (hour, day, week, month) in ``tz``.
-
-    Columns: ``bucket`` (the bucket's start, a datetime in ``tz``), then the breakdown's columns,
-    with ``share`` taken within each bucket. Sorted by bucket, then cost descending.
-    """
-    if every not in BUCKETS:
-        raise ValueError(f"unknown bucket {every!r}; use one of: {', '.join(BUCKETS)}")
-    if calls.height == 0:
-        empty = cost_breakdown(calls, by).clear()
-        return empty.select(pl.lit(None, dtype=pl.Datetime("us", tz)).alias("bucket"), pl.all())
-    start = pl.col("start_time")
-    # start_time is a Datetime column (CALLS_SCHEMA); the schema lookup is typed as any DataType.
-    if cast(pl.Datetime, calls.schema["start_time"]).time_zone is None:
-        start = start.dt.replace_time_zone("UTC")
-    bucketed = calls.with_columns(
-        start.dt.convert_time_zone(tz).dt.truncate(BUCKETS[every]).alias("bucket")
-    )
-    dtype = pl.Datetime("us", tz)
-    # One breakdown per bucket (a loop over buckets, never over calls): shares are per bucket.
-    parts = [
-        cost_breakdown(group, by).select(pl.lit(bucket, dtype=dtype).alias("bucket"), pl.all())
-        for (bucket,), group in bucketed.group_by("bucket", maintain_order=True)
-    ]
-    return pl.concat(parts, how="vertical").sort("bucket", maintain_order=True)
-
-
 def cost_by_bucket_from_hours(
     hours: pl.DataFrame, by: Sequence[str], *, every: str = "day", tz: str = "UTC"
 ) -> pl.DataFrame:
-    """:func:`cost_by_bucket` from a rollup at the grain of ``tz``
-    (:func:`clauditor.analytics.rollup.grain_for`: no slot straddles two local buckets)."""
+    """The breakdown by ``by`` per calendar ``every`` (hour, day, week, month) in ``tz``, from a
+    rollup at the grain of ``tz`` (:func:`clauditor.analytics.rollup.grain_for`: no slot
+    straddles two local buckets)."""
     if every not in BUCKETS:
         raise ValueError(f"unknown bucket {every!r}; use one of: {', '.join(BUCKETS)}")
     dtype = pl.Datetime("us", tz)
@@ -78,18 +52,9 @@ def cost_by_bucket_from_hours(
     return pl.concat(parts, how="vertical").sort("bucket", maintain_order=True)
 
 
-def cost_change(current: pl.DataFrame, previous: pl.DataFrame, by: Sequence[str]) -> pl.DataFrame:
-    """The breakdown of ``current`` with ``previous_cost_usd`` and ``change`` per group.
-
-    ``change`` = current / previous - 1, NULL when the group had no priced spend before.
-    Groups that spent only in the previous period appear with zero calls and ``change`` -1.
-    """
-    return change_table(cost_breakdown(current, by), cost_breakdown(previous, by), by)
-
-
 def change_table(now: pl.DataFrame, before: pl.DataFrame, by: Sequence[str]) -> pl.DataFrame:
-    """:func:`cost_change` from the two breakdowns (:func:`cost_breakdown` of each period, or
-    :func:`~clauditor.analytics.costs.cost_breakdown_from_hours` of their hourly aggregates)."""
+    """The breakdown ``now`` with ``previous_cost_usd`` and ``change`` against ``before`` (the
+    breakdowns of a period and of the one before it, by the same keys ``by``)."""
     before = before.select(*by, pl.col("cost_usd").alias("previous_cost_usd"))
     if not by:
         joined = now.with_columns(before.get_column("previous_cost_usd"))

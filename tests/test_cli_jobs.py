@@ -202,12 +202,11 @@ def test_costs_on_aggregates_equal_the_per_call_change(
 
     import clauditor.analytics
     from clauditor.analytics import load_calls_in, resolve_period
-    from clauditor.analytics.trends import cost_change
 
     by = [k for k in keys.split(",") if k]
     span = resolve_period(period, as_of=dt.datetime(2026, 11, 20, tzinfo=dt.UTC), tz="UTC")
     before = load_calls_in(sample_db, span.previous())
-    want = cost_change(load_calls_in(sample_db, span), before, by)
+    want = _cost_change(load_calls_in(sample_db, span), before, by)
 
     def per_call(*_: object, **__: object) -> None:
         raise AssertionError("costs read the calls")
@@ -267,6 +266,34 @@ def test_budget_command_equals_the_per_call_job(
     _same_rows(got, _emitted(want, capsys))
 
 
+def _cost_change(now, before, by: list[str]):
+    """The per-call reference of ``costs``: each period's breakdown of its calls, side by side."""
+    from clauditor.analytics.costs import cost_breakdown
+    from clauditor.analytics.trends import change_table
+
+    return change_table(cost_breakdown(now, by), cost_breakdown(before, by), by)
+
+
+def _cost_by_bucket(calls, by: list[str], *, every: str, tz: str):
+    """The per-call reference of ``costs --every``: each call's local bucket, one breakdown per
+    bucket."""
+    import polars as pl
+
+    from clauditor.analytics.costs import cost_breakdown
+    from clauditor.analytics.trends import BUCKETS
+
+    local = pl.col("start_time").dt.convert_time_zone(tz).dt.truncate(BUCKETS[every])
+    parts = [
+        cost_breakdown(group, by).select(
+            pl.lit(b, dtype=pl.Datetime("us", tz)).alias("bucket"), pl.all()
+        )
+        for (b,), group in calls.with_columns(local.alias("bucket")).group_by(
+            "bucket", maintain_order=True
+        )
+    ]
+    return pl.concat(parts).sort("bucket", maintain_order=True)
+
+
 def _forbid_per_call(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make every loader of per-call frames fail: the commands run on the engine's reductions."""
     import clauditor.analytics
@@ -300,13 +327,12 @@ def test_costs_every_equals_the_per_call_buckets(
     import datetime as dt
 
     from clauditor.analytics import load_calls_in, resolve_period
-    from clauditor.analytics.trends import cost_by_bucket
 
     config = tmp_path / "clauditor.toml"
     text = (SAMPLE / "clauditor.toml").read_text()
     config.write_text(text.replace('timezone = "UTC"', f'timezone = "{zone}"'))
     span = resolve_period("7d", as_of=dt.datetime(2026, 11, 20, tzinfo=dt.UTC), tz=zone)
-    want = cost_by_bucket(load_calls_in(sample_db, span), ["feature"], every=every, tz=zone)
+    want = _cost_by_bucket(load_calls_in(sample_db, span), ["feature"], every=every, tz=zone)
     _forbid_per_call(monkeypatch)
     got = run_json(
         "costs", "--by", "feature", "--every", every, "--db", str(sample_db), "--period", "7d",
@@ -326,11 +352,10 @@ def test_costs_by_any_keys_equal_the_per_call_change(
     import datetime as dt
 
     from clauditor.analytics import load_calls_in, resolve_period
-    from clauditor.analytics.trends import cost_change
 
     by = keys.split(",")
     span = resolve_period("7d", as_of=dt.datetime(2026, 11, 20, tzinfo=dt.UTC), tz="UTC")
-    want = cost_change(
+    want = _cost_change(
         load_calls_in(sample_db, span), load_calls_in(sample_db, span.previous()), by
     )
     _forbid_per_call(monkeypatch)

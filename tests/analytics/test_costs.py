@@ -1,4 +1,4 @@
-"""cost_breakdown, spend_by_day and load_calls_in over hand-priced calls.
+"""cost_breakdown, spend by day (the runner's path) and load_calls_in over hand-priced calls.
 
 Prices used (clauditor/prices.toml, per million tokens): claude-sonnet-4-5 $3 in / $15 out,
 claude-haiku-4-5 $1 in / $5 out. "mystery-model-9" has no price.
@@ -13,7 +13,12 @@ from typing import Any
 import polars as pl
 import pytest
 
-from clauditor.analytics.costs import GROUP_KEYS, cost_breakdown, load_calls_in, spend_by_day
+from clauditor.analytics.costs import (
+    GROUP_KEYS,
+    cost_breakdown,
+    load_calls_in,
+    spend_by_day_from_hours,
+)
 from clauditor.analytics.periods import resolve_period
 from clauditor.pricing import price_calls
 from clauditor.schema import frame_from_rows
@@ -185,6 +190,16 @@ def test_spend_by_day_uses_local_calendar_days() -> None:
             },
         ]
     )
+
+    def spend_by_day(frame: pl.DataFrame, *, tz: str = "UTC", by: str = "feature"):
+        # The production path: the engine's rollup of the frame at the zone's grain, finished.
+        from clauditor.analytics.engine import open_engine
+        from clauditor.analytics.runner import rollup_at_zone
+
+        with open_engine(frame) as engine:
+            hours, _ = rollup_at_zone(engine, None, as_of=T, tz=tz, keys=[by])
+        return spend_by_day_from_hours(hours, tz=tz, by=by)
+
     utc_days = spend_by_day(frame)
     assert utc_days.columns == ["day", "feature", "calls", "cost_usd", "unpriced_calls"]
     assert utc_days.filter(pl.col("feature") == "a")["cost_usd"].to_list() == [pytest.approx(0.009)]

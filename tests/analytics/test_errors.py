@@ -8,11 +8,20 @@ import polars as pl
 
 from clauditor.analytics.errors import (
     ERROR_CLASSES,
-    classify_errors,
+    error_class_expr,
     error_episodes,
     error_windows,
-    retry_amplification,
+    retry_amplification_from_hours,
 )
+
+
+def retry_amplification(calls: pl.DataFrame) -> pl.DataFrame:
+    """Retry amplification as the runner computes it: the engine's rollup of the frame."""
+    from clauditor.analytics.engine import open_engine
+
+    with open_engine(calls) as engine:
+        return retry_amplification_from_hours(engine.rollup(None, as_of=T0))
+
 
 UTC = dt.UTC
 T0 = dt.datetime(2026, 10, 1, 12, 0, tzinfo=UTC)
@@ -47,7 +56,7 @@ def test_each_failure_gets_the_class_a_user_would_name(make_calls):
         failed(0, None, "something_new"),
         dict(start_time=at(0), http_status=200),
     )
-    got = classify_errors(calls)["error_class"].to_list()
+    got = calls.with_columns(error_class_expr())["error_class"].to_list()
     assert got == [
         "rate_limited",
         "overloaded",

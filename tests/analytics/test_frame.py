@@ -24,8 +24,8 @@ from clauditor.analytics.cache import (
     cache_regressions,
     caching_candidates,
 )
-from clauditor.analytics.costs import cost_breakdown, spend_by_day
-from clauditor.analytics.errors import error_episodes, error_windows, retry_amplification
+from clauditor.analytics.costs import cost_breakdown
+from clauditor.analytics.errors import error_episodes, error_windows
 from clauditor.analytics.failure import cost_of_failure
 from clauditor.analytics.frame import load_analytics_frame, prepare_calls
 from clauditor.analytics.latency import latency_percentiles
@@ -60,7 +60,6 @@ def lean(db: Path) -> pl.DataFrame:
 
 JOBS: dict[str, Callable[[pl.DataFrame], pl.DataFrame]] = {
     "cost_breakdown": lambda c: cost_breakdown(c, ["feature", "model"]),
-    "spend_by_day": lambda c: spend_by_day(c, by="model"),
     "cache_economics": cache_economics,
     "cache_economics_total": lambda c: cache_economics(c, by=[]),
     "caching_candidates": caching_candidates,
@@ -68,7 +67,6 @@ JOBS: dict[str, Callable[[pl.DataFrame], pl.DataFrame]] = {
     "cache_regressions": cache_regressions,
     "error_windows": error_windows,
     "error_episodes": error_episodes,
-    "retry_amplification": retry_amplification,
     "latency_percentiles": latency_percentiles,
     "daily_spend": daily_spend,
     "threshold_crossings": lambda c: threshold_crossings(c, monthly_usd=50.0),

@@ -1,4 +1,5 @@
-"""Cost per bucket and change against the previous period, with hand-computed dollars."""
+"""Cost per bucket and change against the previous period (the ``costs`` command's table, run by
+the runner on registered frames), with hand-computed dollars."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import datetime as dt
 
 import pytest
 
-from clauditor.analytics.trends import cost_by_bucket, cost_change
+from clauditor.analytics.periods import Period
+from clauditor.analytics.runner import costs_table
 from clauditor.pricing import price_calls
 from clauditor.schema import frame_from_rows
 from tests.conftest import call_row
@@ -16,6 +18,14 @@ UTC = dt.UTC
 
 def calls(*rows: dict):
     return price_calls(frame_from_rows([call_row(**r) for r in rows]))
+
+
+# October 2026 (and the days around it in any zone).
+OCTOBER = Period(dt.datetime(2026, 9, 30, tzinfo=UTC), dt.datetime(2026, 11, 2, tzinfo=UTC), "oct")
+
+
+def cost_by_bucket(frame, by, *, every: str, tz: str = "UTC"):
+    return costs_table(frame, OCTOBER, by, every=every, tz=tz)
 
 
 def test_cost_by_day_in_a_time_zone() -> None:
@@ -49,9 +59,19 @@ def test_cost_by_week_and_bad_bucket() -> None:
 
 
 def test_change_against_previous_period() -> None:
-    before = calls({"feature": "a"}, {"feature": "gone"})  # $0.003 each
-    now = calls({"feature": "a"}, {"feature": "a"}, {"feature": "new"})
-    out = {r["feature"]: r for r in cost_change(now, before, ["feature"]).iter_rows(named=True)}
+    now, before = dt.datetime(2026, 10, 20, tzinfo=UTC), dt.datetime(2026, 10, 10, tzinfo=UTC)
+    period = Period(
+        dt.datetime(2026, 10, 15, tzinfo=UTC), dt.datetime(2026, 10, 25, tzinfo=UTC), "10d"
+    )
+    frame = calls(
+        {"feature": "a", "start_time": before},  # $0.003 each
+        {"feature": "gone", "start_time": before},
+        {"feature": "a", "start_time": now},
+        {"feature": "a", "start_time": now},
+        {"feature": "new", "start_time": now},
+    )
+    table = costs_table(frame, period, ["feature"])
+    out = {r["feature"]: r for r in table.iter_rows(named=True)}
     # a: $0.006 now vs $0.003 before = +100 %.
     assert out["a"]["change"] == pytest.approx(1.0)
     assert out["new"]["change"] is None and out["new"]["previous_cost_usd"] is None

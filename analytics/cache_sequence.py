@@ -17,7 +17,7 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
-from clauditor.analytics.cache import CANDIDATE_COLUMNS, _economics
+from clauditor.analytics.cache import CANDIDATE_COLUMNS, economics_table
 from clauditor.analytics.costs import PREPARED_KEY, UNTAGGED, with_group_keys
 from clauditor.analytics.errors import failed_expr
 from clauditor.analytics.periods import Period
@@ -318,4 +318,4 @@ def cache_economics_sql(
         )
     else:
         grouped = pl.concat([ok.select(sums), terms.select(cached_sums)], how="horizontal")
-    return _economics(grouped, terms, by)
+    return economics_table(grouped, terms, by)

@@ -29,18 +29,18 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from clauditor.analytics.audit import _prompt_caching
+from clauditor.analytics.audit import prompt_caching_row
 from clauditor.analytics.audit_items import (
     AUDIT_ITEMS,
     MIN_TURNS,
     REPRICE_AS,
-    _budget,
-    _row,
     attribution_row,
     batch_api_row,
+    budget_row,
     context_growth_row,
     deprecated_row,
     error_rate_row,
+    item_row,
     max_tokens_row,
     model_mix_row,
     retries_row,
@@ -394,7 +394,7 @@ def audit_from_figures(
     calls = int(hours["calls"].sum()) if hours.height else 0
     if calls == 0:
         return pl.DataFrame(
-            [_row(i, "", "n/a", "no calls in the period") for i in AUDIT_ITEMS], schema=schema
+            [item_row(i, "", "n/a", "no calls in the period") for i in AUDIT_ITEMS], schema=schema
         )
     table = config.price_table() if config is not None else load_price_table()
     chat = _chat(hours)
@@ -410,7 +410,7 @@ def audit_from_figures(
     untagged = hours.filter(pl.col(PREPARED_KEY + "feature") == UNTAGGED)["cost_usd"]
     rows = [
         model_mix_row(_per_model(chat), lambda _: figures["opus_saving"]),
-        _prompt_caching(None, results, total),
+        prompt_caching_row(None, results, total),
         batch_api_row(work, total),
         max_tokens_row(
             int(work["ok_calls"].sum()),
@@ -436,7 +436,7 @@ def audit_from_figures(
         ),
         context_growth_row(figures["conversations"]),
         deprecated_row(_last_call(hours), _per_model(hours), table),
-        _budget(config),
+        budget_row(config),
     ]
     return pl.DataFrame(rows, schema=schema)
 
