@@ -1,7 +1,9 @@
-"""clauditor.analytics: Polars jobs over the ``calls`` table.
+"""clauditor.analytics: the analytics jobs over the ``calls`` of a source.
 
-Functions here are pure (a frame of calls in, an aggregate frame out); the only I/O is
-:func:`load_calls_in`, which reads one :class:`Period` of calls from the DuckDB file.
+:func:`run_jobs` (and the per-command functions of :mod:`clauditor.analytics.runner`) runs jobs
+from the reductions of an :class:`Engine` (:func:`open_engine`: a DuckDB file, a Parquet folder
+or a frame of calls), finished by pure Polars functions. The per-call jobs exported here (a
+frame of calls in, an aggregate out) remain while the report and the alerts read them.
 """
 
 from clauditor.analytics.audit import AUDIT_ITEMS, audit
@@ -23,6 +25,7 @@ from clauditor.analytics.costs import (
     group_key_expr,
     load_calls_in,
 )
+from clauditor.analytics.engine import DuckDBEngine, Engine, open_engine
 from clauditor.analytics.errors import (
     ERROR_CLASSES,
     error_episodes,
@@ -37,14 +40,18 @@ from clauditor.analytics.frame import (
 )
 from clauditor.analytics.latency import latency_percentiles
 from clauditor.analytics.periods import ACCEPTED_SPECS, Period, resolve_period
+from clauditor.analytics.runner import JOB_NAMES, run_jobs
 from clauditor.analytics.spikes import detect_spikes, hourly_spend, spike_episodes
 
 __all__ = [
     "ACCEPTED_SPECS",
     "ANALYTICS_COLUMNS",
     "AUDIT_ITEMS",
+    "DuckDBEngine",
     "ERROR_CLASSES",
+    "Engine",
     "GROUP_KEYS",
+    "JOB_NAMES",
     "Period",
     "analytics_frame_from",
     "audit",
@@ -65,8 +72,10 @@ __all__ = [
     "latency_percentiles",
     "load_analytics_frame",
     "load_calls_in",
+    "open_engine",
     "prepare_calls",
     "resolve_period",
+    "run_jobs",
     "spike_episodes",
     "threshold_crossings",
 ]

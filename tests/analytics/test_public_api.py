@@ -1,0 +1,34 @@
+"""The public surface of clauditor.analytics: what ``__all__`` names, and nothing private."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import clauditor.analytics
+
+
+def test_all_is_sorted_and_every_name_is_importable() -> None:
+    names = clauditor.analytics.__all__
+    assert names == sorted(names) and len(set(names)) == len(names)
+    assert all(not n.startswith("_") for n in names)
+    for name in names:
+        assert getattr(clauditor.analytics, name) is not None, name
+    assert {"run_jobs", "open_engine", "Engine", "JOB_NAMES"} <= set(names)
+
+
+def test_no_module_imports_a_private_name_from_another() -> None:
+    import ast
+
+    for info in pkgutil.iter_modules(clauditor.analytics.__path__):
+        module = importlib.import_module(f"clauditor.analytics.{info.name}")
+        public = getattr(module, "__all__", None)
+        assert public is not None, f"{info.name} has no __all__"
+        assert all(not n.startswith("_") for n in public), info.name
+        assert module.__file__
+        with open(module.__file__, encoding="utf-8") as source:
+            tree = ast.parse(source.read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("clauditor."):
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                assert not private, (info.name, node.module, private)
