@@ -1,23 +1,27 @@
 """Benchmark: every analytics job over 10M simulated calls, against one plain SQL rollup.
 
     python benchmarks/analytics_10m.py [--rows 10000000] [--db PATH] [--keep] [--per-call]
-                                      [--breakdown]
+                                      [--breakdown] [--against CHECKOUT [--rounds 2]]
 
 Rows are generated directly in DuckDB with SQL (``range()`` plus hashed pseudo-random columns:
 30 days, a dozen features, four models, caching, streaming, errors with retries, conversations),
 in a child process so that the generator's memory is not counted. A second child process then:
 
 1. times the plain per-feature-per-day rollup as one DuckDB SQL statement;
-2. times :func:`clauditor.analytics.plan.run_all_jobs_on`: every job of
-   :mod:`clauditor.analytics`, DuckDB reducing the calls to small aggregates first (the
-   default), or with ``--per-call`` the older path: load the analytics frame
-   (:func:`clauditor.analytics.frame.load_analytics_frame`) and run each per-call job on it;
+2. times :func:`clauditor.analytics.runner.run_jobs_on`: every job of
+   :mod:`clauditor.analytics`, the engine reducing the calls first (the default), or with
+   ``--per-call`` the older path: load the analytics frame
+   (:func:`clauditor.analytics.frame.load_analytics_frame`) and run each per-call job still
+   kept on it;
 
-With ``--breakdown`` the same child also times, before ``run_all_jobs``, the rollup with its
+With ``--breakdown`` the same child also times, before ``run_jobs``, the rollup with its
 day computed from integer microseconds (``CAST(start_time AS DATE)`` on a TIMESTAMPTZ goes
-through ICU even in UTC) and each DuckDB statement of ``run_all_jobs`` on its own, so the
-parts can be set against both forms of the baseline in one run. Those rows are not added to
-"all jobs together".
+through ICU even in UTC) and each reduction of the engine on its own, so the parts can be set
+against both forms of the baseline in one run. Those rows are not added to "all jobs together".
+
+With ``--against CHECKOUT`` (a checkout of an older commit with its own ``.venv``) the parent
+measures the same database with that checkout's own benchmark child and with this one,
+alternating, ``--rounds`` times, and prints both side by side (wall, CPU, peak RSS).
 
 The child reports wall and CPU seconds of each step (the machine may be shared: CPU time says what
 the work cost when wall time is inflated by other processes) and its own peak RSS
@@ -110,9 +114,21 @@ SELECT
     input_tokens * p_in AS cost_input_usd,
     output_tokens * p_in * 5 AS cost_output_usd,
     cache_read * p_in * 0.1 AS cost_cache_read_usd,
-    cache_write * p_in * 1.25 AS cost_cache_write_usd
+    cache_write * p_in * 1.25 AS cost_cache_write_usd,
+    CAST(NULL AS DOUBLE) AS cost_tools_usd,
+    CAST(0 AS BIGINT) AS web_search_requests,
+    p_in * 1e6 AS rate_input, p_in * 5e6 AS rate_output, p_in * 1e5 AS rate_cache_read,
+    p_in * 1.25e6 AS rate_cache_write_5m, p_in * 2e6 AS rate_cache_write_1h,
+    'sdk' AS source
 FROM tokens
 """
+
+# The calls columns the simulation leaves NULL (the jobs read a few of them).
+NULL_COLUMNS = {
+    "service": "VARCHAR", "environment": "VARCHAR", "inference_geo": "VARCHAR",
+    "speed": "VARCHAR", "cache_creation_5m_input_tokens": "BIGINT",
+    "cache_ttl_assumed": "VARCHAR",
+}  # fmt: skip
 
 ROLLUP = """
 SELECT CAST(start_time AS DATE) AS day, feature, count(*) AS calls,
@@ -146,6 +162,8 @@ def generate(db: Path, rows: int) -> None:
     con.execute("SET TimeZone = 'UTC'").fetchall()
     con.execute("SET enable_progress_bar = false").fetchall()
     con.execute(GENERATE, {"n": rows}).fetchall()
+    for name, sql_type in NULL_COLUMNS.items():
+        con.execute(f"ALTER TABLE calls ADD COLUMN {name} {sql_type}").fetchall()
     con.close()
 
 
@@ -170,8 +188,8 @@ def measure(db: Path) -> list[tuple[str, float, float]]:
         cache_regressions,
         caching_candidates,
     )
-    from clauditor.analytics.costs import cost_breakdown, spend_by_day
-    from clauditor.analytics.errors import error_episodes, error_windows, retry_amplification
+    from clauditor.analytics.costs import cost_breakdown
+    from clauditor.analytics.errors import error_episodes, error_windows
     from clauditor.analytics.failure import cost_of_failure
     from clauditor.analytics.frame import analytics_frame_from
     from clauditor.analytics.latency import latency_percentiles
@@ -189,14 +207,12 @@ def measure(db: Path) -> list[tuple[str, float, float]]:
     results: dict[str, pl.DataFrame] = {}
     jobs = {
         "cost_breakdown": lambda: cost_breakdown(calls, ["feature", "model"]),
-        "spend_by_day": lambda: spend_by_day(calls),
         "cache_economics": lambda: cache_economics(calls),
         "caching_candidates": lambda: caching_candidates(calls),
         "cache_hit_ratio_series": lambda: cache_hit_ratio_series(calls),
         "cache_regressions": lambda: cache_regressions(calls),
         "error_windows": lambda: error_windows(calls),
         "error_episodes": lambda: error_episodes(calls),
-        "retry_amplification": lambda: retry_amplification(calls),
         "latency_percentiles": lambda: latency_percentiles(calls),
         "budget_status": lambda: budget_status(
             calls, monthly_usd=1e6, feature_budgets={"feature-1": 1e5}, as_of=as_of
@@ -212,10 +228,11 @@ def measure(db: Path) -> list[tuple[str, float, float]]:
 
 
 def measure_planned(db: Path, breakdown: bool = False) -> list[tuple[str, float, float]]:
-    """Time the SQL rollup and :func:`clauditor.analytics.plan.run_all_jobs_on` (DuckDB
-    aggregates, per-call values only where a job needs them) in one process; with
-    ``breakdown``, the integer-day rollup and each statement of ``run_all_jobs`` too."""
-    from clauditor.analytics.plan import run_all_jobs_on
+    """Time the SQL rollup and :func:`clauditor.analytics.runner.run_jobs_on` (the engine's
+    reductions, finished in Polars) in one process; with ``breakdown``, the integer-day rollup
+    and each reduction on its own too."""
+    from clauditor.analytics.engine import DuckDBEngine
+    from clauditor.analytics.runner import run_jobs_on
     from clauditor.config import BudgetConfig, Config
 
     timings: list[tuple[str, float, float]] = []
@@ -228,8 +245,8 @@ def measure_planned(db: Path, breakdown: bool = False) -> list[tuple[str, float,
         _statements(con, timings, config, as_of)
     _timed(
         timings,
-        "run_all_jobs (all jobs, incl. reads)",
-        lambda: run_all_jobs_on(con, None, config=config, as_of=as_of),
+        "run_jobs (all jobs, incl. reads)",
+        lambda: run_jobs_on(DuckDBEngine(con), None, config=config, as_of=as_of),
     )
     con.close()
     return timings
@@ -241,23 +258,27 @@ def _statements(
     config: Any,
     as_of: dt.datetime,
 ) -> None:
-    """The integer-day rollup, then each DuckDB statement ``run_all_jobs`` makes, one by one."""
-    from clauditor.analytics import plan
-    from clauditor.analytics.audit_sql import audit_figures
-    from clauditor.analytics.cache_sql import cache_economics_sql, caching_candidates_from
+    """The integer-day rollup, then each reduction ``run_jobs`` asks for, one by one."""
+    from clauditor.analytics.engine import DuckDBEngine
+
+    engine = DuckDBEngine(con)
 
     _timed(
         timings,
         f"{_BASELINE}, integer days",
         lambda: con.execute(ROLLUP_INTEGER_DAYS).fetchall(),
     )
-    hours = _timed(timings, f"{_PART}hourly aggregate", lambda: plan.hours_on(con, None, as_of))
+    hours = _timed(timings, f"{_PART}hourly rollup", lambda: engine.rollup(None, as_of=as_of))
     parts = {
-        "error minutes": lambda: plan.error_minutes_on(con, None),
-        "latency quantiles": lambda: plan.latency_from_sql(con, None, hours),
-        "cache read/write sequence": lambda: cache_economics_sql(con, None, hours),
-        "caching candidates": lambda: caching_candidates_from(con, None, hours),
-        "audit statements": lambda: audit_figures(con, None, hours, config=config),
+        "error minutes": lambda: engine.error_minutes(None),
+        "latency quantiles": lambda: engine.latency(
+            None, hours, tz="UTC", by=["feature", "model"], every="1d"
+        ),
+        "cache read/write sequence": lambda: engine.cache_economics(
+            None, hours, by=["feature", "model"]
+        ),
+        "caching candidates": lambda: engine.caching_candidates(None, hours),
+        "audit statements": lambda: engine.audit_figures(None, hours, config=config),
     }
     for name, job in parts.items():
         _timed(timings, _PART + name, job)
@@ -270,6 +291,35 @@ def _statements(
         )
 
 
+def _child(python: str, script: Path, db: Path) -> dict[str, tuple[float, float]]:
+    """One measuring child: ``script --measure-only db`` under ``python``."""
+    out = subprocess.run(
+        [python, str(script), "--measure-only", str(db)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=script.parents[1],
+    )
+    rows = [line.split("\t") for line in out.stdout.strip().splitlines()]
+    return {name: (float(wall), float(cpu)) for name, wall, cpu in rows}
+
+
+def _against(checkout: Path, db: Path, rounds: int) -> None:
+    """Every job over ``db`` by ``checkout``'s code and by this one, alternating."""
+    sides = {
+        "before": (str(checkout / ".venv" / "bin" / "python"),
+                   checkout / "benchmarks" / "analytics_10m.py"),
+        "now": (sys.executable, Path(__file__).resolve()),
+    }  # fmt: skip
+    print(f"{'round':<6} {'code':<7} {'all jobs wall s':>16} {'CPU s':>8} {'peak RSS MB':>12}")
+    for r in range(1, rounds + 1):
+        for side, (python, script) in sides.items():
+            results = _child(python, script, db)
+            rss = results.pop("peak_rss_mb")[0]
+            wall, cpu = next(v for k, v in results.items() if k.startswith("run_"))
+            print(f"{r:<6} {side:<7} {wall:>16.3f} {cpu:>8.3f} {rss:>12,.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
@@ -278,13 +328,20 @@ def main() -> None:
     parser.add_argument(
         "--per-call",
         action="store_true",
-        help="time load + per-call jobs instead of run_all_jobs (DuckDB aggregates first)",
+        help="time load + per-call jobs instead of run_jobs (the engine's reductions first)",
     )
     parser.add_argument(
         "--breakdown",
         action="store_true",
-        help="also time the integer-day rollup and each statement of run_all_jobs on its own",
+        help="also time the integer-day rollup and each reduction of run_jobs on its own",
     )
+    parser.add_argument(
+        "--against",
+        type=Path,
+        default=None,
+        help="a checkout of an older commit (with its .venv): measure both, alternating",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of --against")
     parser.add_argument("--planned", action="store_true", help=argparse.SUPPRESS)  # the default
     parser.add_argument("--measure-only", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -310,6 +367,11 @@ def main() -> None:
             check=True, cwd=Path(__file__).resolve().parents[1],
         )  # fmt: skip
         print(f"generated {args.rows:,} rows in {time.perf_counter() - t:.1f} s -> {db}")
+    if args.against is not None:
+        _against(args.against, db, args.rounds)
+        if not args.keep and args.db is None:
+            db.unlink(missing_ok=True)
+        return
     out = subprocess.run(
         [sys.executable, __file__, "--measure-only", str(db)]
         + (["--per-call"] if args.per_call else [])
@@ -341,7 +403,7 @@ def main() -> None:
         fast = results[f"{_BASELINE}, integer days"]
         print("wall, each part / SQL rollup (as written; with integer days):")
         for name, (wall, _) in results.items():
-            if name.startswith((_PART, _ALTERNATIVE, "run_all_jobs")):
+            if name.startswith((_PART, _ALTERNATIVE, "run_jobs")):
                 print(f"  {name.strip():<42} {wall / sql[0]:>5.1f}x {wall / fast[0]:>6.1f}x")
     print(
         f"peak RSS of the measuring process (rollup + load + jobs): {rss:,.0f} MB; "

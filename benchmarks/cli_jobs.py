@@ -11,8 +11,8 @@ processes on the same period of ``--db`` (a clauditor database, say the one
 * lean: the lean analytics frame (``load_analytics_frame``; for costs only the
   ``cost_columns``), then the same per-call job (what the commands did before they ran on
   aggregates);
-* clauditor: what the command runs now with its default options: DuckDB aggregates
-  (:func:`clauditor.analytics.plan.on_aggregates`, :func:`~clauditor.analytics.plan.run_audit`);
+* clauditor: what the command runs now with its default options: the runner's function for
+  the command (:mod:`clauditor.analytics.runner`);
 
 and prints wall seconds and peak RSS of each child, and whether it gave the baseline's table
 (equal up to float summation order).
@@ -33,23 +33,19 @@ started = time.perf_counter()
 from clauditor.analytics import load_calls_in, resolve_period
 from clauditor.analytics.costs import cost_columns
 from clauditor.analytics.frame import load_analytics_frame
-from clauditor.analytics.plan import on_aggregates
+from clauditor.analytics import runner
 from clauditor.config import Config
 span = resolve_period(period, tz="UTC")
-if job == "costs" and mode == "clauditor":  # hourly aggregates of both periods
-    from clauditor.analytics.costs import cost_breakdown_from_hours as breakdown
-    from clauditor.analytics.plan import hours_on
+if job == "costs" and mode == "clauditor":  # rollups of both periods
+    table = runner.costs_table(db, span, ["feature", "model"], sources=None)
+elif job == "costs":  # whole rows, or only the columns a breakdown reads
+    from clauditor.analytics.costs import cost_breakdown
     from clauditor.analytics.trends import change_table
     keys = ["feature", "model"]
-    table = on_aggregates(db, span, lambda con, h: change_table(
-        breakdown(h, keys), breakdown(hours_on(con, span.previous(), span.start), keys), keys
-    ))
-elif job == "costs":  # whole rows, or only the columns a breakdown reads
-    from clauditor.analytics.trends import cost_change
-    columns = None if mode == "baseline" else cost_columns(["feature", "model"])
+    columns = None if mode == "baseline" else cost_columns(keys)
     now = load_calls_in(db, span, columns=columns)
     before = load_calls_in(db, span.previous(), columns=columns)
-    table = cost_change(now, before, ["feature", "model"])
+    table = change_table(cost_breakdown(now, keys), cost_breakdown(before, keys), keys)
 elif mode != "clauditor":  # per-call jobs on whole rows (baseline) or on the lean frame
     calls = load_calls_in(db, span) if mode == "baseline" else load_analytics_frame(db, span)
     if job == "cache":
@@ -67,24 +63,16 @@ elif mode != "clauditor":  # per-call jobs on whole rows (baseline) or on the le
     else:
         from clauditor.analytics.audit import audit
         table = audit(calls, config=Config())
-elif job == "cache":  # what the commands run now: DuckDB aggregates
-    from clauditor.analytics.cache_sql import cache_economics_sql
-    table = on_aggregates(db, span, lambda con, h: cache_economics_sql(con, span, h))
+elif job == "cache":  # what the commands run now: the runner
+    table = runner.cache_tables(db, span, ["feature", "model"], candidates=False)[0]
 elif job == "latency":
-    from clauditor.analytics.plan import latency_from_sql
-    table = on_aggregates(db, span, lambda con, h: latency_from_sql(con, span, h))
+    table = runner.latency_table(db, span, ["feature", "model"])
 elif job == "errors":
-    from clauditor.analytics.errors import error_episodes_from_minutes
-    from clauditor.analytics.plan import error_minutes_on
-    table = on_aggregates(
-        db, span, lambda con, h: error_episodes_from_minutes(error_minutes_on(con, span))
-    )
+    table = runner.errors_tables(db, span)[0]
 elif job == "failures":
-    from clauditor.analytics.failure import cost_of_failure_from_hours
-    table = on_aggregates(db, span, lambda con, h: cost_of_failure_from_hours(h))
+    table = runner.failures_table(db, span, ["feature"])
 else:
-    from clauditor.analytics.plan import run_audit
-    table = run_audit(db, span, config=Config(), as_of=span.end)
+    table = runner.audit_table(db, span, config=Config(), as_of=span.end)
 wall = time.perf_counter() - started
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"wall": wall, "rss": rss, "table": table.write_csv()}))
