@@ -536,7 +536,7 @@ def _sums_from_hours(hours: pl.DataFrame, every: str, by: str) -> pl.DataFrame:
 def cache_hit_ratio_series_from_hours(
     hours: pl.DataFrame, *, every: str = "1h", by: str = "feature"
 ) -> pl.DataFrame:
-    """:func:`cache_hit_ratio_series` from the hourly aggregate (``every`` whole hours)."""
+    """:func:`cache_hit_ratio_series` from a rollup (``every`` whole hours)."""
     return (
         _dense(_sums_from_hours(hours, every, by), every)
         .filter(pl.col("calls") > 0)
@@ -548,5 +548,5 @@ def cache_hit_ratio_series_from_hours(
 def cache_regressions_from_hours(
     hours: pl.DataFrame, *, every: str = "1h", by: str = "feature", **kw: Any
 ) -> pl.DataFrame:
-    """:func:`cache_regressions` from the hourly aggregate; ``kw`` as there."""
+    """:func:`cache_regressions` from a rollup; ``kw`` as there."""
     return _regressions(_dense(_sums_from_hours(hours, every, by), every), **kw)

@@ -1,4 +1,4 @@
-"""The cache jobs' per-call work done by DuckDB, for :mod:`clauditor.analytics.plan`.
+"""The cache jobs' per-call sequence and reuse buckets, reduced by DuckDB for the engine.
 
 :func:`caching_candidates_from` needs, per qualifying feature and model, the 10th percentile
 of input size and the calls that follow another one within 5 minutes. The second needs no
@@ -199,7 +199,7 @@ def caching_candidates_from(
     max_cached_share: float = 0.1,
 ) -> pl.DataFrame:
     """:func:`~clauditor.analytics.cache.caching_candidates` over ``period`` of ``con``:
-    the sums from the plan's ``hours``, the 10th percentile and the reuse sequence from
+    the sums from the rollup ``hours``, the 10th percentile and the reuse sequence from
     DuckDB aggregates (module docstring)."""
     keys = ["feature", "model"]
     totals = _candidate_totals(hours, min_prompt_tokens, min_calls, max_cached_share)
@@ -239,7 +239,7 @@ _US_5M, _US_1H = 300_000_000, 3_600_000_000
 # each feature and model as recorded (same order: time within the group). The window sorts
 # every cached call: it carries only numbers, the sequence (feature and model as recorded) and
 # the raw key columns as 64-bit hashes (the raw columns are named again from the few distinct
-# values in the plan's hours; two different keys sharing a hash is a 1-in-10^17 event).
+# values in the rollup; two different keys sharing a hash is a 1-in-10^17 event).
 _SEQUENCE_SQL = f"""
 WITH c AS (
     SELECT hash(feature, coalesce(response_model, request_model)) AS g,

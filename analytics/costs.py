@@ -212,7 +212,7 @@ def free_call_expr() -> pl.Expr:
 
 
 def _tool_sums() -> list[pl.Expr]:
-    """``tools_usd`` and ``web_searches`` of a group, from calls or from the hourly aggregate
+    """``tools_usd`` and ``web_searches`` of a group, from calls or from a rollup
     (whose rows carry the same two columns summed per hour: the sums are the same)."""
     return [
         _priced_sum("cost_tools_usd").alias("tools_usd"),
@@ -286,7 +286,7 @@ def restrict_to_sources(con: duckdb.DuckDBPyConnection, sources: SourceFilter | 
     """Make ``calls`` on ``con`` show only the calls ``sources`` admits, for every statement
     run on it after this: a temporary view of that name shadows the table, so the jobs' SQL is
     filtered before it runs, unchanged. A cursor of ``con`` is a session of its own and sees
-    the table (``clauditor.analytics.plan`` repeats the view on the cursors it opens)."""
+    the table (:meth:`clauditor.analytics.engine.DuckDBEngine.fork` repeats the view on it)."""
     if sources is None or sources == SourceFilter():
         return
     database = con.sql("SELECT current_database()").fetchall()[0][0]

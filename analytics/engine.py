@@ -285,7 +285,7 @@ def latency_on(
         sql = _KEYED_LATENCY_SQL.format(
             outer="".join(f"{g}, " for g in groups),
             bucket=bucket,
-            keys="".join(f"{item}, " for item in [group_keys_sql(ids, by)] if item),
+            keys=f"{group_keys_sql(ids, by)}, " if by else "",
             where=where,
             group=" GROUP BY " + ", ".join(groups) if groups else "",
         )

@@ -143,7 +143,7 @@ def error_minutes(calls: pl.DataFrame, every: str = "1m") -> pl.DataFrame:
     ``count_tokens`` calls are left out (free, not generations). Columns: ``bucket``,
     ``status``, ``error_type`` (String), ``http_status``, ``calls``. This
     is what the error jobs read of the calls; DuckDB can produce it for 1-minute buckets (see
-    :mod:`clauditor.analytics.plan`) and the ``*_from_minutes`` jobs take it from there.
+    :mod:`clauditor.analytics.rollup`) and the ``*_from_minutes`` jobs take it from there.
     """
     lf = calls.lazy()
     if "operation" in calls.columns:  # count_tokens calls take no part in error rates

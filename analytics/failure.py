@@ -77,7 +77,7 @@ def _failure_table(grouped: pl.LazyFrame, by: list[str]) -> pl.DataFrame:
 def cost_of_failure_from_hours(
     hours: pl.DataFrame, *, by: Sequence[str] = ("feature",)
 ) -> pl.DataFrame:
-    """:func:`cost_of_failure` from the hourly aggregate of :mod:`clauditor.analytics.plan`."""
+    """:func:`cost_of_failure` from a rollup (:func:`clauditor.analytics.rollup.rollup_on`)."""
     by = list(by)
     cost = pl.col("cost_usd").fill_null(0.0)
     failed = failed_expr()

@@ -14,7 +14,7 @@ was for one hour...). Besides those:
 
 * group keys: the per-call jobs group by the feature key (``(untagged)`` for NULL or empty)
   and the normalized model key. Building those strings on every row costs DuckDB more than the
-  aggregate itself, so :func:`raw_keys` checks on the (small) hourly aggregate whether the raw
+  aggregate itself, so :func:`raw_keys` checks on the (small) rollup whether the raw
   columns map one-to-one onto the keys; then DuckDB groups by one hash of the raw columns
   (:data:`RAW_HASH_SQL`) and :func:`raw_names` gives the few result rows their keys.
   Otherwise :func:`key_sql` maps them row by row.

@@ -65,7 +65,7 @@ def _per_model(calls: pl.DataFrame, by: str) -> pl.DataFrame:
 
 
 def _per_model_from_hours(hours: pl.DataFrame, by: str) -> pl.DataFrame:
-    """:func:`_per_model` from the hourly aggregate of :mod:`clauditor.analytics.plan`."""
+    """:func:`_per_model` from a rollup (:func:`clauditor.analytics.rollup.rollup_on`)."""
     lf = with_group_keys(hours, [by, "model"] if by != "model" else [by], prefix="_k_")
     return (
         lf.group_by("hour", pl.col(f"_k_{by}").alias("key"), pl.col("_k_model").alias("_model"))
@@ -103,7 +103,7 @@ def hourly_spend(calls: pl.DataFrame, *, by: str = "feature") -> pl.DataFrame:
 
 
 def hourly_spend_from_hours(hours: pl.DataFrame, *, by: str = "feature") -> pl.DataFrame:
-    """:func:`hourly_spend` from the hourly aggregate (``by`` is feature or model)."""
+    """:func:`hourly_spend` from a rollup carrying the raw columns of ``by``."""
     return _hourly(_per_model_from_hours(hours, by))
 
 
@@ -190,7 +190,7 @@ def detect_spikes(
 def detect_spikes_from_hours(
     hours: pl.DataFrame, *, by: str = "feature", **kw: Any
 ) -> pl.DataFrame:
-    """:func:`detect_spikes` from the hourly aggregate of :mod:`clauditor.analytics.plan`."""
+    """:func:`detect_spikes` from a rollup (:func:`clauditor.analytics.rollup.rollup_on`)."""
     return _detect(_per_model_from_hours(hours, by), **kw)
 
 
@@ -320,7 +320,7 @@ def spike_episodes(calls: pl.DataFrame, **kw: Any) -> pl.DataFrame:
 
 
 def spike_episodes_from_hours(hours: pl.DataFrame, **kw: Any) -> pl.DataFrame:
-    """:func:`spike_episodes` from the hourly aggregate of :mod:`clauditor.analytics.plan`."""
+    """:func:`spike_episodes` from a rollup (:func:`clauditor.analytics.rollup.rollup_on`)."""
     return _episodes(detect_spikes_from_hours(hours, **kw))
 
 

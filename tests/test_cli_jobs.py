@@ -123,6 +123,12 @@ PER_CALL_CASES = [
     ("latency", " --every=none"),
     ("errors", ""),
     ("errors", "--window=10m --min-duration=20m --threshold=0.02 --min-calls=50"),
+    # Keys outside feature and model, and buckets other than days: the same path.
+    ("spikes", "service"),
+    ("cache", "environment"),
+    ("failures", "user"),
+    ("latency", "service --every=6h"),
+    ("latency", "code_location,model --every=1h"),
 ]
 
 
@@ -142,16 +148,17 @@ def test_planned_commands_equal_the_per_call_jobs(
     from clauditor.analytics.cache import cache_economics
     from clauditor.analytics.errors import error_episodes
     from clauditor.analytics.failure import cost_of_failure
-    from clauditor.analytics.frame import load_analytics_frame
+    from clauditor.analytics.frame import columns_with_keys, load_analytics_frame
     from clauditor.analytics.latency import latency_percentiles
     from clauditor.analytics.periods import Period
     from clauditor.analytics.spikes import spike_episodes
 
     period, as_of = ("7d", "2026-11-20T00:00:00Z") if command == "spikes" else ("30d", AS_OF)
     span = resolve_period(period, as_of=dt.datetime.fromisoformat(as_of), tz="UTC")
-    calls = load_analytics_frame(sample_db, span)
     option, _, flags = option.partition(" ")
     keys = [k for k in option.split(",") if k] if command != "errors" else []
+    columns = columns_with_keys(keys)  # the lean frame plus the --by keys' columns
+    calls = load_analytics_frame(sample_db, span, columns=columns)
     if command == "errors":
         option, flags = f"{option} {flags}".strip(), ""
     if command == "cache":
@@ -159,10 +166,11 @@ def test_planned_commands_equal_the_per_call_jobs(
     elif command == "failures":
         want = cost_of_failure(calls, by=keys)
     elif command == "latency":
-        want = latency_percentiles(calls, by=keys, every=None if flags else "1d")
+        every = flags.split("=", 1)[1] if flags else "1d"
+        want = latency_percentiles(calls, by=keys, every=None if every == "none" else every)
     elif command == "spikes":
         week = Period(span.start - dt.timedelta(days=7), span.end, span.label, span.tz)
-        found = spike_episodes(load_analytics_frame(sample_db, week), by=keys[0])
+        found = spike_episodes(load_analytics_frame(sample_db, week, columns=columns), by=keys[0])
         want = found.filter(found["start"] >= span.start)
     else:
         options = dict(o.lstrip("-").split("=") for o in option.split())
