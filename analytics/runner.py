@@ -10,7 +10,8 @@ Python, so memory does not grow with the number of calls.
   (:data:`JOB_NAMES`): what the benchmark times.
 * One function per command (:func:`costs_table`, :func:`cache_tables`, :func:`errors_tables`,
   :func:`latency_table`, :func:`budget_table`, :func:`spikes_table`, :func:`failures_table`,
-  :func:`audit_table`) runs that command's jobs with its options.
+  :func:`audit_table`) runs that command's jobs with its options; :func:`error_windows_table`
+  gives error windows of any length (the report's 1h, 3h, 1d).
 
 Local calendars (spend per day, cost per bucket, the budget's months and days) are cut from
 rollup slots; the grain is an hour when the configured zone is a whole number of hours from UTC
@@ -62,6 +63,7 @@ __all__ = [
     "budget_table",
     "cache_tables",
     "costs_table",
+    "error_windows_table",
     "errors_tables",
     "failures_table",
     "latency_table",
@@ -336,6 +338,22 @@ def errors_tables(
         min_calls=min_calls,
     )
     return episodes, retry_amplification_from_hours(hours)
+
+
+def error_windows_table(
+    source: Source,
+    period: Period,
+    *,
+    window: str = "5m",
+    every: str = "1m",
+    sources: SourceFilter | None = APP_SOURCES,
+) -> pl.DataFrame:
+    """Rolling error rates per class over ``window``-long windows starting every ``every``
+    (``1h``/``1h``, ``3h``/``1h``, ``1d``/``1h`` ...; ``window`` a whole number of ``every``),
+    from the engine's error minutes."""
+    with open_engine(source, sources=sources) as engine:
+        minutes = engine.error_minutes(period)
+    return error_windows_from_minutes(minutes, window=window, every=every)
 
 
 def latency_table(

@@ -314,3 +314,23 @@ def test_unknown_jobs_are_named() -> None:
     with pytest.raises(ValueError, match="unknown job.*'costs'"):
         run_jobs(_calls(MIDNIGHT_CALLS), None, config=load_config(SAMPLE / "clauditor.toml"),
                  as_of=AS_OF, jobs=["costs"])  # fmt: skip
+
+
+def test_error_windows_of_an_hour_from_minutes() -> None:
+    from clauditor.analytics.runner import error_windows_table
+
+    # 12:00-12:59: 8 calls, 2 of them 429s at 12:10 and 12:50; 13:00: 2 calls, no error.
+    rows = [{"start_time": _at(10, 12, m)} for m in (0, 5, 20, 30, 40, 55)]
+    rows += [
+        {"start_time": _at(10, 12, m), "status": "error", "http_status": 429} for m in (10, 50)
+    ]
+    rows += [{"start_time": _at(10, 13, m)} for m in (0, 30)]
+    period = Period(
+        dt.datetime(2026, 11, 10, tzinfo=dt.UTC), dt.datetime(2026, 11, 11, tzinfo=dt.UTC), "1d"
+    )
+    got = error_windows_table(_calls(rows), period, window="1h", every="1h")
+    limited = got.filter(pl.col("error_class") == "rate_limited")
+    # Window 12:00-13:00: 2 of 8 = 0.25; window 13:00-14:00: 0 of 2.
+    assert limited["calls"].to_list() == [8, 2] and limited["errors"].to_list() == [2, 0]
+    assert limited["error_rate"].to_list() == [pytest.approx(0.25), 0.0]
+    assert limited["window_start"].to_list()[0] == dt.datetime(2026, 11, 10, 12, tzinfo=dt.UTC)
