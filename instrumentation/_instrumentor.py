@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
+
+# The module starts with a file-level `# type: ignore`, so mypy sees none of its names.
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
@@ -38,37 +41,6 @@ from ._wrappers import (
     unpatch_all,
 )
 
-try:  # the [instruments] base class; clauditor works without it, minus `opentelemetry-instrument`
-    from opentelemetry.instrumentation.instrumentor import (
-        BaseInstrumentor as _Base,  # type: ignore[attr-defined]
-    )
-except ImportError:  # pragma: no cover - exercised only without opentelemetry-instrumentation
-
-    class _Base:  # type: ignore[no-redef]
-        _instance: Any = None
-        _is_instrumented_by_opentelemetry = False
-
-        def __new__(cls, *args: Any, **kwargs: Any) -> Any:
-            if cls._instance is None:
-                cls._instance = object.__new__(cls)
-            return cls._instance
-
-        @property
-        def is_instrumented_by_opentelemetry(self) -> bool:
-            return self._is_instrumented_by_opentelemetry
-
-        def instrument(self, **kwargs: Any) -> None:
-            if not self._is_instrumented_by_opentelemetry:
-                kwargs.pop("skip_dep_check", None)
-                self._instrument(**kwargs)
-                self._is_instrumented_by_opentelemetry = True
-
-        def uninstrument(self, **kwargs: Any) -> None:
-            if self._is_instrumented_by_opentelemetry:
-                self._uninstrument(**kwargs)
-                self._is_instrumented_by_opentelemetry = False
-
-
 __all__ = ["AnthropicInstrumentor", "Handle", "instrument", "uninstrument"]
 
 log = logging.getLogger("clauditor.instrumentation")
@@ -77,7 +49,7 @@ DEFAULT_SERVICE = "unknown_service"
 _METRICS_ENV = "OTEL_INSTRUMENTATION_CLAUDITOR_METRICS"  # "false" turns the metrics off
 
 
-class AnthropicInstrumentor(_Base):  # type: ignore[misc,valid-type]
+class AnthropicInstrumentor(BaseInstrumentor):
     """OpenTelemetry instrumentor for the anthropic SDK (sync and async clients, every generation).
 
     ``AnthropicInstrumentor().instrument(tracer_provider=..., meter_provider=...)`` installs the
