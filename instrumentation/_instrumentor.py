@@ -82,7 +82,7 @@ class AnthropicInstrumentor(BaseInstrumentor):
             semconv.CLAUDITOR_SCOPE, __version__, tracer_provider=tracer_provider
         )
         provider = tracer_provider or trace.get_tracer_provider()
-        self._add_enricher(provider, metrics, getattr(tracer, "_instrumentation_scope", None))
+        self._add_enricher(provider, metrics)
         policy = CapturePolicy.off()
         try:
             if kwargs.get("capture_content") is not None:
@@ -94,7 +94,7 @@ class AnthropicInstrumentor(BaseInstrumentor):
         capture = policy if policy.enabled else None
         patch_all(Runtime(tracer=tracer, metrics=metrics, capture=capture))
 
-    def _add_enricher(self, provider: Any, metrics: Any, own_scope: Any) -> None:
+    def _add_enricher(self, provider: Any, metrics: Any) -> None:
         pipeline = getattr(provider, "_active_span_processor", None)
         if pipeline is None or not hasattr(provider, "add_span_processor"):
             return  # not an SDK provider: the SDK's spans cannot be enriched, clauditor owns them
@@ -107,8 +107,6 @@ class AnthropicInstrumentor(BaseInstrumentor):
             self._enrichers[provider] = enricher
         enricher.enabled = True
         enricher.metrics = metrics
-        if own_scope is not None:
-            enricher.own_scope = own_scope
         if not any(pipeline is p for p in ENRICHED_PIPELINES):
             ENRICHED_PIPELINES.append(pipeline)
             forget_native_verdicts()
