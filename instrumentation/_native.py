@@ -135,12 +135,11 @@ def record_response_hook(original: Any) -> Any:
             if error is not None:
                 attrs = capture.error_attributes(error)
             else:
-                data = getattr(result, "data", None)
+                data: Any = getattr(result, "data", None)
                 raw = getattr(data, "http_response", None)
                 if raw is not None and getattr(raw, "is_closed", False):
-                    data = (
-                        data.parse()
-                    )  # with_raw_response: parse() is cached, the app pays nothing
+                    # with_raw_response: parse() is cached, the app pays nothing.
+                    data = data.parse()
                 kind = getattr(data, "type", None)
                 attrs = capture.output_attributes(data) if kind == "message" else {}
             if attrs and span.is_recording():

@@ -4,8 +4,12 @@ complete and sorted (the conventions in docs/architecture.md, "Modules and impor
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,3 +93,16 @@ def test_no_module_imports_back_into_a_module_that_imports_it() -> None:
     assert "clauditor.store" in modules and "clauditor.ingest.files" in modules
     graph = {name: _imports(name, path, set(modules)) for name, path in modules.items()}
     assert _cycles(graph) == []
+
+
+@pytest.mark.slow
+def test_mypy_finds_nothing_in_the_whole_package() -> None:
+    # pyproject's [tool.mypy] files: every stage folder, so a bare `mypy` checks them all.
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-incremental"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
