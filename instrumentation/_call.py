@@ -22,9 +22,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from clauditor import semconv
-from clauditor.redact import clip
-
-from ._attributes import (
+from clauditor.instrumentation._attributes import (
     add_message_attributes,
     add_message_ids,
     add_server_tool_attributes,
@@ -36,10 +34,10 @@ from ._attributes import (
     is_code_execution_use,
     request_attributes,
 )
-from ._capture import CallCapture, CapturePolicy
-from ._context import _CURRENT as _CURRENT_FEATURE
-from ._context import current_feature
-from ._safety import report_failure
+from clauditor.instrumentation._capture import CallCapture, CapturePolicy
+from clauditor.instrumentation._context import ACTIVE_FEATURE, current_feature
+from clauditor.instrumentation._safety import report_failure
+from clauditor.redact import clip
 
 __all__ = ["ACTIVE_CALL", "Call", "start_call"]
 
@@ -368,7 +366,7 @@ def start_call(
         except TypeError:  # an unhashable value in the request: build it, do not keep it
             attrs = _request_base(operation, kwargs, stream)
         parent = otel_context.get_current()
-        feature = _CURRENT_FEATURE.get()
+        feature = ACTIVE_FEATURE.get()
         if feature is None and parent:  # else no feature and no baggage (an empty context)
             feature = current_feature(parent)
         if feature is not None:

@@ -28,12 +28,11 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from clauditor import semconv
-
-from ._capture import CapturePolicy, policy_from_environment
-from ._metrics import CallMetrics
-from ._native import NativeSpanEnricher
-from ._safety import report_failure
-from ._wrappers import (
+from clauditor.instrumentation._capture import CapturePolicy, policy_from_environment
+from clauditor.instrumentation._metrics import CallMetrics
+from clauditor.instrumentation._native import NativeSpanEnricher
+from clauditor.instrumentation._safety import report_failure
+from clauditor.instrumentation._wrappers import (
     ENRICHED_PIPELINES,
     Runtime,
     forget_native_verdicts,
@@ -195,7 +194,7 @@ def _sink_exporter(
 ) -> tuple[SpanExporter, str]:
     endpoint = endpoint or os.environ.get(semconv.ENV_OTLP_ENDPOINT)
     if endpoint and db is None:
-        from ._otlp import BoundedOtlpExporter
+        from clauditor.instrumentation._otlp import BoundedOtlpExporter
 
         url = endpoint.rstrip("/")
         if not url.endswith("/v1/traces"):

@@ -35,10 +35,13 @@ from opentelemetry.trace import StatusCode
 
 from clauditor import semconv
 from clauditor.cloud import region_from_host
-
-from ._attributes import add_context_attributes, add_server_tool_attributes, fields_of
-from ._capture import PENDING_CAPTURE
-from ._safety import report_failure
+from clauditor.instrumentation._attributes import (
+    add_context_attributes,
+    add_server_tool_attributes,
+    fields_of,
+)
+from clauditor.instrumentation._capture import PENDING_CAPTURE
+from clauditor.instrumentation._safety import report_failure
 
 __all__ = [
     "CALL_SITE",

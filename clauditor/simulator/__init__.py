@@ -8,8 +8,14 @@ the traffic model (services, workloads, models, incidents) is in the private ``_
 
 from __future__ import annotations
 
-from ._spans import SAMPLE_END, SPANS_PER_LINE, Incident, SimulationSummary, simulate
-from ._traffic import UPGRADED_FROM
+from clauditor.simulator._spans import (
+    SAMPLE_END,
+    SPANS_PER_LINE,
+    Incident,
+    SimulationSummary,
+    simulate,
+)
+from clauditor.simulator._traffic import UPGRADED_FROM
 
 __all__ = [
     "SAMPLE_END",

@@ -49,8 +49,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from clauditor import semconv as sc
-
-from ._traffic import (
+from clauditor.simulator._traffic import (
     RESOURCES,
     RESPONSE_MODEL,
     RUNAWAY,

@@ -30,11 +30,11 @@ __all__ = [
     "RESPONSE_MODEL",
     "RUNAWAY",
     "UNPRICED_MODEL",
+    "UPGRADED_FROM",
     "WORKLOADS",
     "Call",
     "IncidentWindows",
     "TrafficGenerator",
-    "UPGRADED_FROM",
     "Workload",
     "model_on",
 ]
