@@ -53,7 +53,7 @@ def _cpu_s() -> float:
 
 def make_input(workdir: Path, spans: int) -> tuple[Path, int]:
     """A simulator file with about ``spans`` spans (cached by size in ``workdir``)."""
-    from clauditor.simulate import simulate
+    from clauditor.simulator import simulate
 
     target = workdir / f"sim-{spans}.jsonl"
     marker = workdir / f"sim-{spans}.count"

@@ -226,7 +226,7 @@ def simulate(
     scale: Annotated[float, typer.Option(help="Traffic volume multiplier.")] = 1.0,
 ) -> None:
     """Write realistic simulated telemetry with planted incidents (OTLP JSON lines)."""
-    from clauditor.simulate import simulate as run_simulation
+    from clauditor.simulator import simulate as run_simulation
 
     summary = run_simulation(
         out_file,

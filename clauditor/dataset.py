@@ -26,6 +26,7 @@ from pathlib import Path
 import duckdb
 
 from clauditor.errors import StoreError
+from clauditor.views import DATASET_VIEWS_SQL
 
 __all__ = [
     "ExportSummary",
@@ -109,8 +110,6 @@ def dataset_connection(path: str | Path) -> duckdb.DuckDBPyConnection:
 
     Raises :class:`~clauditor.errors.StoreError` when the folder holds no dataset.
     """
-    from clauditor.store import DATASET_VIEWS_SQL
-
     folder = Path(path)
     partition_files(folder)
     con = duckdb.connect(":memory:")

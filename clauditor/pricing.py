@@ -53,8 +53,8 @@ from clauditor.rate_cards import (
 
 __all__ = [
     "BATCH_DISCOUNT",
-    "PER_MTOK",
     "COST_PARTS",
+    "PER_MTOK",
     "RATE_COLUMNS",
     "PriceTable",
     "RateCard",

@@ -62,12 +62,12 @@ from clauditor.errors import ReadOnlyQueryError, StoreError
 from clauditor.pricing import price_calls
 from clauditor.schema import PRICED_COLUMNS
 from clauditor.store import (
-    DATASET_VIEWS_SQL,
     insert_in_transaction,
     load_calls,
     read_connection,
     write_connection,
 )
+from clauditor.views import DATASET_VIEWS_SQL
 
 __all__ = [
     "DEFAULT_MEMORY_LIMIT",

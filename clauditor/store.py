@@ -31,6 +31,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from clauditor.dataset import dataset_connection
 from clauditor.errors import DatabaseBusyError, StoreError
 from clauditor.schema import (
     CALLS_COLUMNS,
@@ -40,9 +41,9 @@ from clauditor.schema import (
     SOURCES,
     conform,
 )
+from clauditor.views import VIEWS_V1, VIEWS_V4, VIEWS_V9
 
 __all__ = [
-    "DATASET_VIEWS_SQL",
     "DEFAULT_DB",
     "MIGRATIONS",
     "SCHEMA_VERSION",
@@ -72,43 +73,6 @@ def default_db_path() -> Path:
 
 
 # --- migrations --------------------------------------------------------------------------------
-
-_VIEWS_V1 = """
-CREATE OR REPLACE VIEW daily_costs AS
-SELECT
-    CAST(timezone('UTC', start_time) AS DATE) AS day,
-    coalesce(feature, '(untagged)') AS feature,
-    coalesce(response_model, request_model, '(no model)') AS model,
-    count(*) AS calls,
-    count(*) FILTER (WHERE status = 'error') AS errors,
-    sum(input_tokens) AS input_tokens,
-    sum(output_tokens) AS output_tokens,
-    sum(cache_read_input_tokens) AS cache_read_input_tokens,
-    sum(cache_creation_input_tokens) AS cache_creation_input_tokens,
-    sum(cost_usd) AS cost_usd,
-    count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_calls
-FROM calls
-GROUP BY ALL;
-
-CREATE OR REPLACE VIEW feature_costs AS
-SELECT
-    coalesce(feature, '(untagged)') AS feature,
-    count(*) AS calls,
-    min(start_time) AS first_call,
-    max(start_time) AS last_call,
-    sum(input_tokens) AS input_tokens,
-    sum(output_tokens) AS output_tokens,
-    sum(cache_read_input_tokens) AS cache_read_input_tokens,
-    sum(cache_creation_input_tokens) AS cache_creation_input_tokens,
-    sum(cost_usd) AS cost_usd,
-    sum(cost_usd) / nullif(count(cost_usd), 0) AS cost_per_call_usd,
-    count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_calls
-FROM calls
-GROUP BY ALL;
-
-CREATE OR REPLACE VIEW errors AS
-SELECT * FROM calls WHERE status = 'error';
-"""
 
 _QUARANTINE_V2 = """
 CREATE TABLE IF NOT EXISTS quarantine (
@@ -152,19 +116,6 @@ CREATE TABLE IF NOT EXISTS alerts (
     PRIMARY KEY (rule, key, incident, transition)
 );
 """
-
-# Version 4: token sums as BIGINT (DuckDB's sum of BIGINT is a DECIMAL(38,0), which JSON
-# tools then read as text).
-_VIEWS_V4 = _VIEWS_V1
-for _column in (
-    "input_tokens",
-    "output_tokens",
-    "cache_read_input_tokens",
-    "cache_creation_input_tokens",
-):
-    _VIEWS_V4 = _VIEWS_V4.replace(
-        f"sum({_column}) AS {_column}", f"CAST(sum({_column}) AS BIGINT) AS {_column}"
-    )
 
 # Version 5: the response id as a column, filled in for the rows already stored, so rows of two
 # instrumentations for one call meet across batches. Ingest fills it; for frames made some
@@ -269,43 +220,16 @@ _V1_COLUMNS = ",\n    ".join(
     f"{name} {sql_type}" for name, sql_type, _ in CALLS_COLUMNS if name not in _ADDED_AFTER_V1
 )
 
-# Version 9: count_tokens calls (free, not generations) out of the views' call counts, error
-# counts and cost per call, counted apart in count_tokens_calls (the last column).
-_GENERATION = "coalesce(operation, 'chat') <> 'count_tokens'"
-_VIEWS_V9 = (
-    _VIEWS_V4.replace(
-        "    count(*) AS calls,\n",
-        f"    count(*) FILTER (WHERE {_GENERATION}) AS calls,\n",
-    )
-    .replace(
-        "count(*) FILTER (WHERE status = 'error') AS errors",
-        f"count(*) FILTER (WHERE status = 'error' AND {_GENERATION}) AS errors",
-    )
-    .replace(
-        "sum(cost_usd) / nullif(count(cost_usd), 0) AS cost_per_call_usd",
-        f"sum(cost_usd) / nullif(count(cost_usd) FILTER (WHERE {_GENERATION}), 0)"
-        " AS cost_per_call_usd",
-    )
-    .replace(
-        "    count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_calls\n",
-        "    count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_calls,\n"
-        "    count(*) FILTER (WHERE operation = 'count_tokens') AS count_tokens_calls\n",
-    )
-)
-
-# The views as the newest migration defines them, for a Parquet dataset (clauditor.dataset).
-DATASET_VIEWS_SQL = _VIEWS_V9
-
 MIGRATIONS: tuple[tuple[int, str, str | Callable[[duckdb.DuckDBPyConnection], None]], ...] = (
-    (1, "calls table and its views", f"CREATE TABLE calls (\n    {_V1_COLUMNS}\n);\n{_VIEWS_V1}"),
+    (1, "calls table and its views", f"CREATE TABLE calls (\n    {_V1_COLUMNS}\n);\n{VIEWS_V1}"),
     (2, "quarantine and ingested files", _QUARANTINE_V2),
     (3, "alert state", _ALERTS_V3),
-    (4, "token sums in the views as BIGINT", _VIEWS_V4),
+    (4, "token sums in the views as BIGINT", VIEWS_V4),
     (5, "response id column", _RESPONSE_ID_V5),
     (6, "server tools, cloud region, tools cost, assumed TTL, rates", _pricing_v6),
     (7, "Anthropic's bill: usage and cost report buckets", _BILL_V7),
     (8, "cost reported by the source", _REPORTED_COST_V8),
-    (9, "count_tokens calls apart in the views", _VIEWS_V9),
+    (9, "count_tokens calls apart in the views", VIEWS_V9),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -437,8 +361,6 @@ def read_connection(
     """
     path = Path(path)
     if path.is_dir():
-        from clauditor.dataset import dataset_connection
-
         dataset = dataset_connection(path)
         try:
             yield dataset

@@ -13,11 +13,16 @@ DuckDB exporter is imported inside ``instrument()`` only when that sink is chose
 
 from __future__ import annotations
 
-from ._capture import CapturePolicy
-from ._context import FeatureContext, current_feature, feature
-from ._instrumentor import AnthropicInstrumentor, Handle, instrument, uninstrument
-from ._metrics import DURATION_BUCKETS, TOKEN_BUCKETS
-from ._safety import failure_counts
+from clauditor.instrumentation._capture import CapturePolicy
+from clauditor.instrumentation._context import FeatureContext, current_feature, feature
+from clauditor.instrumentation._instrumentor import (
+    AnthropicInstrumentor,
+    Handle,
+    instrument,
+    uninstrument,
+)
+from clauditor.instrumentation._metrics import DURATION_BUCKETS, TOKEN_BUCKETS
+from clauditor.instrumentation._safety import failure_counts
 
 __all__ = [
     "DURATION_BUCKETS",

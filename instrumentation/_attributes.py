@@ -27,8 +27,7 @@ from typing import Any
 
 from clauditor import semconv
 from clauditor.cloud import region_from_host
-
-from ._context import current_feature
+from clauditor.instrumentation._context import current_feature
 
 __all__ = [
     "CODE_EXECUTION_TOOLS",

@@ -5,12 +5,11 @@ learns usage from the response or from stream events, and ends exactly once. No 
 each catches its own failure, reports it, and lets the app's call go on untouched.
 
 The span itself is made only when the call ends: ``start_span`` with the start time and parent
-context recorded when the call began, every attribute (and an OK status) written at once,
-straight into the span when the SDK's layout allows (see :func:`~._native.raw_attributes`), then
-ended. That is
-the cheapest way through the OpenTelemetry SDK, and changes nothing a reader sees: clauditor's
+context recorded when the call began and every attribute at once, then its status, then
+``end``. That is the cheapest way through the OpenTelemetry API's public methods (one pass of
+the SDK's validation, not one per attribute), and changes nothing a reader sees: clauditor's
 span is never made the current span (the SDK's own HTTP work is not a child of it), so it need
-not exist earlier. Span processors' ``on_start`` therefore sees the span without attributes.
+not exist earlier. Span processors' ``on_start`` sees the span with all its attributes.
 """
 
 from __future__ import annotations
@@ -23,9 +22,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from clauditor import semconv
-from clauditor.redact import clip
-
-from ._attributes import (
+from clauditor.instrumentation._attributes import (
     add_message_attributes,
     add_message_ids,
     add_server_tool_attributes,
@@ -37,10 +34,10 @@ from ._attributes import (
     is_code_execution_use,
     request_attributes,
 )
-from ._capture import CallCapture, CapturePolicy
-from ._context import _CURRENT as _CURRENT_FEATURE
-from ._context import current_feature
-from ._safety import report_failure
+from clauditor.instrumentation._capture import CallCapture, CapturePolicy
+from clauditor.instrumentation._context import ACTIVE_FEATURE, current_feature
+from clauditor.instrumentation._safety import report_failure
+from clauditor.redact import clip
 
 __all__ = ["ACTIVE_CALL", "Call", "start_call"]
 
@@ -52,7 +49,6 @@ ACTIVE_CALL: contextvars.ContextVar[Call | None] = contextvars.ContextVar(
 _CLIENT = SpanKind.CLIENT
 _OK = Status(StatusCode.OK)
 _OK_CODE = StatusCode.OK
-_UNSET = StatusCode.UNSET
 # Read once per call: a module constant is one lookup, semconv.X two.
 _HTTP_STATUS = semconv.HTTP_RESPONSE_STATUS_CODE
 _REQUEST_STREAM = semconv.GEN_AI_REQUEST_STREAM
@@ -307,36 +303,13 @@ class Call:
         end_ns = time.time_ns()
         attrs = self.attrs
         try:
-            # No attributes through start_span: the SDK would validate each under a lock; they
-            # go into the span's dict below when the layout allows (see raw_attributes).
-            span = self.tracer.start_span(self.name, self.parent, _CLIENT, start_time=self.start_ns)
+            span = self.tracer.start_span(
+                self.name, self.parent, _CLIENT, attributes=attrs, start_time=self.start_ns
+            )
         except Exception as exc:
             report_failure("start span", exc)
             return
         try:
-            # raw_attributes, inlined (it runs once per call): the span's own dict when the
-            # SDK's layout is the expected one, with no value-length limit and room for ours.
-            try:
-                bounded = span._attributes  # noqa: SLF001
-                raw = bounded._dict  # noqa: SLF001
-                maxlen = bounded.maxlen
-                if (
-                    type(raw) is not dict
-                    or bounded.max_value_len is not None
-                    or (maxlen is not None and len(raw) + len(attrs) > maxlen)
-                ):
-                    raw = None
-                fresh = span._status.status_code is _UNSET  # noqa: SLF001
-            except AttributeError:
-                raw = None
-            if raw is not None:
-                raw.update(attrs)
-                if code is _OK_CODE and fresh:
-                    # The SDK's layout, a fresh span: set_status would take a lock to do this.
-                    span._status = _OK  # noqa: SLF001
-                    code = _UNSET
-            else:
-                span.set_attributes(attrs)
             if code is _OK_CODE:
                 span.set_status(_OK)
             elif code is StatusCode.ERROR:
@@ -393,7 +366,7 @@ def start_call(
         except TypeError:  # an unhashable value in the request: build it, do not keep it
             attrs = _request_base(operation, kwargs, stream)
         parent = otel_context.get_current()
-        feature = _CURRENT_FEATURE.get()
+        feature = ACTIVE_FEATURE.get()
         if feature is None and parent:  # else no feature and no baggage (an empty context)
             feature = current_feature(parent)
         if feature is not None:

@@ -392,7 +392,7 @@ class CallCapture:
                 self._blocks[index] = {**block, "_json": ""}
         elif kind == "content_block_delta":
             block = self._blocks.setdefault(index, {"type": "text", "text": "", "_json": ""})
-            delta = getattr(event, "delta", None)
+            delta: Any = getattr(event, "delta", None)  # each branch reads its delta type's field
             dtype = getattr(delta, "type", None)
             if dtype == "text_delta":
                 block["text"] = block.get("text", "") + delta.text

@@ -26,7 +26,7 @@ from opentelemetry import context as otel_context
 from clauditor import semconv
 from clauditor.redact import scrub
 
-__all__ = ["FeatureContext", "current_feature", "feature"]
+__all__ = ["ACTIVE_FEATURE", "FeatureContext", "current_feature", "feature"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,7 +54,7 @@ class FeatureContext:
         object.__setattr__(self, "span_attributes", attrs)  # frozen: set once, here
 
 
-_CURRENT: contextvars.ContextVar[FeatureContext | None] = contextvars.ContextVar(
+ACTIVE_FEATURE: contextvars.ContextVar[FeatureContext | None] = contextvars.ContextVar(
     "clauditor_feature", default=None
 )
 
@@ -66,7 +66,7 @@ def current_feature(context: otel_context.Context | None = None) -> FeatureConte
     over what an upstream service sent. ``context`` is the OpenTelemetry context to read the
     baggage from when the caller already holds the current one (default: the current one).
     """
-    ctx = _CURRENT.get()
+    ctx = ACTIVE_FEATURE.get()
     if ctx is not None:
         return ctx
     if context is None:
@@ -101,7 +101,7 @@ class feature:  # noqa: N801 - a lower-case name, as users write it: `with claud
         self._tokens: list[tuple[contextvars.Token[FeatureContext | None], object]] = []
 
     def _context(self) -> FeatureContext:
-        outer = _CURRENT.get()
+        outer = ACTIVE_FEATURE.get()
         user = self._user_id
         tags = self._tags
         if outer is not None:
@@ -115,7 +115,7 @@ class feature:  # noqa: N801 - a lower-case name, as users write it: `with claud
 
     def __enter__(self) -> FeatureContext:
         ctx = self._context()
-        token = _CURRENT.set(ctx)
+        token = ACTIVE_FEATURE.set(ctx)
         bag = baggage.set_baggage(semconv.BAGGAGE_FEATURE, ctx.name)
         if ctx.user_id is not None:
             bag = baggage.set_baggage(semconv.BAGGAGE_USER_ID, ctx.user_id, context=bag)
@@ -125,7 +125,7 @@ class feature:  # noqa: N801 - a lower-case name, as users write it: `with claud
     def __exit__(self, *exc: object) -> None:
         token, bag_token = self._tokens.pop()
         otel_context.detach(bag_token)  # type: ignore[arg-type]
-        _CURRENT.reset(token)
+        ACTIVE_FEATURE.reset(token)
 
     async def __aenter__(self) -> FeatureContext:
         return self.__enter__()

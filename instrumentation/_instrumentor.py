@@ -20,54 +20,25 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
+
+# The module starts with a file-level `# type: ignore`, so mypy sees none of its names.
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from clauditor import semconv
-
-from ._capture import CapturePolicy, policy_from_environment
-from ._metrics import CallMetrics
-from ._native import NativeSpanEnricher
-from ._safety import report_failure
-from ._wrappers import (
+from clauditor.instrumentation._capture import CapturePolicy, policy_from_environment
+from clauditor.instrumentation._metrics import CallMetrics
+from clauditor.instrumentation._native import NativeSpanEnricher
+from clauditor.instrumentation._safety import report_failure
+from clauditor.instrumentation._wrappers import (
     ENRICHED_PIPELINES,
     Runtime,
     forget_native_verdicts,
     patch_all,
     unpatch_all,
 )
-
-try:  # the [instruments] base class; clauditor works without it, minus `opentelemetry-instrument`
-    from opentelemetry.instrumentation.instrumentor import (
-        BaseInstrumentor as _Base,  # type: ignore[attr-defined]
-    )
-except ImportError:  # pragma: no cover - exercised only without opentelemetry-instrumentation
-
-    class _Base:  # type: ignore[no-redef]
-        _instance: Any = None
-        _is_instrumented_by_opentelemetry = False
-
-        def __new__(cls, *args: Any, **kwargs: Any) -> Any:
-            if cls._instance is None:
-                cls._instance = object.__new__(cls)
-            return cls._instance
-
-        @property
-        def is_instrumented_by_opentelemetry(self) -> bool:
-            return self._is_instrumented_by_opentelemetry
-
-        def instrument(self, **kwargs: Any) -> None:
-            if not self._is_instrumented_by_opentelemetry:
-                kwargs.pop("skip_dep_check", None)
-                self._instrument(**kwargs)
-                self._is_instrumented_by_opentelemetry = True
-
-        def uninstrument(self, **kwargs: Any) -> None:
-            if self._is_instrumented_by_opentelemetry:
-                self._uninstrument(**kwargs)
-                self._is_instrumented_by_opentelemetry = False
-
 
 __all__ = ["AnthropicInstrumentor", "Handle", "instrument", "uninstrument"]
 
@@ -77,7 +48,7 @@ DEFAULT_SERVICE = "unknown_service"
 _METRICS_ENV = "OTEL_INSTRUMENTATION_CLAUDITOR_METRICS"  # "false" turns the metrics off
 
 
-class AnthropicInstrumentor(_Base):  # type: ignore[misc,valid-type]
+class AnthropicInstrumentor(BaseInstrumentor):
     """OpenTelemetry instrumentor for the anthropic SDK (sync and async clients, every generation).
 
     ``AnthropicInstrumentor().instrument(tracer_provider=..., meter_provider=...)`` installs the
@@ -110,7 +81,7 @@ class AnthropicInstrumentor(_Base):  # type: ignore[misc,valid-type]
             semconv.CLAUDITOR_SCOPE, __version__, tracer_provider=tracer_provider
         )
         provider = tracer_provider or trace.get_tracer_provider()
-        self._add_enricher(provider, metrics, getattr(tracer, "_instrumentation_scope", None))
+        self._add_enricher(provider, metrics)
         policy = CapturePolicy.off()
         try:
             if kwargs.get("capture_content") is not None:
@@ -122,7 +93,7 @@ class AnthropicInstrumentor(_Base):  # type: ignore[misc,valid-type]
         capture = policy if policy.enabled else None
         patch_all(Runtime(tracer=tracer, metrics=metrics, capture=capture))
 
-    def _add_enricher(self, provider: Any, metrics: Any, own_scope: Any) -> None:
+    def _add_enricher(self, provider: Any, metrics: Any) -> None:
         pipeline = getattr(provider, "_active_span_processor", None)
         if pipeline is None or not hasattr(provider, "add_span_processor"):
             return  # not an SDK provider: the SDK's spans cannot be enriched, clauditor owns them
@@ -135,8 +106,6 @@ class AnthropicInstrumentor(_Base):  # type: ignore[misc,valid-type]
             self._enrichers[provider] = enricher
         enricher.enabled = True
         enricher.metrics = metrics
-        if own_scope is not None:
-            enricher.own_scope = own_scope
         if not any(pipeline is p for p in ENRICHED_PIPELINES):
             ENRICHED_PIPELINES.append(pipeline)
             forget_native_verdicts()
@@ -225,7 +194,7 @@ def _sink_exporter(
 ) -> tuple[SpanExporter, str]:
     endpoint = endpoint or os.environ.get(semconv.ENV_OTLP_ENDPOINT)
     if endpoint and db is None:
-        from ._otlp import BoundedOtlpExporter
+        from clauditor.instrumentation._otlp import BoundedOtlpExporter
 
         url = endpoint.rstrip("/")
         if not url.endswith("/v1/traces"):

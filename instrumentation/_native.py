@@ -13,15 +13,20 @@ the one span carries the whole convention:
 * the cloud region of a Bedrock or Vertex client, which the wrapper found on the client and
   handed over with the code location (:data:`CALL_SITE`), else the region of the span's
   ``server.address``;
-* while ending (``_on_ending``, where the span is still writable): whichever of the inclusive
-  and uncached input counts is missing (the SDK records the inclusive one),
+* as it ends (just before the SDK's ``end()``, while the span is still writable): whichever of
+  the inclusive and uncached input counts is missing (the SDK records the inclusive one),
   ``clauditor.ttft_ms``, the stream outcome, and the metrics.
+
+Only the OpenTelemetry API's public span methods are used (``attributes``, ``set_attributes``,
+``status``, ``end``): the SDK validates each value under the span's lock, as for any other
+instrumentation.
 """
 
 from __future__ import annotations
 
 import contextvars
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry.context import Context
@@ -30,15 +35,17 @@ from opentelemetry.trace import StatusCode
 
 from clauditor import semconv
 from clauditor.cloud import region_from_host
-
-from ._attributes import add_context_attributes, add_server_tool_attributes, fields_of
-from ._capture import PENDING_CAPTURE
-from ._safety import report_failure
+from clauditor.instrumentation._attributes import (
+    add_context_attributes,
+    add_server_tool_attributes,
+    fields_of,
+)
+from clauditor.instrumentation._capture import PENDING_CAPTURE
+from clauditor.instrumentation._safety import report_failure
 
 __all__ = [
     "CALL_SITE",
     "NativeSpanEnricher",
-    "raw_attributes",
     "record_response_hook",
     "usage_extras_hook",
 ]
@@ -55,8 +62,6 @@ _SDK_TTFT = "gen_ai.response.time_to_first_chunk"  # seconds, set by the SDK on 
 CALL_SITE: contextvars.ContextVar[str | tuple[str | None, str] | None] = contextvars.ContextVar(
     "clauditor_call_site", default=None
 )
-
-_NO_SCOPE = object()
 
 # Usage fields the SDK does not record on its span, copied from the response it records.
 _USAGE_EXTRAS = (("inference_geo", semconv.INFERENCE_GEO), ("speed", semconv.SPEED))
@@ -133,12 +138,11 @@ def record_response_hook(original: Any) -> Any:
             if error is not None:
                 attrs = capture.error_attributes(error)
             else:
-                data = getattr(result, "data", None)
+                data: Any = getattr(result, "data", None)
                 raw = getattr(data, "http_response", None)
                 if raw is not None and getattr(raw, "is_closed", False):
-                    data = (
-                        data.parse()
-                    )  # with_raw_response: parse() is cached, the app pays nothing
+                    # with_raw_response: parse() is cached, the app pays nothing.
+                    data = data.parse()
                 kind = getattr(data, "type", None)
                 attrs = capture.output_attributes(data) if kind == "message" else {}
             if attrs and span.is_recording():
@@ -151,59 +155,46 @@ def record_response_hook(original: Any) -> Any:
 
 
 def _is_sdk_call_span(span: ReadableSpan) -> str | None:
-    # Runs for every span the app's provider starts and ends: the SDK's fields are read directly
-    # (each public property is a call), the public API only when the layout is not the one known.
-    try:
-        operation = _OPERATIONS.get(span._name)  # noqa: SLF001
-        scope = span._instrumentation_scope  # noqa: SLF001
-        scope_name = None if scope is None else scope._name  # noqa: SLF001
-    except AttributeError:
-        operation = _OPERATIONS.get(span.name)
-        scope = span.instrumentation_scope
-        scope_name = None if scope is None else scope.name
-    if operation is None or type(scope_name) is not str:
+    # Runs for every span the app's provider starts: the operation of an SDK call span, else None.
+    operation = _OPERATIONS.get(span.name)
+    if operation is None:
         return None
-    return operation if scope_name.startswith(semconv.ANTHROPIC_SCOPE) else None
+    scope = span.instrumentation_scope
+    scope_name = None if scope is None else scope.name
+    if type(scope_name) is not str or not scope_name.startswith(semconv.ANTHROPIC_SCOPE):
+        return None
+    return operation
 
 
-def raw_attributes(span: Span, adding: int) -> dict[str, Any] | None:
-    """The span's own attribute dict, when ``adding`` clauditor values may go straight into it.
+def _ending_attributes(attrs: Mapping[str, Any], code: StatusCode) -> dict[str, Any]:
+    """What clauditor adds to an SDK call span as it ends, from what the span holds by then."""
+    extra: dict[str, Any] = {}
+    get = attrs.get
+    inclusive = get(semconv.GEN_AI_USAGE_INPUT_TOKENS)
+    uncached = get(semconv.INPUT_TOKENS_UNCACHED)
+    cached = _count(get(semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS)) + _count(
+        get(semconv.ANTHROPIC_CACHE_WRITE_INPUT_TOKENS)
+    )
+    if uncached is None and isinstance(inclusive, int):
+        extra[semconv.INPUT_TOKENS_UNCACHED] = max(inclusive - cached, 0)
+    elif inclusive is None and isinstance(uncached, int):
+        extra[semconv.GEN_AI_USAGE_INPUT_TOKENS] = uncached + cached
+    ttft = get(_SDK_TTFT)
+    if isinstance(ttft, (int, float)) and semconv.TTFT_MS not in attrs:
+        extra[semconv.TTFT_MS] = float(ttft) * 1000.0
+    if get(semconv.GEN_AI_REQUEST_STREAM) is True:
+        extra[semconv.STREAM_OUTCOME] = (
+            "completed"
+            if code is StatusCode.OK
+            else "error"
+            if code is StatusCode.ERROR
+            else "abandoned"
+        )
+    return extra
 
-    The SDK validates each value it is given (type, length limit) under a lock; clauditor's
-    values are plain str/int/float/bool it made itself, so when the span has no value-length
-    limit and room for them, writing them into the dict is the same result for a fraction of the
-    cost. ``None`` (use ``set_attributes``) whenever the SDK's layout is not the one expected.
-    """
-    try:
-        bounded = span._attributes  # noqa: SLF001
-        raw = bounded._dict  # noqa: SLF001
-        if type(raw) is dict and bounded.max_value_len is None:
-            maxlen = bounded.maxlen
-            if maxlen is None or len(raw) + adding <= maxlen:
-                return raw
-    except AttributeError:
-        pass
-    return None
 
-
-def _set_while_ending(span: Span, extra: dict[str, Any]) -> None:
-    # The SDK calls _on_ending after freezing the attributes (the spec says the span is still
-    # writable there), so write through the frozen mapping for this one moment.
-    raw = raw_attributes(span, len(extra))
-    if raw is not None:
-        raw.update(extra)
-        return
-    if span.is_recording():
-        span.set_attributes(extra)
-        return
-    bounded = span._attributes  # noqa: SLF001
-    frozen = bounded._immutable  # type: ignore[union-attr]
-    bounded._immutable = False  # type: ignore[union-attr]
-    try:
-        for key, value in extra.items():
-            bounded[key] = value  # type: ignore[index]
-    finally:
-        bounded._immutable = frozen  # type: ignore[union-attr]
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) else 0
 
 
 class NativeSpanEnricher(SpanProcessor):
@@ -215,14 +206,11 @@ class NativeSpanEnricher(SpanProcessor):
 
     def __init__(self, metrics: Any = None) -> None:
         self.metrics = metrics
-        self.enabled = (
-            True  # processors cannot be removed from a provider; uninstrument clears this
-        )
-        # The scope of clauditor's own spans, which this processor passes over at once.
-        self.own_scope: Any = _NO_SCOPE
+        # Processors cannot be removed from a provider; uninstrument clears this.
+        self.enabled = True
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        if not self.enabled or getattr(span, "_instrumentation_scope", None) is self.own_scope:
+        if not self.enabled:
             return
         try:
             operation = _is_sdk_call_span(span)
@@ -233,8 +221,7 @@ class NativeSpanEnricher(SpanProcessor):
             location, region = site if isinstance(site, tuple) else (site, None)
             add_context_attributes(attrs, operation, 3, location)
             capture = PENDING_CAPTURE.get() if operation == "chat" else None
-            raw = raw_attributes(span, len(attrs) + 2) if capture is None else None
-            current = raw if raw is not None else span.attributes or {}
+            current = span.attributes or {}
             if operation == "chat" and semconv.GEN_AI_REQUEST_STREAM not in current:
                 attrs[semconv.GEN_AI_REQUEST_STREAM] = False
             if region is None:
@@ -246,53 +233,37 @@ class NativeSpanEnricher(SpanProcessor):
                 capture.span = span
                 if capture.full:
                     attrs.update(capture.input_attributes())
-            if raw is not None:
-                raw.update(attrs)
-            else:
-                span.set_attributes(attrs)
+            span.set_attributes(attrs)
+            self._finish_before_end(span)
         except Exception as exc:
             report_failure("enrich SDK span", exc)
 
-    def _on_ending(self, span: Span) -> None:
-        if not self.enabled or getattr(span, "_instrumentation_scope", None) is self.own_scope:
-            return
+    def _finish_before_end(self, span: Span) -> None:
+        # The last attributes depend on what the SDK records up to the end (usage, status). The
+        # SDK's span is read-only from the moment end() begins (its `_on_ending` hook sees it
+        # frozen), so they are set in the one place the public API still allows: just before
+        # the SDK's own end(), which this span's `end` now calls.
+        sdk_end = span.end
+
+        def end(end_time: int | None = None) -> None:
+            # Back to the SDK's method (once, whichever thread ends first): the span no longer
+            # holds this closure, so no reference cycle outlives it.
+            vars(span).pop("end", None)
+            if span.is_recording() and self.enabled:
+                self._finish(span)
+            sdk_end(end_time)
+
+        span.end = end  # type: ignore[method-assign]  # this span's own attribute, not the SDK's
+
+    def _finish(self, span: Span) -> None:
         try:
-            if _is_sdk_call_span(span) is None:
-                return
-            attrs = getattr(getattr(span, "_attributes", None), "_dict", None)
-            if type(attrs) is not dict:
-                attrs = span.attributes or {}
-            extra: dict[str, Any] = {}
-            get = attrs.get
-            inclusive = get(semconv.GEN_AI_USAGE_INPUT_TOKENS)
-            uncached = get(semconv.INPUT_TOKENS_UNCACHED)
-            if uncached is None and isinstance(inclusive, int):
-                cached = int(get(semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS) or 0) + int(
-                    get(semconv.ANTHROPIC_CACHE_WRITE_INPUT_TOKENS) or 0
-                )
-                extra[semconv.INPUT_TOKENS_UNCACHED] = max(inclusive - cached, 0)
-            elif inclusive is None and isinstance(uncached, int):
-                cached = int(get(semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS) or 0) + int(
-                    get(semconv.ANTHROPIC_CACHE_WRITE_INPUT_TOKENS) or 0
-                )
-                extra[semconv.GEN_AI_USAGE_INPUT_TOKENS] = uncached + cached
-            ttft = get(_SDK_TTFT)
-            if isinstance(ttft, (int, float)) and semconv.TTFT_MS not in attrs:
-                extra[semconv.TTFT_MS] = float(ttft) * 1000.0
-            if attrs.get(semconv.GEN_AI_REQUEST_STREAM) is True:
-                code = span.status.status_code
-                extra[semconv.STREAM_OUTCOME] = (
-                    "completed"
-                    if code is StatusCode.OK
-                    else "error"
-                    if code is StatusCode.ERROR
-                    else "abandoned"
-                )
+            attrs = span.attributes or {}
+            extra = _ending_attributes(attrs, span.status.status_code)
             if extra:
-                _set_while_ending(span, extra)
+                span.set_attributes(extra)
             if self.metrics is not None:
                 start = span.start_time or time.time_ns()
-                final = attrs if extra.items() <= attrs.items() else {**attrs, **extra}
+                final = {**attrs, **extra} if extra else attrs
                 self.metrics.record(final, (time.time_ns() - start) / 1e9)
         except Exception as exc:
             report_failure("finish SDK span", exc)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ._call import ACTIVE_CALL, Call
+from clauditor.instrumentation._call import ACTIVE_CALL, Call
 
 __all__ = [
     "AsyncTracedStream",

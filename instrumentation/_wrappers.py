@@ -26,13 +26,17 @@ from typing import Any
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from clauditor import semconv
-
-from ._attributes import client_region, code_location, context_attributes, message_attributes
-from ._call import ACTIVE_CALL, Call, start_call
-from ._capture import PENDING_CAPTURE, CallCapture, CapturePolicy
-from ._native import CALL_SITE
-from ._safety import report_failure
-from ._streams import (
+from clauditor.instrumentation._attributes import (
+    client_region,
+    code_location,
+    context_attributes,
+    message_attributes,
+)
+from clauditor.instrumentation._call import ACTIVE_CALL, Call, start_call
+from clauditor.instrumentation._capture import PENDING_CAPTURE, CallCapture, CapturePolicy
+from clauditor.instrumentation._native import CALL_SITE
+from clauditor.instrumentation._safety import report_failure
+from clauditor.instrumentation._streams import (
     AsyncTracedStream,
     AsyncTracedStreamManager,
     TracedStream,
@@ -441,7 +445,7 @@ def patch_all(runtime: Runtime) -> None:
         _patch(module, "Batches", "results", functools.partial(_results_method, is_async=False))
         _patch(module, "AsyncBatches", "results", functools.partial(_results_method, is_async=True))
     # The SDK's own call spans (>= 1.17) learn captured content where the SDK records responses.
-    from ._native import record_response_hook, usage_extras_hook
+    from clauditor.instrumentation._native import record_response_hook, usage_extras_hook
 
     _patch("anthropic._tracing", None, "record_response", record_response_hook)  # 2.x
     _patch("anthropic.lib._tracing._api_call", None, "record_api_call", record_response_hook)  # 1.x

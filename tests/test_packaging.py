@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SUBPACKAGES = ["instrumentation", "ingest", "analytics", "dashboards", "alerts"]
+SUBPACKAGES = ["instrumentation", "ingest", "analytics", "dashboards", "alerts", "simulator"]
 
 
 @pytest.mark.slow

@@ -22,7 +22,7 @@ import pytest
 from clauditor.config import load_config
 from clauditor.pricing import price_calls
 from clauditor.schema import frame_from_rows
-from clauditor.simulate import SAMPLE_END, Incident, simulate
+from clauditor.simulator import SAMPLE_END, Incident, simulate
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "sample_logs" / "sample-30d.jsonl.gz"

@@ -18,7 +18,7 @@ import pytest
 from clauditor.config import Config
 from clauditor.ingest import ingest_paths
 from clauditor.ingest.columnar import ChunkParser, columnar_supported
-from clauditor.simulate import simulate
+from clauditor.simulator import simulate
 from clauditor.store import load_calls, read_connection
 
 from .hostile.corpus import JSON, cases

@@ -17,7 +17,7 @@ import pytest
 from clauditor.config import Config
 from clauditor.ingest import files, ingest_paths, parallel
 from clauditor.ingest.lines import build_frame, load_line, read_line
-from clauditor.simulate import simulate
+from clauditor.simulator import simulate
 from clauditor.store import load_calls, read_connection
 
 from .otlp_fixtures import SDK_CACHED_CALL, line, span

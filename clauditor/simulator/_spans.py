@@ -5,13 +5,13 @@ instrumentation runs in a few applications: one ``ExportTraceServiceRequest`` pe
 OTLP/JSON (hex ids, 64-bit integers as strings, camelCase keys), each line holding the spans of
 one resource (service and environment) for one ten-minute window, at most
 :data:`SPANS_PER_LINE` of them. The traffic itself (services, features, models, load curves,
-caching, errors) is described in :mod:`clauditor._traffic`.
+caching, errors) is described in :mod:`._traffic`.
 
 The default period is the committed sample's: the 30 days ending :data:`SAMPLE_END`,
 2026-10-31 00:00 to 2026-11-30 00:00 UTC, so that "as of the end of the last day" is still in
 November with a day of the month to go (a sample ending 2026-12-01 would leave a month-to-date
 budget view on an empty December). The models are the late-2026 lineup (see
-:mod:`clauditor._traffic`); in a period before a model's release its workloads call the model
+:mod:`._traffic`); in a period before a model's release its workloads call the model
 it replaced.
 
 Incidents are planted at fixed offsets from the start of the simulated period, so with the
@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from clauditor import semconv as sc
-from clauditor._traffic import (
+from clauditor.simulator._traffic import (
     RESOURCES,
     RESPONSE_MODEL,
     RUNAWAY,

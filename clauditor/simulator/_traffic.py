@@ -1,4 +1,4 @@
-"""The traffic model behind :mod:`clauditor.simulate`: who calls Claude, when, and with what.
+"""The traffic model behind :func:`clauditor.simulator.simulate`: who calls Claude, and how.
 
 Five resources (service x environment) run a dozen workloads. Each workload is a stream of calls
 with its own model, load curve, caching behaviour and token sizes; the agent workload produces
@@ -30,11 +30,11 @@ __all__ = [
     "RESPONSE_MODEL",
     "RUNAWAY",
     "UNPRICED_MODEL",
+    "UPGRADED_FROM",
     "WORKLOADS",
     "Call",
     "IncidentWindows",
     "TrafficGenerator",
-    "UPGRADED_FROM",
     "Workload",
     "model_on",
 ]
