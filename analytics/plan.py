@@ -572,3 +572,69 @@ def run_all_jobs_on(
              "retry_amplification", "latency_percentiles", "budget_status",
              "threshold_crossings", "spike_episodes", "cost_of_failure", "audit")  # fmt: skip
     return {name: results[name] for name in order}
+
+
+# --- A finer grain for zones whose offset is not a whole hour (the report, the alerts) ------
+
+
+def grain_minutes(tz: str, start: dt.datetime, end: dt.datetime) -> int:
+    """The bucket (minutes) whose sums cut into ``tz``'s local days exactly over
+    ``[start, end]``: 60 in a zone a whole number of hours from UTC, else 15 (every UTC
+    offset in use is a multiple of 15 minutes)."""
+    return 60 if whole_hour_zone(tz, start, end) else 15
+
+
+def hours_at_grain_on(
+    con: duckdb.DuckDBPyConnection, period: Period | None, as_of: dt.datetime, minutes: int
+) -> pl.DataFrame:
+    """:func:`hours_on` in buckets of ``minutes`` (60 or 15): the same columns, ``hour``
+    holding each bucket's UTC start. Only for the jobs that cut local days (spend by day,
+    the budget); the hour-based jobs (spikes, hit-ratio series) read whole hours."""
+    if minutes == 60:
+        return hours_on(con, period, as_of)
+    if minutes != 15:
+        raise ValueError(f"buckets of 60 or 15 minutes, not {minutes}")
+    where = ""
+    params: dict[str, object] = {"as_of": as_of}
+    if period is not None:
+        where = " WHERE start_time >= $start AND start_time < $end"
+        params |= {"start": period.start, "end": period.end}
+    sql = _HOURS_SQL.replace("// 3600000000 AS hour", "// 900000000 AS hour")
+    frame = con.sql(sql.format(where=where), params=params).pl()
+    frame = frame.with_columns(
+        pl.from_epoch(pl.col("hour") * 900, "s").dt.replace_time_zone("UTC").cast(_UTC),
+        pl.col("start_time", "_end_time").dt.convert_time_zone("UTC"),
+        *[pl.col(c).cast(pl.Int64) for c in _INT_SUMS],
+    )
+    return prepare_calls(frame)
+
+
+def spend_rows_on(
+    con: duckdb.DuckDBPyConnection,
+    period: Period | None,
+    rows: pl.DataFrame,
+    levels: Sequence[tuple[str | None, float]],
+    tz: str,
+    minutes: int = 60,
+) -> pl.DataFrame:
+    """The budget's spend rows (as ``_spend_rows``) from :func:`hours_at_grain_on` rows of
+    ``minutes``: bucket sums, and the calls themselves in the buckets where a level of
+    ``levels`` is crossed, so a crossing time is the exact call in any zone."""
+    refine = _crossing_hours(rows, levels, tz)
+    base = rows.filter(~pl.col("hour").is_in(refine)) if refine else rows
+    base = base.select("start_time", "feature", "cost_usd")
+    if not refine:
+        return base
+    size = minutes * 60
+    numbers = ", ".join(str(int(h.timestamp()) // size) for h in refine)
+    where, params = _where(
+        period,
+        "start_time >= ? AND start_time < ? "
+        f"AND epoch_us(start_time) // {size * 1_000_000} IN ({numbers})",
+    )
+    calls = con.sql(
+        f"SELECT start_time, feature, cost_usd FROM calls{where}",
+        params=[*params, min(refine), max(refine) + dt.timedelta(seconds=size)],
+    ).pl()
+    calls = calls.with_columns(pl.col("start_time").dt.convert_time_zone("UTC"))
+    return pl.concat([base, calls.cast(base.schema)]).sort("start_time")  # type: ignore[arg-type]

@@ -49,7 +49,7 @@ def _generate_sql(calls: int) -> str:
     start = (AS_OF - dt.timedelta(days=DAYS)).strftime("%Y-%m-%d %H:%M:%S")
     # h(k): a deterministic pseudo-random integer in [0, 1e6) per row and salt k.
     return f"""
-    INSERT INTO calls
+    INSERT INTO calls BY NAME
     WITH base AS (
         SELECT
             i,
