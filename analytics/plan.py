@@ -638,3 +638,64 @@ def spend_rows_on(
     ).pl()
     calls = calls.with_columns(pl.col("start_time").dt.convert_time_zone("UTC"))
     return pl.concat([base, calls.cast(base.schema)]).sort("start_time")  # type: ignore[arg-type]
+
+
+# --- What the alert rules read beyond the hourly aggregate ------------------------------------
+
+
+def hours_by_key_on(con: duckdb.DuckDBPyConnection, period: Period | None, by: str) -> pl.DataFrame:
+    """Calls and spend per UTC ``hour``, request/response model and the source columns of group
+    key ``by`` (any of :data:`~clauditor.analytics.costs.GROUP_KEYS`): what
+    :func:`~clauditor.analytics.spikes.spike_episodes_from_hours` reads for a key that
+    :func:`hours_on` does not keep (service, environment, user, code location)."""
+    from clauditor.analytics.costs import key_columns
+
+    columns = ", ".join(dict.fromkeys([*key_columns([by]), "request_model", "response_model"]))
+    where, params = _where(period)
+    frame = con.sql(
+        f"SELECT epoch_us(start_time) // 3600000000 AS hour, {columns}, count(*) AS calls, "
+        f"sum(cost_usd) AS cost_usd FROM calls{where} GROUP BY ALL",
+        params=params,
+    ).pl()
+    return frame.with_columns(
+        pl.from_epoch(pl.col("hour") * 3600, "s").dt.replace_time_zone("UTC").cast(_UTC),
+        pl.col("calls").cast(pl.Int64),
+    )
+
+
+_UNPRICED_RUNS_SQL = """
+WITH unpriced AS (
+    SELECT coalesce(response_model, request_model, '(no model)') AS model,
+        epoch_us(start_time) AS t
+    FROM calls{where}
+), breaks AS (
+    SELECT model, t,
+        coalesce(t - lag(t) OVER (PARTITION BY model ORDER BY t) > $gap, false)::INT AS gap
+    FROM unpriced
+), runs AS (
+    SELECT model, t, sum(gap) OVER (PARTITION BY model ORDER BY t ROWS UNBOUNDED PRECEDING) AS run
+    FROM breaks
+)
+SELECT model, run, min(t) AS first, max(t) AS last, count(*) AS calls
+FROM runs GROUP BY model, run ORDER BY first, model
+"""
+
+
+def unpriced_runs_on(
+    con: duckdb.DuckDBPyConnection, period: Period | None, gap: dt.timedelta
+) -> pl.DataFrame:
+    """Runs of calls without a price per model (response model, else request model, else
+    ``(no model)``): calls no more than ``gap`` apart make one run. Columns ``model``,
+    ``first``, ``last`` (UTC), ``calls``; sorted by ``first``."""
+    where, params = _where(period, "cost_usd IS NULL")
+    # The period's positional parameters come first in the text, then the gap.
+    sql = _UNPRICED_RUNS_SQL.format(where=where).replace("$gap", "?")
+    frame = con.sql(sql, params=[*params, int(gap.total_seconds() * 1_000_000)]).pl()
+    return frame.select(
+        "model",
+        *[
+            pl.from_epoch(pl.col(c), time_unit="us").dt.replace_time_zone("UTC").alias(c)
+            for c in ("first", "last")
+        ],
+        pl.col("calls").cast(pl.Int64),
+    )

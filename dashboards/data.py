@@ -25,6 +25,7 @@ free and not generations), as in the error windows. This module is the only one 
 
 The statements read a relation named ``calls``: the table in the database file, or (for
 :func:`report_data_from_frame`) a Polars frame registered under that name in an in-memory DuckDB.
+:func:`load_digest_figures` reads the daily digest's figures the same way.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import duckdb
 import polars as pl
@@ -72,6 +72,7 @@ from clauditor.analytics.plan import (
 )
 from clauditor.analytics.spend_notes import SpendNotes, spend_notes
 from clauditor.analytics.spikes import hourly_spend_from_hours, spike_episodes_from_hours
+from clauditor.analytics.trends import change_table
 from clauditor.config import Config
 from clauditor.pricing import PriceTable
 from clauditor.schema import conform
@@ -80,7 +81,9 @@ from clauditor.store import read_connection
 __all__ = [
     "ERROR_THRESHOLD",
     "UNTAGGED",
+    "DigestFigures",
     "ReportData",
+    "load_digest_figures",
     "load_report_data",
     "report_data_from_frame",
 ]
@@ -301,7 +304,42 @@ def report_data_from_frame(
         con.close()
 
 
-def local_month_start(as_of: dt.datetime, tz: str) -> dt.datetime:
-    """The start of ``as_of``'s month in ``tz``, aware in ``tz``."""
-    local = as_of.astimezone(ZoneInfo(tz))
-    return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+@dataclass(frozen=True)
+class DigestFigures:
+    """The daily digest's figures: ``clauditor costs --by feature`` of the day, the day before
+    and the same weekday a week earlier, ``--by model`` of the day, the day's change against
+    the day before (:func:`~clauditor.analytics.trends.change_table`) and ``clauditor
+    budget`` at ``as_of``."""
+
+    features: pl.DataFrame
+    features_before: pl.DataFrame
+    features_week: pl.DataFrame
+    models: pl.DataFrame
+    change: pl.DataFrame
+    budget: pl.DataFrame
+
+
+def load_digest_figures(
+    db: str | Path,
+    config: Config,
+    *,
+    day: Period,
+    before: Period,
+    week: Period,
+    as_of: dt.datetime,
+) -> DigestFigures:
+    """:class:`DigestFigures` from the database ``db`` (read-only, the app's calls)."""
+    with read_connection(db) as con:
+        con.execute("SET TimeZone = 'UTC'").fetchall()
+        restrict_to_sources(con, APP_SOURCES)
+        hours = hours_on(con, day, day.end)
+        features = cost_breakdown_from_hours(hours, ["feature"])
+        features_before = cost_breakdown_from_hours(hours_on(con, before, before.end), ["feature"])
+        return DigestFigures(
+            features=features,
+            features_before=features_before,
+            features_week=cost_breakdown_from_hours(hours_on(con, week, week.end), ["feature"]),
+            models=cost_breakdown_from_hours(hours, ["model"]),
+            change=change_table(features, features_before, ["feature"]),
+            budget=_budget(con, config, as_of, config.timezone)[0],
+        )
