@@ -49,15 +49,14 @@ from clauditor.analytics.cache import (
     cache_hit_ratio_series_from_hours,
     cache_regressions_from_hours,
 )
-from clauditor.analytics.costs import APP_SOURCES, HOURS_KEYS, restrict_to_sources
+from clauditor.analytics.costs import APP_SOURCES, restrict_to_sources
 from clauditor.analytics.errors import error_episodes_from_minutes
 from clauditor.analytics.periods import Period
 from clauditor.analytics.plan import (
     error_minutes_on,
     grain_minutes,
-    hours_at_grain_on,
     hours_by_key_on,
-    hours_on,
+    spend_rollup_on,
     spend_rows_on,
     unpriced_runs_on,
 )
@@ -119,11 +118,11 @@ class Episode:
 class AlertInputs:
     """The aggregates of one evaluation window that every rule reads (plain frames).
 
-    ``hours``: :func:`~clauditor.analytics.plan.hours_on` (UTC hours: cache, spikes by feature
-    or model). ``minutes``: calls per minute and error class (error rates). ``spend``: the
-    budget's spend rows, bucket sums and the calls themselves in the buckets where a budget
-    threshold is crossed, in buckets that cut the rules' local days exactly. ``spike_hours``:
-    the hourly rows for the spike rule's key. ``unpriced``: runs of unpriced calls per model.
+    ``hours``: calls, spend and input tokens per UTC hour, feature and model (the cache rule).
+    ``minutes``: calls per minute and error class (error rates). ``spend``: the budget's spend
+    rows, bucket sums and the calls themselves in the buckets where a budget threshold is
+    crossed, in buckets that cut the rules' local days exactly. ``spike_hours``: the hourly rows
+    of the spike rule's key. ``unpriced``: runs of unpriced calls per model.
     """
 
     hours: pl.DataFrame
@@ -156,15 +155,15 @@ def load_alert_inputs(db: Path, rules: AlertRules, period: Period) -> AlertInput
         con.execute("SET TimeZone = 'UTC'").fetchall()
         con.execute("SET enable_progress_bar = false").fetchall()
         restrict_to_sources(con, APP_SOURCES)
-        hours = hours_on(con, period, period.end)
+        hours = hours_by_key_on(con, period, "feature")
         minutes = grain_minutes(rules.timezone, period.start, period.end)
-        local = hours if minutes == 60 else hours_at_grain_on(con, period, period.end, minutes)
+        spend = spend_rollup_on(con, period, minutes)
         by = rules.spike.by
         return AlertInputs(
             hours=hours,
             minutes=error_minutes_on(con, period),
-            spend=spend_rows_on(con, period, local, _budget_levels(rules), rules.timezone, minutes),
-            spike_hours=hours if by in HOURS_KEYS else hours_by_key_on(con, period, by),
+            spend=spend_rows_on(con, period, spend, _budget_levels(rules), rules.timezone, minutes),
+            spike_hours=hours if by == "feature" else hours_by_key_on(con, period, by),
             unpriced=unpriced_runs_on(con, period, rules.unpriced_model.window),
         )
 

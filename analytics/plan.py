@@ -584,29 +584,32 @@ def grain_minutes(tz: str, start: dt.datetime, end: dt.datetime) -> int:
     return 60 if whole_hour_zone(tz, start, end) else 15
 
 
-def hours_at_grain_on(
-    con: duckdb.DuckDBPyConnection, period: Period | None, as_of: dt.datetime, minutes: int
+_SPEND_SQL = """
+SELECT epoch_us(start_time) // {size} AS hour, min(start_time) AS start_time, feature,
+    count(*) AS calls, count(cost_usd) AS _priced, sum(cost_usd) AS cost_usd
+FROM calls{where}
+GROUP BY ALL
+"""
+
+
+def spend_rollup_on(
+    con: duckdb.DuckDBPyConnection, period: Period | None, minutes: int = 60
 ) -> pl.DataFrame:
-    """:func:`hours_on` in buckets of ``minutes`` (60 or 15): the same columns, ``hour``
-    holding each bucket's UTC start. Only for the jobs that cut local days (spend by day,
-    the budget); the hour-based jobs (spikes, hit-ratio series) read whole hours."""
-    if minutes == 60:
-        return hours_on(con, period, as_of)
-    if minutes != 15:
+    """Calls, priced calls and spend per bucket of ``minutes`` (60 or 15) and raw feature:
+    ``hour`` (the bucket's UTC start), ``start_time`` (its first call), ``feature``,
+    ``calls``, ``_priced``, ``cost_usd``. The columns of :func:`hours_on` that spend by local
+    day (:func:`~clauditor.analytics.costs.spend_by_day_from_hours`) and the budget
+    (:func:`spend_rows_on`) read, in buckets that cut any zone's days exactly."""
+    if minutes not in (60, 15):
         raise ValueError(f"buckets of 60 or 15 minutes, not {minutes}")
-    where = ""
-    params: dict[str, object] = {"as_of": as_of}
-    if period is not None:
-        where = " WHERE start_time >= $start AND start_time < $end"
-        params |= {"start": period.start, "end": period.end}
-    sql = _HOURS_SQL.replace("// 3600000000 AS hour", "// 900000000 AS hour")
-    frame = con.sql(sql.format(where=where), params=params).pl()
-    frame = frame.with_columns(
-        pl.from_epoch(pl.col("hour") * 900, "s").dt.replace_time_zone("UTC").cast(_UTC),
-        pl.col("start_time", "_end_time").dt.convert_time_zone("UTC"),
-        *[pl.col(c).cast(pl.Int64) for c in _INT_SUMS],
+    size = minutes * 60
+    where, params = _where(period)
+    frame = con.sql(_SPEND_SQL.format(size=size * 1_000_000, where=where), params=params).pl()
+    return frame.with_columns(
+        pl.from_epoch(pl.col("hour") * size, "s").dt.replace_time_zone("UTC").cast(_UTC),
+        pl.col("start_time").dt.convert_time_zone("UTC"),
+        pl.col("calls", "_priced").cast(pl.Int64),
     )
-    return prepare_calls(frame)
 
 
 def spend_rows_on(
@@ -617,9 +620,10 @@ def spend_rows_on(
     tz: str,
     minutes: int = 60,
 ) -> pl.DataFrame:
-    """The budget's spend rows (as ``_spend_rows``) from :func:`hours_at_grain_on` rows of
-    ``minutes``: bucket sums, and the calls themselves in the buckets where a level of
-    ``levels`` is crossed, so a crossing time is the exact call in any zone."""
+    """The budget's spend rows (as ``_spend_rows``) from :func:`hours_on` or
+    :func:`spend_rollup_on` rows of ``minutes``: bucket sums, and the calls themselves in the
+    buckets where a level of ``levels`` is crossed, so a crossing time is the exact call in
+    any zone."""
     refine = _crossing_hours(rows, levels, tz)
     base = rows.filter(~pl.col("hour").is_in(refine)) if refine else rows
     base = base.select("start_time", "feature", "cost_usd")
@@ -644,25 +648,30 @@ def spend_rows_on(
 
 
 def hours_by_key_on(con: duckdb.DuckDBPyConnection, period: Period | None, by: str) -> pl.DataFrame:
-    """Calls and spend per UTC ``hour``, request/response model and the source columns of group
-    key ``by`` (any of :data:`~clauditor.analytics.costs.GROUP_KEYS`): what
-    :func:`~clauditor.analytics.spikes.spike_episodes_from_hours` reads for a key that
-    :func:`hours_on` does not keep (service, environment, user, code location)."""
+    """Calls, spend and the three input token sums per UTC ``hour``, request/response model and
+    the source columns of group key ``by`` (any of :data:`~clauditor.analytics.costs.GROUP_KEYS`):
+    the few columns of :func:`hours_on` that
+    :func:`~clauditor.analytics.spikes.spike_episodes_from_hours` and the cache hit-ratio jobs
+    read, for any key (hours_on keeps feature and model only), at a fraction of its cost."""
     from clauditor.analytics.costs import key_columns
 
     columns = ", ".join(dict.fromkeys([*key_columns([by]), "request_model", "response_model"]))
     where, params = _where(period)
     frame = con.sql(
         f"SELECT epoch_us(start_time) // 3600000000 AS hour, {columns}, count(*) AS calls, "
-        f"sum(cost_usd) AS cost_usd FROM calls{where} GROUP BY ALL",
+        "sum(cost_usd) AS cost_usd, sum(input_tokens) AS input_tokens, "
+        "sum(cache_read_input_tokens) AS cache_read_input_tokens, "
+        f"sum(cache_creation_input_tokens) AS cache_creation_input_tokens FROM calls{where} "
+        "GROUP BY ALL",
         params=params,
     ).pl()
     return frame.with_columns(
         pl.from_epoch(pl.col("hour") * 3600, "s").dt.replace_time_zone("UTC").cast(_UTC),
-        pl.col("calls").cast(pl.Int64),
+        pl.col("calls", *_TOKEN_SUMS).cast(pl.Int64),
     )
 
 
+_TOKEN_SUMS = ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
 _UNPRICED_RUNS_SQL = """
 WITH unpriced AS (
     SELECT coalesce(response_model, request_model, '(no model)') AS model,
