@@ -44,6 +44,7 @@ import polars as pl
 
 from clauditor.alerts.message import CONFIG_OPTION, RUN_OPTIONS
 from clauditor.alerts.rules import AlertRules
+from clauditor.analytics import plan
 from clauditor.analytics.budget import budget_status_of, threshold_crossings
 from clauditor.analytics.cache import (
     cache_hit_ratio_series_from_hours,
@@ -52,14 +53,6 @@ from clauditor.analytics.cache import (
 from clauditor.analytics.costs import APP_SOURCES, restrict_to_sources
 from clauditor.analytics.errors import error_episodes_from_minutes
 from clauditor.analytics.periods import Period
-from clauditor.analytics.plan import (
-    error_minutes_on,
-    grain_minutes,
-    hours_by_key_on,
-    spend_rollup_on,
-    spend_rows_on,
-    unpriced_runs_on,
-)
 from clauditor.analytics.spikes import spike_episodes_from_hours
 from clauditor.store import read_connection
 
@@ -131,20 +124,12 @@ class AlertInputs:
     spike_hours: pl.DataFrame
     unpriced: pl.DataFrame
 
-    @property
-    def empty(self) -> bool:
-        """Whether the window holds no call."""
-        return self.hours.height == 0
 
-
-def _budget_levels(rules: AlertRules) -> list[tuple[str | None, float]]:
-    """Every (feature or None for the account, dollars) at which a crossing time must be exact."""
+def _scopes(rules: AlertRules) -> list[tuple[str, float, str | None]]:
+    """(key, monthly dollars, feature or None for the account) of every budget the rules watch."""
     rule = rules.budget
-    scopes: list[tuple[str | None, float]] = []
-    if rule.monthly_usd is not None:
-        scopes.append((None, rule.monthly_usd))
-    scopes += list(rule.features.items())
-    return [(f, t * usd) for f, usd in scopes for t in rule.thresholds]
+    total = [("total", rule.monthly_usd, None)] if rule.monthly_usd is not None else []
+    return [*total, *((name, usd, name) for name, usd in rule.features.items())]
 
 
 def load_alert_inputs(db: Path, rules: AlertRules, period: Period) -> AlertInputs:
@@ -155,16 +140,17 @@ def load_alert_inputs(db: Path, rules: AlertRules, period: Period) -> AlertInput
         con.execute("SET TimeZone = 'UTC'").fetchall()
         con.execute("SET enable_progress_bar = false").fetchall()
         restrict_to_sources(con, APP_SOURCES)
-        hours = hours_by_key_on(con, period, "feature")
-        minutes = grain_minutes(rules.timezone, period.start, period.end)
-        spend = spend_rollup_on(con, period, minutes)
+        hours = plan.hours_by_key_on(con, period, "feature")
+        minutes = plan.grain_minutes(rules.timezone, period.start, period.end)
+        levels = [(f, t * usd) for _, usd, f in _scopes(rules) for t in rules.budget.thresholds]
+        spend = plan.spend_rollup_on(con, period, minutes)
         by = rules.spike.by
         return AlertInputs(
             hours=hours,
-            minutes=error_minutes_on(con, period),
-            spend=spend_rows_on(con, period, spend, _budget_levels(rules), rules.timezone, minutes),
-            spike_hours=hours if by == "feature" else hours_by_key_on(con, period, by),
-            unpriced=unpriced_runs_on(con, period, rules.unpriced_model.window),
+            minutes=plan.error_minutes_on(con, period),
+            spend=plan.spend_rows_on(con, period, spend, levels, rules.timezone, minutes),
+            spike_hours=hours if by == "feature" else plan.hours_by_key_on(con, period, by),
+            unpriced=plan.unpriced_runs_on(con, period, rules.unpriced_model.window),
         )
 
 
@@ -203,13 +189,9 @@ def budget_episodes(data: AlertInputs, rules: AlertRules, as_of: dt.datetime) ->
     rule = rules.budget
     if not rule.active:
         return []
-    scopes: list[tuple[str, float, str | None]] = []
-    if rule.monthly_usd is not None:
-        scopes.append(("total", rule.monthly_usd, None))
-    scopes += [(name, usd, name) for name, usd in rule.features.items()]
     out = []
     cmd = f"clauditor budget --as-of {as_of:%Y-%m-%dT%H:%M:%SZ}{RUN_OPTIONS}"
-    for key, budget, feature in scopes:  # the total plus a few budgeted features
+    for key, budget, feature in _scopes(rules):  # the total plus a few budgeted features
         crossings = threshold_crossings(
             data.spend,
             monthly_usd=budget,
@@ -362,7 +344,7 @@ def _forecast_episode(
 def error_rate_episodes(data: AlertInputs, rules: AlertRules, as_of: dt.datetime) -> list[Episode]:
     """Sustained error rates per configured class; level 2 above ``critical``."""
     rule = rules.error_rate
-    if not rule.enabled or data.empty:
+    if not rule.enabled or data.hours.is_empty():
         return []
     levels = [(1, rule.threshold)] + ([(2, rule.critical)] if rule.critical else [])
     out = []
@@ -414,7 +396,7 @@ def error_rate_episodes(data: AlertInputs, rules: AlertRules, as_of: dt.datetime
 def spike_rule_episodes(data: AlertInputs, rules: AlertRules, as_of: dt.datetime) -> list[Episode]:
     """Hours of spend far above the key's baseline, merged into episodes."""
     rule = rules.spike
-    if not rule.enabled or data.empty:
+    if not rule.enabled or data.hours.is_empty():
         return []
     found = spike_episodes_from_hours(
         data.spike_hours,
@@ -464,7 +446,7 @@ def spike_rule_episodes(data: AlertInputs, rules: AlertRules, as_of: dt.datetime
 def cache_episodes(data: AlertInputs, rules: AlertRules, as_of: dt.datetime) -> list[Episode]:
     """Lasting falls of a feature's cache hit ratio, until it recovers."""
     rule = rules.cache
-    if not rule.enabled or data.empty:
+    if not rule.enabled or data.hours.is_empty():
         return []
     hours = int(rule.window.total_seconds() // 3600)
     found = cache_regressions_from_hours(
