@@ -17,7 +17,8 @@ figures equals what the command says, at any number of calls, and it never holds
 
 Spend per local day and the budget need buckets that do not straddle local days: whole hours in a
 zone a whole number of hours from UTC, 15 minutes in the others
-(:func:`~clauditor.analytics.plan.grain_minutes`): one path, a finer grain.
+(:func:`~clauditor.analytics.plan.grain_minutes`,
+:func:`~clauditor.analytics.plan.spend_rollup_on`): one path, a finer grain.
 
 The error rate is failed calls over calls of the period, ``count_tokens`` calls left out (they are
 free and not generations), as in the error windows. This module is the only one of
@@ -65,9 +66,9 @@ from clauditor.analytics.plan import (
     budget_levels,
     error_minutes_on,
     grain_minutes,
-    hours_at_grain_on,
     hours_on,
     latency_from_sql,
+    spend_rollup_on,
     spend_rows_on,
 )
 from clauditor.analytics.spend_notes import SpendNotes, spend_notes
@@ -171,7 +172,7 @@ def _budget(
     month = resolve_period("mtd", as_of=as_of, tz=tz)
     window = Period(month.start - BUDGET_HISTORY, month.end, month.label, tz)
     minutes = grain_minutes(tz, window.start, window.end)
-    rows = hours_at_grain_on(con, window, month.end, minutes)
+    rows = spend_rollup_on(con, window, minutes)
     spend = spend_rows_on(con, window, rows, budget_levels(config, {}), tz, minutes)
     status = budget_status_of(spend, config.budget, as_of=month.end, tz=tz)
     in_month = spend.filter(pl.col("start_time") >= month.start).sort("start_time")
@@ -204,7 +205,7 @@ def _read(
     previous = period.previous()
     hours = hours_on(con, period, period.end)
     minutes = grain_minutes(tz, period.start, period.end)
-    local = hours if minutes == 60 else hours_at_grain_on(con, period, period.end, minutes)
+    local = hours if minutes == 60 else spend_rollup_on(con, period, minutes)
     status, month_spend, crossings = _budget(con, config, as_of, tz)
 
     days = period.duration / dt.timedelta(days=1)
@@ -219,8 +220,9 @@ def _read(
     economics = cache_economics_sql(con, period, hours, by=["feature"])
     candidates = caching_candidates_from(con, period, hours)
     failure = cost_of_failure_from_hours(hours)
+    # The audit sums the rows of cache_economics and cost_of_failure, whatever their keys.
     results = {
-        "cache_economics": cache_economics_sql(con, period, hours),
+        "cache_economics": economics,
         "caching_candidates": candidates,
         "cost_of_failure": failure,
     }
