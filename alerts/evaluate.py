@@ -31,7 +31,14 @@ import polars as pl
 from clauditor.alerts.deliver import Sink, sinks_from_env
 from clauditor.alerts.message import AlertMessage, RunFiles
 from clauditor.alerts.rules import AlertRules, parse_duration, parse_rules
-from clauditor.alerts.signals import RULE_TITLES, Episode, bill_episodes, episodes
+from clauditor.alerts.signals import (
+    RULE_TITLES,
+    AlertInputs,
+    Episode,
+    bill_episodes,
+    episodes,
+    load_alert_inputs,
+)
 from clauditor.alerts.state import (
     FAILED,
     SENT,
@@ -42,7 +49,6 @@ from clauditor.alerts.state import (
     load_open_incidents,
     record_deliveries,
 )
-from clauditor.analytics.frame import columns_with_keys, load_analytics_frame
 from clauditor.analytics.periods import Period, resolve_period
 from clauditor.config import Config
 from clauditor.errors import ConfigError, DeliveryError
@@ -212,19 +218,12 @@ def _month_start(t: dt.datetime, tz: str) -> dt.datetime:
     return dt.datetime.combine(local.date().replace(day=1), dt.time(), zone).astimezone(UTC)
 
 
-def _load(db: Path, rules: AlertRules, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
-    """The calls the rules need to judge ``[start, end]``: windowed history, whole months.
-
-    The lean analytics frame (the columns the jobs read, strings as categories) plus the
-    source columns of the spike rule's key (service, environment, user...): a budget rule
-    reads the whole month, and whole rows of a month of millions of calls take gigabytes
-    (benchmarks/RESULTS.md)."""
+def _load(db: Path, rules: AlertRules, start: dt.datetime, end: dt.datetime) -> AlertInputs:
+    """The aggregates the rules need to judge ``[start, end]``: windowed history, whole months
+    (a budget rule reads the whole month). DuckDB reduces the calls; no frame of them is
+    held, so a month of millions of calls takes seconds (benchmarks/RESULTS.md)."""
     begin = _month_start(start - rules.history, rules.timezone)
-    return load_analytics_frame(
-        db,
-        Period(begin, end, "alert evaluation", tz=rules.timezone),
-        columns=columns_with_keys([rules.spike.by]),
-    )
+    return load_alert_inputs(db, rules, Period(begin, end, "alert evaluation", tz=rules.timezone))
 
 
 def _bill_episodes(

@@ -1,12 +1,13 @@
 """Signals: each rule turned into episodes (stretches of time its condition held), from the
-analytics jobs.
+analytics jobs on DuckDB aggregates.
 
 An :class:`Episode` says: rule R on key K held at level L from ``start`` to ``end`` (exclusive;
 ``None`` means still holding at the evaluation moment), with the message content for it. The
 state machine in :mod:`clauditor.alerts.evaluate` only looks at episodes, so every rule behaves
 the same way: start, escalate, hold, resolve.
 
-Where the numbers come from:
+Where the numbers come from (every job reads the :class:`AlertInputs` of the evaluation window,
+the aggregates that the job commands read: never a frame of the window's calls):
 
 =================  =========================================================================
 ``budget``         :func:`clauditor.analytics.budget.threshold_crossings`: one episode per
@@ -19,8 +20,9 @@ Where the numbers come from:
 ``spike``          :func:`clauditor.analytics.spikes.spike_episodes`; key = the ``by`` value.
 ``cache``          :func:`clauditor.analytics.cache.cache_regressions`; the episode lasts until
                    the hit ratio over a quarter of ``window`` is back above the floor.
-``unpriced_model`` calls with NULL cost (:func:`clauditor.pricing.unpriced_calls`) per model;
-                   the episode lasts ``window`` past the model's last unpriced call.
+``unpriced_model`` calls with NULL cost per model, in runs of calls less than ``window`` apart
+                   (:func:`clauditor.analytics.plan.unpriced_runs_on`); the episode lasts
+                   ``window`` past the run's last unpriced call.
 ``unmetered``      :func:`clauditor.analytics.reconcile.reconcile` of the stored bill: UTC days
                    billed above what was metered (:func:`bill_episodes`); key ``total``.
 ``price_drift``    :func:`clauditor.analytics.reconcile.price_drift`; key = model and token type.
@@ -36,24 +38,33 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 from dataclasses import dataclass
+from pathlib import Path
 
 import polars as pl
 
 from clauditor.alerts.message import CONFIG_OPTION, RUN_OPTIONS
 from clauditor.alerts.rules import AlertRules
+from clauditor.analytics import plan
 from clauditor.analytics.budget import budget_status_of, threshold_crossings
-from clauditor.analytics.cache import cache_hit_ratio_series, cache_regressions
-from clauditor.analytics.errors import error_episodes
-from clauditor.analytics.spikes import spike_episodes
-from clauditor.pricing import unpriced_calls
+from clauditor.analytics.cache import (
+    cache_hit_ratio_series_from_hours,
+    cache_regressions_from_hours,
+)
+from clauditor.analytics.costs import APP_SOURCES, restrict_to_sources
+from clauditor.analytics.errors import error_episodes_from_minutes
+from clauditor.analytics.periods import Period
+from clauditor.analytics.spikes import spike_episodes_from_hours
+from clauditor.store import read_connection
 
 __all__ = [
     "RULE_TITLES",
+    "AlertInputs",
     "Episode",
     "bill_episodes",
     "budget_episodes",
     "episodes",
     "forecast_episodes",
+    "load_alert_inputs",
 ]
 
 RULE_TITLES = {
@@ -96,6 +107,53 @@ class Episode:
         )
 
 
+@dataclass(frozen=True)
+class AlertInputs:
+    """The aggregates of one evaluation window that every rule reads (plain frames).
+
+    ``hours``: calls, spend and input tokens per UTC hour, feature and model (the cache rule).
+    ``minutes``: calls per minute and error class (error rates). ``spend``: the budget's spend
+    rows, bucket sums and the calls themselves in the buckets where a budget threshold is
+    crossed, in buckets that cut the rules' local days exactly. ``spike_hours``: the hourly rows
+    of the spike rule's key. ``unpriced``: runs of unpriced calls per model.
+    """
+
+    hours: pl.DataFrame
+    minutes: pl.DataFrame
+    spend: pl.DataFrame
+    spike_hours: pl.DataFrame
+    unpriced: pl.DataFrame
+
+
+def _scopes(rules: AlertRules) -> list[tuple[str, float, str | None]]:
+    """(key, monthly dollars, feature or None for the account) of every budget the rules watch."""
+    rule = rules.budget
+    total = [("total", rule.monthly_usd, None)] if rule.monthly_usd is not None else []
+    return [*total, *((name, usd, name) for name, usd in rule.features.items())]
+
+
+def load_alert_inputs(db: Path, rules: AlertRules, period: Period) -> AlertInputs:
+    """The :class:`AlertInputs` of ``period`` from the database file or Parquet folder ``db``
+    (read-only; the app's calls, developers' Claude Code calls kept apart). Raises
+    :class:`~clauditor.errors.StoreError` when it cannot be read."""
+    with read_connection(db) as con:
+        con.execute("SET TimeZone = 'UTC'").fetchall()
+        con.execute("SET enable_progress_bar = false").fetchall()
+        restrict_to_sources(con, APP_SOURCES)
+        hours = plan.hours_by_key_on(con, period, "feature")
+        minutes = plan.grain_minutes(rules.timezone, period.start, period.end)
+        levels = [(f, t * usd) for _, usd, f in _scopes(rules) for t in rules.budget.thresholds]
+        spend = plan.spend_rollup_on(con, period, minutes)
+        by = rules.spike.by
+        return AlertInputs(
+            hours=hours,
+            minutes=plan.error_minutes_on(con, period),
+            spend=plan.spend_rows_on(con, period, spend, levels, rules.timezone, minutes),
+            spike_hours=hours if by == "feature" else plan.hours_by_key_on(con, period, by),
+            unpriced=plan.unpriced_runs_on(con, period, rules.unpriced_model.window),
+        )
+
+
 def _secs(td: dt.timedelta) -> str:
     return f"{int(td.total_seconds())}s"
 
@@ -126,20 +184,16 @@ def _end(t: dt.datetime | None, as_of: dt.datetime) -> dt.datetime | None:
 # --- budget and forecast ------------------------------------------------------------------------
 
 
-def budget_episodes(calls: pl.DataFrame, rules: AlertRules, as_of: dt.datetime) -> list[Episode]:
+def budget_episodes(data: AlertInputs, rules: AlertRules, as_of: dt.datetime) -> list[Episode]:
     """Threshold crossings of the monthly budget, total and per feature."""
     rule = rules.budget
     if not rule.active:
         return []
-    scopes: list[tuple[str, float, str | None]] = []
-    if rule.monthly_usd is not None:
-        scopes.append(("total", rule.monthly_usd, None))
-    scopes += [(name, usd, name) for name, usd in rule.features.items()]
     out = []
     cmd = f"clauditor budget --as-of {as_of:%Y-%m-%dT%H:%M:%SZ}{RUN_OPTIONS}"
-    for key, budget, feature in scopes:  # the total plus a few budgeted features
+    for key, budget, feature in _scopes(rules):  # the total plus a few budgeted features
         crossings = threshold_crossings(
-            calls,
+            data.spend,
             monthly_usd=budget,
             thresholds=rule.thresholds,
             tz=rules.timezone,
@@ -182,7 +236,7 @@ def budget_episodes(calls: pl.DataFrame, rules: AlertRules, as_of: dt.datetime) 
 
 
 def forecast_episodes(
-    calls: pl.DataFrame, rules: AlertRules, moments: list[dt.datetime], as_of: dt.datetime
+    data: AlertInputs, rules: AlertRules, moments: list[dt.datetime], as_of: dt.datetime
 ) -> list[Episode]:
     """The month-end forecast above budget, judged at each of ``moments`` (sorted).
 
@@ -195,7 +249,7 @@ def forecast_episodes(
     zone = zoneinfo.ZoneInfo(rules.timezone)
     states: dict[str, list[tuple[dt.datetime, dict | None]]] = {}
     for moment in moments:  # a few dozen moments at most (midnights plus as_of)
-        status = budget_status_of(calls, budget, as_of=moment, tz=rules.timezone)
+        status = budget_status_of(data.spend, budget, as_of=moment, tz=rules.timezone)
         local = moment.astimezone(zone)
         month_start = dt.datetime.combine(local.date().replace(day=1), dt.time(), zone)
         days = (local - month_start).total_seconds() / 86400
@@ -287,18 +341,16 @@ def _forecast_episode(
 # --- errors, spikes, cache, unpriced -------------------------------------------------------------
 
 
-def error_rate_episodes(
-    calls: pl.DataFrame, rules: AlertRules, as_of: dt.datetime
-) -> list[Episode]:
+def error_rate_episodes(data: AlertInputs, rules: AlertRules, as_of: dt.datetime) -> list[Episode]:
     """Sustained error rates per configured class; level 2 above ``critical``."""
     rule = rules.error_rate
-    if not rule.enabled or calls.height == 0:
+    if not rule.enabled or data.hours.is_empty():
         return []
     levels = [(1, rule.threshold)] + ([(2, rule.critical)] if rule.critical else [])
     out = []
     for level, threshold in levels:
-        found = error_episodes(
-            calls,
+        found = error_episodes_from_minutes(
+            data.minutes,
             window=_secs(rule.window),
             threshold=threshold,
             min_duration=_secs(rule.min_duration),
@@ -341,15 +393,13 @@ def error_rate_episodes(
     return out
 
 
-def spike_rule_episodes(
-    calls: pl.DataFrame, rules: AlertRules, as_of: dt.datetime
-) -> list[Episode]:
+def spike_rule_episodes(data: AlertInputs, rules: AlertRules, as_of: dt.datetime) -> list[Episode]:
     """Hours of spend far above the key's baseline, merged into episodes."""
     rule = rules.spike
-    if not rule.enabled or calls.height == 0:
+    if not rule.enabled or data.hours.is_empty():
         return []
-    found = spike_episodes(
-        calls,
+    found = spike_episodes_from_hours(
+        data.spike_hours,
         by=rule.by,
         baseline_hours=int(rule.baseline.total_seconds() // 3600),
         min_baseline_hours=int(rule.min_baseline.total_seconds() // 3600),
@@ -393,14 +443,14 @@ def spike_rule_episodes(
     return out
 
 
-def cache_episodes(calls: pl.DataFrame, rules: AlertRules, as_of: dt.datetime) -> list[Episode]:
+def cache_episodes(data: AlertInputs, rules: AlertRules, as_of: dt.datetime) -> list[Episode]:
     """Lasting falls of a feature's cache hit ratio, until it recovers."""
     rule = rules.cache
-    if not rule.enabled or calls.height == 0:
+    if not rule.enabled or data.hours.is_empty():
         return []
     hours = int(rule.window.total_seconds() // 3600)
-    found = cache_regressions(
-        calls,
+    found = cache_regressions_from_hours(
+        data.hours,
         every="1h",
         drop=rule.drop,
         min_calls=rule.min_calls,
@@ -413,7 +463,7 @@ def cache_episodes(calls: pl.DataFrame, rules: AlertRules, as_of: dt.datetime) -
     quarter = max(1, hours // 4)
     # Recovered: the token-weighted ratio over the last quarter-window is back above the floor.
     series = (
-        cache_hit_ratio_series(calls, every="1h", by="feature")
+        cache_hit_ratio_series_from_hours(data.hours, every="1h", by="feature")
         .sort("key", "bucket")
         .with_columns(
             (
@@ -476,35 +526,13 @@ def cache_episodes(calls: pl.DataFrame, rules: AlertRules, as_of: dt.datetime) -
     return out
 
 
-def unpriced_episodes(calls: pl.DataFrame, rules: AlertRules, as_of: dt.datetime) -> list[Episode]:
+def unpriced_episodes(data: AlertInputs, rules: AlertRules, as_of: dt.datetime) -> list[Episode]:
     """Models called without a price; an episode lasts ``window`` past the last such call."""
     rule = rules.unpriced_model
-    if not rule.enabled or calls.height == 0:
+    runs = data.unpriced
+    if not rule.enabled or runs.height == 0:
         return []
-    unpriced = calls.filter(pl.col("cost_usd").is_null())
-    if unpriced.height == 0:
-        return []
-    window = pl.duration(microseconds=int(rule.window.total_seconds() * 1_000_000))
-    model = pl.coalesce("response_model", "request_model").fill_null("(no model)")
-    runs = (
-        unpriced.select(model.alias("model"), "start_time")
-        .sort("model", "start_time")
-        .with_columns(
-            (pl.col("start_time").diff().over("model") > window)
-            .fill_null(False)
-            .cum_sum()
-            .over("model")
-            .alias("run")
-        )
-        .group_by("model", "run")
-        .agg(
-            pl.col("start_time").min().alias("first"),
-            pl.col("start_time").max().alias("last"),
-            pl.len().alias("calls"),
-        )
-        .sort("first")
-    )
-    totals = dict(unpriced_calls(unpriced).iter_rows())
+    totals = dict(runs.group_by("model").agg(pl.col("calls").sum()).iter_rows())
     out = []
     for row in runs.iter_rows(named=True):
         first, last = _aware(row["first"]), _aware(row["last"])
@@ -543,22 +571,23 @@ def unpriced_episodes(calls: pl.DataFrame, rules: AlertRules, as_of: dt.datetime
 
 
 def episodes(
-    calls: pl.DataFrame,
+    data: AlertInputs,
     rules: AlertRules,
     as_of: dt.datetime,
     *,
     forecast_moments: list[dt.datetime] | None = None,
 ) -> list[Episode]:
-    """Every rule's episodes over ``calls`` (which must end before ``as_of``).
+    """Every rule's episodes over ``data`` (a window that must end by ``as_of``).
 
-    ``forecast_moments`` are when the forecast is judged (default: only ``as_of``).
+    ``forecast_moments`` are when the forecast is judged (default: only ``as_of``); each
+    must be a local midnight or the window's end, so that no bucket straddles it.
     """
-    found = budget_episodes(calls, rules, as_of)
-    found += forecast_episodes(calls, rules, forecast_moments or [as_of], as_of)
-    found += error_rate_episodes(calls, rules, as_of)
-    found += spike_rule_episodes(calls, rules, as_of)
-    found += cache_episodes(calls, rules, as_of)
-    found += unpriced_episodes(calls, rules, as_of)
+    found = budget_episodes(data, rules, as_of)
+    found += forecast_episodes(data, rules, forecast_moments or [as_of], as_of)
+    found += error_rate_episodes(data, rules, as_of)
+    found += spike_rule_episodes(data, rules, as_of)
+    found += cache_episodes(data, rules, as_of)
+    found += unpriced_episodes(data, rules, as_of)
     return found
 
 

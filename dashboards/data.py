@@ -1,167 +1,149 @@
-"""What the report is drawn from, read in as few passes over ``calls`` as the sections allow.
+"""What the report is drawn from: every section's figures, computed exactly by the analytics jobs.
 
-The report must take seconds and stay a few MB whatever the number of calls, so it never holds
-more per-call rows than it can afford:
+The report runs the same jobs on the same DuckDB aggregates as the job commands, so each of its
+figures equals what the command says, at any number of calls, and it never holds per-call rows:
 
-* **Money and tokens are exact, aggregated in DuckDB.** One ``GROUP BY`` over the period and the
-  one before it gives calls, the four token counts and priced spend per 15-minute bucket,
-  feature, model and (for untagged calls) code location: :attr:`ReportData.rollup`. Every
-  headline figure, the spend-over-time chart, the feature x model table, the model mix and the
-  untagged spend come from it. Fifteen minutes divides every UTC offset in use, so the rollup
-  cuts into calendar days of any zone exactly.
-* **The budget's dollars are exact, its crossing times exact to 15 minutes.** The budget job
-  reads ``start_time``, ``feature`` and ``cost_usd``; it gets one row per 15 minutes and feature
-  from the same rollup (which also covers the budget month and its look-back), holding that
-  quarter hour's spend and stamped with its first call's start
-  (:attr:`ReportData.budget_calls`). Sums, forecasts and daily series are unchanged by this; a
-  threshold crossing is dated to the first call of the quarter hour in which it happened.
-* **The per-call jobs see every call of the period up to** ``sample_limit`` **calls**, and above
-  that a deterministic sample (``hash(span_id) % k = 0``, about ``sample_limit`` calls):
-  :attr:`ReportData.calls` with :attr:`ReportData.sample_every` = ``k``. Rates, ratios and
-  percentiles (errors, latency, cache hit ratios, the audit) are estimates from the sample;
-  dollar figures of those sections are scaled by ``k`` and the report says so.
+* the hourly aggregate of the period (:func:`~clauditor.analytics.plan.hours_on`) gives the
+  feature x model table, spend, calls and tokens (``clauditor costs --by feature,model``), the
+  model mix, untagged spend per code location, the hit-ratio series and regressions, spend
+  spikes, the cost of failure (``clauditor failures``) and, with the cache and audit statements,
+  cache economics and candidates (``clauditor cache``) and the checklist (``clauditor audit``);
+  the same aggregate of the period before gives the change;
+* calls per minute and error class give the error windows (at the report's bucket), the
+  episodes (``clauditor errors``) and the error rate;
+* DuckDB's quantiles give the latency tables (``clauditor latency``);
+* the budget reads the month so far and 35 days before it, as ``clauditor budget`` does, in
+  bucket sums and the calls themselves where a threshold is crossed (exact crossing times).
 
-The SQL reads a relation named ``calls``: the table in the database file, or (for
-:func:`report_data_from_frame`) a Polars frame registered under that name in an in-memory DuckDB,
-so both paths aggregate with the same statements.
+Spend per local day and the budget need buckets that do not straddle local days: whole hours in a
+zone a whole number of hours from UTC, 15 minutes in the others
+(:func:`~clauditor.analytics.plan.grain_minutes`,
+:func:`~clauditor.analytics.plan.spend_rollup_on`): one path, a finer grain.
+
+The error rate is failed calls over calls of the period, ``count_tokens`` calls left out (they are
+free and not generations), as in the error windows. This module is the only one of
+:mod:`clauditor.dashboards` that calls the analytics jobs.
+
+The statements read a relation named ``calls``: the table in the database file, or (for
+:func:`report_data_from_frame`) a Polars frame registered under that name in an in-memory DuckDB.
+:func:`load_digest_figures` reads the daily digest's figures the same way.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import math
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import duckdb
 import polars as pl
 
-from clauditor.analytics.costs import APP_SOURCES, NO_KEY, UNTAGGED, restrict_to_sources
-from clauditor.analytics.periods import Period
+from clauditor.analytics.audit_sql import audit_from_aggregates
+from clauditor.analytics.budget import budget_status_of, threshold_crossings
+from clauditor.analytics.cache import (
+    cache_hit_ratio_series_from_hours,
+    cache_regressions_from_hours,
+)
+from clauditor.analytics.cache_sql import cache_economics_sql, caching_candidates_from
+from clauditor.analytics.costs import (
+    APP_SOURCES,
+    NO_KEY,
+    UNTAGGED,
+    cost_breakdown_from_hours,
+    free_call_expr,
+    restrict_to_sources,
+    spend_by_day_from_hours,
+    with_group_keys,
+)
+from clauditor.analytics.errors import (
+    error_episodes_from_minutes,
+    error_windows_from_minutes,
+    failed_expr,
+)
+from clauditor.analytics.failure import cost_of_failure_from_hours
+from clauditor.analytics.periods import Period, resolve_period
+from clauditor.analytics.plan import (
+    budget_levels,
+    error_minutes_on,
+    grain_minutes,
+    hours_on,
+    latency_from_sql,
+    spend_rollup_on,
+    spend_rows_on,
+)
 from clauditor.analytics.spend_notes import SpendNotes, spend_notes
-from clauditor.pricing import PriceTable, load_price_table, model_key_sql
+from clauditor.analytics.spikes import hourly_spend_from_hours, spike_episodes_from_hours
+from clauditor.analytics.trends import change_table
+from clauditor.config import Config
+from clauditor.pricing import PriceTable
 from clauditor.schema import conform
 from clauditor.store import read_connection
 
-__all__ = ["DEFAULT_SAMPLE_LIMIT", "ReportData", "load_report_data", "report_data_from_frame"]
+__all__ = [
+    "ERROR_THRESHOLD",
+    "UNTAGGED",
+    "DigestFigures",
+    "ReportData",
+    "load_digest_figures",
+    "load_report_data",
+    "report_data_from_frame",
+]
 
-DEFAULT_SAMPLE_LIMIT = 200_000
-BUDGET_LOOKBACK_DAYS = 28  # budget_status's default look-back for the run rate
+# The error rate above which a sustained stretch is an episode (``clauditor errors``' default).
+ERROR_THRESHOLD = 0.01
+# The budget's window: the month so far and the forecast's look-back before it (``budget``).
+BUDGET_HISTORY = dt.timedelta(days=35)
 
-_BUCKET_US = 15 * 60 * 1_000_000
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-# Keys as clauditor.analytics.costs names them: an empty tag is no tag. ``which`` is NULL for
-# rows read only for the budget (its month and look-back reach beyond the two periods).
-# Models by their canonical undated id, as everywhere else (clauditor.pricing.normalize_model_id).
-_MODEL_KEY = model_key_sql("coalesce(nullif(response_model, ''), nullif(request_model, ''))")
-_ROLLUP_SQL = f"""
-SELECT
-    CASE WHEN start_time >= $cur_start AND start_time < $cur_end THEN 'current'
-         WHEN start_time >= $prev_start AND start_time < $prev_end THEN 'previous'
-    END AS which,
-    start_time < $as_of AS before_as_of,
-    epoch_us(start_time) // {_BUCKET_US} AS bucket,
-    coalesce(nullif(feature, ''), '{UNTAGGED}') AS feature,
-    coalesce({_MODEL_KEY}, '{NO_KEY}') AS model,
-    CASE WHEN nullif(feature, '') IS NULL THEN coalesce(nullif(code_location, ''), '{NO_KEY}')
-    END AS code_location,
-    epoch_us(min(start_time)) AS first_call,
-    -- count_tokens calls are free: out of call counts and cost per call, counted apart.
-    count(*) FILTER (WHERE coalesce(operation, 'chat') <> 'count_tokens') AS calls,
-    count(*) FILTER (WHERE operation = 'count_tokens') AS count_tokens_calls,
-    CAST(coalesce(sum(input_tokens), 0) AS BIGINT) AS input_tokens,
-    CAST(coalesce(sum(output_tokens), 0) AS BIGINT) AS output_tokens,
-    CAST(coalesce(sum(cache_read_input_tokens), 0) AS BIGINT) AS cache_read_input_tokens,
-    CAST(coalesce(sum(cache_creation_input_tokens), 0) AS BIGINT) AS cache_creation_input_tokens,
-    sum(cost_usd) AS cost_usd,
-    count(cost_usd) FILTER (WHERE coalesce(operation, 'chat') <> 'count_tokens') AS priced_calls
-FROM calls
-WHERE start_time >= $lo AND start_time < $hi
-GROUP BY ALL
-"""
-
-# attributes and resource (JSON) are left out: no section reads them and they are the widest.
-_CALL_COLUMNS = "* EXCLUDE (attributes, resource)"
 _NEWEST_SQL = "SELECT epoch_us(max(start_time)) FROM calls WHERE start_time <= $as_of"
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)
 class ReportData:
-    """Everything the report sections are drawn from (see the module docstring).
+    """Everything the report sections are drawn from (see the module docstring); plain frames.
 
-    ``rollup`` (the two periods only) columns: ``which`` (``current``/``previous``), ``bucket``
-    (UTC start of the 15 minutes, aware), ``feature``, ``model``, ``code_location`` (untagged
-    calls only), ``calls``, the four token counts, ``cost_usd`` (NULL when no call of the row
-    is priced), ``priced_calls``. ``calls``: per-call rows of the period (a 1-in-
-    ``sample_every`` sample when that is above 1). ``budget_calls``: ``start_time``,
-    ``feature``, ``cost_usd`` rows for the budget month and its look-back, one per 15 minutes
-    and feature, stamped with the first call's start. ``newest``: the newest span at or before
-    ``as_of`` (None: no spans at all). ``notes``: the period's server-tool, assumed-TTL and
-    code-execution figures (:mod:`clauditor.analytics.spend_notes`).
+    ``breakdown``/``previous_breakdown``: :func:`~clauditor.analytics.costs.cost_breakdown` by
+    feature and model of the period and of the one before it. ``untagged``: ``code_location``,
+    ``calls``, ``cost_usd`` of the untagged calls. ``daily``: spend per local day and feature.
+    ``budget``: :func:`~clauditor.analytics.budget.budget_status` at ``as_of``; ``month_spend``:
+    the month's spend rows (``start_time``, ``feature``, ``cost_usd``) for the burn-up;
+    ``crossings``: the whole account's thresholds crossed this month (``threshold``,
+    ``crossed_at``, ``spent_usd``). ``cache_every``/``error_every``: the buckets of the series.
+    ``newest``: the newest span at or before ``as_of`` (None: no spans at all).
     """
 
     period: Period
     previous: Period
     as_of: dt.datetime
-    rollup: pl.DataFrame
-    calls: pl.DataFrame
-    sample_every: int
-    period_calls: int
-    budget_calls: pl.DataFrame
     newest: dt.datetime | None
+    breakdown: pl.DataFrame
+    previous_breakdown: pl.DataFrame
+    untagged: pl.DataFrame
+    daily: pl.DataFrame
+    budget: pl.DataFrame
+    month_spend: pl.DataFrame
+    crossings: pl.DataFrame
+    cache_every: str
+    cache_series: pl.DataFrame
+    cache_regressions: pl.DataFrame
+    cache_economics: pl.DataFrame
+    caching_candidates: pl.DataFrame
+    error_every: str
+    error_windows: pl.DataFrame
+    error_episodes: pl.DataFrame
+    error_rate: float
+    latency_daily: pl.DataFrame
+    latency_features: pl.DataFrame
+    spikes: pl.DataFrame
+    spike_hours: pl.DataFrame
+    failure: pl.DataFrame
+    audit: pl.DataFrame
     notes: SpendNotes = SpendNotes()
 
     @property
-    def sampled(self) -> bool:
-        """Whether the per-call sections see a sample rather than every call."""
-        return self.sample_every > 1
-
-
-def _exact_crossings(
-    con: duckdb.DuckDBPyConnection,
-    rows: pl.DataFrame,
-    levels: Sequence[tuple[str | None, float]],
-    as_of: dt.datetime,
-    tz: str,
-) -> pl.DataFrame:
-    """``rows`` (quarter-hour spend, stamped with their first call) with the quarter hours in
-    which a budget level is crossed this month replaced by their calls, so a crossing time is
-    the exact call that crossed it, as ``clauditor budget`` reports it. ``levels``: (feature or
-    None for the whole account, dollars)."""
-    local = as_of.astimezone(ZoneInfo(tz))
-    month_start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    month = rows.filter(pl.col("start_time") >= month_start.astimezone(dt.UTC)).sort("start_time")
-    crossing: set[int] = set()
-    for feature, usd in levels:
-        scoped = month if feature is None else month.filter(pl.col("feature") == feature)
-        running = scoped.with_columns(pl.col("cost_usd").cum_sum().alias("_run"))
-        hit = running.filter(pl.col("_run") >= usd).head(1)
-        if hit.height:
-            crossing.add(int(hit["start_time"][0].timestamp() * 1_000_000) // _BUCKET_US)
-    if not crossing:
-        return rows
-    buckets = ", ".join(str(b) for b in sorted(crossing))
-    calls = con.sql(
-        "SELECT start_time, nullif(feature, '') AS feature, coalesce(cost_usd, 0.0) AS cost_usd "
-        f"FROM calls WHERE start_time < $as_of AND epoch_us(start_time) // {_BUCKET_US} "
-        f"IN ({buckets})",
-        params={"as_of": as_of},
-    ).pl()
-    calls = calls.with_columns(pl.col("start_time").dt.convert_time_zone("UTC"))
-    kept = rows.filter(~(pl.col("start_time").dt.epoch("us") // _BUCKET_US).is_in(sorted(crossing)))
-    return pl.concat([kept, calls.cast(kept.schema)]).sort("start_time")  # type: ignore[arg-type]
-
-
-def budget_window(as_of: dt.datetime, tz: str) -> tuple[dt.datetime, dt.datetime]:
-    """The UTC span the budget job needs: the month of ``as_of`` (in ``tz``) and its look-back."""
-    local = as_of.astimezone(ZoneInfo(tz))
-    month_start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    day_start = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    lookback = day_start - dt.timedelta(days=BUDGET_LOOKBACK_DAYS + 1)
-    return min(month_start, lookback).astimezone(dt.UTC), as_of.astimezone(dt.UTC)
+    def calls(self) -> int:
+        """Calls of the period (``count_tokens`` calls apart, as ``clauditor costs`` counts)."""
+        return int(self.breakdown["calls"].sum() or 0)
 
 
 def _from_epoch_us(micros: object) -> dt.datetime | None:
@@ -170,94 +152,113 @@ def _from_epoch_us(micros: object) -> dt.datetime | None:
     return _EPOCH + dt.timedelta(microseconds=int(micros))  # type: ignore[call-overload]
 
 
-def _epoch(column: str) -> pl.Expr:
-    return pl.from_epoch(pl.col(column), time_unit="us").dt.replace_time_zone("UTC")
+def _untagged(hours: pl.DataFrame) -> pl.DataFrame:
+    """Calls and spend of the untagged calls per code location (``_location`` of the rows)."""
+    rows = with_group_keys(hours, ["feature"]).filter(pl.col("feature") == UNTAGGED)
+    return (
+        rows.group_by(pl.col("_location").fill_null(NO_KEY).cast(pl.String).alias("code_location"))
+        .agg(
+            pl.col("calls").filter(~free_call_expr()).sum().cast(pl.Int64),
+            pl.col("cost_usd").sum(),
+        )
+        .collect()
+    )
 
 
-CallLoader = Callable[[int], pl.DataFrame]
+def _budget(
+    con: duckdb.DuckDBPyConnection, config: Config, as_of: dt.datetime, tz: str
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """``clauditor budget`` at ``as_of``, the month's spend rows and its account crossings."""
+    month = resolve_period("mtd", as_of=as_of, tz=tz)
+    window = Period(month.start - BUDGET_HISTORY, month.end, month.label, tz)
+    minutes = grain_minutes(tz, window.start, window.end)
+    rows = spend_rollup_on(con, window, minutes)
+    spend = spend_rows_on(con, window, rows, budget_levels(config, {}), tz, minutes)
+    status = budget_status_of(spend, config.budget, as_of=month.end, tz=tz)
+    in_month = spend.filter(pl.col("start_time") >= month.start).sort("start_time")
+    crossings = pl.DataFrame(
+        schema={"threshold": pl.Float64, "crossed_at": pl.Datetime("us", "UTC"),
+                "spent_usd": pl.Float64}
+    )  # fmt: skip
+    if config.budget.monthly_usd:
+        found = threshold_crossings(
+            in_month,
+            monthly_usd=config.budget.monthly_usd,
+            thresholds=config.budget.thresholds,
+            tz=tz,
+        )
+        if found.height:
+            crossings = found.select("threshold", "crossed_at", "spent_usd")
+    return status, in_month, crossings
 
 
 def _read(
     con: duckdb.DuckDBPyConnection,
     period: Period,
     as_of: dt.datetime,
-    sample_limit: int,
-    load_calls: CallLoader,
+    config: Config,
     prices: PriceTable | None = None,
-    budget_levels: Sequence[tuple[str | None, float]] = (),
 ) -> ReportData:
-    """The shared body of both loaders; ``load_calls(k)`` reads the period's calls (1-in-k)."""
+    """The shared body of both loaders, on a connection whose session time zone is UTC."""
     con.execute("SET enable_progress_bar = false").fetchall()
+    tz = period.tz
     previous = period.previous()
-    budget_start, budget_end = budget_window(as_of, period.tz)
-    rows = con.sql(
-        _ROLLUP_SQL,
-        params={
-            "lo": min(previous.start, period.start, budget_start),
-            "hi": max(period.end, budget_end),
-            "prev_start": previous.start,
-            "prev_end": previous.end,
-            "cur_start": period.start,
-            "cur_end": period.end,
-            "as_of": as_of,
-        },
-    ).pl()
-    rows = rows.with_columns(
-        pl.from_epoch(pl.col("bucket") * _BUCKET_US, time_unit="us")
-        .dt.replace_time_zone("UTC")
-        .alias("bucket"),
-        _epoch("first_call").alias("first_call"),
-        pl.col("calls").cast(pl.Int64),
-        pl.col("priced_calls").cast(pl.Int64),
-    )
-    rollup = rows.filter(pl.col("which").is_not_null()).drop("before_as_of", "first_call")
-    budget_calls = (
-        rows.filter(pl.col("before_as_of") & (pl.col("first_call") >= budget_start))
-        .group_by("bucket", "feature")
-        .agg(
-            pl.col("first_call").min().alias("start_time"),
-            pl.col("cost_usd").fill_null(0.0).sum(),
-        )
-        .with_columns(  # budget_status matches raw feature names; untagged is no feature
-            pl.when(pl.col("feature") == UNTAGGED)
-            .then(None)
-            .otherwise(pl.col("feature"))
-            .alias("feature")
-        )
-        .select("start_time", "feature", "cost_usd")
-        .sort("start_time")
-    )
-    if budget_levels:
-        budget_calls = _exact_crossings(con, budget_calls, budget_levels, as_of, period.tz)
-    count = int(rollup.filter(pl.col("which") == "current")["calls"].sum() or 0)
-    every = max(1, math.ceil(count / sample_limit)) if sample_limit > 0 else 1
-    newest = _from_epoch_us(con.execute(_NEWEST_SQL, {"as_of": as_of}).fetchall()[0][0])
+    hours = hours_on(con, period, period.end)
+    minutes = grain_minutes(tz, period.start, period.end)
+    local = hours if minutes == 60 else spend_rollup_on(con, period, minutes)
+    status, month_spend, crossings = _budget(con, config, as_of, tz)
+
+    days = period.duration / dt.timedelta(days=1)
+    # Hourly rates over a month are mostly the noise of quiet night hours; 3 h buckets keep a
+    # 45-minute storm visible while smoothing that out.
+    error_every = "1h" if days <= 8 else "3h" if days <= 40 else "1d"
+    cache_every = "1h" if days <= 8 else "6h"
+    minutes_frame = error_minutes_on(con, period)
+    failed = minutes_frame.filter(failed_expr())["calls"].sum() or 0
+    total = minutes_frame["calls"].sum() or 0
+
+    economics = cache_economics_sql(con, period, hours, by=["feature"])
+    candidates = caching_candidates_from(con, period, hours)
+    failure = cost_of_failure_from_hours(hours)
+    # The audit sums the rows of cache_economics and cost_of_failure, whatever their keys.
+    results = {
+        "cache_economics": economics,
+        "caching_candidates": candidates,
+        "cost_of_failure": failure,
+    }
+    newest = con.execute(_NEWEST_SQL, {"as_of": as_of}).fetchall()[0][0]
     return ReportData(
         period=period,
         previous=previous,
         as_of=as_of,
-        rollup=rollup,
-        calls=load_calls(every),
-        sample_every=every,
-        period_calls=count,
-        budget_calls=budget_calls,
-        newest=newest,
-        notes=spend_notes(con, period.start, period.end, prices or load_price_table()),
-    )
-
-
-def _calls_sql(every: int) -> str:
-    sample = f" AND hash(span_id) % {int(every)} = 0" if every > 1 else ""
-    return (
-        f"SELECT {_CALL_COLUMNS} FROM calls "
-        f"WHERE start_time >= $start AND start_time < $end{sample}"
-    )
-
-
-def _conformed(frame: pl.DataFrame) -> pl.DataFrame:
-    # Back to the full calls schema (JSON columns NULL) with UTC times, as the jobs expect.
-    return conform(frame).with_columns(
-        [pl.col(c).dt.convert_time_zone("UTC") for c in ("start_time", "end_time")]
+        newest=_from_epoch_us(newest),
+        breakdown=cost_breakdown_from_hours(hours, ["feature", "model"]),
+        previous_breakdown=cost_breakdown_from_hours(
+            hours_on(con, previous, previous.end), ["feature", "model"]
+        ),
+        untagged=_untagged(hours),
+        daily=spend_by_day_from_hours(local, tz=tz),
+        budget=status,
+        month_spend=month_spend,
+        crossings=crossings,
+        cache_every=cache_every,
+        cache_series=cache_hit_ratio_series_from_hours(hours, every=cache_every),
+        cache_regressions=cache_regressions_from_hours(hours),
+        cache_economics=economics,
+        caching_candidates=candidates,
+        error_every=error_every,
+        error_windows=error_windows_from_minutes(
+            minutes_frame, window=error_every, every=error_every
+        ),
+        error_episodes=error_episodes_from_minutes(minutes_frame, threshold=ERROR_THRESHOLD),
+        error_rate=float(failed) / float(total) if total else 0.0,
+        latency_daily=latency_from_sql(con, period, hours, tz, by=[], daily=True),
+        latency_features=latency_from_sql(con, period, hours, tz, by=["feature"], daily=False),
+        spikes=spike_episodes_from_hours(hours),
+        spike_hours=hourly_spend_from_hours(hours, by="feature"),
+        failure=failure,
+        audit=audit_from_aggregates(con, period, hours, config=config, results=results),
+        notes=spend_notes(con, period.start, period.end, prices or config.price_table()),
     )
 
 
@@ -266,28 +267,21 @@ def load_report_data(
     period: Period,
     *,
     as_of: dt.datetime,
-    sample_limit: int = DEFAULT_SAMPLE_LIMIT,
+    config: Config | None = None,
     prices: PriceTable | None = None,
-    budget_levels: Sequence[tuple[str | None, float]] = (),
 ) -> ReportData:
     """Read what the report of ``period`` needs from the database file ``db`` (read-only).
 
-    ``budget_levels`` ((feature or None, dollars) of every budget threshold) makes the budget
-    rows exact where a level is crossed (:func:`clauditor.analytics.plan.budget_levels` gives them
-    for a config).
-
-    ``as_of`` (aware) bounds the freshness and budget reads. ``sample_limit`` caps the
-    per-call rows read (0: read every call). Raises
-    :class:`~clauditor.errors.StoreError` when the file cannot be read.
+    ``config`` gives the budgets, thresholds and checklist settings (default: none);
+    ``as_of`` (aware) bounds the freshness and budget reads; ``prices`` (default: the
+    config's) prices the spend notes. Developers' Claude Code calls are kept apart, as in
+    every job command. Raises :class:`~clauditor.errors.StoreError` when the file cannot be
+    read.
     """
     with read_connection(db) as con:
-        restrict_to_sources(con, APP_SOURCES)  # developers' Claude Code calls are kept apart
-
-        def calls(every: int) -> pl.DataFrame:
-            params = {"start": period.start, "end": period.end}
-            return _conformed(con.sql(_calls_sql(every), params=params).pl())
-
-        return _read(con, period, as_of, sample_limit, calls, prices, budget_levels)
+        con.execute("SET TimeZone = 'UTC'").fetchall()
+        restrict_to_sources(con, APP_SOURCES)
+        return _read(con, period, as_of, config or Config(), prices)
 
 
 def report_data_from_frame(
@@ -295,7 +289,7 @@ def report_data_from_frame(
     period: Period,
     *,
     as_of: dt.datetime,
-    sample_limit: int = 0,
+    config: Config | None = None,
 ) -> ReportData:
     """:class:`ReportData` from an in-memory frame of calls (any subset of the columns).
 
@@ -307,11 +301,47 @@ def report_data_from_frame(
     try:
         con.execute("SET TimeZone = 'UTC'").fetchall()
         con.register("calls", frame)
-
-        def load(every: int) -> pl.DataFrame:
-            params = {"start": period.start, "end": period.end}
-            return _conformed(con.sql(_calls_sql(every), params=params).pl())
-
-        return _read(con, period, as_of, sample_limit, load)
+        return _read(con, period, as_of, config or Config())
     finally:
         con.close()
+
+
+@dataclass(frozen=True)
+class DigestFigures:
+    """The daily digest's figures: ``clauditor costs --by feature`` of the day, the day before
+    and the same weekday a week earlier, ``--by model`` of the day, the day's change against
+    the day before (:func:`~clauditor.analytics.trends.change_table`) and ``clauditor
+    budget`` at ``as_of``."""
+
+    features: pl.DataFrame
+    features_before: pl.DataFrame
+    features_week: pl.DataFrame
+    models: pl.DataFrame
+    change: pl.DataFrame
+    budget: pl.DataFrame
+
+
+def load_digest_figures(
+    db: str | Path,
+    config: Config,
+    *,
+    day: Period,
+    before: Period,
+    week: Period,
+    as_of: dt.datetime,
+) -> DigestFigures:
+    """:class:`DigestFigures` from the database ``db`` (read-only, the app's calls)."""
+    with read_connection(db) as con:
+        con.execute("SET TimeZone = 'UTC'").fetchall()
+        restrict_to_sources(con, APP_SOURCES)
+        hours = hours_on(con, day, day.end)
+        features = cost_breakdown_from_hours(hours, ["feature"])
+        features_before = cost_breakdown_from_hours(hours_on(con, before, before.end), ["feature"])
+        return DigestFigures(
+            features=features,
+            features_before=features_before,
+            features_week=cost_breakdown_from_hours(hours_on(con, week, week.end), ["feature"]),
+            models=cost_breakdown_from_hours(hours, ["model"]),
+            change=change_table(features, features_before, ["feature"]),
+            budget=_budget(con, config, as_of, config.timezone)[0],
+        )

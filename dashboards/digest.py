@@ -10,9 +10,9 @@ zone) also posts yesterday's digest. It says:
 * yesterday's unpriced calls (no rate card: not in any dollar figure), per model;
 * where the full report is: ``[report] url`` when configured, else the path written.
 
-Every figure comes from the analytics functions the CLI commands run on the same rows
-(:func:`~clauditor.analytics.costs.cost_breakdown_from_hours` on the hourly aggregate, as
-``clauditor costs``; :func:`~clauditor.analytics.plan.run_budget`, as ``clauditor budget``), so
+Every figure comes from the jobs the CLI commands run on the same aggregates
+(:func:`~clauditor.dashboards.data.load_digest_figures`: the hourly aggregate's breakdowns, as
+``clauditor costs``; the budget's spend rows, as ``clauditor budget``, in any time zone), so
 the digest and ``clauditor costs --period yesterday`` never disagree.
 
 Delivery reuses the alerts' outbox (:mod:`clauditor.alerts.state`) and sinks
@@ -43,13 +43,9 @@ from clauditor.alerts.state import (
     load_open_incidents,
     record_deliveries,
 )
-from clauditor.analytics.budget import budget_status_of
-from clauditor.analytics.costs import cost_breakdown_from_hours
-from clauditor.analytics.frame import columns_with_keys, load_analytics_frame
 from clauditor.analytics.periods import Period, resolve_period
-from clauditor.analytics.plan import hours_on, on_aggregates, run_budget, whole_hour_zone
-from clauditor.analytics.trends import change_table
 from clauditor.config import Config
+from clauditor.dashboards.data import load_digest_figures
 from clauditor.dashboards.sections import format_usd
 from clauditor.errors import ConfigError
 from clauditor.semconv import ENV_SLACK_WEBHOOK_URL, ENV_WEBHOOK_URL
@@ -59,8 +55,6 @@ __all__ = ["DIGEST_RULE", "Digest", "NotifyResult", "build_digest", "digest_mess
 DIGEST_RULE = "report"
 _TOP = 5
 _MOVERS = 3
-# The forecast's look-back before the month, as `clauditor budget` reads it.
-_BUDGET_HISTORY = dt.timedelta(days=35)
 
 
 @dataclass(frozen=True)
@@ -92,16 +86,8 @@ def _day(day: dt.date, tz: str) -> Period:
     return resolve_period(day.isoformat(), tz=tz)
 
 
-def _budget_row(db: Path, config: Config, as_of: dt.datetime) -> dict[str, Any] | None:
-    """The ``total`` row of ``clauditor budget`` at ``as_of`` (the same window and path)."""
-    month = resolve_period("mtd", as_of=as_of, tz=config.timezone)
-    window = Period(month.start - _BUDGET_HISTORY, month.end, month.label, month.tz)
-    if whole_hour_zone(config.timezone, window.start, window.end):
-        table = run_budget(db, window, config=config, as_of=month.end)
-    else:  # hour sums would straddle local days: the calls themselves
-        calls = load_analytics_frame(db, window, columns=columns_with_keys([]))
-        table = budget_status_of(calls, config.budget, as_of=month.end, tz=config.timezone)
-    total = table.filter(pl.col("scope") == "total")
+def _budget_total(status: pl.DataFrame) -> dict[str, Any] | None:
+    total = status.filter(pl.col("scope") == "total")
     return total.row(0, named=True) if total.height else None
 
 
@@ -125,19 +111,12 @@ def build_digest(
     before = _day(day - dt.timedelta(days=1), tz)
     week = _day(day - dt.timedelta(days=7), tz)
 
-    def job(con: Any, hours: pl.DataFrame) -> tuple[pl.DataFrame, ...]:
-        return (
-            cost_breakdown_from_hours(hours, ["feature"]),
-            cost_breakdown_from_hours(hours_on(con, before, before.end), ["feature"]),
-            cost_breakdown_from_hours(hours_on(con, week, week.end), ["feature"]),
-            cost_breakdown_from_hours(hours, ["model"]),
-        )
-
-    features, features_before, features_week, models = on_aggregates(db, yesterday, job)
+    figures = load_digest_figures(db, config, day=yesterday, before=before, week=week, as_of=now)
+    features, models = figures.features, figures.models
     priced = features.filter(pl.col("cost_usd") > 0).sort(
         ["cost_usd", "feature"], descending=[True, False]
     )
-    change = change_table(features, features_before, ["feature"]).with_columns(
+    change = figures.change.with_columns(
         pl.col("cost_usd").fill_null(0.0),
         pl.col("previous_cost_usd").fill_null(0.0),
     )
@@ -155,14 +134,14 @@ def build_digest(
         tz=tz,
         as_of=now,
         spent_usd=_spend(features),
-        day_before_usd=_spend(features_before),
-        last_week_usd=_spend(features_week),
+        day_before_usd=_spend(figures.features_before),
+        last_week_usd=_spend(figures.features_week),
         top=[(str(f), float(c)) for f, c in priced.select("feature", "cost_usd").head(_TOP).rows()],
         movers=[
             (str(f), float(c), float(p))
             for f, c, p in movers.select("feature", "cost_usd", "previous_cost_usd").rows()
         ],
-        budget=_budget_row(db, config, now),
+        budget=_budget_total(figures.budget),
         monthly_usd=config.budget.monthly_usd,
         incidents=sorted(load_open_incidents(db).values(), key=lambda i: (i.rule, i.key)),
         unpriced_calls=int(unpriced["unpriced_calls"].sum() or 0),

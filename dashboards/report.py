@@ -10,7 +10,7 @@ report's time zone: ``tz``, else the configured one) and shows, top to bottom:
   the month-end forecast and when the budget runs out, calls and cost per call, untagged spend,
   unpriced calls; then health cards (error rate, spikes, cost of failure, cache savings);
 * notices: every model without a price (always present: unpriced calls are missing from every
-  dollar figure), and whether the per-call sections saw a sample;
+  dollar figure), and spend beyond token counts;
 * spend per day stacked by feature; the month's budget burn-up with thresholds, crossings and
   the forecast band, and the budget table;
 * the feature x model table (calls, the four token counts, hit ratio, cost, cost per call,
@@ -22,10 +22,12 @@ report's time zone: ``tz``, else the configured one) and shows, top to bottom:
   the report reads the stored bill and never fetches it;
 * spend spikes; the cost of failure; the audit scorecard.
 
-How the data is read so that 10M calls take seconds is in :mod:`clauditor.dashboards.data`.
-Figures only ever get aggregates, so the file is about 5 MB of plotly.js plus a few hundred kB
-whatever the number of calls. Every string from telemetry is HTML-escaped, in the tables and
-in the figures alike.
+Every figure is exact and equals what the matching job command says (``clauditor costs``,
+``cache``, ``errors``, ``latency``, ``budget``, ``failures``, ``spikes``, ``audit``): the report
+runs the same jobs on the same DuckDB aggregates, whatever the number of calls
+(:mod:`clauditor.dashboards.data`). Figures only ever get aggregates, so the file is about
+5 MB of plotly.js plus a few hundred kB whatever the number of calls. Every string from
+telemetry is HTML-escaped, in the tables and in the figures alike.
 """
 
 from __future__ import annotations
@@ -40,14 +42,12 @@ import polars as pl
 from plotly.offline import get_plotlyjs
 
 from clauditor import __version__
-from clauditor.analytics.costs import UNTAGGED
 from clauditor.analytics.periods import Period, resolve_period
-from clauditor.analytics.plan import budget_levels
 from clauditor.analytics.reconcile import Reconciliation, reconcile_stored
 from clauditor.config import Config
 from clauditor.dashboards import sections
 from clauditor.dashboards.data import (
-    DEFAULT_SAMPLE_LIMIT,
+    UNTAGGED,
     ReportData,
     load_report_data,
     report_data_from_frame,
@@ -69,7 +69,7 @@ class ReportSummary:
     """What :func:`write_report` wrote: the file, the period, its calls and priced spend.
 
     ``cost_usd`` excludes the ``unpriced_calls`` (their cost is unknown); ``bytes`` is the size
-    of the written file; ``sample_every`` is 1 when the per-call sections saw every call.
+    of the written file.
     """
 
     out: Path
@@ -78,7 +78,6 @@ class ReportSummary:
     cost_usd: float
     unpriced_calls: int
     bytes: int
-    sample_every: int = 1
 
 
 def _as_of(as_of: dt.datetime | None, tz: str) -> dt.datetime:
@@ -97,31 +96,22 @@ def write_report(
     as_of: dt.datetime | None = None,
     config: Config | None = None,
     tz: str | None = None,
-    sample_limit: int = DEFAULT_SAMPLE_LIMIT,
 ) -> ReportSummary:
     """Write the HTML report of ``period`` (a :func:`resolve_period` spec) to ``out``.
 
     Days, months and displayed times follow ``tz`` (an IANA zone), else ``config.timezone``
     (UTC without a config). ``as_of`` (default: now; naive means wall-clock time in that zone)
     fixes what "today", "7d" or "mtd" mean, so a past report can be reproduced. The budget
-    comes from ``config.budget``. Above ``sample_limit`` calls in the period, the per-call
-    sections read a deterministic sample (money totals stay exact; see
-    :mod:`clauditor.dashboards.data`). The file is written atomically (a reader never sees half
-    of it). Raises :class:`ValueError` for a bad period spec or zone and
-    :class:`~clauditor.errors.StoreError` when the database cannot be read.
+    comes from ``config.budget``. Every figure is exact at any number of calls. The file is
+    written atomically (a reader never sees half of it). Raises :class:`ValueError` for a bad
+    period spec or zone and :class:`~clauditor.errors.StoreError` when the database cannot be
+    read.
     """
     config = config or Config()
     zone = tz or config.timezone
     when = _as_of(as_of, zone)
     current = resolve_period(period, as_of=when, tz=zone)
-    data = load_report_data(
-        db,
-        current,
-        as_of=when,
-        sample_limit=sample_limit,
-        prices=config.price_table(),
-        budget_levels=budget_levels(config),
-    )
+    data = load_report_data(db, current, as_of=when, config=config)
     page = render_data(data, config, bill=_stored_bill(db, current, config))
 
     out = Path(out)
@@ -134,11 +124,10 @@ def write_report(
     return ReportSummary(
         out=out,
         period=current,
-        calls=data.period_calls,
+        calls=data.calls,
         cost_usd=totals["cost"],
         unpriced_calls=int(totals["unpriced"]),
         bytes=out.stat().st_size,
-        sample_every=data.sample_every,
     )
 
 
@@ -170,23 +159,25 @@ def render_report(
     spend in the headline; ``newest`` overrides the data freshness.
     """
     when = _as_of(as_of, period.tz)
-    data = report_data_from_frame(calls, period, as_of=when)
+    config = config or Config()
+    data = report_data_from_frame(calls, period, as_of=when, config=config)
     if newest is not None:
         data = ReportData(**{**data.__dict__, "newest": newest})
-    return render_data(data, config or Config(), previous_cost=previous_cost)
+    return render_data(data, config, previous_cost=previous_cost)
 
 
 # --- the page ----------------------------------------------------------------------------------
 
 
 def _totals(data: ReportData, which: str = "current") -> dict[str, float]:
-    rows = data.rollup.filter(pl.col("which") == which)
+    rows = data.breakdown if which == "current" else data.previous_breakdown
     untagged = rows.filter(pl.col("feature") == UNTAGGED)
+    unpriced = float(rows["unpriced_calls"].sum() or 0)
     return {
         "cost": float(rows["cost_usd"].sum() or 0.0),
         "calls": float(rows["calls"].sum() or 0),
-        "priced": float(rows["priced_calls"].sum() or 0),
-        "unpriced": float((rows["calls"] - rows["priced_calls"]).sum() or 0),
+        "priced": float(rows["calls"].sum() or 0) - unpriced,
+        "unpriced": unpriced,
         "untagged_cost": float(untagged["cost_usd"].sum() or 0.0),
         "untagged_calls": float(untagged["calls"].sum() or 0),
         "count_tokens": float(rows["count_tokens_calls"].sum() or 0),
@@ -261,11 +252,11 @@ def _budget_cards(status: pl.DataFrame, config: Config, tz: str, as_of: dt.datet
 
 
 def _unpriced_notice(data: ReportData) -> str:
-    rows = data.rollup.filter(pl.col("which") == "current")
+    rows = data.breakdown
     calls = int(rows["calls"].sum() or 0)
     missing = (
         rows.group_by("model")
-        .agg((pl.col("calls") - pl.col("priced_calls")).sum().alias("calls"))
+        .agg(pl.col("unpriced_calls").sum().alias("calls"))
         .filter(pl.col("calls") > 0)
         .sort(["calls", "model"], descending=[True, False])
     )
@@ -322,20 +313,6 @@ def _panel(title: str, lede: str, body: str, cls: str = "", anchor: str = "") ->
     return f'<section class="panel {cls}"{ident}><h2>{title}</h2>{lede_html}{body}</section>'
 
 
-def _daily_by_feature(data: ReportData) -> pl.DataFrame:
-    tz = data.period.tz
-    return (
-        data.rollup.filter(pl.col("which") == "current")
-        .with_columns(pl.col("bucket").dt.convert_time_zone(tz).dt.date().alias("day"))
-        .group_by("day", "feature")
-        .agg(
-            pl.when(pl.col("priced_calls").sum() > 0)
-            .then(pl.col("cost_usd").sum())
-            .alias("cost_usd")
-        )
-    )
-
-
 def _breakdown(rows: pl.DataFrame, key: str) -> pl.DataFrame:
     out = (
         rows.group_by(key)
@@ -365,7 +342,7 @@ def render_data(
     previous = before["cost"] if previous_cost is None else previous_cost
     total = now["cost"]
     untagged_share = now["untagged_cost"] / total if total else 0.0
-    status = sections.budget_rows(data, config)
+    status = data.budget
     bill_first, bill_last = sections.bill_days(period)
 
     cards = "".join(
@@ -402,8 +379,7 @@ def render_data(
     latency_fig, latency_html = sections.latency_section(data)
     spikes_fig, spikes_html, spike_count = sections.spikes_section(data)
     failure_html, failure_usd = sections.failure_section(data)
-    audit_html, audit_counts = sections.audit_section(data, config)
-    approx = "≈ " if data.sampled else ""
+    audit_html, audit_counts = sections.audit_section(data)
     health = "".join(
         [
             _card(
@@ -420,7 +396,7 @@ def render_data(
             ),
             _card(
                 "Cost of failure",
-                approx + format_usd(failure_usd),
+                format_usd(failure_usd),
                 f"{failure_usd / total:.1%} of spend: billed errors, truncation, abandoned streams"
                 if total
                 else "billed errors, truncation, abandoned streams",
@@ -428,7 +404,7 @@ def render_data(
             ),
             _card(
                 "Caching saved",
-                approx + format_usd(cache["saved"]),
+                format_usd(cache["saved"]),
                 f"{format_usd(cache['wasted'])} wasted on unread writes; "
                 f"{format_usd(cache['at_stake'])} more possible",
                 "ok" if cache["saved"] > cache["wasted"] else "warn",
@@ -442,23 +418,22 @@ def render_data(
         ]
     )
 
-    current = data.rollup.filter(pl.col("which") == "current")
-    untagged_rows = current.filter(pl.col("feature") == UNTAGGED)
+    current = data.breakdown
     month = data.as_of.astimezone(ZoneInfo(tz)).strftime("%B %Y")
     panels = [
         '<h2 class="group">Spend</h2>',
         _panel(
             "Spend per day, by feature",
             "Stacked by feature; the costliest eight have their own colour.",
-            figure_html(daily_spend_figure(_daily_by_feature(data), period), "fig-daily"),
+            figure_html(daily_spend_figure(data.daily, period), "fig-daily"),
             "wide",
         ),
         _panel(
             f"Budget burn-up, {esc(month)}",
             "Month-to-date spend against the monthly budget and its alert thresholds; "
             "the band is the 90 % forecast range to month end.",
-            figure_html(sections.burnup(data, config, status), "fig-burnup")
-            + sections.budget_table(status, tz, sections.month_crossings(data, config)),
+            figure_html(sections.burnup(data, config), "fig-burnup")
+            + sections.budget_table(status, tz, data.crossings),
             "wide",
             "budget",
         ),
@@ -479,7 +454,7 @@ def render_data(
             "Untagged spend by code location",
             "Calls without a feature tag: where to add one first.",
             figure_html(
-                untagged_figure(_breakdown(untagged_rows, "code_location")), "fig-untagged"
+                untagged_figure(_breakdown(data.untagged, "code_location")), "fig-untagged"
             ),
         ),
         _panel(
@@ -541,14 +516,6 @@ def render_data(
         ),
     ]
     notices = _unpriced_notice(data) + _spend_notes(data)
-    if data.sampled:
-        notices += (
-            '<section class="notice info" id="sampled"><strong>Large period.</strong> '
-            f"Spend, tokens, the budget and the tables of features and models cover all "
-            f"{data.period_calls:,} calls exactly; errors, latency, caching, spikes, cost of "
-            f"failure and the checklist are estimated from a 1-in-{data.sample_every:,} "
-            "sample of them.</section>"
-        )
     title = f"Claude API spend: {esc(period.label)}"
     return PAGE.format(
         title=title,

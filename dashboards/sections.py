@@ -1,9 +1,8 @@
-"""The report's sections, each an HTML fragment built from :class:`ReportData` and the jobs.
+"""The report's sections, each an HTML fragment built from :class:`ReportData`.
 
-Money tables come from the exact DuckDB rollup; the per-call sections (budget aside) call the
-analytics jobs on :attr:`ReportData.calls`. When that is a 1-in-k sample, their dollar figures
-are multiplied by k and the section says they are estimates. Every string that comes from
-telemetry goes through :func:`esc` (HTML) or :func:`clauditor.dashboards.figures.label` (Plotly).
+Every figure is already computed, exactly, by the analytics jobs (:mod:`.data`); a section only
+picks, orders and formats. Every string that comes from telemetry goes through :func:`esc`
+(HTML) or :func:`clauditor.dashboards.figures.label` (Plotly).
 """
 
 from __future__ import annotations
@@ -18,23 +17,11 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import polars as pl
 
-from clauditor.analytics.budget import budget_status_of, threshold_crossings
-from clauditor.analytics.cache import (
-    cache_economics,
-    cache_hit_ratio_series,
-    cache_regressions,
-    caching_candidates,
-)
-from clauditor.analytics.costs import UNTAGGED
-from clauditor.analytics.errors import error_episodes, error_windows
-from clauditor.analytics.failure import cost_of_failure
-from clauditor.analytics.latency import latency_percentiles
 from clauditor.analytics.periods import Period
 from clauditor.analytics.reconcile import VERDICTS, Reconciliation
-from clauditor.analytics.spikes import hourly_spend, spike_episodes
 from clauditor.config import Config
 from clauditor.dashboards import figures
-from clauditor.dashboards.data import ReportData
+from clauditor.dashboards.data import ERROR_THRESHOLD, UNTAGGED, ReportData
 
 __all__ = [
     "ERROR_THRESHOLD",
@@ -43,8 +30,6 @@ __all__ = [
     "format_usd",
 ]
 
-# The error rate above which a sustained stretch is an episode (error_episodes' default).
-ERROR_THRESHOLD = 0.01
 _TOP_ROWS = 25
 _TOP_SPIKES = 12
 _TOP_SPIKE_KEYS = 5
@@ -145,16 +130,6 @@ def _pct(value: float | None, digits: int = 1) -> str:
     return "" if value is None else f"{value:.{digits}%}"
 
 
-def sample_note(data: ReportData) -> str:
-    """The caveat under a section computed on a sample (empty when every call was read)."""
-    if not data.sampled:
-        return ""
-    return (
-        f"<p class='note'>Estimated from a 1-in-{data.sample_every:,} sample of the "
-        f"{data.period_calls:,} calls; dollar figures scaled up accordingly.</p>"
-    )
-
-
 # --- money -------------------------------------------------------------------------------------
 
 
@@ -169,15 +144,10 @@ def feature_model_table(data: ReportData) -> str:
         "cache_creation_input_tokens",
         "priced_calls",
     ]
-    agg = [pl.col(c).sum() for c in sums] + [
-        pl.when(pl.col("priced_calls").sum() > 0).then(pl.col("cost_usd").sum()).alias("cost_usd")
-    ]
-    current = data.rollup.filter(pl.col("which") == "current").group_by(keys).agg(agg)
-    before = (
-        data.rollup.filter(pl.col("which") == "previous")
-        .group_by(keys)
-        .agg(pl.col("cost_usd").sum().alias("previous_usd"))
-    )
+    current = data.breakdown.with_columns(
+        (pl.col("calls") - pl.col("unpriced_calls")).alias("priced_calls")
+    ).select(*keys, *sums, "cost_usd")
+    before = data.previous_breakdown.select(*keys, pl.col("cost_usd").alias("previous_usd"))
     table = current.join(before, on=keys, how="left").sort(
         ["cost_usd", "calls", "feature", "model"],
         descending=[True, True, False, False],
@@ -239,49 +209,14 @@ def feature_model_table(data: ReportData) -> str:
 # --- budget ------------------------------------------------------------------------------------
 
 
-def budget_rows(data: ReportData, config: Config) -> pl.DataFrame:
-    """budget_status over the quarter-hour spend rows (see :mod:`.data`)."""
-    return budget_status_of(data.budget_calls, config.budget, as_of=data.as_of, tz=data.period.tz)
-
-
-def month_crossings(data: ReportData, config: Config) -> pl.DataFrame:
-    """Every budget threshold the whole account crossed in the month of ``as_of``.
-
-    Columns: ``threshold``, ``crossed_at`` (UTC), ``spent_usd``; empty without a budget.
-    """
-    empty = pl.DataFrame(
-        schema={
-            "threshold": pl.Float64,
-            "crossed_at": pl.Datetime("us", "UTC"),
-            "spent_usd": pl.Float64,
-        }
-    )
-    if not config.budget.monthly_usd:
-        return empty
-    zone = ZoneInfo(data.period.tz)
-    month_start = data.as_of.astimezone(zone).replace(
-        day=1, hour=0, minute=0, second=0, microsecond=0
-    )
-    in_month = data.budget_calls.filter(pl.col("start_time") >= month_start.astimezone(dt.UTC))
-    crossed = threshold_crossings(
-        in_month,
-        monthly_usd=config.budget.monthly_usd,
-        thresholds=config.budget.thresholds,
-        tz=data.period.tz,
-    )
-    return crossed.select("threshold", "crossed_at", "spent_usd") if crossed.height else empty
-
-
-def burnup(data: ReportData, config: Config, status: pl.DataFrame) -> go.Figure:
+def burnup(data: ReportData, config: Config) -> go.Figure:
     """The burn-up figure of the month of ``as_of``."""
     tz = data.period.tz
     zone = ZoneInfo(tz)
     local = data.as_of.astimezone(zone)
     month_start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     next_month = (month_start + dt.timedelta(days=32)).replace(day=1)
-    in_month = data.budget_calls.filter(
-        pl.col("start_time") >= month_start.astimezone(dt.UTC)
-    ).sort("start_time")
+    in_month = data.month_spend
     # One point per hour (the running total at the hour's end) keeps the figure small however
     # many rows the month has; the step line still shows when the money went.
     hourly = (
@@ -306,15 +241,13 @@ def burnup(data: ReportData, config: Config, status: pl.DataFrame) -> go.Figure:
             hourly,
         ]
     )
-    total = status.filter(pl.col("scope") == "total")
+    total = data.budget.filter(pl.col("scope") == "total")
     forecast = None
     if total.height:
         row = total.row(0, named=True)
         if row["forecast_usd"] is not None:
             forecast = (row["forecast_low_usd"], row["forecast_usd"], row["forecast_high_usd"])
-    crossings = month_crossings(data, config).with_columns(
-        local_naive("crossed_at", tz).alias("crossed_at")
-    )
+    crossings = data.crossings.with_columns(local_naive("crossed_at", tz).alias("crossed_at"))
     return figures.burnup_figure(
         cumulative,
         month_start=naive_start,
@@ -330,7 +263,7 @@ def burnup(data: ReportData, config: Config, status: pl.DataFrame) -> go.Figure:
 def budget_table(status: pl.DataFrame, tz: str, crossings: pl.DataFrame) -> str:
     """One row per budget scope: spent, share, forecast range, run-out, thresholds crossed.
 
-    ``crossings`` (:func:`month_crossings`) dates every threshold of the whole account.
+    ``crossings`` (:attr:`ReportData.crossings`) dates every threshold of the whole account.
     """
     zone = ZoneInfo(tz)
     account = "<br>".join(
@@ -381,11 +314,8 @@ def budget_table(status: pl.DataFrame, tz: str, crossings: pl.DataFrame) -> str:
 
 def cache_section(data: ReportData) -> tuple[go.Figure, str, dict[str, float]]:
     """Hit-ratio figure, savings/waste/candidates HTML, and the totals for the cards."""
-    k = data.sample_every
     tz = data.period.tz
-    calls = data.calls
-    every = "1h" if data.period.duration <= dt.timedelta(days=8) else "6h"
-    series = cache_hit_ratio_series(calls, every=every, by="feature").select(
+    series = data.cache_series.select(
         local_naive("bucket", tz).alias("time"),
         "key",
         "hit_ratio",
@@ -395,17 +325,17 @@ def cache_section(data: ReportData) -> tuple[go.Figure, str, dict[str, float]]:
             + pl.col("cache_creation_input_tokens")
         ).alias("input_total"),
     )
-    regressions = cache_regressions(calls).with_columns(local_naive("start", tz).alias("start"))
+    regressions = data.cache_regressions.with_columns(local_naive("start", tz).alias("start"))
     fig = figures.cache_hit_figure(series, regressions, x_range=shown_range(data))
-    econ = cache_economics(calls, by=["feature"])
-    saved = float(econ["saved_usd"].sum() or 0.0) * k
-    wasted = float(econ["wasted_write_usd"].sum() or 0.0) * k
+    econ = data.cache_economics
+    saved = float(econ["saved_usd"].sum() or 0.0)
+    wasted = float(econ["wasted_write_usd"].sum() or 0.0)
     rows = [
         [
             _name(r["feature"]),
             _pct(r["hit_ratio"], 0),
-            usd(r["saved_usd"] * k),
-            usd(r["wasted_write_usd"] * k),
+            usd(r["saved_usd"]),
+            usd(r["wasted_write_usd"]),
             "1 hour" if r["recommend_1h"] else "5 minutes",
         ]
         for r in econ.filter(
@@ -423,14 +353,14 @@ def cache_section(data: ReportData) -> tuple[go.Figure, str, dict[str, float]]:
         rows,
         "No feature uses prompt caching.",
     )
-    candidates = caching_candidates(calls).filter(pl.col("dollars_at_stake") > 0).head(8)
+    candidates = data.caching_candidates.filter(pl.col("dollars_at_stake") > 0).head(8)
     cand_rows = [
         [
             _name(r["feature"]),
             f"<code>{esc(r['model'])}</code>",
-            f"{r['calls'] * k:,}",
+            f"{r['calls']:,}",
             format_tokens(int(r["avg_input_tokens"])),
-            f"<strong>{usd(r['dollars_at_stake'] * k)}</strong>",
+            f"<strong>{usd(r['dollars_at_stake'])}</strong>",
         ]
         for r in candidates.iter_rows(named=True)
     ]
@@ -456,7 +386,6 @@ def cache_section(data: ReportData) -> tuple[go.Figure, str, dict[str, float]]:
         + econ_html
         + "<h3>Caching candidates</h3>"
         + cand_html
-        + sample_note(data)
     )
     return (
         fig,
@@ -464,7 +393,7 @@ def cache_section(data: ReportData) -> tuple[go.Figure, str, dict[str, float]]:
         {
             "saved": saved,
             "wasted": wasted,
-            "at_stake": float(candidates["dollars_at_stake"].sum() or 0.0) * k,
+            "at_stake": float(candidates["dollars_at_stake"].sum() or 0.0),
         },
     )
 
@@ -472,17 +401,10 @@ def cache_section(data: ReportData) -> tuple[go.Figure, str, dict[str, float]]:
 def errors_section(data: ReportData) -> tuple[go.Figure, str, dict[str, float]]:
     """Error rate by class over time (threshold, episodes shaded) and the episode list."""
     tz = data.period.tz
-    calls = data.calls
-    # Hourly rates over a month are mostly the noise of quiet night hours; 3 h buckets keep a
-    # 45-minute storm visible while smoothing that out.
-    days = data.period.duration / dt.timedelta(days=1)
-    bucket = "1h" if days <= 8 else "3h" if days <= 40 else "1d"
-    windows = (
-        error_windows(calls, window=bucket, every=bucket)
-        .filter(pl.col("error_class") != "any")
-        .select(local_naive("window_start", tz).alias("time"), "error_class", "error_rate")
+    windows = data.error_windows.filter(pl.col("error_class") != "any").select(
+        local_naive("window_start", tz).alias("time"), "error_class", "error_rate"
     )
-    episodes = error_episodes(calls, threshold=ERROR_THRESHOLD)
+    episodes = data.error_episodes
     shown = episodes.filter(pl.col("error_class") != "any")
     if shown.height == 0:
         shown = episodes
@@ -497,7 +419,7 @@ def errors_section(data: ReportData) -> tuple[go.Figure, str, dict[str, float]]:
             esc(r["error_class"].replace("_", " ")),
             f"{r['start']:%b %d %H:%M} – {r['end']:%H:%M}",
             f"{(r['end'] - r['start']).total_seconds() / 60:.0f} min",
-            f"{r['calls'] * data.sample_every:,}",
+            f"{r['calls']:,}",
             f"{r['error_rate']:.1%}",
             f"{r['peak_rate']:.0%}",
         ]
@@ -515,15 +437,11 @@ def errors_section(data: ReportData) -> tuple[go.Figure, str, dict[str, float]]:
         rows,
         f"No sustained error episode above {ERROR_THRESHOLD:.0%}.",
     )
-    failed = windows.height and calls.height
-    from clauditor.analytics.errors import failed_expr
-
-    rate = float(calls.select(failed_expr().mean()).item() or 0.0) if failed else 0.0
     return (
         fig,
-        "<h3>Error episodes</h3>" + table + sample_note(data),
+        "<h3>Error episodes</h3>" + table,
         {
-            "rate": rate,
+            "rate": data.error_rate,
             "episodes": float(shown.height),
         },
     )
@@ -531,9 +449,8 @@ def errors_section(data: ReportData) -> tuple[go.Figure, str, dict[str, float]]:
 
 def latency_section(data: ReportData) -> tuple[go.Figure, str]:
     """Daily percentiles figure and the per-feature percentile table."""
-    daily = latency_percentiles(data.calls, by=[], every="1d", tz=data.period.tz)
-    fig = figures.latency_figure(daily, data.period)
-    per = latency_percentiles(data.calls, by=["feature"], every=None).sort("calls", descending=True)
+    fig = figures.latency_figure(data.latency_daily, data.period)
+    per = data.latency_features.sort("calls", descending=True)
 
     def secs(v: float | None) -> str:
         return "" if v is None else f"{v / 1000:.2f} s"
@@ -541,7 +458,7 @@ def latency_section(data: ReportData) -> tuple[go.Figure, str]:
     rows = [
         [
             _name(r["feature"]),
-            f"{r['calls'] * data.sample_every:,}",
+            f"{r['calls']:,}",
             secs(r["duration_p50_ms"]),
             secs(r["duration_p95_ms"]),
             secs(r["duration_p99_ms"]),
@@ -561,36 +478,31 @@ def latency_section(data: ReportData) -> tuple[go.Figure, str]:
         ("TTFT p95", True),
         ("TTFT p99", True),
     ]
-    return fig, _table(head, rows, "No successful calls in this period.") + sample_note(data)
+    return fig, _table(head, rows, "No successful calls in this period.")
 
 
 def spikes_section(data: ReportData) -> tuple[go.Figure, str, int]:
     """Hourly spend of spiking features (episodes shaded) and the episode table."""
     tz = data.period.tz
-    k = data.sample_every
-    episodes = spike_episodes(data.calls)
+    episodes = data.spikes
     # The costliest episodes and the features they hit; the rest are summed up in a line.
     top = episodes.sort("excess_usd", descending=True).head(_TOP_SPIKES)
     keys = list(dict.fromkeys(top["key"].to_list()))[:_TOP_SPIKE_KEYS]
     top = top.filter(pl.col("key").is_in(keys))
-    hourly = (
-        hourly_spend(data.calls, by="feature")
-        .filter(pl.col("key").is_in(keys))
-        .select(local_naive("hour", tz).alias("time"), "key", pl.col("cost_usd") * k)
+    hourly = data.spike_hours.filter(pl.col("key").is_in(keys)).select(
+        local_naive("hour", tz).alias("time"), "key", "cost_usd"
     )
     local = top.with_columns(
         local_naive("start", tz).alias("start"), local_naive("end", tz).alias("end")
     )
-    fig = figures.spikes_figure(
-        hourly, local.with_columns(pl.col("excess_usd") * k), x_range=shown_range(data)
-    )
+    fig = figures.spikes_figure(hourly, local, x_range=shown_range(data))
     rows = [
         [
             _name(r["key"]),
             f"{r['start']:%b %d %H:%M} – {r['end']:%H:%M}",
-            f"{r['calls'] * k:,}",
-            usd(r["cost_usd"] * k),
-            f"<strong>{usd(r['excess_usd'] * k)}</strong>",
+            f"{r['calls']:,}",
+            usd(r["cost_usd"]),
+            f"<strong>{usd(r['excess_usd'])}</strong>",
             esc(r["reason"]),
         ]
         for r in local.sort("excess_usd", descending=True).iter_rows(named=True)
@@ -609,25 +521,24 @@ def spikes_section(data: ReportData) -> tuple[go.Figure, str, int]:
         more = f"<p class='muted'>… and {rest:,} smaller spike episode(s).</p>"
     return (
         fig,
-        _table(head, rows, "No spend spikes.") + more + sample_note(data),
+        _table(head, rows, "No spend spikes.") + more,
         episodes.height,
     )
 
 
 def failure_section(data: ReportData) -> tuple[str, float]:
     """Cost of failure per feature, and the total."""
-    k = data.sample_every
-    table = cost_of_failure(data.calls)
+    table = data.failure
     rows = [
         [
             _name(r["feature"]),
-            f"{r['errored_calls'] * k:,}",
-            usd(r["errored_usd"] * k),
-            f"{r['retries'] * k:,}",
-            f"{r['truncated_calls'] * k:,}",
-            usd(r["truncated_usd"] * k),
-            usd(r["abandoned_usd"] * k),
-            f"<strong>{usd(r['failure_usd'] * k)}</strong>",
+            f"{r['errored_calls']:,}",
+            usd(r["errored_usd"]),
+            f"{r['retries']:,}",
+            f"{r['truncated_calls']:,}",
+            usd(r["truncated_usd"]),
+            usd(r["abandoned_usd"]),
+            f"<strong>{usd(r['failure_usd'])}</strong>",
             _pct(r["failure_share"]),
         ]
         for r in table.filter(pl.col("failure_usd") > 0).head(_TOP_ROWS).iter_rows(named=True)
@@ -643,24 +554,22 @@ def failure_section(data: ReportData) -> tuple[str, float]:
         ("Total", True),
         ("Of its spend", True),
     ]
-    total = float(table["failure_usd"].sum() or 0.0) * k
+    total = float(table["failure_usd"].sum() or 0.0)
     note = (
         "<p class='note'>Only billed dollars: failed calls that were billed (a stream that broke "
         "after generating), calls cut off at <code>max_tokens</code> and streams closed before "
         "their end. Requests Anthropic "
         "rejected (429, 529) are not billed; their resends are counted, not priced.</p>"
     )
-    return _table(head, rows, "Nothing lost to failures.") + note + sample_note(data), total
+    return _table(head, rows, "Nothing lost to failures.") + note, total
 
 
 _STATUS_ORDER = {"fail": 0, "warn": 1, "pass": 2, "n/a": 3}
 
 
-def audit_section(data: ReportData, config: Config) -> tuple[str, dict[str, int]]:
+def audit_section(data: ReportData) -> tuple[str, dict[str, int]]:
     """The checklist scorecard: one row per item with a status badge, and counts per status."""
-    from clauditor.analytics.audit import audit
-
-    items = audit(data.calls, config=config)
+    items = data.audit
     counts = {s: int((items["status"] == s).sum()) for s in _STATUS_ORDER}
     rows = []
     ordered = items.with_columns(
@@ -675,11 +584,11 @@ def audit_section(data: ReportData, config: Config) -> tuple[str, dict[str, int]
                 f"<strong>{esc(r['item'].replace('_', ' '))}</strong>"
                 f"<div class='muted small'>{esc(r['category'])}</div>",
                 esc(r["evidence"]),
-                usd(stake * data.sample_every) if stake else "",
+                usd(stake) if stake else "",
             ]
         )
     head = [("Status", False), ("Check", False), ("Evidence", False), ("At stake", True)]
-    return _table(head, rows, "No checks ran.") + sample_note(data), counts
+    return _table(head, rows, "No checks ran."), counts
 
 
 # --- the bill ----------------------------------------------------------------------------------

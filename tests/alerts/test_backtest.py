@@ -137,3 +137,31 @@ def test_spikes_by_a_key_outside_the_jobs_columns(sample_db: Path, tmp_path: Pat
     assert ("unpriced_model", "claude-experimental-2026") in {
         (f.rule, f.key) for f in checked.firing
     }
+
+
+def test_budget_crossings_in_a_half_hour_zone_are_the_exact_calls(
+    sample_db: Path, tmp_path: Path
+) -> None:
+    # Asia/Kolkata is UTC+5:30: an hour's sum straddles two of its days, so the rules read
+    # quarter hours there, and the calls themselves where a threshold is crossed.
+    import duckdb
+
+    from clauditor.analytics.budget import threshold_crossings
+
+    config = tmp_path / "clauditor.toml"
+    text = (ROOT / "sample_logs" / "clauditor.toml").read_text()
+    config.write_text(text.replace('timezone = "UTC"', 'timezone = "Asia/Kolkata"'))
+    replay = backtest(sample_db, load_config(config), since="30d", as_of=END, step="1h")
+    with duckdb.connect(str(sample_db), read_only=True) as con:
+        con.execute("SET TimeZone = 'UTC'")
+        calls = con.sql("SELECT start_time, feature, cost_usd FROM calls").pl()
+    want = threshold_crossings(
+        calls.with_columns(pl.col("start_time").dt.convert_time_zone("UTC")),
+        monthly_usd=615,
+        thresholds=[0.8, 1.0, 1.2],
+        tz="Asia/Kolkata",
+    ).filter(pl.col("crossed_at") < END)
+    total = incidents(replay, "budget", "total").row(0, named=True)
+    november = want.filter(pl.col("month") == dt.date(2026, 11, 1)).sort("crossed_at")
+    assert total["started_at"] == november["crossed_at"][0]  # the call that crossed 80 %
+    assert total["severity"] == f"{november['threshold'].max():.0%}"

@@ -278,19 +278,6 @@ def test_budget_status_forecast_and_crossings(db: Path, tmp_path: Path) -> None:
     assert "March forecast" in page and "budget spent" in page
 
 
-def test_large_periods_sample_the_per_call_sections_but_keep_money_exact(
-    db: Path, tmp_path: Path
-) -> None:
-    out = tmp_path / "sampled.html"
-    summary = write_report(db, out, period="7d", as_of=AS_OF, sample_limit=2)
-    page = out.read_text(encoding="utf-8")
-    assert summary.sample_every == 3  # ceil(5 calls / 2)
-    assert summary.calls == 5
-    assert summary.cost_usd == pytest.approx(4.80)
-    assert 'id="sampled"' in page and "1-in-3 sample" in page
-    assert page.count('class="plotly-graph-div"') == FIGURES
-
-
 def test_every_section_is_present(report: tuple[Path, Any]) -> None:
     page = report[0].read_text(encoding="utf-8")
     for anchor in (
