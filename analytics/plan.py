@@ -207,7 +207,7 @@ def spend_rollup_on(
         pl.from_epoch(pl.col("hour") * size, "s").dt.replace_time_zone("UTC").cast(_UTC),
         pl.col("start_time").dt.convert_time_zone("UTC"),
         pl.col("calls", "_priced").cast(pl.Int64),
-    )
+    ).with_columns(pl.col("hour").alias("slot"))
 
 
 def spend_rows_on(

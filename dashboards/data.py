@@ -38,13 +38,13 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from clauditor.analytics.audit_sql import audit_from_aggregates
+from clauditor.analytics.audit_figures import audit_figures, audit_from_figures
 from clauditor.analytics.budget import budget_status_of, threshold_crossings
 from clauditor.analytics.cache import (
     cache_hit_ratio_series_from_hours,
     cache_regressions_from_hours,
 )
-from clauditor.analytics.cache_sql import cache_economics_sql, caching_candidates_from
+from clauditor.analytics.cache_sequence import cache_economics_sql, caching_candidates_from
 from clauditor.analytics.costs import (
     APP_SOURCES,
     NO_KEY,
@@ -257,7 +257,12 @@ def _read(
         spikes=spike_episodes_from_hours(hours),
         spike_hours=hourly_spend_from_hours(hours, by="feature"),
         failure=failure,
-        audit=audit_from_aggregates(con, period, hours, config=config, results=results),
+        audit=audit_from_figures(
+            hours,
+            config=config,
+            results=results,
+            figures=audit_figures(con, period, hours, config=config),
+        ),
         notes=spend_notes(con, period.start, period.end, prices or config.price_table()),
     )
 
