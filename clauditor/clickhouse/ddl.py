@@ -59,6 +59,8 @@ __all__ = [
     "Migration",
     "Layout",
     "calls_type",
+    "exporter_tables",
+    "schema_statements",
     "init",
     "reprice",
 ]
@@ -338,6 +340,17 @@ def view_query(
     return priced_select(spans, table, f"{layout.database}.rate_cards_dict")
 
 
+def exporter_tables(layout: Layout) -> list[str]:
+    """The exporter's ``otel_traces`` and ``otel_logs`` DDL (``IF NOT EXISTS``) for ``layout``."""
+    return [_traces_table(layout), _logs_table(layout)]
+
+
+def schema_statements(layout: Layout) -> list[str]:
+    """Every DDL statement :func:`init` runs for ``layout`` apart from the view (for review)."""
+    statements = [s for m in MIGRATIONS for s in m.statements(layout)]
+    return [*statements, *_rate_card_statements(layout), *exporter_tables(layout)]
+
+
 @dataclass(frozen=True)
 class InitResult:
     """What :func:`init` did: migrations applied, rate-card rows written, whether the view was
@@ -388,8 +401,8 @@ def init(
         client.command(statement)
     cards = _write_rate_cards(client, layout, table)
     client.command(f"CREATE DATABASE IF NOT EXISTS {otel_database}{layout.on_cluster}")
-    client.command(_traces_table(layout))
-    client.command(_logs_table(layout))
+    for statement in exporter_tables(layout):
+        client.command(statement)
 
     query = view_query(layout, table, feature_attributes, _has_scope_columns(client, layout))
     digest = "clauditor " + hashlib.sha256(query.encode()).hexdigest()[:16]
