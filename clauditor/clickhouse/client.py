@@ -53,6 +53,12 @@ class ClickHouseError(ClauditorError):
     """A ClickHouse URL that cannot be used, a missing client library, or a failed statement."""
 
 
+def _said(exc: Exception, limit: int = 1500) -> str:
+    """What the server said, cut: its messages quote the whole (generated) statement."""
+    text = str(exc)
+    return text if len(text) <= limit else text[:limit] + " [...]"
+
+
 @dataclass(frozen=True)
 class Target:
     """Where a ``--db`` URL points: a server (``host``/``port``/``user``) or chDB (``path``)."""
@@ -137,21 +143,21 @@ class ClickHouse:
         try:
             self.raw.command(sql, settings=dict(settings or {}))
         except Exception as exc:  # the driver's own hierarchy differs by backend
-            raise ClickHouseError(f"ClickHouse refused a statement: {exc}") from exc
+            raise ClickHouseError(f"ClickHouse refused a statement: {_said(exc)}") from exc
 
     def rows(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         """The rows of one query, as tuples."""
         try:
             return list(self.raw.query(sql, parameters=dict(parameters or {})).result_rows)
         except Exception as exc:
-            raise ClickHouseError(f"ClickHouse query failed: {exc}") from exc
+            raise ClickHouseError(f"ClickHouse query failed: {_said(exc)}") from exc
 
     def columns(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         """The column names and rows of one query."""
         try:
             result = self.raw.query(sql)
         except Exception as exc:
-            raise ClickHouseError(f"ClickHouse query failed: {exc}") from exc
+            raise ClickHouseError(f"ClickHouse query failed: {_said(exc)}") from exc
         return list(result.column_names), list(result.result_rows)
 
     def insert(
@@ -168,7 +174,7 @@ class ClickHouse:
                 database=database or self.database,
             )
         except Exception as exc:
-            raise ClickHouseError(f"ClickHouse insert into {table} failed: {exc}") from exc
+            raise ClickHouseError(f"ClickHouse insert into {table} failed: {_said(exc)}") from exc
 
     def close(self) -> None:
         """Release the connection (for chDB, the folder's lock)."""

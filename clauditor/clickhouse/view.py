@@ -86,7 +86,8 @@ def model_key(expr: str) -> str:
 
 
 def _is_secret_key(key: str) -> str:
-    return f"arrayExists(m -> position(lowerUTF8({key}), m) > 0, {_array(SECRET_KEY_MARKERS)})"
+    # The markers are lower-case ASCII: a case-blind search is the Python `marker in key.lower()`.
+    return f"multiSearchAnyCaseInsensitiveUTF8({key}, {_array(SECRET_KEY_MARKERS)})"
 
 
 def scrub(expr: str) -> str:
@@ -97,12 +98,9 @@ def scrub(expr: str) -> str:
         f"replaceRegexpAll({expr}, {lit(_SECRET_VALUE_PATTERN)}, {lit(REDACTED)}), {expr})"
     )
     markers = _array(SECRET_KEY_MARKERS)
-    first = (
-        f"arrayMin(arrayFilter(i -> i > 0, arrayMap(m -> positionUTF8(lowerUTF8({replaced}), m), "
-        f"{markers})))"
-    )
+    first = f"multiSearchFirstPositionCaseInsensitiveUTF8({replaced}, {markers})"
     return (
-        f"if(substring({expr}, 1, 1) IN ('{{', '[') AND {_is_secret_key(expr)}, "
+        f"if(substring({expr}, 1, 1) IN ('{{', '[') AND {_is_secret_key(replaced)}, "
         f"concat(substringUTF8({replaced}, 1, {first} - 1), {lit(WITHHELD)}), {replaced})"
     )
 
@@ -381,6 +379,8 @@ def _row_select(fields: str) -> str:
         "]) AS _kept",
         "f_input_inclusive",
         "f_input_uncached",
+        f"toInt32OrNull(extract(_message, {lit(rules.STATUS_HTTP_PATTERN)})) AS _message_http",
+        f"extract(_message, {lit(rules.STATUS_ERROR_TYPE_PATTERN)}) AS _message_error_type",
     ]
     sources = _array([c.source for c in rules.CONVENTIONS])
     return (
@@ -394,23 +394,18 @@ def _row_select(fields: str) -> str:
 
 
 def _failure(refined: dict[str, str]) -> None:
-    """``_refine_failure``: HTTP status and error type from the SDK's exception message."""
-    http = rules.STATUS_HTTP_PATTERN
-    kind = rules.STATUS_ERROR_TYPE_PATTERN
+    """``_refine_failure``: HTTP status and error type from the SDK's exception message (read
+    into ``_message_http``/``_message_error_type`` by the row step)."""
     aliases = _array(sorted(set(rules.ERROR_TYPE_ALIASES.values())))
-    http_status = (
-        f"if(status = 'error' AND http_status IS NULL, "
-        f"toInt32OrNull(extract(_message, {lit(http)})), http_status)"
+    refined["http_status"] = (
+        "if(status = 'error' AND http_status IS NULL, _message_http, http_status)"
     )
-    found = f"extract(_message, {lit(kind)})"
-    error = (
-        f"if(status = 'error' AND {found} != '' AND (_error_type IS NULL OR has({aliases}, "
-        f"_error_type)), {found}, _error_type)"
-    )
-    refined["http_status"] = http_status
+    # The error type the message names, else (no type at all but a status) a generic one.
     refined["_error_type"] = (
-        f"if(status = 'error' AND ({error}) IS NULL AND ({http_status}) IS NOT NULL, "
-        f"'api_error', {error})"
+        "multiIf(status != 'error', _error_type, _message_error_type != '' AND "
+        f"(_error_type IS NULL OR has({aliases}, _error_type)), _message_error_type, "
+        "_error_type IS NULL AND coalesce(http_status, _message_http) IS NOT NULL, 'api_error', "
+        "_error_type)"
     )
 
 
@@ -587,15 +582,19 @@ def _fee(table: PriceTable, name: str) -> str:
     return expr
 
 
+def _level(columns: Sequence[str], source: str) -> str:
+    """``SELECT *, columns FROM (source)``: one step, so later steps read these by name (each
+    step's expressions stay small, which keeps ClickHouse's planning of the view cheap)."""
+    return f"SELECT *, {', '.join(columns)} FROM ({source})"
+
+
 def priced_select(source: str, table: PriceTable, dictionary: str) -> str:
     """The SELECT over ``source`` (unpriced ``calls`` rows with :data:`CALL_KEY` and
     :data:`SOURCE_PREFERENCE`) giving every ``calls`` column, priced as
     :func:`clauditor.pricing.price_calls` prices: the card comes from ``dictionary`` (one
-    range per model key and period), the TTL assumptions and server-tool fees from ``table``.
+    range per model key and period, all of a card's fields in one lookup), the TTL assumptions
+    and server-tool fees from ``table``.
     """
-
-    def card(attribute: str) -> str:
-        return f"dictGetOrNull({lit(dictionary)}, {lit(attribute)}, __model_key, __day)"
 
     def tokens(column: str) -> str:
         return f"toFloat64(greatest(coalesce({column}, 0), 0))"
@@ -611,14 +610,44 @@ def priced_select(source: str, table: PriceTable, dictionary: str) -> str:
     )
     ttl = f"coalesce({ttl}, {lit(table.cache_ttl)})"
     known_5m, known_1h = "cache_creation_5m_input_tokens", "cache_creation_1h_input_tokens"
-    write = tokens("cache_creation_input_tokens")
-    write_1h = (
-        f"least(greatest(multiIf({known_1h} IS NOT NULL, greatest(toFloat64({known_1h}), 0), "
-        f"{known_5m} IS NOT NULL, {write} - greatest(toFloat64({known_5m}), 0), "
-        f"__ttl = '1h', {write}, 0.0), 0), {write})"
+    fields = ["price_version", "geo", "regional"]
+    for prefix in ("b", "f", *(f"t{i}" for i in range(MAX_TIERS))):
+        if prefix.startswith("t"):
+            fields.append(f"{prefix}_above")
+        fields += [f"{prefix}_{n}" for n in RATE_NAMES]
+    names = "(" + ", ".join(lit(f) for f in fields) + ")"
+    step1 = _level(
+        [
+            # LowCardinality: per block, the model-id rules run once per distinct model.
+            f"toLowCardinality(coalesce({named('response_model')}, {named('request_model')})) "
+            "AS __model",
+            "toDate(start_time, 'UTC') AS __day",
+            f"{tokens('cache_creation_input_tokens')} AS __write",
+            f"{tokens('input_tokens')} + {tokens('cache_read_input_tokens')} + __write AS __prompt",
+            f"{ttl} AS __ttl",
+            "coalesce(operation = 'count_tokens', false) AS __free",
+        ],
+        source,
     )
-    prompt = f"({tokens('input_tokens')} + {tokens('cache_read_input_tokens')} + {write})"
-    fast = "(coalesce(lower(speed) = 'fast', false) AND __f_input IS NOT NULL)"
+    step2 = _level(
+        [
+            f"{model_key('__model')} AS __model_key",
+            f"match(lowerUTF8({_strip('__model')}), {lit(_BEDROCK_REGIONAL)}) AS __br",
+            f"least(greatest(multiIf({known_1h} IS NOT NULL, greatest(toFloat64({known_1h}), 0), "
+            f"{known_5m} IS NOT NULL, __write - greatest(toFloat64({known_5m}), 0), "
+            "__ttl = '1h', __write, 0.0), 0), __write) AS __write_1h",
+        ],
+        step1,
+    )
+    step3 = _level(
+        [
+            f"dictGetOrNull({lit(dictionary)}, {names}, coalesce(__model_key, ''), __day) "
+            "AS __card",
+            "__write - __write_1h AS __write_5m",
+        ],
+        step2,
+    )
+    step4 = _level([f"tupleElement(__card, {lit(f)}) AS __{f}" for f in fields], step3)
     batch = (
         "(coalesce(lower(service_tier) = 'batch', false) OR coalesce(operation = 'batch', false))"
     )
@@ -626,35 +655,23 @@ def priced_select(source: str, table: PriceTable, dictionary: str) -> str:
     regional = (
         "(coalesce(__br, false) OR (cloud_region IS NOT NULL AND lower(cloud_region) != 'global'))"
     )
-    multiplier = (
-        f"(if({batch}, {BATCH_DISCOUNT!r}, 1.0) * if({us_only}, coalesce(__geo, 1.0), 1.0) "
-        f"* if({regional}, coalesce(__regional, 1.0), 1.0))"
+    step5 = _level(
+        [
+            "(coalesce(lower(speed) = 'fast', false) AND __f_input IS NOT NULL) AS __fast",
+            f"if({batch}, {BATCH_DISCOUNT!r}, 1.0) * if({us_only}, coalesce(__geo, 1.0), 1.0) "
+            f"* if({regional}, coalesce(__regional, 1.0), 1.0) AS __multiplier",
+        ],
+        step4,
     )
-    free = "coalesce(operation = 'count_tokens', false)"
-    inner = [
-        "*",
-        f"coalesce({named('response_model')}, {named('request_model')}) AS __model",
-        f"{model_key('__model')} AS __model_key",
-        "toDate(start_time, 'UTC') AS __day",
-        f"match(lowerUTF8({_strip('__model')}), {lit(_BEDROCK_REGIONAL)}) AS __br",
-        f"{card('price_version')} AS __price_version",
-        f"{card('geo')} AS __geo",
-        f"{card('regional')} AS __regional",
-        f"{ttl} AS __ttl",
-        f"{write_1h} AS __write_1h",
-        f"{write} - __write_1h AS __write_5m",
-    ]
-    for prefix in ("b", "f", *(f"t{i}" for i in range(MAX_TIERS))):
-        if prefix.startswith("t"):
-            inner.append(f"{card(prefix + '_above')} AS __{prefix}_above")
-        inner += [f"{card(f'{prefix}_{n}')} AS __{prefix}_{n}" for n in RATE_NAMES]
+    rates = []
     for n in RATE_NAMES:
         chosen = f"__b_{n}"
         for i in range(MAX_TIERS):
-            crossed = f"(__t{i}_above IS NOT NULL AND {prompt} > __t{i}_above)"
+            crossed = f"(__t{i}_above IS NOT NULL AND __prompt > __t{i}_above)"
             chosen = f"if({crossed}, __t{i}_{n}, {chosen})"
-        chosen = f"if({fast}, __f_{n}, {chosen})"
-        inner.append(f"if({free}, 0.0, {chosen} * {multiplier}) AS __rate_{n}")
+        chosen = f"if(__fast, __f_{n}, {chosen})"
+        rates.append(f"if(__free, 0.0, {chosen} * __multiplier) AS __rate_{n}")
+    step6 = _level(rates, step5)
     fees = (
         f"{tokens('web_search_requests')} * {_fee(table, 'web_search_per_1k')} / 1000 + "
         f"{tokens('web_fetch_requests')} * {_fee(table, 'web_fetch_per_1k')} / 1000"
@@ -665,19 +682,19 @@ def priced_select(source: str, table: PriceTable, dictionary: str) -> str:
         "cost_output_usd": f"{tokens('output_tokens')} * __rate_output * {per}",
         "cost_cache_read_usd": f"{tokens('cache_read_input_tokens')} * __rate_cache_read * {per}",
         "cost_cache_write_usd": (
-            f"if({free}, 0.0, (__write_5m * __rate_cache_write_5m + __write_1h * "
+            "if(__free, 0.0, (__write_5m * __rate_cache_write_5m + __write_1h * "
             f"__rate_cache_write_1h) * {per})"
         ),
-        "cost_tools_usd": f"if({free}, 0.0, coalesce({fees}, 0.0))",
+        "cost_tools_usd": f"if(__free, 0.0, coalesce({fees}, 0.0))",
         "price_version": "__price_version",
         "cache_ttl_assumed": (
-            f"if({write} > 0 AND {known_5m} IS NULL AND {known_1h} IS NULL, __ttl, NULL)"
+            f"if(__write > 0 AND {known_5m} IS NULL AND {known_1h} IS NULL, __ttl, NULL)"
         ),
         **{f"rate_{n}": f"__rate_{n}" for n in RATE_NAMES},
     }
+    step7 = _level([f"{expr} AS __{name}" for name, expr in priced.items()], step6)
     parts = ("cost_input_usd", "cost_output_usd", "cost_cache_read_usd", "cost_cache_write_usd")
     total = " + ".join(f"__{p}" for p in (*parts, "cost_tools_usd"))
-    middle = ["*", *(f"{expr} AS __{name}" for name, expr in priced.items())]
     outer = []
     for name, _, _ in CALLS_COLUMNS:
         if name == "cost_usd":
@@ -687,7 +704,4 @@ def priced_select(source: str, table: PriceTable, dictionary: str) -> str:
         else:
             outer.append(name)
     outer += [CALL_KEY, SOURCE_PREFERENCE]
-    return (
-        f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(middle)} FROM "
-        f"(SELECT {', '.join(inner)} FROM ({source})))"
-    )
+    return f"SELECT {', '.join(outer)} FROM ({step7})"
