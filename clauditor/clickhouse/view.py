@@ -205,6 +205,20 @@ def _keyed(lookup: Callable[[Sequence[str]], str], name: str) -> Callable[[rules
     return value
 
 
+def _consumed(key: str, feature_attributes: tuple[str, ...], scope_columns: bool) -> str:
+    """Whether attribute ``key`` feeds a column under the span's convention (constant key lists
+    per convention, so no per-row array is built)."""
+
+    def mapped(c: rules.Convention) -> str:
+        keys = set(c.mapped) | set(feature_attributes) | set(c.feature_keys)
+        keys.add(rules.BAGGAGE_FEATURE_ATTRIBUTE)
+        if not scope_columns:  # older exporters copy the scope into the attributes
+            keys |= {"otel.scope.name", "otel.scope.version"}
+        return f"has({_array(sorted(keys))}, {key})"
+
+    return _per_convention(mapped)
+
+
 def _fields_select(table: str, feature_attributes: tuple[str, ...], scope_columns: bool) -> str:
     scope = "ScopeName" if scope_columns else _get("otel.scope.name")
     chain = [_matches_sql(c, "_scope") for c in rules.CONVENTIONS]
@@ -245,14 +259,6 @@ def _fields_select(table: str, feature_attributes: tuple[str, ...], scope_column
     )
     cols.append(f"{feature} AS f_feature")
 
-    def mapped(c: rules.Convention) -> str:
-        keys = set(c.mapped) | set(feature_attributes) | set(c.feature_keys)
-        keys.add(rules.BAGGAGE_FEATURE_ATTRIBUTE)
-        if not scope_columns:  # older exporters copy the scope into the attributes
-            keys |= {"otel.scope.name", "otel.scope.version"}
-        return _array(sorted(keys))
-
-    cols.append(f"{_per_convention(mapped)} AS _mapped")
     return f"SELECT {', '.join(cols)} FROM {table}"
 
 
@@ -321,7 +327,6 @@ def _row_select(fields: str) -> str:
         "_name",
         "_message",
         "_attrs",
-        "_mapped",
         f"{op} AS _op",
         "_span_id AS span_id",
         "_trace_id AS trace_id",
@@ -480,7 +485,7 @@ _REFINES: dict[object, Callable[[dict[str, str], tuple[str, ...]], None]] = {
 }
 
 
-def _refined_select(row: str, feature_attributes: tuple[str, ...]) -> str:
+def _refined_select(row: str, feature_attributes: tuple[str, ...], scope_columns: bool) -> str:
     overrides: dict[str, dict[int, str]] = {}
     for i, conv in enumerate(rules.CONVENTIONS):
         if conv.refine is None:
@@ -509,7 +514,8 @@ def _refined_select(row: str, feature_attributes: tuple[str, ...]) -> str:
     # The attributes JSON: every attribute no column consumed, secrets dropped and scrubbed.
     counted = sc.ANTHROPIC_COUNT_TOKENS_INPUT_TOKENS
     rest = (
-        "mapFilter((k, v) -> (NOT has(_mapped, k) OR has(_kept, k)) AND NOT has(_dropped, k) "
+        f"mapFilter((k, v) -> (NOT {_consumed('k', feature_attributes, scope_columns)} "
+        "OR has(_kept, k)) AND NOT has(_dropped, k) "
         f"AND NOT {_is_secret_key('k')}, _attrs)"
     )
     rest = (
@@ -568,7 +574,7 @@ def spans_select(
         raise ValueError("no conventions to generate the view from")
     features = tuple(feature_attributes)
     fields = _fields_select(table, features, scope_columns)
-    return _refined_select(_row_select(fields), features)
+    return _refined_select(_row_select(fields), features, scope_columns)
 
 
 # --- pricing -----------------------------------------------------------------------------------
