@@ -1,10 +1,11 @@
-"""The one place the ClickHouse view reads the Python normalizer's rules from.
+"""The one place the ClickHouse view reads the Python path's rules from.
 
 Everything the generated SQL is made of comes through here: the conventions table, the
 GenAI key lists, the error-type aliases, the status-message patterns, the clauditor markers and
 the refine steps (recognised by identity, so a new or renamed refine step makes generation fail
-loudly instead of being skipped). When the conventions move to another module, only the import
-below changes.
+loudly instead of being skipped), and the two regular expressions other modules keep private
+(the scrubber's secret-value pattern, pricing's regional Bedrock id pattern). When the
+conventions move to another module, only the import below changes.
 """
 
 from __future__ import annotations
@@ -12,6 +13,11 @@ from __future__ import annotations
 import importlib
 
 nz = importlib.import_module("clauditor.ingest.normalize")
+_redact = importlib.import_module("clauditor.redact")
+_pricing = importlib.import_module("clauditor.pricing")
+
+SECRET_VALUE_PATTERN: str = _redact._SECRET_VALUE.pattern
+BEDROCK_REGIONAL_PATTERN: str = _pricing._BEDROCK_REGIONAL
 
 CONVENTIONS = nz.CONVENTIONS
 Convention = nz.Convention

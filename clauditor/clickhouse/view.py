@@ -4,11 +4,13 @@ Nothing here is a second copy of the rules: the convention chain, every key list
 test, the cache arithmetic, the error-type aliases, the feature keys, the secret-key markers and
 the host-to-region rules are read from the Python tables (:mod:`._rules`, :mod:`clauditor.cloud`,
 :mod:`clauditor.redact`) and written out as SQL; the prices come from the rate-card dictionary
-and the :class:`~clauditor.rate_cards.PriceTable` (:mod:`.ddl` fills both). The few steps that
-are Python code rather than data (a convention's ``refine``, the function detectors) have their
-SQL beside them here, keyed by the Python function's identity: generation fails for a
-convention whose steps have no SQL. tests/clickhouse/ holds the two to the same rows over the
-whole convention corpus.
+and the :class:`~clauditor.rate_cards.PriceTable` (:mod:`.ddl` fills both). What is Python code
+rather than data has its SQL beside it here: a convention's ``refine`` and the function
+detectors (keyed by the Python function's identity, so generation fails for a convention whose
+steps have no SQL), and the order in which :func:`clauditor.pricing.price_calls` combines a
+card's parts (tier, fast mode, multipliers, fees, the assumed TTL). tests/clickhouse/ holds the
+two paths to the same rows over the whole convention corpus and over spans made to reach every
+pricing rule of every rate card.
 
 Where the view's input differs from the Python path's, and what follows:
 
@@ -41,9 +43,12 @@ from . import _rules as rules
 __all__ = [
     "CALL_KEY",
     "SOURCE_PREFERENCE",
+    "UNPRICED",
     "lit",
     "model_key",
     "priced_select",
+    "scrub",
+    "scrub_nullable",
     "spans_select",
 ]
 
@@ -51,13 +56,9 @@ CALL_KEY = "call_key"  # the ReplacingMergeTree's key: the response id, else the
 SOURCE_PREFERENCE = "source_preference"  # its version column: the preferred source is highest
 UNPRICED = tuple(name for name, _, _ in CALLS_COLUMNS if name not in PRICED_COLUMNS)
 
-# The Python pattern (clauditor.redact) that marks secrets inside any text.
-_SECRET_VALUE_PATTERN = (
-    r"sk-ant-[A-Za-z0-9_\-]+"
-    r"|(?i:bearer)\s+[A-Za-z0-9._~+/=\-]{8,}"
-    r"|https://hooks\.slack\.com/[^\s\"'<>]+"
-)
-_BEDROCK_REGIONAL = r"^(?:arn:aws:bedrock:[^/]*/)?(?:(?:us|eu|jp|au|apac)\.)?anthropic\."
+# The same patterns the Python path uses (clauditor.redact, clauditor.pricing), via _rules.
+_SECRET_VALUE_PATTERN = rules.SECRET_VALUE_PATTERN
+_BEDROCK_REGIONAL = rules.BEDROCK_REGIONAL_PATTERN
 _INT64_MAX = 2**63 - 1
 
 
@@ -177,10 +178,6 @@ def _per_convention(value: Callable[[rules.Convention], str]) -> str:
     items = list(arms.items())
     parts = [f"_conv IN ({', '.join(map(str, idx))}), {expr}" for expr, idx in items[:-1]]
     return f"multiIf({', '.join(parts)}, {items[-1][0]})"
-
-
-def _index(source: str) -> int:
-    return next(i for i, c in enumerate(rules.CONVENTIONS) if c.source == source)
 
 
 # --- stage 1: fields from the span's attributes ----------------------------------------------
