@@ -169,3 +169,60 @@ def test_reprice_prices_stored_calls_at_new_rates(both: Any) -> None:
             else:
                 assert got[column] == row_[column], column
     assert any(r["price_version"] and "+override" in r["price_version"] for r in repriced.values())
+
+
+def test_an_older_exporter_table_without_scope_columns_gives_the_same_rows(
+    ch: ClickHouse, tmp_path: Path
+) -> None:
+    # Exporters before the ScopeName/ScopeVersion columns put the scope into the attributes.
+    from clauditor.clickhouse.ddl import Layout, exporter_tables
+
+    old_layout = "\n".join(
+        line
+        for line in exporter_tables(Layout())[0].splitlines()
+        if not line.strip().startswith(("ScopeName", "ScopeVersion"))
+    )
+    ch.command("CREATE DATABASE IF NOT EXISTS default")
+    ch.command(old_layout)
+    init(ch, feature_attributes=CONFIG.feature_attributes)
+    old_columns = [c for c in COLUMNS if c not in ("ScopeName", "ScopeVersion")]
+    rows = []
+    for record in records(FILES):
+        values = dict(zip(COLUMNS, row(record), strict=True))
+        attributes = dict(values["SpanAttributes"])
+        if values["ScopeName"]:
+            attributes["otel.scope.name"] = values["ScopeName"]
+        if values["ScopeVersion"]:
+            attributes["otel.scope.version"] = values["ScopeVersion"]
+        values["SpanAttributes"] = attributes
+        rows.append([values[c] for c in old_columns])
+    ch.insert("default.otel_traces", rows, old_columns)
+    python, clickhouse = _python_rows(tmp_path, FILES), _clickhouse_rows(ch)
+    assert set(clickhouse) == set(python)
+    merged = _merged_winners(python, clickhouse)
+    for span_id, want in python.items():
+        got = dict(clickhouse[span_id])
+        if span_id in merged:
+            for column in CARRIED:
+                got[column] = want[column]
+        assert _differences(want, got) == [], span_id
+
+
+def test_a_convention_whose_refine_step_has_no_sql_stops_generation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from clauditor.clickhouse import _rules, view
+
+    def refine_new(record: Any, row: Any, rest: Any, feature_keys: Any) -> None:
+        return None
+
+    detect = _rules.Markers(scopes=frozenset({"new.instrumentation"}))
+    extra = _rules.Convention("new-instrumentation", detect, refine=refine_new)
+    monkeypatch.setattr(_rules, "CONVENTIONS", (extra, *_rules.CONVENTIONS))
+    with pytest.raises(ValueError, match="new-instrumentation.*refine step has no ClickHouse SQL"):
+        view.spans_select("default.otel_traces")
+    # A detector that is code, not Markers, stops it too.
+    odd = _rules.Convention("odd-instrumentation", lambda attributes, scope: False)
+    monkeypatch.setattr(_rules, "CONVENTIONS", (odd, *_rules.CONVENTIONS[1:]))
+    with pytest.raises(ValueError, match="odd-instrumentation.*detector has no ClickHouse SQL"):
+        view.spans_select("default.otel_traces")
