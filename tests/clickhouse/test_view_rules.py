@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from clauditor import semconv as sc
 from clauditor.clickhouse import ClickHouse, init
 from clauditor.pricing import price_calls
 from clauditor.rate_cards import load_price_table
+from clauditor.redact import WITHHELD
 from clauditor.schema import frame_from_rows
 
 from ..ingest.otlp_fixtures import line, span
@@ -72,8 +74,8 @@ def _variants(model: str, above: int | None) -> list[dict[str, Any]]:
 
 def _odd_spans(day: dt.date) -> list[dict[str, Any]]:
     model = "claude-sonnet-4-5"
-    base = {sc.GEN_AI_REQUEST_MODEL: model, sc.GEN_AI_USAGE_OUTPUT_TOKENS: 10}
-    attributes = [
+    base: dict[str, Any] = {sc.GEN_AI_REQUEST_MODEL: model, sc.GEN_AI_USAGE_OUTPUT_TOKENS: 10}
+    attributes: list[dict[str, Any]] = [
         {**base, sc.GEN_AI_REQUEST_MODEL: "claude-unknown-9"},
         {**base, sc.GEN_AI_REQUEST_MAX_TOKENS: "lots", sc.GEN_AI_REQUEST_STREAM: "maybe"},
         {**base, sc.HTTP_RESPONSE_STATUS_CODE: "n/a", sc.HTTP_REQUEST_RESEND_COUNT: "two"},
@@ -137,3 +139,22 @@ def test_a_cache_ttl_per_service_is_assumed_the_same_way(ch: ClickHouse, tmp_pat
     assert "1h" in set(python["cache_ttl_assumed"].to_list())
     for want in python.to_dicts():
         assert _differences(want, clickhouse[want["span_id"]]) == [], want["span_id"]
+
+
+def test_json_text_naming_a_secret_key_is_withheld_not_parsed(
+    ch: ClickHouse, tmp_path: Path
+) -> None:
+    # The documented redaction difference: Python parses the JSON and drops the secret key;
+    # the view withholds the text from the key's name on. Neither keeps the secret.
+    options = '{"timeout": 30, "api_key": "sk-live-1234567890"}'
+    attrs = {sc.GEN_AI_REQUEST_MODEL: "claude-sonnet-4-5", "app.request_options": options}
+    path = tmp_path / "json-secret.jsonl"
+    path.write_text(line(span(next(_ids), attrs, name="chat"), scope="some.instrumentation"))
+    init(ch)
+    _insert_spans(ch, [path])
+    (python,) = _python_rows(tmp_path, [path]).values()
+    (clickhouse,) = _clickhouse_rows(ch).values()
+    assert json.loads(python["attributes"])["app.request_options"] == '{"timeout":30}'
+    withheld = json.loads(clickhouse["attributes"])["app.request_options"]
+    assert withheld == '{"timeout": 30, "' + WITHHELD
+    assert "sk-live" not in clickhouse["attributes"]
