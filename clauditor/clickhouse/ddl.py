@@ -18,8 +18,10 @@ generated itself, so running it again changes nothing):
   and ``ScopeVersion`` columns; an older table without them is read through
   ``otel.scope.name``).
 * the materialized view ``<db>.calls_from_otel_traces`` (otel_traces → priced calls), generated
-  by :mod:`.view`. When its SQL changed (new conventions, prices, config) it is dropped and
-  created again, and ``calls`` is backfilled from every row already in ``otel_traces``.
+  by :mod:`.view`. When its SQL changed (new conventions, server-tool fees, cache-TTL or feature
+  settings) it is dropped and created again, and ``calls`` is backfilled from every row already
+  in ``otel_traces``. Changed rate cards are dictionary data: new spans get them at once, stored
+  calls at :func:`reprice`.
 
 Where ClickHouse's merge differs from the Python store's (:func:`clauditor.store.insert_calls`):
 
