@@ -8,7 +8,8 @@
 """
 
 from .files import IngestSummary, Rejection, ingest_paths
-from .normalize import CONVENTIONS, Convention, SpanRecord, SpanRejected, normalize
+from .conventions import CONVENTIONS, Convention
+from .normalize import SpanRecord, SpanRejected, normalize
 from .otlp_json import flatten_attributes, iter_otlp_json_spans
 
 __all__ = [

@@ -34,8 +34,8 @@ from .claude_code import (
     json_log_batch,
 )
 from .fastpath import GENERIC, request_spans, span_row
-from .normalize import ROW_COLUMNS, SpanRecord, SpanRejected, _row
-from .otlp_json import _span_record, iter_otlp_json_spans
+from .normalize import ROW_COLUMNS, SpanRecord, SpanRejected, record_row
+from .otlp_json import iter_otlp_json_spans, span_record
 
 __all__ = ["BUILD_DTYPES", "LineSink", "build_frame", "load_line", "read_line", "safe_payload"]
 
@@ -93,7 +93,7 @@ BUILD_DTYPES = {
 if tuple(BUILD_DTYPES) != ROW_COLUMNS:  # pragma: no cover - rows are tuples in this order
     raise RuntimeError("BUILD_DTYPES must list the row columns in ROW_COLUMNS order")
 
-# A normalize._row dict as the tuple the sinks hold (ROW_COLUMNS order).
+# A normalize.record_row dict as the tuple the sinks hold (ROW_COLUMNS order).
 row_tuple = operator.itemgetter(*ROW_COLUMNS)
 
 
@@ -186,12 +186,12 @@ def read_line(
         row = span_row(span, resource, scope_name, feature_attributes)
         if row is GENERIC:
             try:
-                record = _span_record(span, resource, scope_name, scope_version)
+                record = span_record(span, resource, scope_name, scope_version)
             except SpanRejected as exc:
                 sink.reject(f"{name}:{number}", exc.reason, span)
                 continue
             try:
-                found = _row(record, feature_attributes)
+                found = record_row(record, feature_attributes)
             except SpanRejected as exc:
                 sink.reject(f"{name}:{number}", exc.reason, record)
                 continue
@@ -219,7 +219,7 @@ def read_span(
         sink.reject(origin, item.reason, item.payload)
         return
     try:
-        row = _row(item, feature_attributes)  # type: ignore[arg-type]
+        row = record_row(item, feature_attributes)  # type: ignore[arg-type]
     except SpanRejected as exc:
         sink.reject(origin, exc.reason, item)
         return

@@ -20,7 +20,7 @@ from clauditor.redact import clip
 
 from .normalize import SpanRecord, SpanRejected
 
-__all__ = ["flatten_attributes", "iter_otlp_json_spans", "list_field"]
+__all__ = ["flatten_attributes", "iter_otlp_json_spans", "list_field", "span_record"]
 
 _STATUS_CODES = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
 _SPAN_KINDS = {
@@ -166,7 +166,7 @@ def _field(span: dict[str, Any], camel: str, snake: str) -> Any:
     return span.get(snake) if value is None else value
 
 
-def _span_record(
+def span_record(
     span: Any, resource: dict[str, Any], scope_name: str, scope_version: str | None
 ) -> SpanRecord:
     if type(span) is dict:
@@ -302,7 +302,7 @@ def iter_otlp_json_spans(request: Mapping[str, Any]) -> Iterator[SpanRecord | Sp
             spans = list_field(ss, "spans")
             for span in spans or ():
                 try:
-                    yield _span_record(span, resource, scope_name, scope_version)
+                    yield span_record(span, resource, scope_name, scope_version)
                 except SpanRejected as exc:
                     exc.payload = span
                     yield exc

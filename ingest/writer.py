@@ -46,7 +46,7 @@ from clauditor.schema import CALLS_SCHEMA, conform
 from clauditor.store import WriteResult, drain_spool, insert_in_transaction, write_connection
 
 from .lines import safe_payload
-from .normalize import ROW_COLUMNS, SpanRecord, SpanRejected, _row, one_row_per_call
+from .normalize import ROW_COLUMNS, SpanRecord, SpanRejected, one_row_per_call, record_row
 
 __all__ = [
     "MAX_ATTRIBUTE_CHARS",
@@ -150,7 +150,7 @@ def prepare(
         cut = _clip_record(record)
         where = f"{origin} span {record.span_id!s:.32}"
         try:
-            row = _row(record, features)
+            row = record_row(record, features)
         except SpanRejected as exc:
             out.reject(where, exc.reason, record)
             continue
