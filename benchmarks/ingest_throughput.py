@@ -14,7 +14,7 @@ It writes (once, then reuses) a simulator file of about ``--spans`` spans, then 
 
 It prints spans/s (wall and per CPU-second, worker processes' CPU included: the machine may
 be shared, and DuckDB uses every core) for each and clauditor's ratio to the ceilings.
-``--engines parallel,python,columnar`` picks the engines timed (default: parallel and python);
+``--engines parallel,python`` picks the engines timed (default: parallel and python);
 ``parallel-general``/``python-general`` are those engines with the fast path of
 :mod:`clauditor.ingest.fastpath` turned off, the baseline it is measured against;
 ``parallel-checked``/``python-checked`` store every batch with DuckDB's per-row conflict
@@ -145,12 +145,13 @@ def bench_clauditor(path: Path, db: Path, engine: str) -> tuple[float, float, in
     cpu = _cpu_s()
     own = _own_cpu_s()
     started = time.perf_counter()
-    supported = fastpath._SUPPORTED
-    fastpath._SUPPORTED = supported and not general  # forked workers inherit it
+    fast = fastpath.FAST_SOURCES
+    if general:  # no convention decided in one pass; forked workers inherit it
+        fastpath.FAST_SOURCES = frozenset()
     try:
         summary = ingest_paths([path], db, engine=name)
     finally:
-        fastpath._SUPPORTED = supported
+        fastpath.FAST_SOURCES = fast
         files._Batcher.OPTIMISTIC = True
     wall = time.perf_counter() - started
     total, parent = _cpu_s() - cpu, _own_cpu_s() - own

@@ -46,7 +46,6 @@ from clauditor.store import drain_spool, insert_in_transaction, write_connection
 
 from . import parallel as parallel_module
 from .claude_code import DEFAULT_FEATURE_ATTRIBUTE
-from .columnar import ChunkParser, columnar_supported
 from .lines import BUILD_DTYPES, build_frame, read_line, read_span, safe_payload
 from .normalize import SpanRejected, one_row_per_call
 from .otlp_proto import is_proto_file, iter_proto_file_spans
@@ -64,16 +63,13 @@ from .parallel import (
 __all__ = ["INGEST_SUFFIXES", "IngestSummary", "Rejection", "ingest_paths"]
 
 INGEST_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz", ".pb", ".binpb")
-ENGINES = ("auto", "parallel", "python", "columnar")
+ENGINES = ("auto", "parallel", "python")
 # engine="auto" starts worker processes only for this much input: below it, their start-up
 # (about a second the first time) costs more than they save.
 PARALLEL_MIN_BYTES = 16 * 1024 * 1024
 MAX_KEPT_REJECTIONS = 100
 _GZIP_MAGIC = b"\x1f\x8b"
 _PROGRESS_EVERY_LINES = 2000
-# Columnar engine: lines handed to DuckDB at a time (bounds memory; big enough to amortize).
-CHUNK_BYTES = 32 * 1024 * 1024
-CHUNK_LINES = 50_000
 # The write connection is kept open across batches (opening and closing a DuckDB file, and the
 # checkpoint that closing forces, cost more than writing a batch), but given up after the
 # first batch that ends past this many seconds, so that readers (``clauditor query`` during a
@@ -170,18 +166,6 @@ _frame = build_frame
 _safe_payload = safe_payload
 
 
-def _conform_fast(frame: pl.DataFrame) -> pl.DataFrame:
-    """A SQL-made frame with the dtypes :func:`_frame` gives (plus the order keys)."""
-    return frame.with_columns(
-        [pl.col(n).cast(t) for n, t in _BUILD_DTYPES.items() if n not in ("start_time", "end_time")]
-        + [
-            pl.col("start_time").cast(pl.Int64).cast(pl.Datetime("us", "UTC")),
-            pl.col("end_time").cast(pl.Int64).cast(pl.Datetime("us", "UTC")),
-            pl.col("_g", "_ri", "_si", "_pi").cast(pl.Int64),
-        ]
-    )
-
-
 class _Batcher:
     """Collects rows and rejections; :meth:`flush` writes them in one transaction."""
 
@@ -193,11 +177,6 @@ class _Batcher:
         self.summary = summary
         self.size = max(1, size)
         self.rows: list[tuple[Any, ...]] = []  # row tuples, ROW_COLUMNS order
-        # Columnar engine: SQL-made frames (with their file-order keys) and the file-order keys
-        # of the rows in ``rows`` (which then come from the lines left to Python).
-        self.frames: list[pl.DataFrame] = []
-        self.frame_rows = 0
-        self.row_keys: list[tuple[int, int]] = []
         # Parallel engine: frames the workers built, in file order, each ready to write.
         self.parts: list[pl.DataFrame] = []
         self.part_rows = 0
@@ -273,33 +252,6 @@ class _Batcher:
                 "SELECT path, size, mtime_ns, now(), spans, rejected FROM f"
             ).fetchall()
 
-    def _ordered(self, upto: int | None) -> pl.DataFrame:
-        """The pending rows of lines up to ``upto`` (all when None), in file order."""
-        order = ["_g", "_ri", "_si", "_pi"]
-        parts = []
-        if self.rows:
-            keys = pl.DataFrame(self.row_keys, schema=["_g", "_pi"], orient="row")
-            parts.append(
-                pl.concat([_frame(self.rows), keys], how="horizontal").with_columns(
-                    pl.lit(0, pl.Int64).alias("_ri"), pl.lit(0, pl.Int64).alias("_si")
-                )
-            )
-            self.rows, self.row_keys = [], []
-        if self.frames:
-            frames = pl.concat(self.frames, how="vertical_relaxed")
-            if upto is None:
-                now, later = frames, frames.clear()
-            else:
-                now, later = frames.filter(pl.col("_g") <= upto), frames.filter(pl.col("_g") > upto)
-            self.frames = [later] if later.height else []
-            self.frame_rows = 0  # every line counted so far is <= upto: its rows go now
-            parts.append(_conform_fast(now))
-        if not parts:
-            return _frame([])
-        columns = [*_BUILD_DTYPES, *order]
-        merged = pl.concat([p.select(columns) for p in parts], how="vertical_relaxed")
-        return merged.sort(order).drop(order)
-
     @staticmethod
     def _existing(con: duckdb.DuckDBPyConnection, span_ids: list[str]) -> set[str]:
         """Which of ``span_ids`` are stored already (to count only new unpriced rows)."""
@@ -311,17 +263,14 @@ class _Batcher:
 
     def pending(self) -> int:
         """Rows waiting for the next write."""
-        return len(self.rows) + self.frame_rows + self.part_rows
+        return len(self.rows) + self.part_rows
 
-    def flush(self, *, force: bool = False, upto: int | None = None) -> None:
-        """Write the pending rows; with ``upto`` (columnar engine), those of lines up to that
-        line ordinal, in file order, keeping the rest of the SQL-made frames pending."""
+    def flush(self, *, force: bool = False) -> None:
+        """Write the pending rows, in file order, with the pending side-table entries."""
         if not self.pending() and not (force and (self.quarantine or self.files_done)):
             return
         rows: pl.DataFrame | None
-        if self.frames or self.row_keys:
-            rows = self._ordered(upto)
-        elif self.parts:
+        if self.parts:
             self.add_part(_frame([]))  # takes any in-process rows along, in order
             rows = pl.concat(self.parts, how="vertical")
             self.parts, self.part_rows = [], 0
@@ -405,13 +354,11 @@ def _file_done(
     summary.files += 1
 
 
-def _ingest_proto_file(
-    path: Path, batcher: _Batcher, feature_attributes: tuple[str, ...], ordinal: list[int] | None
-) -> None:
+def _ingest_proto_file(path: Path, batcher: _Batcher, feature_attributes: tuple[str, ...]) -> None:
     """A Collector protobuf file: each message counts as a line, each span as in a JSON line.
 
     A message that does not parse is rejected whole (``path:message N``) and, like a JSON line
-    that does not parse, counts no spans. ``ordinal`` (columnar engine) orders the rows.
+    that does not parse, counts no spans.
     """
     summary = batcher.summary
     stat = path.stat()
@@ -419,21 +366,17 @@ def _ingest_proto_file(
     rejected_before = summary.rejected
     name = str(path)
     last = 0
-    order = None
     for number, item in iter_proto_file_spans(path):
         if number != last:
             summary.lines += 1
             last = number
-            if ordinal is not None:
-                ordinal[0] += 1
-                order = ordinal[0]
         origin = f"{name}:message {number}"
         if isinstance(item, SpanRejected):
             batcher.reject(origin, item.reason, item.payload or b"")
         else:
-            read_span(origin, item, batcher, feature_attributes, order)
+            read_span(origin, item, batcher, feature_attributes)
         if batcher.pending() >= batcher.size or len(batcher.quarantine) >= batcher.size:
-            batcher.flush(upto=order)
+            batcher.flush()
     _file_done(path, stat, batcher, spans_before, rejected_before)
 
 
@@ -445,7 +388,7 @@ def _ingest_file(
     claude_code_feature: str = DEFAULT_FEATURE_ATTRIBUTE,
 ) -> None:
     if _is_proto(path):
-        _ingest_proto_file(path, batcher, feature_attributes, None)
+        _ingest_proto_file(path, batcher, feature_attributes)
         return
     summary = batcher.summary
     stat = path.stat()
@@ -474,99 +417,6 @@ def _ingest_file(
         stream.close()
         raw.close()
     _file_done(path, stat, batcher, spans_before, rejected_before)
-
-
-def _ingest_file_columnar(
-    path: Path,
-    batcher: _Batcher,
-    parser: ChunkParser,
-    feature_attributes: tuple[str, ...],
-    on_progress: Callable[[int], None],
-    ordinal: list[int],
-    claude_code_feature: str = DEFAULT_FEATURE_ATTRIBUTE,
-) -> None:
-    """:func:`_ingest_file` with the lines decided in SQL where SQL can (see ``.columnar``).
-
-    Same counts, rows, rejections (in the same order) and batch boundaries as the Python path:
-    lines are read in chunks, SQL normalizes the regular ones, Python the rest, and then the
-    lines are walked in order to count and to flush exactly where the Python path would.
-    ``ordinal`` holds the run-wide line counter (file order across files).
-    """
-    if _is_proto(path):
-        _ingest_proto_file(path, batcher, feature_attributes, ordinal)
-        return
-    summary = batcher.summary
-    stat = path.stat()
-    stream, raw = _open(path)
-    spans_before = summary.spans_read
-    rejected_before = summary.rejected
-    name = str(path)
-    number = 0
-    broken: str | None = None
-    try:
-        while True:
-            chunk: list[tuple[int, int, bytes]] = []  # (ordinal, line number, line)
-            size = 0
-            try:
-                for line in stream:
-                    number += 1
-                    if line.isspace():
-                        continue
-                    ordinal[0] += 1
-                    chunk.append((ordinal[0], number, line))
-                    size += len(line)
-                    if size >= CHUNK_BYTES or len(chunk) >= CHUNK_LINES:
-                        break
-            except (OSError, EOFError, zlib.error) as exc:
-                broken = f"cannot read further: {exc}"
-            if chunk:
-                _columnar_chunk(
-                    name, chunk, batcher, parser, feature_attributes, claude_code_feature
-                )
-                on_progress(raw.tell())
-            if broken is not None:
-                batcher.reject(f"{path}:{number + 1}", broken, b"")
-                break
-            if not chunk:
-                break
-    finally:
-        stream.close()
-        raw.close()
-    _file_done(path, stat, batcher, spans_before, rejected_before)
-
-
-def _columnar_chunk(
-    name: str,
-    chunk: list[tuple[int, int, bytes]],
-    batcher: _Batcher,
-    parser: ChunkParser,
-    feature_attributes: tuple[str, ...],
-    claude_code_feature: str = DEFAULT_FEATURE_ATTRIBUTE,
-) -> None:
-    summary = batcher.summary
-    gs: list[int] = []
-    texts: list[str] = []
-    for g, _, line in chunk:
-        if line.isascii():  # anything else is Python's (see .columnar)
-            gs.append(g)
-            texts.append(line.decode("ascii"))
-    result = parser.parse(gs, texts) if gs else None
-    sql_lines = set(gs) - result.python_lines if result is not None else set()
-    if result is not None and result.rows.height:
-        batcher.frames.append(result.rows)
-    stats = result.stats if result is not None else {}
-    size = batcher.size
-    for g, number, line in chunk:
-        summary.lines += 1
-        if g in sql_lines:
-            spans, rows = stats.get(g, (0, 0))
-            summary.spans_read += spans
-            summary.ignored += spans - rows
-            batcher.frame_rows += rows
-        elif not read_line(name, number, line, batcher, feature_attributes, g, claude_code_feature):
-            continue  # as in the Python path: no flush after a rejected line
-        if batcher.pending() >= size or len(batcher.quarantine) >= size:
-            batcher.flush(upto=g)
 
 
 # --- the parallel engine (see .parallel) ------------------------------------------------------
@@ -708,7 +558,7 @@ def _ingest_parallel(
                 batcher.reject(broken[0], broken[1], b"")
             _file_done(path, stat, batcher, *before)
         elif kind == "proto":
-            _ingest_proto_file(value, batcher, feature_attributes, None)
+            _ingest_proto_file(value, batcher, feature_attributes)
         else:
             raise value
 
@@ -759,9 +609,7 @@ def ingest_paths(
       calling it must guard its top level with ``if __name__ == "__main__":``;
     * ``"python"`` does everything in this process;
     * ``"auto"`` (the default) is ``"parallel"`` for inputs of 16 MB or more when there are
-      at least two CPUs, else ``"python"``;
-    * ``"columnar"`` parses and normalizes in DuckDB, handing unusual lines to Python (not
-      faster; ``clauditor.ingest.columnar`` lists its one harmless difference).
+      at least two CPUs, else ``"python"``.
 
     Re-running over the same input writes nothing new: every span counts as a duplicate.
     Raises :class:`~clauditor.errors.IngestError` only when an input cannot be read at all
@@ -789,10 +637,6 @@ def ingest_paths(
     # forms a cycle). Paused for the run, restored whatever happens.
     gc_was_enabled = gc.isenabled()
     gc.disable()
-    parser = (
-        ChunkParser(feature_attributes) if engine == "columnar" and columnar_supported() else None
-    )
-    ordinal = [0]
     count = workers or available_workers()
     parallel = engine == "parallel" or (
         engine == "auto" and count >= 2 and total >= PARALLEL_MIN_BYTES
@@ -806,25 +650,12 @@ def ingest_paths(
             )
             files = []
         for path, size in zip(files, sizes, strict=False):
-            if parser is None:
-                _ingest_file(path, batcher, feature_attributes, report, claude_code_feature)
-            else:
-                _ingest_file_columnar(
-                    path,
-                    batcher,
-                    parser,
-                    feature_attributes,
-                    report,
-                    ordinal,
-                    claude_code_feature,
-                )
+            _ingest_file(path, batcher, feature_attributes, report, claude_code_feature)
             done_before += size
             report(0)
         batcher.flush(force=True)
     finally:
         batcher.close()
-        if parser is not None:
-            parser.close()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
         if gc_was_enabled:

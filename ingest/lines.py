@@ -119,7 +119,6 @@ class LineSink(Protocol):
     """Where :func:`read_line` puts its results (the batcher, or a worker's chunk collector)."""
 
     rows: list[tuple[Any, ...]]  # in ROW_COLUMNS order
-    row_keys: list[tuple[int, int]]
 
     @property
     def summary(self) -> _Counts:
@@ -135,12 +134,10 @@ def read_line(
     line: bytes,
     sink: LineSink,
     feature_attributes: tuple[str, ...],
-    order: int | None = None,
     claude_code_feature: str = DEFAULT_FEATURE_ATTRIBUTE,
 ) -> bool:
     """One line the Python way: rows to ``sink.rows``, rejections to ``sink.reject``.
 
-    ``order`` (columnar engine) is the line's ordinal, recorded with each row for file order.
     Returns whether the line was a request (only then may the caller flush, as it always did).
 
     The Collector's file exporter writes metrics and logs as lines too (``resourceMetrics``,
@@ -168,7 +165,7 @@ def read_line(
             sink.reject(f"{name}:{number}", "attribute values nested too deeply to read", line)
             return False
         for item in batch.items:
-            read_span(f"{name}:{number}", item, sink, feature_attributes, order)
+            read_span(f"{name}:{number}", item, sink, feature_attributes)
         return True
     if spans is None:  # not the exporters' shape: the general reader, with its messages
         try:
@@ -177,7 +174,7 @@ def read_line(
             sink.reject(f"{name}:{number}", exc.reason, line)
             return False
         for item in items:
-            read_span(f"{name}:{number}", item, sink, feature_attributes, order)
+            read_span(f"{name}:{number}", item, sink, feature_attributes)
         return True
     rows = sink.rows
     for span, resource, scope_name, scope_version in spans:
@@ -200,8 +197,6 @@ def read_line(
             summary.ignored += 1
         else:
             rows.append(row)
-            if order is not None:
-                sink.row_keys.append((order, len(sink.row_keys)))
     return True
 
 
@@ -210,7 +205,6 @@ def read_span(
     item: SpanRecord | SpanRejected,
     sink: LineSink,
     feature_attributes: tuple[str, ...],
-    order: int | None = None,
 ) -> None:
     """One span (or a span rejected while reading it): counted, normalized, kept or rejected."""
     summary = sink.summary
@@ -227,5 +221,3 @@ def read_span(
         summary.ignored += 1
     else:
         sink.rows.append(row_tuple(row))
-        if order is not None:
-            sink.row_keys.append((order, len(sink.row_keys)))

@@ -191,15 +191,14 @@ def load_calls_once(tmp_path: Path) -> Any:
 
 
 def test_both_ingest_engines_store_the_same_rows(tmp_path: Path) -> None:
-    # The columnar engine decides gen_ai spans in SQL and must hand every span of a convention
-    # only Python knows (OpenLLMetry, OpenInference, OpenLIT) to Python: same rows either way.
+    # The parallel engine's workers decide the spans with the same readers: same rows.
     files = sorted(FIXTURES.glob("*/*.jsonl"))
     frames = {}
-    for engine in ("python", "columnar"):
+    for engine in ("python", "parallel"):
         db = tmp_path / f"{engine}.duckdb"
         ingest_paths(files, db, config=OPENLIT_CONFIG, engine=engine)
         frames[engine] = load_calls(db).sort("span_id")
-    assert frames["columnar"].equals(frames["python"])
+    assert frames["parallel"].equals(frames["python"])
     assert set(frames["python"]["source"]) == {
         "anthropic-sdk",
         "openllmetry",

@@ -256,7 +256,6 @@ class _Counts:
 @dataclass
 class _Sink:
     rows: list[tuple[Any, ...]] = field(default_factory=list)
-    row_keys: list[tuple[int, int]] = field(default_factory=list)
     rejections: list[tuple[str, str, str]] = field(default_factory=list)
     summary: _Counts = field(default_factory=_Counts)
 
@@ -267,7 +266,7 @@ class _Sink:
 def _read(lines: list[bytes]) -> _Sink:
     sink = _Sink()
     for number, line in enumerate(lines, 1):
-        read_line("f.jsonl", number, line, sink, FEATURES, order=number)
+        read_line("f.jsonl", number, line, sink, FEATURES)
     return sink
 
 
@@ -300,7 +299,6 @@ def test_read_line_gives_the_same_outcome_either_way(
     monkeypatch.setattr(fastpath, "FAST_SOURCES", frozenset())
     general = _read(lines)
     assert repr(fast.rows) == repr(general.rows)
-    assert fast.row_keys == general.row_keys
     assert fast.rejections == general.rejections
     assert fast.summary == general.summary
     assert fast.rows or fast.rejections
