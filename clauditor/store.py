@@ -53,6 +53,10 @@ __all__ = [
     "insert_in_transaction",
     "load_calls",
     "read_connection",
+    "SAME_CALL_COLUMNS",
+    "SAME_CALL_COUNTS",
+    "SAME_CALL_LABELS",
+    "same_call",
     "schema_version",
     "spool_dir",
     "write_calls",
@@ -502,6 +506,36 @@ _SOURCE_RANK = {source: rank for rank, source in enumerate(SOURCES)}
 _SAME_CALL_WINDOW_US = 24 * 3600 * 1_000_000
 _CARRIED = ("feature", "user_id", "conversation_id")
 
+# Besides the trace, what two spans of one call without a message id agree on: these labels,
+# and these counts with a missing count as 0 (one instrumentation records a cache write of 0
+# where another records none).
+SAME_CALL_LABELS = ("service", "request_model")
+SAME_CALL_COUNTS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+)
+SAME_CALL_COLUMNS = (*SAME_CALL_LABELS, *SAME_CALL_COUNTS)
+
+
+def same_call(candidates: pl.DataFrame) -> pl.DataFrame:
+    """The pairs of ``candidates`` that are surely one call, one to one.
+
+    ``candidates`` has one row per possible pair: ``span_id`` (the row of the less preferred
+    source), ``_keep`` (the row that would replace it), their source ranks ``_rank`` and
+    ``_keep_rank``, and ``_nested`` (one span is the other's parent). A row is folded only into
+    a candidate of the most preferred source among its candidates, into the one it is nested
+    with when there is one, and only when that leaves exactly one candidate and that candidate
+    has no other row of this row's source: two identical calls side by side stay apart, and
+    no row ever takes two spans of one instrumentation. Returns ``span_id``, ``_keep``.
+    """
+    best = candidates.filter(pl.col("_keep_rank") == pl.col("_keep_rank").min().over("span_id"))
+    best = best.filter(pl.col("_nested") | ~pl.col("_nested").any().over("span_id"))
+    return best.filter(
+        (pl.len().over("span_id") == 1) & (pl.len().over("_keep", "_rank") == 1)
+    ).select("span_id", "_keep")
+
 
 def insert_calls(
     con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, *, checked: bool = True
@@ -513,9 +547,10 @@ def insert_calls(
     ``duckdb.ConstraintException`` and aborts the transaction. :func:`insert_in_transaction`
     uses it that way, with a checked retry.
 
-    Exactly one row per call, across batches too: a row whose ``gen_ai.response.id`` matches a
-    stored row of ANOTHER source (two instrumentations saw one call, and their spans reached
-    the store in different batches) is merged with it. The row of the preferred source
+    Exactly one row per call, across batches too: a row that describes the same call as a
+    stored row of ANOTHER source (the same ``gen_ai.response.id`` and service, or the same call
+    within one trace; two instrumentations saw one call, and their spans reached the store in
+    different batches) is merged with it. The row of the preferred source
     (:data:`clauditor.schema.SOURCES` order) stays, whichever came first, and takes the
     feature, user and conversation of the other where it has none. Rows of one source are
     never merged with each other (the span_id key already dedupes re-ingests). The batch itself
@@ -584,9 +619,12 @@ def _merge_stored_calls(
 ) -> tuple[pl.DataFrame, int]:
     """Resolve the batch rows that describe a call already stored from another source.
 
-    Per response id, the preferred row of all involved (batch and stored) wins; the others are
-    dropped from the batch or deleted from the table, and their feature, user and conversation
-    fill the winner's gaps. Returns the batch to insert and how many batch rows were merged.
+    Rows of one call are found as :func:`clauditor.ingest.normalize.one_row_per_call` finds
+    them within a batch: the same response id and service, or (one side without an id) the
+    same call within one trace, paired one to one by :func:`same_call`. Per call, the preferred
+    row of all involved (batch and stored) wins; the others are dropped from the batch or
+    deleted from the table, and their feature, user and conversation fill the winner's gaps.
+    Returns the batch to insert and how many batch rows were merged.
     """
     starts = batch_frame["start_time"].dt.epoch("us").drop_nulls()
     if starts.is_empty():
@@ -605,22 +643,79 @@ def _merge_stored_calls(
         if not other:
             return batch_frame, 0
     keys = batch_frame.select(
-        "span_id", "source", "response_id", "attributes", "start_time", *_CARRIED
+        "span_id",
+        "trace_id",
+        "parent_span_id",
+        "source",
+        "response_id",
+        "attributes",
+        "start_time",
+        "end_time",
+        *SAME_CALL_COLUMNS,
+        *_CARRIED,
     )
     arrow_keys = keys.to_arrow()  # noqa: F841  (DuckDB reads the local by name)
     carried_new = ", ".join(f"b.{c} AS new_{c}" for c in _CARRIED)
     carried_old = ", ".join(f"c.{c} AS old_{c}" for c in _CARRIED)
+    select = (
+        f"b.span_id AS new_id, b.source AS new_source, {carried_new}, "
+        f"c.span_id AS old_id, c.source AS old_source, {carried_old}"
+    )
+    # Same message id, same service (a proxy may reuse ids across services).
     pairs = con.sql(
         f"""
         WITH b AS (SELECT *, {_RESPONSE_ID_OR_ATTRIBUTE} AS rid FROM arrow_keys)
-        SELECT b.rid, b.span_id AS new_id, b.source AS new_source, {carried_new},
-               c.span_id AS old_id, c.source AS old_source, {carried_old}
+        SELECT b.rid, {select}
         FROM b JOIN calls c ON c.response_id = b.rid
         WHERE c.source IS DISTINCT FROM b.source
+          AND c.service IS NOT DISTINCT FROM b.service
           AND c.start_time BETWEEN make_timestamptz(?) AND make_timestamptz(?)
         """,
         params=window,
     ).pl()
+    # No message id on one side: the same call within one trace (see same_call).
+    same = " AND ".join(
+        [f"c.{c} IS NOT DISTINCT FROM b.{c}" for c in SAME_CALL_LABELS]
+        + [f"coalesce(c.{c}, 0) = coalesce(b.{c}, 0)" for c in SAME_CALL_COUNTS]
+    )
+    in_trace = con.sql(
+        f"""
+        WITH b AS (SELECT *, {_RESPONSE_ID_OR_ATTRIBUTE} AS rid FROM arrow_keys)
+        SELECT {select},
+               coalesce(b.parent_span_id = c.span_id OR c.parent_span_id = b.span_id, false)
+                   AS nested
+        FROM b JOIN calls c ON c.trace_id = b.trace_id
+        WHERE c.source IS DISTINCT FROM b.source AND {same}
+          AND (b.rid IS NULL OR c.response_id IS NULL)
+          AND c.start_time <= b.end_time AND b.start_time <= c.end_time
+          AND c.start_time BETWEEN make_timestamptz(?) AND make_timestamptz(?)
+        """,
+        params=window,
+    ).pl()
+    if in_trace.height:
+        ranked = in_trace.with_columns(
+            pl.col(f"{p}_source")
+            .replace_strict(_SOURCE_RANK, default=len(_SOURCE_RANK), return_dtype=pl.Int32)
+            .alias(f"{p}_rank")
+            for p in ("new", "old")
+        )
+        old_keeps = pl.col("old_rank") <= pl.col("new_rank")  # a tie keeps the stored row
+        candidates = ranked.select(
+            pl.when(old_keeps).then("new_id").otherwise("old_id").alias("span_id"),
+            pl.when(old_keeps).then("old_id").otherwise("new_id").alias("_keep"),
+            pl.when(old_keeps).then("new_rank").otherwise("old_rank").alias("_rank"),
+            pl.when(old_keeps).then("old_rank").otherwise("new_rank").alias("_keep_rank"),
+            pl.col("nested").alias("_nested"),
+            "new_id",
+            "old_id",
+        )
+        chosen = same_call(candidates).join(candidates, on=["span_id", "_keep"])
+        trace_pairs = (
+            ranked.join(chosen.select("new_id", "old_id", "_keep"), on=["new_id", "old_id"])
+            .with_columns(("trace:" + pl.col("_keep")).alias("rid"))
+            .select(pairs.columns)
+        )
+        pairs = pl.concat([pairs, trace_pairs], how="vertical_relaxed")
     if pairs.height == 0:
         return batch_frame, 0
 

@@ -153,7 +153,7 @@ class DuckDBSpanExporter(SpanExporter):
         from clauditor.store import write_calls
 
         frame = price_calls(
-            one_row_per_call(frame_from_rows(rows), by_time=False), self._price_table()
+            one_row_per_call(frame_from_rows(rows)), self._price_table()
         )
         with self._lock:  # one writer per process: force_flush may race the worker thread
             result = write_calls(self.path, frame, timeout_s=self.timeout_s, spool_on_busy=True)

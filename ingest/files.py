@@ -280,7 +280,7 @@ class _Batcher:
         # Two instrumentations describing one call (say OpenLLMetry and the SDK's own span)
         # become one row, before pricing, so the call is billed once.
         if rows is not None and rows.height:
-            rows = one_row_per_call(rows, by_time=False)
+            rows = one_row_per_call(rows)
         frame = price_calls(rows, self.table) if rows is not None and rows.height else None
         unpriced_ids: list[str] = []
         unpriced = None

@@ -41,6 +41,7 @@ from clauditor import semconv as sc
 from clauditor.cloud import region_from_host
 from clauditor.redact import clip, is_secret_key, scrub, scrub_value
 from clauditor.schema import CALLS_COLUMNS, PRICED_COLUMNS, SOURCES
+from clauditor.store import SAME_CALL_COUNTS, SAME_CALL_LABELS, same_call
 
 from .conventions import (
     CALL_SPAN_NAMES,
@@ -558,20 +559,23 @@ def normalize(
 SOURCE_PREFERENCE: tuple[str, ...] = SOURCES  # clauditor.schema keeps the order, for the store too
 
 
-def one_row_per_call(frame: pl.DataFrame, *, by_time: bool = True) -> pl.DataFrame:
+def one_row_per_call(frame: pl.DataFrame) -> pl.DataFrame:
     """``frame`` (``calls`` rows) with one row per Claude call when two instrumentations
     described the same call; the row of the preferred source (:data:`SOURCE_PREFERENCE`) stays
     and takes the feature, user and conversation of the rows it replaces where it has none (the
     wrapper instrumentations are where apps attach those).
 
-    Two rows of different sources are the same call when they share a ``gen_ai.response.id``
-    (the message id, unique per call), or, for a row without one (failed calls; OpenInference
-    keeps the id only in captured output), when the preferred row is of the same service, model
-    and status and started while the other span was open (a wrapper's span encloses the SDK's).
+    Two rows of different sources are the same call when (:func:`clauditor.store.same_call`)
+
+    * they share a ``gen_ai.response.id`` (the message id, unique per call) and a service: a
+      proxy or a test server that reuses ids across services does not fold two calls; or
+    * one of them has no id (failed calls; OpenInference keeps the id only in captured output)
+      and they are spans of one trace, nested or overlapping in time, of the same service,
+      request model and token counts (a missing count as 0), paired one to one: a span is
+      folded only into a span it is nested in (or that is nested in it) or, failing that, the
+      one candidate there is. Two identical calls side by side in one trace stay two calls.
+
     Rows of one source are never merged: the span_id key already dedupes re-ingests.
-    ``by_time=False`` keeps only the exact response-id match: the ingest paths use that, since
-    a file or a receiver mixes apps where one call may be seen by one instrumentation only, and
-    merging by time there could fold two different calls into one.
     """
     if frame.height < 2 or frame["source"].n_unique() < 2:
         return frame
@@ -589,35 +593,46 @@ def one_row_per_call(frame: pl.DataFrame, *, by_time: bool = True) -> pl.DataFra
     by_id = (
         keyed.filter(pl.col("_rid").is_not_null())
         .sort("_rank")
-        .with_columns(pl.col("span_id").first().over("_rid").alias("_keep"))
+        .with_columns(pl.col("span_id").first().over("_rid", "service").alias("_keep"))
         .filter(pl.col("_keep") != pl.col("span_id"))
         .select("span_id", "_keep")
     )
-    match = ["service", "request_model", "status"]
-    loose = keyed.filter(pl.col("_rid").is_null()).select(
-        "span_id", "_rank", "start_time", "end_time", *match
+    keys = ["trace_id", *SAME_CALL_LABELS, *SAME_CALL_COUNTS]
+    side = keyed.select(
+        "span_id",
+        "parent_span_id",
+        "_rid",
+        "_rank",
+        "start_time",
+        "end_time",
+        "trace_id",
+        *SAME_CALL_LABELS,
+        *[pl.col(c).fill_null(0) for c in SAME_CALL_COUNTS],  # a missing count as 0
     )
-    time_matches = (
-        loose.join(
-            keyed.select(
-                pl.col("span_id").alias("_keep"),
-                pl.col("_rank").alias("_keep_rank"),
-                pl.col("start_time").alias("_keep_start"),
-                *match,
-            ),
-            on=match,
-            nulls_equal=True,
-        )
+    candidates = (
+        side.join(side, on=keys, nulls_equal=True, suffix="_k")
         .filter(
-            (pl.col("_keep_rank") < pl.col("_rank"))
-            & pl.col("_keep_start").is_between(pl.col("start_time"), pl.col("end_time"))
+            (pl.col("_rank_k") < pl.col("_rank"))
+            & (pl.col("_rid").is_null() | pl.col("_rid_k").is_null())
+            & (pl.col("start_time_k") <= pl.col("end_time"))
+            & (pl.col("start_time") <= pl.col("end_time_k"))
+            & pl.col("trace_id").is_not_null()
         )
-        .sort("_keep_rank")
-        .group_by("span_id", maintain_order=True)
-        .agg(pl.col("_keep").first())
+        .select(
+            "span_id",
+            pl.col("span_id_k").alias("_keep"),
+            pl.col("_rank_k").alias("_keep_rank"),
+            "_rank",
+            (
+                (pl.col("parent_span_id") == pl.col("span_id_k"))
+                | (pl.col("parent_span_id_k") == pl.col("span_id"))
+            )
+            .fill_null(False)
+            .alias("_nested"),
+        )
     )
-    parts = [by_id, time_matches] if by_time else [by_id]
-    replaced = pl.concat(parts, how="vertical").unique("span_id", keep="first")
+    by_trace = same_call(candidates)
+    replaced = pl.concat([by_id, by_trace], how="vertical").unique("span_id", keep="first")
     if replaced.height == 0:
         return frame
     carried = ("feature", "user_id", "conversation_id")

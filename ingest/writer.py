@@ -421,7 +421,7 @@ class WriteQueue:
         rows = [row for batch in batches for row in batch.rows]
         entries = [entry for batch in batches for entry in batch.quarantine]
         frame = (
-            conform(price_calls(one_row_per_call(rows_frame(rows), by_time=False), self.prices))
+            conform(price_calls(one_row_per_call(rows_frame(rows)), self.prices))
             if rows
             else None
         )
