@@ -36,7 +36,7 @@ simulator's spans do take this path.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import orjson
@@ -433,7 +433,7 @@ def span_row(
     # ASCII text without DEL, 64-bit integers and booleans; floats take json's encoder.
     mapped = mapped_keys(conv, feature_attributes)
     rest = {k: v for k, v in attrs.items() if k not in mapped}
-    encode = _orjson_text
+    encode: Callable[[Any], str] = _orjson_text
     for key, value in rest.items():
         if key not in _safe_keys and not _safe_key(key):
             return GENERIC

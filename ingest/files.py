@@ -21,11 +21,9 @@ exactly (counts, rejection order, batch boundaries).
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import gzip
 import os
-import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -35,19 +33,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import duckdb
 import polars as pl
 
 from clauditor.config import Config
 from clauditor.errors import IngestError
-from clauditor.pricing import PriceTable, price_calls
-from clauditor.schema import conform
-from clauditor.store import drain_spool, insert_in_transaction, write_connection
+from clauditor.pricing import PriceTable
+from clauditor.store import IngestedFile, QuarantineEntry, Writer
 
 from . import parallel as parallel_module
 from .claude_code import DEFAULT_FEATURE_ATTRIBUTE
 from .lines import BUILD_DTYPES, build_frame, read_line, read_span, safe_payload
-from .normalize import SpanRejected, one_row_per_call
+from .normalize import SpanRejected
 from .otlp_proto import is_proto_file, iter_proto_file_spans
 from .parallel import (
     ChunkResult,
@@ -59,6 +55,7 @@ from .parallel import (
     parse_range,
     start_pool,
 )
+from .writer import price_batch
 
 __all__ = ["INGEST_SUFFIXES", "IngestSummary", "Rejection", "ingest_paths"]
 
@@ -167,12 +164,12 @@ _safe_payload = safe_payload
 
 
 class _Batcher:
-    """Collects rows and rejections; :meth:`flush` writes them in one transaction."""
+    """Collects rows and rejections; :meth:`flush` writes them through the one writer
+    (:class:`clauditor.store.Writer`), in one transaction per batch."""
 
     OPTIMISTIC = True  # first batches unchecked (False: the benchmark's baseline)
 
     def __init__(self, db: Path, table: PriceTable, summary: IngestSummary, size: int) -> None:
-        self.db = db
         self.table = table
         self.summary = summary
         self.size = max(1, size)
@@ -180,34 +177,21 @@ class _Batcher:
         # Parallel engine: frames the workers built, in file order, each ready to write.
         self.parts: list[pl.DataFrame] = []
         self.part_rows = 0
-        self.quarantine: list[tuple[str, str, str]] = []
-        self.files_done: list[tuple[str, int, int, int, int]] = []
-        self._held: contextlib.ExitStack | None = None
-        self._con: duckdb.DuckDBPyConnection | None = None
-        self._opened = 0.0
-        # Insert without the per-row conflict check until a batch holds spans already stored
-        # (clauditor.store.insert_in_transaction).
-        self._optimistic = self.OPTIMISTIC
-
-    def _connection(self) -> duckdb.DuckDBPyConnection:
-        """The write connection, opened (and the database migrated) when not held."""
-        if self._con is None:
-            held = contextlib.ExitStack()
-            con = held.enter_context(write_connection(self.db))
-            try:
-                con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'").fetchall()
-                con.execute(f"SET memory_limit = '{WRITE_MEMORY_LIMIT}'").fetchall()
-            except Exception:
-                held.close()
-                raise
-            self._held, self._con, self._opened = held, con, time.monotonic()
-        return self._con
+        self.quarantine: list[QuarantineEntry] = []
+        self.files_done: list[IngestedFile] = []
+        self.writer = Writer(
+            db,
+            hold_s=WRITE_HOLD_S,
+            optimistic=self.OPTIMISTIC,
+            settings={
+                "checkpoint_threshold": CHECKPOINT_THRESHOLD,
+                "memory_limit": WRITE_MEMORY_LIMIT,
+            },
+        )
 
     def close(self) -> None:
         """Give up the write connection (the file is then checkpointed and free to readers)."""
-        held, self._held, self._con = self._held, None, None
-        if held is not None:
-            held.close()
+        self.writer.close()
 
     def reject(self, origin: str, reason: str, payload: Any) -> None:
         self.reject_scrubbed(origin, reason, _safe_payload(payload))
@@ -230,37 +214,6 @@ class _Batcher:
             self.parts.append(frame)
             self.part_rows += frame.height
 
-    def _record_side_tables(self, con: duckdb.DuckDBPyConnection) -> None:
-        if self.quarantine:
-            q = pl.DataFrame(  # noqa: F841  (DuckDB reads the local by name)
-                self.quarantine, schema=["origin", "reason", "payload"], orient="row"
-            )
-            # A re-run over the same bad input must not pile up copies of the same entries.
-            con.execute(
-                "INSERT INTO quarantine SELECT DISTINCT now(), origin, reason, payload FROM q "
-                "WHERE NOT EXISTS (SELECT 1 FROM quarantine t "
-                "WHERE t.origin = q.origin AND t.reason = q.reason)"
-            ).fetchall()
-        if self.files_done:
-            f = pl.DataFrame(  # noqa: F841
-                self.files_done,
-                schema=["path", "size", "mtime_ns", "spans", "rejected"],
-                orient="row",
-            )
-            con.execute(
-                "INSERT OR REPLACE INTO ingested_files "
-                "SELECT path, size, mtime_ns, now(), spans, rejected FROM f"
-            ).fetchall()
-
-    @staticmethod
-    def _existing(con: duckdb.DuckDBPyConnection, span_ids: list[str]) -> set[str]:
-        """Which of ``span_ids`` are stored already (to count only new unpriced rows)."""
-        if not span_ids:
-            return set()
-        ids = pl.DataFrame({"span_id": span_ids})  # noqa: F841
-        rows = con.execute("SELECT c.span_id FROM calls c JOIN ids USING (span_id)").fetchall()
-        return {r[0] for r in rows}
-
     def pending(self) -> int:
         """Rows waiting for the next write."""
         return len(self.rows) + self.part_rows
@@ -277,11 +230,7 @@ class _Batcher:
         else:
             rows = _frame(self.rows) if self.rows else None
             self.rows = []
-        # Two instrumentations describing one call (say OpenLLMetry and the SDK's own span)
-        # become one row, before pricing, so the call is billed once.
-        if rows is not None and rows.height:
-            rows = one_row_per_call(rows)
-        frame = price_calls(rows, self.table) if rows is not None and rows.height else None
+        frame = price_batch(rows, self.table) if rows is not None and rows.height else None
         unpriced_ids: list[str] = []
         unpriced = None
         if frame is not None:
@@ -289,23 +238,14 @@ class _Batcher:
                 "span_id", pl.coalesce("response_model", "request_model").fill_null("(no model)")
             )
             unpriced_ids = unpriced["span_id"].unique().to_list()
-        # What clauditor.store.write_calls does, on the connection held across batches.
-        con = self._connection()
         try:
-            already = self._existing(con, unpriced_ids)
-            result = insert_in_transaction(
-                con,
-                conform(frame) if frame is not None else None,
-                self._record_side_tables,
-                optimistic=self._optimistic,
-            )
+            already = self.writer.stored(unpriced_ids)
         except BaseException:
-            self.close()
+            self.writer.close()
             raise
-        if force or time.monotonic() - self._opened >= WRITE_HOLD_S:
-            self.close()
-        if result.duplicates:  # spans seen before: a re-ingest, likely to have more
-            self._optimistic = False
+        result = self.writer.write(
+            frame, quarantine=self.quarantine, files=self.files_done, release=force
+        )
         summary = self.summary
         summary.calls_written += result.inserted
         summary.duplicates += result.duplicates
@@ -316,6 +256,15 @@ class _Batcher:
                 summary.unpriced_models[model] = summary.unpriced_models.get(model, 0) + count
         self.quarantine = []
         self.files_done = []
+
+    def drain(self) -> None:
+        """Write the batches busy exporters spooled beside the database (counted as written)."""
+        try:
+            drained = self.writer.drain()
+        finally:
+            self.writer.close()
+        self.summary.calls_written += drained.inserted
+        self.summary.duplicates += drained.duplicates
 
 
 # --- the ingest loop -------------------------------------------------------------------------
@@ -660,9 +609,7 @@ def ingest_paths(
             pool.shutdown(wait=True, cancel_futures=True)
         if gc_was_enabled:
             gc.enable()
-    drained = drain_spool(db)
-    summary.calls_written += drained.inserted
-    summary.duplicates += drained.duplicates
+    batcher.drain()
     return summary
 
 
