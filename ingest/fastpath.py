@@ -170,8 +170,11 @@ _safe_keys: set[str] = set()
 
 # Per scope name, how the table decides a span of it: the conventions before the first one that
 # claims the scope (or every span), which can only match by keys, as (source, keys, key
-# prefixes); and the source of that first one.
-_Plan = tuple[tuple[tuple[str, frozenset[str], tuple[str, ...]], ...], Convention | None]
+# prefixes); the same list with only the fast conventions, and the keys of the others (None
+# when one of them matches by key prefixes): a span with none of those keys can only be
+# claimed by a fast one or the fallback, which is then checked alone; and that first one.
+_Keyed = tuple[tuple[str, frozenset[str], tuple[str, ...]], ...]
+_Plan = tuple[frozenset[str] | None, _Keyed, _Keyed, Convention | None]
 _plans: dict[str, _Plan] = {}
 
 
@@ -188,7 +191,14 @@ def _plan(scope_name: str) -> _Plan:
             break
         if detect.keys or detect.key_prefixes:
             keyed.append((conv.source, detect.keys, detect.key_prefixes))
-    plan = (tuple(keyed), fallback)
+    others = [entry for entry in keyed if entry[0] not in FAST_SOURCES]
+    other_keys = (
+        None
+        if any(prefixes for _, _, prefixes in others)
+        else frozenset(k for _, keys, _ in others for k in keys)
+    )
+    fast = tuple(entry for entry in keyed if entry[0] in FAST_SOURCES)
+    plan = (other_keys, fast, tuple(keyed), fallback)
     if len(_plans) < 4096:
         _plans[scope_name] = plan
     return plan
@@ -269,7 +279,9 @@ def span_row(
         return GENERIC
 
     # The convention, as the table decides it (see _plan); the general path takes the rest.
-    keyed, conv = _plan(scope_name)
+    other_keys, keyed, every, conv = _plan(scope_name)
+    if other_keys is None or not other_keys.isdisjoint(attrs):
+        keyed = every  # another convention may claim it by its keys: the table's order decides
     for source, keys, prefixes in keyed:
         if not keys.isdisjoint(attrs) or (
             prefixes and any(type(k) is str and k.startswith(prefixes) for k in attrs)
