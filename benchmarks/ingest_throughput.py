@@ -14,7 +14,7 @@ It writes (once, then reuses) a simulator file of about ``--spans`` spans, then 
 
 It prints spans/s (wall and per CPU-second, worker processes' CPU included: the machine may
 be shared, and DuckDB uses every core) for each and clauditor's ratio to the ceilings.
-``--engines parallel,python,columnar`` picks the engines timed (default: parallel and python);
+``--engines parallel,python`` picks the engines timed (default: parallel and python);
 ``parallel-general``/``python-general`` are those engines with the fast path of
 :mod:`clauditor.ingest.fastpath` turned off, the baseline it is measured against;
 ``parallel-checked``/``python-checked`` store every batch with DuckDB's per-row conflict
@@ -23,6 +23,10 @@ check (``ON CONFLICT DO NOTHING``), the baseline of the unchecked first-ingest i
 ``--no-ceilings`` skips the two DuckDB ceilings. ``--rss`` instead runs only the ingest (the
 first engine named) in a child process and prints the peak RSS of the whole process tree,
 worker processes included (``--spans 5000000 --rss`` is the memory check of issue 4).
+``--against PYTHON`` instead times the ingest of the same file in child processes, this
+checkout's and the checkout whose interpreter ``PYTHON`` is (its virtualenv imports its own
+clauditor), alternating ``--rounds`` times, and prints the CPU per span of each (child and its
+workers) and their ratio.
 """
 
 from __future__ import annotations
@@ -145,12 +149,13 @@ def bench_clauditor(path: Path, db: Path, engine: str) -> tuple[float, float, in
     cpu = _cpu_s()
     own = _own_cpu_s()
     started = time.perf_counter()
-    supported = fastpath._SUPPORTED
-    fastpath._SUPPORTED = supported and not general  # forked workers inherit it
+    fast = fastpath.FAST_SOURCES
+    if general:  # no convention decided in one pass; forked workers inherit it
+        fastpath.FAST_SOURCES = frozenset()
     try:
         summary = ingest_paths([path], db, engine=name)
     finally:
-        fastpath._SUPPORTED = supported
+        fastpath.FAST_SOURCES = fast
         files._Batcher.OPTIMISTIC = True
     wall = time.perf_counter() - started
     total, parent = _cpu_s() - cpu, _own_cpu_s() - own
@@ -215,6 +220,58 @@ def rss_check(path: Path, db: Path, engine: str) -> None:
     )
 
 
+# Run in the child of --against: one ingest; prints the rows written and where clauditor is.
+_AGAINST_CHILD = """
+import sys
+import clauditor
+from clauditor.ingest import ingest_paths
+
+if __name__ == "__main__":
+    s = ingest_paths([sys.argv[1]], sys.argv[2], engine=sys.argv[3])
+    print(s.calls_written, clauditor.__file__)
+"""
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def against(path: Path, spans: int, workdir: Path, base: str, engine: str, rounds: int) -> None:
+    """CPU per span of this checkout's ingest and ``base``'s, in alternating child processes."""
+    script = workdir / "against_child.py"
+    script.write_text(_AGAINST_CHILD)
+    totals = {"new": [0.0, 0.0], "base": [0.0, 0.0]}  # CPU-s, wall-s
+    for round_ in range(rounds):
+        for label, python in (("new", sys.executable), ("base", base)):
+            db = workdir / f"against-{label}.duckdb"
+            for leftover in (db, db.with_name(db.name + ".wal")):
+                leftover.unlink(missing_ok=True)
+            cpu = _children_cpu_s()
+            started = time.perf_counter()
+            out = subprocess.run(
+                [python, str(script), str(path), str(db), engine],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            wall = time.perf_counter() - started
+            used = _children_cpu_s() - cpu
+            written, where = out.stdout.split()
+            assert int(written) == spans, f"{label}: wrote {written} of {spans:,} spans"
+            totals[label][0] += used
+            totals[label][1] += wall
+            print(
+                f"round {round_ + 1} {label:<4} ({where}): {used:7.2f} CPU-s "
+                f"{used / spans * 1e6:6.2f} us/span, {wall:6.2f} s wall"
+            )
+    new, old = totals["new"][0], totals["base"][0]
+    print(
+        f"CPU per span, all rounds: new {new / rounds / spans * 1e6:.2f} us, "
+        f"base {old / rounds / spans * 1e6:.2f} us, new/base {new / old:.3f}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spans", type=int, default=1_000_000)
@@ -227,6 +284,8 @@ def main() -> None:
         help="skip ceiling A (DuckDB unnesting the OTLP file: minutes, and no real ceiling)",
     )
     parser.add_argument("--rss", action="store_true", help="only the child-process RSS check")
+    parser.add_argument("--against", help="another checkout's python: CPU per span side by side")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of --against")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
 
@@ -235,6 +294,9 @@ def main() -> None:
     engines = args.engines.split(",")
     if args.rss:
         rss_check(source, args.workdir / "rss.duckdb", engines[0])
+        return
+    if args.against:
+        against(source, spans, args.workdir, args.against, engines[0], args.rounds)
         return
 
     rows = []

@@ -18,6 +18,10 @@ storing it; on a small machine the senders are the bottleneck).
 
 It then stops the receiver and checks that the number of rows in ``calls`` equals the number
 of spans sent (zero lost, zero duplicated), and prints one JSON line of figures.
+
+``--against PYTHON`` runs the same benchmark with the receiver of another checkout (the
+interpreter of its virtualenv) and this one's, alternating ``--rounds`` times, and prints the
+receiver's CPU per span for each and their ratio.
 """
 
 from __future__ import annotations
@@ -149,15 +153,21 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def run(
-    senders: int, spans: int, batch: int, compression: str, workdir: Path, mode: str = "exporter"
+    senders: int,
+    spans: int,
+    batch: int,
+    compression: str,
+    workdir: Path,
+    mode: str = "exporter",
+    python: str = sys.executable,
 ) -> dict[str, Any]:
-    """Run the benchmark once; the figures as a dict."""
+    """Run the benchmark once (the receiver under ``python``); the figures as a dict."""
     workdir.mkdir(parents=True, exist_ok=True)
     db = workdir / "serve-bench.duckdb"
     for stale in (db, db.with_name(db.name + ".wal")):
         stale.unlink(missing_ok=True)
     server = subprocess.Popen(
-        [sys.executable, "-m", "clauditor.ingest.serve", "--db", str(db)]
+        [python, "-m", "clauditor.ingest.serve", "--db", str(db)]
         + ["--http-port", "0", "--grpc-port", "0"],
         stdout=subprocess.PIPE,
         text=True,
@@ -241,11 +251,50 @@ def main() -> int:
         help="exporter: OTLPSpanExporter.export per batch (the target figure); preencoded: "
         "bodies encoded by the exporter's encoder beforehand, then only POSTed",
     )
+    parser.add_argument(
+        "--against",
+        help="another checkout's python: its receiver and this one's, alternating --rounds "
+        "times, receiver CPU per span side by side",
+    )
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
+    if args.against:
+        return _against(args)
     figures = run(args.senders, args.spans, args.batch, args.compression, args.workdir, args.mode)
     print(json.dumps(figures))
     ok = figures["export_failures"] == 0 and figures["lost_or_duplicated"] == 0
     ok = ok and figures["distinct_span_ids"] == figures["rows_in_db"] == figures["spans_sent"]
+    return 0 if ok else 1
+
+
+def _against(args: argparse.Namespace) -> int:
+    cpu = {"new": 0.0, "base": 0.0}
+    sent = {"new": 0, "base": 0}
+    ok = True
+    for round_ in range(args.rounds):
+        for label, python in (("new", sys.executable), ("base", args.against)):
+            figures = run(
+                args.senders,
+                args.spans,
+                args.batch,
+                args.compression,
+                args.workdir,
+                args.mode,
+                python,
+            )
+            ok = ok and figures["lost_or_duplicated"] == 0 and figures["export_failures"] == 0
+            cpu[label] += figures["receiver_cpu_s"]
+            sent[label] += figures["spans_sent"]
+            per_span = figures["receiver_cpu_s"] / figures["spans_sent"] * 1e6
+            print(
+                f"round {round_ + 1} {label:<4}: receiver {figures['receiver_cpu_s']:.2f} CPU-s, "
+                f"{per_span:.2f} us/span, {figures['spans_per_s']:,} spans/s"
+            )
+    new, base = cpu["new"] / sent["new"], cpu["base"] / sent["base"]
+    print(
+        f"receiver CPU per span, all rounds: new {new * 1e6:.2f} us, base {base * 1e6:.2f} us, "
+        f"new/base {new / base:.3f}"
+    )
     return 0 if ok else 1
 
 

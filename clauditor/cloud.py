@@ -2,8 +2,8 @@
 
 The instrumentation reads a client's region from the client itself (``aws_region``, ``region``)
 and falls back to the host it sends requests to; ingest reads ``cloud.region`` from the span and
-falls back to the span's ``server.address``. Both fallbacks are this one rule, which the
-columnar ingest engine also runs in SQL (:data:`HOST_RULES` are RE2-compatible patterns):
+falls back to the span's ``server.address``. Both fallbacks are this one rule, which a SQL
+engine can run as well (:data:`HOST_RULES` are RE2-compatible patterns):
 
 * ``{region}-aiplatform.googleapis.com`` -> the region; ``aiplatform.googleapis.com`` ->
   ``global``; ``aiplatform.{us|eu}.rep.googleapis.com`` -> the multi-region (``us``, ``eu``);

@@ -23,7 +23,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ import polars as pl
 
 from clauditor.dataset import dataset_connection
 from clauditor.errors import DatabaseBusyError, StoreError
+from clauditor.redact import scrub
 from clauditor.schema import (
     CALLS_COLUMNS,
     CALLS_SCHEMA,
@@ -45,17 +46,25 @@ from clauditor.views import VIEWS_V1, VIEWS_V4, VIEWS_V9
 
 __all__ = [
     "DEFAULT_DB",
+    "IngestedFile",
     "MIGRATIONS",
+    "QuarantineEntry",
+    "SAME_CALL_COLUMNS",
+    "SAME_CALL_COUNTS",
+    "SAME_CALL_LABELS",
     "SCHEMA_VERSION",
     "WriteResult",
+    "Writer",
     "default_db_path",
     "drain_spool",
     "insert_calls",
     "insert_in_transaction",
     "load_calls",
     "read_connection",
+    "same_call",
     "schema_version",
     "spool_dir",
+    "transaction",
     "write_calls",
     "write_connection",
 ]
@@ -234,6 +243,21 @@ MIGRATIONS: tuple[tuple[int, str, str | Callable[[duckdb.DuckDBPyConnection], No
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """BEGIN on ``con``; COMMIT when the block ends, ROLLBACK (and re-raise) when it raises.
+
+    The one way clauditor opens a transaction: every write goes through it.
+    """
+    con.execute("BEGIN TRANSACTION").fetchall()
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK").fetchall()
+        raise
+    con.execute("COMMIT").fetchall()
+
+
 def _ensure_migrated(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -243,8 +267,7 @@ def _ensure_migrated(con: duckdb.DuckDBPyConnection) -> None:
     for version, description, sql in MIGRATIONS:
         if version in done:
             continue
-        con.execute("BEGIN TRANSACTION").fetchall()
-        try:
+        with transaction(con):
             if callable(sql):
                 sql(con)
             else:
@@ -252,10 +275,6 @@ def _ensure_migrated(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(
                 "INSERT INTO schema_migrations VALUES (?, ?, now())", [version, description]
             ).fetchall()
-            con.execute("COMMIT").fetchall()
-        except Exception:
-            con.execute("ROLLBACK").fetchall()
-            raise
 
 
 def schema_version(con: duckdb.DuckDBPyConnection) -> int:
@@ -424,6 +443,36 @@ _SOURCE_RANK = {source: rank for rank, source in enumerate(SOURCES)}
 _SAME_CALL_WINDOW_US = 24 * 3600 * 1_000_000
 _CARRIED = ("feature", "user_id", "conversation_id")
 
+# Besides the trace, what two spans of one call without a message id agree on: these labels,
+# and these counts with a missing count as 0 (one instrumentation records a cache write of 0
+# where another records none).
+SAME_CALL_LABELS = ("service", "request_model")
+SAME_CALL_COUNTS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+)
+SAME_CALL_COLUMNS = (*SAME_CALL_LABELS, *SAME_CALL_COUNTS)
+
+
+def same_call(candidates: pl.DataFrame) -> pl.DataFrame:
+    """The pairs of ``candidates`` that are surely one call, one to one.
+
+    ``candidates`` has one row per possible pair: ``span_id`` (the row of the less preferred
+    source), ``_keep`` (the row that would replace it), their source ranks ``_rank`` and
+    ``_keep_rank``, and ``_nested`` (one span is the other's parent). A row is folded only into
+    a candidate of the most preferred source among its candidates, into the one it is nested
+    with when there is one, and only when that leaves exactly one candidate and that candidate
+    has no other row of this row's source: two identical calls side by side stay apart, and
+    no row ever takes two spans of one instrumentation. Returns ``span_id``, ``_keep``.
+    """
+    best = candidates.filter(pl.col("_keep_rank") == pl.col("_keep_rank").min().over("span_id"))
+    best = best.filter(pl.col("_nested") | ~pl.col("_nested").any().over("span_id"))
+    return best.filter(
+        (pl.len().over("span_id") == 1) & (pl.len().over("_keep", "_rank") == 1)
+    ).select("span_id", "_keep")
+
 
 def insert_calls(
     con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, *, checked: bool = True
@@ -435,9 +484,10 @@ def insert_calls(
     ``duckdb.ConstraintException`` and aborts the transaction. :func:`insert_in_transaction`
     uses it that way, with a checked retry.
 
-    Exactly one row per call, across batches too: a row whose ``gen_ai.response.id`` matches a
-    stored row of ANOTHER source (two instrumentations saw one call, and their spans reached
-    the store in different batches) is merged with it. The row of the preferred source
+    Exactly one row per call, across batches too: a row that describes the same call as a
+    stored row of ANOTHER source (the same ``gen_ai.response.id`` and service, or the same call
+    within one trace; two instrumentations saw one call, and their spans reached the store in
+    different batches) is merged with it. The row of the preferred source
     (:data:`clauditor.schema.SOURCES` order) stays, whichever came first, and takes the
     feature, user and conversation of the other where it has none. Rows of one source are
     never merged with each other (the span_id key already dedupes re-ingests). The batch itself
@@ -480,24 +530,19 @@ def insert_in_transaction(
     duplicate is raised by the checked attempt.
     """
     for checked in (False, True) if optimistic else (True,):
-        con.execute("BEGIN TRANSACTION").fetchall()
         try:
-            result = (
-                insert_calls(con, frame, checked=checked)
-                if frame is not None and frame.height
-                else WriteResult()
-            )
-            if before_commit is not None:
-                before_commit(con)
-            con.execute("COMMIT").fetchall()
+            with transaction(con):
+                result = (
+                    insert_calls(con, frame, checked=checked)
+                    if frame is not None and frame.height
+                    else WriteResult()
+                )
+                if before_commit is not None:
+                    before_commit(con)
             return result
         except duckdb.ConstraintException:
-            con.execute("ROLLBACK").fetchall()
             if checked:
                 raise
-        except Exception:
-            con.execute("ROLLBACK").fetchall()
-            raise
     raise AssertionError("unreachable: the checked attempt returns or raises")
 
 
@@ -506,9 +551,12 @@ def _merge_stored_calls(
 ) -> tuple[pl.DataFrame, int]:
     """Resolve the batch rows that describe a call already stored from another source.
 
-    Per response id, the preferred row of all involved (batch and stored) wins; the others are
-    dropped from the batch or deleted from the table, and their feature, user and conversation
-    fill the winner's gaps. Returns the batch to insert and how many batch rows were merged.
+    Rows of one call are found as :func:`clauditor.ingest.normalize.one_row_per_call` finds
+    them within a batch: the same response id and service, or (one side without an id) the
+    same call within one trace, paired one to one by :func:`same_call`. Per call, the preferred
+    row of all involved (batch and stored) wins; the others are dropped from the batch or
+    deleted from the table, and their feature, user and conversation fill the winner's gaps.
+    Returns the batch to insert and how many batch rows were merged.
     """
     starts = batch_frame["start_time"].dt.epoch("us").drop_nulls()
     if starts.is_empty():
@@ -527,22 +575,79 @@ def _merge_stored_calls(
         if not other:
             return batch_frame, 0
     keys = batch_frame.select(
-        "span_id", "source", "response_id", "attributes", "start_time", *_CARRIED
+        "span_id",
+        "trace_id",
+        "parent_span_id",
+        "source",
+        "response_id",
+        "attributes",
+        "start_time",
+        "end_time",
+        *SAME_CALL_COLUMNS,
+        *_CARRIED,
     )
     arrow_keys = keys.to_arrow()  # noqa: F841  (DuckDB reads the local by name)
     carried_new = ", ".join(f"b.{c} AS new_{c}" for c in _CARRIED)
     carried_old = ", ".join(f"c.{c} AS old_{c}" for c in _CARRIED)
+    select = (
+        f"b.span_id AS new_id, b.source AS new_source, {carried_new}, "
+        f"c.span_id AS old_id, c.source AS old_source, {carried_old}"
+    )
+    # Same message id, same service (a proxy may reuse ids across services).
     pairs = con.sql(
         f"""
         WITH b AS (SELECT *, {_RESPONSE_ID_OR_ATTRIBUTE} AS rid FROM arrow_keys)
-        SELECT b.rid, b.span_id AS new_id, b.source AS new_source, {carried_new},
-               c.span_id AS old_id, c.source AS old_source, {carried_old}
+        SELECT b.rid, {select}
         FROM b JOIN calls c ON c.response_id = b.rid
         WHERE c.source IS DISTINCT FROM b.source
+          AND c.service IS NOT DISTINCT FROM b.service
           AND c.start_time BETWEEN make_timestamptz(?) AND make_timestamptz(?)
         """,
         params=window,
     ).pl()
+    # No message id on one side: the same call within one trace (see same_call).
+    same = " AND ".join(
+        [f"c.{c} IS NOT DISTINCT FROM b.{c}" for c in SAME_CALL_LABELS]
+        + [f"coalesce(c.{c}, 0) = coalesce(b.{c}, 0)" for c in SAME_CALL_COUNTS]
+    )
+    in_trace = con.sql(
+        f"""
+        WITH b AS (SELECT *, {_RESPONSE_ID_OR_ATTRIBUTE} AS rid FROM arrow_keys)
+        SELECT {select},
+               coalesce(b.parent_span_id = c.span_id OR c.parent_span_id = b.span_id, false)
+                   AS nested
+        FROM b JOIN calls c ON c.trace_id = b.trace_id
+        WHERE c.source IS DISTINCT FROM b.source AND {same}
+          AND (b.rid IS NULL OR c.response_id IS NULL)
+          AND c.start_time <= b.end_time AND b.start_time <= c.end_time
+          AND c.start_time BETWEEN make_timestamptz(?) AND make_timestamptz(?)
+        """,
+        params=window,
+    ).pl()
+    if in_trace.height:
+        ranked = in_trace.with_columns(
+            pl.col(f"{p}_source")
+            .replace_strict(_SOURCE_RANK, default=len(_SOURCE_RANK), return_dtype=pl.Int32)
+            .alias(f"{p}_rank")
+            for p in ("new", "old")
+        )
+        old_keeps = pl.col("old_rank") <= pl.col("new_rank")  # a tie keeps the stored row
+        candidates = ranked.select(
+            pl.when(old_keeps).then("new_id").otherwise("old_id").alias("span_id"),
+            pl.when(old_keeps).then("old_id").otherwise("new_id").alias("_keep"),
+            pl.when(old_keeps).then("new_rank").otherwise("old_rank").alias("_rank"),
+            pl.when(old_keeps).then("old_rank").otherwise("new_rank").alias("_keep_rank"),
+            pl.col("nested").alias("_nested"),
+            "new_id",
+            "old_id",
+        )
+        chosen = same_call(candidates).join(candidates, on=["span_id", "_keep"])
+        trace_pairs = (
+            ranked.join(chosen.select("new_id", "old_id", "_keep"), on=["new_id", "old_id"])
+            .with_columns(("trace:" + pl.col("_keep")).alias("rid"))
+            .select(pairs.columns)
+        )
+        pairs = pl.concat([pairs, trace_pairs], how="vertical_relaxed")
     if pairs.height == 0:
         return batch_frame, 0
 
@@ -690,13 +795,8 @@ def _drain(con: duckdb.DuckDBPyConnection, path: Path) -> WriteResult:
             with contextlib.suppress(FileNotFoundError):  # another drain took it meanwhile
                 _reject_spooled(con, file, reason)
             continue
-        con.execute("BEGIN TRANSACTION").fetchall()
-        try:
+        with transaction(con):
             total = total + insert_calls(con, batch)
-            con.execute("COMMIT").fetchall()
-        except Exception:
-            con.execute("ROLLBACK").fetchall()
-            raise
         # Deleted after the commit: a crash in between re-drains it, and span_id dedupes.
         with contextlib.suppress(FileNotFoundError):
             file.unlink()
@@ -712,38 +812,190 @@ def drain_spool(path: str | Path, *, timeout_s: float = 30.0) -> WriteResult:
         return _drain(con, path)
 
 
+# One quarantine entry: where the input came from, why it was refused, the offending input as
+# stored (made by clauditor.redact.safe_payload; the writer scrubs it again on the way in).
+QuarantineEntry = tuple[str, str, str | None]
+# One ingested file: path, size, mtime_ns, spans read, spans rejected.
+IngestedFile = tuple[str, int, int, int, int]
+
+
+class Writer:
+    """The one way rows reach the database: file ingest, the receiver and the in-process
+    exporter all write through it (:func:`write_calls` is one write with a fresh writer).
+
+    Each :meth:`write` is one transaction: a priced batch of ``calls`` rows (duplicates skipped,
+    rows of one call merged, :func:`insert_calls`) with its side tables, the quarantine entries
+    (an entry whose origin and reason are stored already is not stored again, so re-running
+    over the same bad input does not pile up copies; reasons and payloads pass through
+    :func:`clauditor.redact.scrub`) and the ingested files.
+
+    The connection is opened at the first write (migrating the file, applying ``settings``,
+    then draining the spool into it) and held across writes until a write ends ``hold_s``
+    after it was opened; then it is closed, so readers get the file (``hold_s=0``: one
+    connection per write). ``optimistic`` inserts the first batches without the per-row
+    conflict check (:func:`insert_in_transaction`), checked from the first batch that held
+    spans already stored. ``spool_on_busy``: a database still locked after ``timeout_s`` gets
+    the batch spooled beside it (its quarantine entries are logged instead), never an
+    exception. Not thread-safe: one thread writes.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        timeout_s: float = 30.0,
+        hold_s: float = 0.0,
+        optimistic: bool = False,
+        spool_on_busy: bool = False,
+        settings: Mapping[str, str] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.timeout_s = timeout_s
+        self.hold_s = hold_s
+        self.optimistic = optimistic
+        self.spool_on_busy = spool_on_busy
+        self.settings = dict(settings or {})
+        self.sessions = 0  # times the file was opened
+        self._held: contextlib.ExitStack | None = None
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._opened = 0.0
+        self._drained = WriteResult()
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def held(self) -> bool:
+        """Whether the connection is open."""
+        return self._con is not None
+
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """The write connection, opened (migrated, configured, the spool drained) if needed;
+        raises :class:`~clauditor.errors.DatabaseBusyError` past ``timeout_s``."""
+        if self._con is None:
+            held = contextlib.ExitStack()
+            con = held.enter_context(write_connection(self.path, timeout_s=self.timeout_s))
+            try:
+                for name, value in self.settings.items():
+                    con.execute(f"SET {name} = '{value}'").fetchall()
+                drained = _drain(con, self.path)
+            except BaseException:
+                held.close()
+                raise
+            self._held, self._con, self._opened = held, con, time.monotonic()
+            self._drained = self._drained + drained
+            self.sessions += 1
+        return self._con
+
+    def close(self) -> None:
+        """Give up the connection (DuckDB checkpoints the file, which is then free)."""
+        held, self._held, self._con = self._held, None, None
+        if held is not None:
+            held.close()
+
+    def drain(self) -> WriteResult:
+        """Write the spooled batches now (opening the file if needed); what was drained
+        since the last :meth:`write` or :meth:`drain`. Without a spool the file is not
+        opened (nor created)."""
+        if self._con is not None or spool_dir(self.path).is_dir():
+            self.connection()
+        drained, self._drained = self._drained, WriteResult()
+        return drained
+
+    def stored(self, span_ids: list[str]) -> set[str]:
+        """Which of ``span_ids`` are stored already."""
+        if not span_ids:
+            return set()
+        ids = pl.DataFrame({"span_id": span_ids})  # noqa: F841  (DuckDB reads the local by name)
+        con = self.connection()
+        rows = con.execute("SELECT c.span_id FROM calls c JOIN ids USING (span_id)").fetchall()
+        return {r[0] for r in rows}
+
+    def write(
+        self,
+        frame: pl.DataFrame | None,
+        *,
+        quarantine: Sequence[QuarantineEntry] = (),
+        files: Sequence[IngestedFile] = (),
+        release: bool = False,
+    ) -> WriteResult:
+        """One transaction: ``frame`` (priced ``calls`` rows, any subset of the columns, or
+        None) with ``quarantine`` and ``files``. ``release`` closes the connection after it
+        whatever ``hold_s`` says. The result includes batches drained from the spool."""
+        batch = conform(frame) if frame is not None and frame.height else None
+        try:
+            con = self.connection()
+        except DatabaseBusyError:
+            if not self.spool_on_busy:
+                raise
+            for origin, reason, _ in quarantine:
+                _log.warning("not quarantined (database busy): %s: %s", origin, scrub(reason))
+            return _spool(self.path, batch) if batch is not None else WriteResult()
+
+        def side_tables(con: duckdb.DuckDBPyConnection) -> None:
+            _record_quarantine(con, quarantine)
+            _record_files(con, files)
+
+        try:
+            result = insert_in_transaction(con, batch, side_tables, optimistic=self.optimistic)
+        except BaseException:
+            self.close()
+            raise
+        if result.duplicates:  # spans seen before: a re-ingest, likely to have more
+            self.optimistic = False
+        if release or time.monotonic() - self._opened >= self.hold_s:
+            self.close()
+        drained, self._drained = self._drained, WriteResult()
+        return result + drained
+
+
+def _record_quarantine(con: duckdb.DuckDBPyConnection, entries: Sequence[QuarantineEntry]) -> None:
+    if not entries:
+        return
+    q = pl.DataFrame(  # noqa: F841  (DuckDB reads the local by name)
+        [(origin, scrub(reason), None if p is None else scrub(p)) for origin, reason, p in entries],
+        schema=["origin", "reason", "payload"],
+        orient="row",
+    )
+    con.execute(
+        "INSERT INTO quarantine SELECT now(), origin, reason, any_value(payload) FROM q "
+        "WHERE NOT EXISTS (SELECT 1 FROM quarantine t "
+        "WHERE t.origin = q.origin AND t.reason = q.reason) GROUP BY origin, reason"
+    ).fetchall()
+
+
+def _record_files(con: duckdb.DuckDBPyConnection, files: Sequence[IngestedFile]) -> None:
+    if not files:
+        return
+    f = pl.DataFrame(  # noqa: F841  (DuckDB reads the local by name)
+        files, schema=["path", "size", "mtime_ns", "spans", "rejected"], orient="row"
+    )
+    con.execute(
+        "INSERT OR REPLACE INTO ingested_files "
+        "SELECT path, size, mtime_ns, now(), spans, rejected FROM f"
+    ).fetchall()
+
+
 def write_calls(
     path: str | Path,
     frame: pl.DataFrame,
     *,
     timeout_s: float = 30.0,
     spool_on_busy: bool = False,
-    drain: bool = True,
-    before_commit: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+    quarantine: Sequence[QuarantineEntry] = (),
 ) -> WriteResult:
-    """Append ``frame`` (any subset of the ``calls`` columns) in one transaction, then close.
+    """Append ``frame`` (priced rows, any subset of the ``calls`` columns) in one transaction
+    with its ``quarantine`` entries, then close: one write of a fresh :class:`Writer`.
 
     Rows whose ``span_id`` is already stored are skipped and counted as duplicates. With
     ``spool_on_busy`` a database that stays locked for ``timeout_s`` gets the batch spooled
-    instead of an exception. ``drain`` also writes any spooled batches. ``before_commit`` runs
-    inside the transaction (to record, say, quarantined spans atomically with the batch).
+    instead of an exception. Spooled batches are drained into the file first.
     """
-    path = Path(path)
-    frame = conform(frame)
-    try:
-        ctx = write_connection(path, timeout_s=timeout_s)
-        con = ctx.__enter__()
-    except DatabaseBusyError:
-        if spool_on_busy:
-            return _spool(path, frame)
-        raise
-    try:
-        result = insert_in_transaction(con, frame, before_commit)
-        if drain:
-            result = result + _drain(con, path)
-        return result
-    finally:
-        ctx.__exit__(None, None, None)
+    with Writer(path, timeout_s=timeout_s, spool_on_busy=spool_on_busy) as writer:
+        return writer.write(frame, quarantine=quarantine)
 
 
 # --- reading -----------------------------------------------------------------------------------

@@ -7,8 +7,9 @@
 * :mod:`.claude_code` reads Claude Code's own log events (one call each) and counts metrics.
 """
 
+from .conventions import CONVENTIONS, Convention
 from .files import IngestSummary, Rejection, ingest_paths
-from .normalize import CONVENTIONS, Convention, SpanRecord, SpanRejected, normalize
+from .normalize import SpanRecord, SpanRejected, normalize
 from .otlp_json import flatten_attributes, iter_otlp_json_spans
 
 __all__ = [

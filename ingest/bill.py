@@ -26,7 +26,7 @@ import polars as pl
 
 from clauditor.errors import StoreError
 from clauditor.ingest.admin_api import USAGE_GROUPS, AdminApiError, AdminClient
-from clauditor.store import read_connection, write_connection
+from clauditor.store import read_connection, transaction, write_connection
 
 __all__ = [
     "BILL_TOKEN_COLUMNS",
@@ -256,25 +256,19 @@ def fetch_bill(
         },
         schema={"report": pl.String, "day": pl.Date, "fetched_at": pl.Datetime("us", "UTC")},
     )
-    with write_connection(db) as con:
-        con.execute("BEGIN TRANSACTION").fetchall()
-        try:
-            span = [days[0], days[-1]]
-            for table in ("bill_usage", "bill_costs", "bill_days"):
-                con.execute(f"DELETE FROM {table} WHERE day BETWEEN ? AND ?", span).fetchall()
-            for table, frame in (
-                ("bill_usage", usage_frame),
-                ("bill_costs", cost_frame),
-                ("bill_days", stamps),
-            ):
-                con.register("incoming", frame.to_arrow())
-                columns = ", ".join(frame.columns)
-                con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM incoming")
-                con.unregister("incoming")
-            con.execute("COMMIT").fetchall()
-        except Exception:
-            con.execute("ROLLBACK").fetchall()
-            raise
+    with write_connection(db) as con, transaction(con):
+        span = [days[0], days[-1]]
+        for table in ("bill_usage", "bill_costs", "bill_days"):
+            con.execute(f"DELETE FROM {table} WHERE day BETWEEN ? AND ?", span).fetchall()
+        for table, frame in (
+            ("bill_usage", usage_frame),
+            ("bill_costs", cost_frame),
+            ("bill_days", stamps),
+        ):
+            con.register("incoming", frame.to_arrow())
+            columns = ", ".join(frame.columns)
+            con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM incoming")
+            con.unregister("incoming")
     return FetchSummary(tuple(days), usage_frame.height, cost_frame.height, now)
 
 

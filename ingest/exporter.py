@@ -8,7 +8,7 @@ through), prices the batch and appends it with one short-lived write. Run it beh
 It never blocks or breaks the app:
 
 * a database held by another process past ``timeout_s`` (0.5 s) gets the batch spooled beside it
-  (:func:`clauditor.store.write_calls` with ``spool_on_busy``); the next write drains the spool;
+  (:class:`clauditor.store.Writer` with ``spool_on_busy``); the next write drains the spool;
 * anything else that fails is counted (:attr:`DuckDBSpanExporter.failures`), logged once at
   WARNING and reported as ``FAILURE`` to the processor - never raised;
 * malformed spans are counted in :attr:`DuckDBSpanExporter.rejected` and skipped.
@@ -108,6 +108,7 @@ class DuckDBSpanExporter(SpanExporter):
         self._lock = threading.Lock()
         self._shutdown = False
         self._prices: Any = None
+        self._writer: Any = None  # clauditor.store.Writer, made at the first write
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Normalize, price and append ``spans``; never raises."""
@@ -147,16 +148,16 @@ class DuckDBSpanExporter(SpanExporter):
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
         # Heavy imports on the worker thread, at the first batch, not at app start.
-        from clauditor.ingest.normalize import one_row_per_call
-        from clauditor.pricing import price_calls
+        from clauditor.ingest.writer import price_batch
         from clauditor.schema import frame_from_rows
-        from clauditor.store import write_calls
+        from clauditor.store import Writer
 
-        frame = price_calls(
-            one_row_per_call(frame_from_rows(rows), by_time=False), self._price_table()
-        )
+        frame = price_batch(frame_from_rows(rows), self._price_table())
         with self._lock:  # one writer per process: force_flush may race the worker thread
-            result = write_calls(self.path, frame, timeout_s=self.timeout_s, spool_on_busy=True)
+            if self._writer is None:
+                # One connection per export (hold_s=0): the app's own readers get the file.
+                self._writer = Writer(self.path, timeout_s=self.timeout_s, spool_on_busy=True)
+            result = self._writer.write(frame)
         self.spooled += result.spooled
         self.written += result.inserted
 

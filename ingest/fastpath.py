@@ -1,21 +1,28 @@
 """The common span, normalized in one pass: file ingest's hot path.
 
 Almost every span a file holds is written the way the exporters write it (camelCase, times as
-decimal strings, attribute values of the kind their key calls for) in one of the three
-conventions that share :data:`.normalize.GENAI_KEYS` (clauditor's own spans, the anthropic
-SDK's, the OTel GenAI ones). :func:`span_row` reads such a span straight into a row tuple
-(column order :data:`ROW_ORDER`), about three times cheaper than building a
-:class:`~.normalize.SpanRecord` and running :func:`~.normalize._row` on it.
+decimal strings, attribute values of the kind their key calls for) in one of the conventions
+that read the shared :data:`.conventions.GENAI_KEYS` with no ``refine`` step
+(:data:`FAST_SOURCES`: today clauditor's own spans, the anthropic SDK's and the OTel GenAI
+ones). :func:`span_row` reads such a span straight into a row tuple (column order
+:data:`ROW_ORDER`), about three times cheaper than building a :class:`~.normalize.SpanRecord`
+and running :func:`~.normalize.record_row` on it.
+
+Derived from the table, not a copy of it: which convention a span belongs to is decided by the
+table's own detectors, in the table's order (:func:`_plan`); :data:`FAST_SOURCES` is computed
+from the table; the field keys are read from :data:`~.conventions.GENAI_KEYS`, and a change of
+its fields or key counts raises at import. A convention with its own keys or a refine step is
+the general path's, automatically.
 
 Exactness comes first: :func:`span_row` only decides spans whose every field it can map the
-way :func:`~.normalize._row` does, and answers :data:`GENERIC` for anything else, so that the
-caller takes the general path and the span gets exactly the verdict it always got (a row, an
-ignore or a rejection with its reason). It answers :data:`GENERIC` when
+way :func:`~.normalize.record_row` does, and answers :data:`GENERIC` for anything else, so
+that the caller takes the general path and the span gets exactly the verdict it always got (a
+row, an ignore or a rejection with its reason). It answers :data:`GENERIC` when
 
 * the span is not the exporters' shape (see :func:`span_row`), or its ids or times would be
   rejected;
-* another instrumentation's detector claims it (OpenLLMetry, OpenInference, OpenLIT: their
-  ``refine`` steps and key maps stay in :mod:`.normalize`);
+* the table gives it to a convention outside :data:`FAST_SOURCES` (OpenLLMetry, OpenInference,
+  OpenLIT, Claude Code);
 * a field holds a value of another type than the common one (a token count as a string, a
   float ``max_tokens``, a list-valued attribute left in the JSON...), the operation is
   ``count_tokens``, or a key names a secret;
@@ -23,13 +30,13 @@ ignore or a rejection with its reason). It answers :data:`GENERIC` when
   at (``sk-ant-``, ``hooks.slack``, ``earer``, or a leading ``{``/``[``).
 
 tests/ingest/test_fastpath.py holds both paths to the same output on the sample, the convention
-fixtures, the hostile corpus and a fuzzed variant of simulator spans.
+fixtures, the hostile corpus and a fuzzed variant of simulator spans, and checks that the
+simulator's spans do take this path.
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import orjson
@@ -38,98 +45,163 @@ from clauditor import semconv as sc
 from clauditor.cloud import region_from_host
 from clauditor.redact import is_secret_key
 
-from . import normalize as _normalize_module  # noqa: F401  (loads it)
+from .conventions import (
+    CALL_SPAN_NAMES,
+    CONVENTIONS,
+    ERROR_TYPE_ALIASES,
+    GENAI_KEYS,
+    OPERATION_BY_GENAI_NAME,
+    OPERATION_BY_SPAN_NAME,
+    PROVIDER_KEYS,
+    Convention,
+)
+from .normalize import (
+    MAX_TOKEN_COUNT,
+    ROW_COLUMNS,
+    STATUS_CODE_ERROR,
+    SpanRejected,
+    encode_json,
+    feature_tag,
+    is_span_id,
+    is_trace_id,
+    mapped_keys,
+    resource_columns,
+)
 from .otlp_json import flatten_attributes
 
-# The package re-exports the function `normalize` under the module's name: take the module.
-nz = sys.modules[__package__ + ".normalize"]
-
-__all__ = ["GENERIC", "ROW_ORDER", "fast_path_supported", "span_row"]
+__all__ = ["FAST_SOURCES", "GENERIC", "ROW_ORDER", "fast_sources", "request_spans", "span_row"]
 
 GENERIC: Final = object()  # "take the general path": the answer for anything unusual
 
-ROW_ORDER: tuple[str, ...] = nz.ROW_COLUMNS
+ROW_ORDER: tuple[str, ...] = ROW_COLUMNS
 
 
-def fast_path_supported() -> bool:
-    """Whether the three conventions decided here still read as this module assumes
-    (:func:`.normalize.decided_by_keys`); when not, every span takes the general path."""
-    return bool(nz.decided_by_keys())
+def _decided_here(conv: Convention) -> bool:
+    """Whether this module reads ``conv`` exactly as :func:`.normalize.record_row` does: the
+    shared :data:`GENAI_KEYS`, the usual provider keys, no own feature keys, no refine step."""
+    return (
+        dict(conv.keys) == dict(GENAI_KEYS)
+        and conv.provider_keys == PROVIDER_KEYS
+        and not conv.feature_keys
+        and conv.refine is None
+    )
 
 
-_SUPPORTED = fast_path_supported()
-_BY_SOURCE = {c.source: c for c in nz.CONVENTIONS}
-_MARKERS = tuple(c.matches for c in nz.CONVENTIONS if isinstance(c.matches, nz.Markers))
-_MARKER_KEYS = frozenset(k for m in _MARKERS for k in m.keys)
-_owned_scopes: dict[str, bool] = {}
+def fast_sources(conventions: tuple[Convention, ...]) -> frozenset[str]:
+    """The sources of ``conventions`` this module decides in one pass: a convention added to
+    the table, or given its own keys or a refine step, is the general path's, with nothing
+    else to change."""
+    return frozenset(c.source for c in conventions if _decided_here(c))
 
-_K = nz.GENAI_KEYS
+
+FAST_SOURCES: frozenset[str] = fast_sources(CONVENTIONS)
+_BY_SOURCE = {c.source: c for c in CONVENTIONS}
+
+# The fields this module reads, each below by name. GENAI_KEYS gaining, losing or renaming a
+# field must be taught here: it fails at import, never silently.
+_READS = frozenset(
+    {
+        "request_model", "response_model", "input_uncached", "input_inclusive",
+        "output_tokens", "cache_read", "cache_write", "cache_write_5m", "cache_write_1h",
+        "operation", "genai_operation", "max_tokens", "stream", "ttft_ms", "http_status",
+        "retries", "error_type", "finish_reasons", "user_id", "conversation_id",
+        "code_location", "service_tier", "inference_geo", "speed", "stop_reason",
+        "web_search_requests", "web_fetch_requests", "code_execution_requests",
+        "container_id", "cloud_region",
+    }
+)  # fmt: skip
+if set(GENAI_KEYS) != _READS:  # pragma: no cover - a change of the table's fields
+    raise RuntimeError(
+        f"ingest.fastpath reads {sorted(_READS)} but GENAI_KEYS has {sorted(GENAI_KEYS)}: "
+        "teach span_row the change"
+    )
+
+
+def _only(name: str) -> str:
+    """The one key of a field read with a single lookup (a second key must be taught here)."""
+    keys = GENAI_KEYS[name]
+    if len(keys) != 1:  # pragma: no cover - a change of the table's keys
+        raise RuntimeError(f"ingest.fastpath reads {name} from one key, GENAI_KEYS has {keys}")
+    return keys[0]
+
+
 # Single-key fields, read with one dict lookup each.
-(_REQUEST_MODEL,) = _K["request_model"]
-(_RESPONSE_MODEL,) = _K["response_model"]
-(_UNCACHED,) = _K["input_uncached"]
-(_INCLUSIVE,) = _K["input_inclusive"]
-(_OUTPUT,) = _K["output_tokens"]
-(_W5,) = _K["cache_write_5m"]
-(_W1,) = _K["cache_write_1h"]
-(_OPERATION,) = _K["operation"]
-(_GENAI_OPERATION,) = _K["genai_operation"]
-(_MAX_TOKENS,) = _K["max_tokens"]
-(_STREAM,) = _K["stream"]
-(_TTFT,) = _K["ttft_ms"]
-(_HTTP_STATUS,) = _K["http_status"]
-(_RETRIES,) = _K["retries"]
-(_ERROR_TYPE,) = _K["error_type"]
-(_FINISH,) = _K["finish_reasons"]
-(_CONVERSATION,) = _K["conversation_id"]
-(_CODE_LOCATION,) = _K["code_location"]
-(_GEO,) = _K["inference_geo"]
-(_SPEED,) = _K["speed"]
-(_STOP,) = _K["stop_reason"]
-(_WEB_SEARCH,) = _K["web_search_requests"]
-(_WEB_FETCH,) = _K["web_fetch_requests"]
-(_CODE_EXECUTION,) = _K["code_execution_requests"]
-(_CONTAINER,) = _K["container_id"]
-(_CLOUD_REGION,) = _K["cloud_region"]
+_REQUEST_MODEL = _only("request_model")
+_RESPONSE_MODEL = _only("response_model")
+_UNCACHED = _only("input_uncached")
+_INCLUSIVE = _only("input_inclusive")
+_OUTPUT = _only("output_tokens")
+_W5 = _only("cache_write_5m")
+_W1 = _only("cache_write_1h")
+_OPERATION = _only("operation")
+_GENAI_OPERATION = _only("genai_operation")
+_MAX_TOKENS = _only("max_tokens")
+_STREAM = _only("stream")
+_TTFT = _only("ttft_ms")
+_HTTP_STATUS = _only("http_status")
+_RETRIES = _only("retries")
+_ERROR_TYPE = _only("error_type")
+_FINISH = _only("finish_reasons")
+_CONVERSATION = _only("conversation_id")
+_CODE_LOCATION = _only("code_location")
+_GEO = _only("inference_geo")
+_SPEED = _only("speed")
+_STOP = _only("stop_reason")
+_WEB_SEARCH = _only("web_search_requests")
+_WEB_FETCH = _only("web_fetch_requests")
+_CODE_EXECUTION = _only("code_execution_requests")
+_CONTAINER = _only("container_id")
+_CLOUD_REGION = _only("cloud_region")
 # Multi-key fields: the first key present wins.
-_CACHE_READ = _K["cache_read"]
-_CACHE_WRITE = _K["cache_write"]
-_USER = _K["user_id"]
-_TIER = _K["service_tier"]
+_CACHE_READ = GENAI_KEYS["cache_read"]
+_CACHE_WRITE = GENAI_KEYS["cache_write"]
+_USER = GENAI_KEYS["user_id"]
+_TIER = GENAI_KEYS["service_tier"]
 
-_MAX_COUNT = nz.MAX_TOKEN_COUNT
+_MAX_COUNT = MAX_TOKEN_COUNT
 _MAX = _MAX_INT64 = 2**63 - 1
 _MIN = -(2**63)
-_HEX16 = nz._HEX16.fullmatch
-_HEX32 = nz._HEX32.fullmatch
-_ZERO16 = nz._ZERO16
-_ZERO32 = nz._ZERO32
-_BY_SPAN_NAME = nz._OPERATION_BY_SPAN_NAME
-_BY_GENAI_NAME = nz._OPERATION_BY_GENAI_NAME
-_ALIASES = nz._ERROR_TYPE_ALIASES
-_CALL_SPAN_NAMES = nz._CALL_SPAN_NAMES
-_ERROR = nz.STATUS_CODE_ERROR
-_ANTHROPIC_SCOPE = sc.ANTHROPIC_SCOPE
+_ERROR = STATUS_CODE_ERROR
 _RESPONSE_ID = sc.GEN_AI_RESPONSE_ID
 _SERVER_ADDRESS = sc.SERVER_ADDRESS
-_PROVIDER_KEYS = (sc.GEN_AI_PROVIDER_NAME, sc.GEN_AI_SYSTEM)
-_resource_columns = nz._resource_columns
-_mapped = nz._mapped
-_encode = nz._encode
-_is_clauditor = nz._is_clauditor
-_feature_tag = nz.feature_tag
 
 # Attribute keys seen and found not to name a secret (keys repeat across spans).
 _safe_keys: set[str] = set()
 
+# Per scope name, how the table decides a span of it: the conventions before the first one that
+# claims the scope (or every span), which can only match by keys, as (source, keys, key
+# prefixes); the same list with only the fast conventions, and the keys of the others (None
+# when one of them matches by key prefixes): a span with none of those keys can only be
+# claimed by a fast one or the fallback, which is then checked alone; and that first one.
+_Keyed = tuple[tuple[str, frozenset[str], tuple[str, ...]], ...]
+_Plan = tuple[frozenset[str] | None, _Keyed, _Keyed, Convention | None]
+_plans: dict[str, _Plan] = {}
 
-def _owned_by_marker(scope_name: str) -> bool:
-    owned = _owned_scopes.get(scope_name)
-    if owned is None:
-        owned = any(m.owns_scope(scope_name) for m in _MARKERS)
-        if len(_owned_scopes) < 4096:
-            _owned_scopes[scope_name] = owned
-    return owned
+
+def _plan(scope_name: str) -> _Plan:
+    plan = _plans.get(scope_name)
+    if plan is not None:
+        return plan
+    keyed: list[tuple[str, frozenset[str], tuple[str, ...]]] = []
+    fallback = None
+    for conv in CONVENTIONS:
+        detect = conv.matches
+        if detect.any_span or detect.owns_scope(scope_name):
+            fallback = conv
+            break
+        if detect.keys or detect.key_prefixes:
+            keyed.append((conv.source, detect.keys, detect.key_prefixes))
+    others = [entry for entry in keyed if entry[0] not in FAST_SOURCES]
+    other_keys = (
+        None
+        if any(prefixes for _, _, prefixes in others)
+        else frozenset(k for _, keys, _ in others for k in keys)
+    )
+    fast = tuple(entry for entry in keyed if entry[0] in FAST_SOURCES)
+    plan = (other_keys, fast, tuple(keyed), fallback)
+    if len(_plans) < 4096:
+        _plans[scope_name] = plan
+    return plan
 
 
 def _orjson_text(value: dict[str, Any]) -> str:
@@ -168,7 +240,7 @@ def span_row(
     times, an integer ``kind``, no status or one with an integer code, and a list of
     ``{"key", "value"}`` attributes.
     """
-    if not _SUPPORTED or type(span) is not dict:
+    if type(span) is not dict:
         return GENERIC
     get = span.get
     start = get("startTimeUnixNano")
@@ -203,28 +275,34 @@ def span_row(
         return GENERIC
     try:
         attrs = flatten_attributes(get("attributes"))
-    except nz.SpanRejected:
+    except SpanRejected:
         return GENERIC
 
-    # The convention: detectors first (theirs is the general path), then the three here.
-    if _owned_by_marker(scope_name) or not _MARKER_KEYS.isdisjoint(attrs):
+    # The convention, as the table decides it (see _plan); the general path takes the rest.
+    other_keys, keyed, every, conv = _plan(scope_name)
+    if other_keys is None or not other_keys.isdisjoint(attrs):
+        keyed = every  # another convention may claim it by its keys: the table's order decides
+    for source, keys, prefixes in keyed:
+        if not keys.isdisjoint(attrs) or (
+            prefixes and any(type(k) is str and k.startswith(prefixes) for k in attrs)
+        ):
+            conv = _BY_SOURCE[source]
+            break
+    if conv is None or conv.source not in FAST_SOURCES:
         return GENERIC
-    if _is_clauditor(attrs, scope_name):
-        source = "clauditor"
-    elif scope_name == _ANTHROPIC_SCOPE:
-        source = "anthropic-sdk"
-    else:
-        source = "otel-genai"
+    source = conv.source
     aget = attrs.get
 
     # Is it a Claude call? (normalize._is_claude_call)
     request_model = aget(_REQUEST_MODEL)
     response_model = aget(_RESPONSE_MODEL)
     if request_model is None and response_model is None:
-        if not (_OPERATION in attrs or name in _CALL_SPAN_NAMES):
+        if conv.matches.scope_means_call:
+            return GENERIC
+        if not (_OPERATION in attrs or name in CALL_SPAN_NAMES):
             return None
     else:
-        for key in _PROVIDER_KEYS:
+        for key in PROVIDER_KEYS:
             provider = aget(key)
             if provider is not None:
                 if not (
@@ -236,13 +314,13 @@ def span_row(
                 break
 
     # Ids and times (normalize._check_ids_and_times): anything it would reject goes there.
-    if not (_HEX16(span_id) and span_id != _ZERO16 and _HEX32(trace_id) and trace_id != _ZERO32):
+    if not (is_span_id(span_id) and is_trace_id(trace_id)):
         return GENERIC
     start_ns = int(start)
     end_ns = int(end)
     if start_ns <= 0 or end_ns < start_ns or end_ns > _MAX_INT64:
         return GENERIC
-    parent = None if not parent or parent == _ZERO16 else parent.lower()
+    parent = None if not parent or parent == "0000000000000000" else parent.lower()
 
     if not (
         (request_model is None or type(request_model) is str)
@@ -251,13 +329,13 @@ def span_row(
         return GENERIC
     operation = aget(_OPERATION)
     if operation is None:
-        operation = _BY_SPAN_NAME.get(name)
+        operation = OPERATION_BY_SPAN_NAME.get(name)
         if operation is None:
             genai = aget(_GENAI_OPERATION)
             if genai is None:
                 operation = "chat"
             elif type(genai) is str:
-                operation = _BY_GENAI_NAME.get(genai, genai)
+                operation = OPERATION_BY_GENAI_NAME.get(genai, genai)
             else:
                 return GENERIC
     if type(operation) is not str or operation == "count_tokens":
@@ -294,7 +372,7 @@ def span_row(
         if input_tokens is None:
             input_tokens = max(inclusive - (cache_read or 0) - (cache_write or 0), 0)
 
-    feature = _feature_tag(aget, feature_attributes)
+    feature = feature_tag(aget, feature_attributes)
 
     error_type = aget(_ERROR_TYPE)
     stop_reason = aget(_STOP)
@@ -311,7 +389,7 @@ def span_row(
     container_id = aget(_CONTAINER)
     cloud_region = aget(_CLOUD_REGION)
     response_id = aget(_RESPONSE_ID)
-    service, environment, resource_json = _resource_columns(resource)
+    service, environment, resource_json = resource_columns(resource)
     # Every text that reaches a scrubbed column must be a string (or nothing) with nothing in
     # it that the scrubber would change: checked on all of them at once, below.
     texts = [
@@ -343,7 +421,7 @@ def span_row(
     else:
         response_id = None  # not a column value: only left out of its column
     if error_type is not None:
-        error_type = _ALIASES.get(error_type, error_type)
+        error_type = ERROR_TYPE_ALIASES.get(error_type, error_type)
     if cloud_region is None:
         host = aget(_SERVER_ADDRESS)
         if type(host) is str:
@@ -365,9 +443,9 @@ def span_row(
 
     # The attributes JSON: what no column took. orjson writes what json's encoder writes for
     # ASCII text without DEL, 64-bit integers and booleans; floats take json's encoder.
-    mapped = _mapped(_BY_SOURCE[source], feature_attributes)
+    mapped = mapped_keys(conv, feature_attributes)
     rest = {k: v for k, v in attrs.items() if k not in mapped}
-    encode = _orjson_text
+    encode: Callable[[Any], str] = _orjson_text
     for key, value in rest.items():
         if key not in _safe_keys and not _safe_key(key):
             return GENERIC
@@ -376,9 +454,9 @@ def span_row(
             texts.append(value)
         elif kind is int:
             if not _MIN <= value <= _MAX:
-                encode = _encode
+                encode = encode_json
         elif kind is float:
-            encode = _encode
+            encode = encode_json
         elif kind is not bool:
             return GENERIC
     probe = "\x00" + "\x00".join(texts)
@@ -391,7 +469,7 @@ def span_row(
     ):
         return GENERIC
     if not probe.isascii() or "\x7f" in probe:
-        encode = _encode
+        encode = encode_json
 
     # ROW_ORDER (normalize.ROW_COLUMNS); the equivalence tests fail on any mismatch.
     return (
@@ -460,7 +538,7 @@ def request_spans(
             return None
         try:
             resource = flatten_attributes(raw_resource.get("attributes"))
-        except nz.SpanRejected:
+        except SpanRejected:
             return None
         scope_spans = rs.get("scopeSpans")
         if type(scope_spans) is not list:

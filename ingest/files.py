@@ -21,11 +21,9 @@ exactly (counts, rejection order, batch boundaries).
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import gzip
 import os
-import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -35,20 +33,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import duckdb
 import polars as pl
 
 from clauditor.config import Config
 from clauditor.errors import IngestError
-from clauditor.pricing import PriceTable, price_calls
-from clauditor.schema import conform
-from clauditor.store import drain_spool, insert_in_transaction, write_connection
+from clauditor.pricing import PriceTable
+from clauditor.store import IngestedFile, QuarantineEntry, Writer
 
 from . import parallel as parallel_module
 from .claude_code import DEFAULT_FEATURE_ATTRIBUTE
-from .columnar import ChunkParser, columnar_supported
 from .lines import BUILD_DTYPES, build_frame, read_line, read_span, safe_payload
-from .normalize import SpanRejected, one_row_per_call
+from .normalize import SpanRejected
 from .otlp_proto import is_proto_file, iter_proto_file_spans
 from .parallel import (
     ChunkResult,
@@ -60,20 +55,18 @@ from .parallel import (
     parse_range,
     start_pool,
 )
+from .writer import price_batch
 
 __all__ = ["INGEST_SUFFIXES", "IngestSummary", "Rejection", "ingest_paths"]
 
 INGEST_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz", ".pb", ".binpb")
-ENGINES = ("auto", "parallel", "python", "columnar")
+ENGINES = ("auto", "parallel", "python")
 # engine="auto" starts worker processes only for this much input: below it, their start-up
 # (about a second the first time) costs more than they save.
 PARALLEL_MIN_BYTES = 16 * 1024 * 1024
 MAX_KEPT_REJECTIONS = 100
 _GZIP_MAGIC = b"\x1f\x8b"
 _PROGRESS_EVERY_LINES = 2000
-# Columnar engine: lines handed to DuckDB at a time (bounds memory; big enough to amortize).
-CHUNK_BYTES = 32 * 1024 * 1024
-CHUNK_LINES = 50_000
 # The write connection is kept open across batches (opening and closing a DuckDB file, and the
 # checkpoint that closing forces, cost more than writing a batch), but given up after the
 # first batch that ends past this many seconds, so that readers (``clauditor query`` during a
@@ -170,65 +163,35 @@ _frame = build_frame
 _safe_payload = safe_payload
 
 
-def _conform_fast(frame: pl.DataFrame) -> pl.DataFrame:
-    """A SQL-made frame with the dtypes :func:`_frame` gives (plus the order keys)."""
-    return frame.with_columns(
-        [pl.col(n).cast(t) for n, t in _BUILD_DTYPES.items() if n not in ("start_time", "end_time")]
-        + [
-            pl.col("start_time").cast(pl.Int64).cast(pl.Datetime("us", "UTC")),
-            pl.col("end_time").cast(pl.Int64).cast(pl.Datetime("us", "UTC")),
-            pl.col("_g", "_ri", "_si", "_pi").cast(pl.Int64),
-        ]
-    )
-
-
 class _Batcher:
-    """Collects rows and rejections; :meth:`flush` writes them in one transaction."""
+    """Collects rows and rejections; :meth:`flush` writes them through the one writer
+    (:class:`clauditor.store.Writer`), in one transaction per batch."""
 
     OPTIMISTIC = True  # first batches unchecked (False: the benchmark's baseline)
 
     def __init__(self, db: Path, table: PriceTable, summary: IngestSummary, size: int) -> None:
-        self.db = db
         self.table = table
         self.summary = summary
         self.size = max(1, size)
         self.rows: list[tuple[Any, ...]] = []  # row tuples, ROW_COLUMNS order
-        # Columnar engine: SQL-made frames (with their file-order keys) and the file-order keys
-        # of the rows in ``rows`` (which then come from the lines left to Python).
-        self.frames: list[pl.DataFrame] = []
-        self.frame_rows = 0
-        self.row_keys: list[tuple[int, int]] = []
         # Parallel engine: frames the workers built, in file order, each ready to write.
         self.parts: list[pl.DataFrame] = []
         self.part_rows = 0
-        self.quarantine: list[tuple[str, str, str]] = []
-        self.files_done: list[tuple[str, int, int, int, int]] = []
-        self._held: contextlib.ExitStack | None = None
-        self._con: duckdb.DuckDBPyConnection | None = None
-        self._opened = 0.0
-        # Insert without the per-row conflict check until a batch holds spans already stored
-        # (clauditor.store.insert_in_transaction).
-        self._optimistic = self.OPTIMISTIC
-
-    def _connection(self) -> duckdb.DuckDBPyConnection:
-        """The write connection, opened (and the database migrated) when not held."""
-        if self._con is None:
-            held = contextlib.ExitStack()
-            con = held.enter_context(write_connection(self.db))
-            try:
-                con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'").fetchall()
-                con.execute(f"SET memory_limit = '{WRITE_MEMORY_LIMIT}'").fetchall()
-            except Exception:
-                held.close()
-                raise
-            self._held, self._con, self._opened = held, con, time.monotonic()
-        return self._con
+        self.quarantine: list[QuarantineEntry] = []
+        self.files_done: list[IngestedFile] = []
+        self.writer = Writer(
+            db,
+            hold_s=WRITE_HOLD_S,
+            optimistic=self.OPTIMISTIC,
+            settings={
+                "checkpoint_threshold": CHECKPOINT_THRESHOLD,
+                "memory_limit": WRITE_MEMORY_LIMIT,
+            },
+        )
 
     def close(self) -> None:
         """Give up the write connection (the file is then checkpointed and free to readers)."""
-        held, self._held, self._con = self._held, None, None
-        if held is not None:
-            held.close()
+        self.writer.close()
 
     def reject(self, origin: str, reason: str, payload: Any) -> None:
         self.reject_scrubbed(origin, reason, _safe_payload(payload))
@@ -251,88 +214,23 @@ class _Batcher:
             self.parts.append(frame)
             self.part_rows += frame.height
 
-    def _record_side_tables(self, con: duckdb.DuckDBPyConnection) -> None:
-        if self.quarantine:
-            q = pl.DataFrame(  # noqa: F841  (DuckDB reads the local by name)
-                self.quarantine, schema=["origin", "reason", "payload"], orient="row"
-            )
-            # A re-run over the same bad input must not pile up copies of the same entries.
-            con.execute(
-                "INSERT INTO quarantine SELECT DISTINCT now(), origin, reason, payload FROM q "
-                "WHERE NOT EXISTS (SELECT 1 FROM quarantine t "
-                "WHERE t.origin = q.origin AND t.reason = q.reason)"
-            ).fetchall()
-        if self.files_done:
-            f = pl.DataFrame(  # noqa: F841
-                self.files_done,
-                schema=["path", "size", "mtime_ns", "spans", "rejected"],
-                orient="row",
-            )
-            con.execute(
-                "INSERT OR REPLACE INTO ingested_files "
-                "SELECT path, size, mtime_ns, now(), spans, rejected FROM f"
-            ).fetchall()
-
-    def _ordered(self, upto: int | None) -> pl.DataFrame:
-        """The pending rows of lines up to ``upto`` (all when None), in file order."""
-        order = ["_g", "_ri", "_si", "_pi"]
-        parts = []
-        if self.rows:
-            keys = pl.DataFrame(self.row_keys, schema=["_g", "_pi"], orient="row")
-            parts.append(
-                pl.concat([_frame(self.rows), keys], how="horizontal").with_columns(
-                    pl.lit(0, pl.Int64).alias("_ri"), pl.lit(0, pl.Int64).alias("_si")
-                )
-            )
-            self.rows, self.row_keys = [], []
-        if self.frames:
-            frames = pl.concat(self.frames, how="vertical_relaxed")
-            if upto is None:
-                now, later = frames, frames.clear()
-            else:
-                now, later = frames.filter(pl.col("_g") <= upto), frames.filter(pl.col("_g") > upto)
-            self.frames = [later] if later.height else []
-            self.frame_rows = 0  # every line counted so far is <= upto: its rows go now
-            parts.append(_conform_fast(now))
-        if not parts:
-            return _frame([])
-        columns = [*_BUILD_DTYPES, *order]
-        merged = pl.concat([p.select(columns) for p in parts], how="vertical_relaxed")
-        return merged.sort(order).drop(order)
-
-    @staticmethod
-    def _existing(con: duckdb.DuckDBPyConnection, span_ids: list[str]) -> set[str]:
-        """Which of ``span_ids`` are stored already (to count only new unpriced rows)."""
-        if not span_ids:
-            return set()
-        ids = pl.DataFrame({"span_id": span_ids})  # noqa: F841
-        rows = con.execute("SELECT c.span_id FROM calls c JOIN ids USING (span_id)").fetchall()
-        return {r[0] for r in rows}
-
     def pending(self) -> int:
         """Rows waiting for the next write."""
-        return len(self.rows) + self.frame_rows + self.part_rows
+        return len(self.rows) + self.part_rows
 
-    def flush(self, *, force: bool = False, upto: int | None = None) -> None:
-        """Write the pending rows; with ``upto`` (columnar engine), those of lines up to that
-        line ordinal, in file order, keeping the rest of the SQL-made frames pending."""
+    def flush(self, *, force: bool = False) -> None:
+        """Write the pending rows, in file order, with the pending side-table entries."""
         if not self.pending() and not (force and (self.quarantine or self.files_done)):
             return
         rows: pl.DataFrame | None
-        if self.frames or self.row_keys:
-            rows = self._ordered(upto)
-        elif self.parts:
+        if self.parts:
             self.add_part(_frame([]))  # takes any in-process rows along, in order
             rows = pl.concat(self.parts, how="vertical")
             self.parts, self.part_rows = [], 0
         else:
             rows = _frame(self.rows) if self.rows else None
             self.rows = []
-        # Two instrumentations describing one call (say OpenLLMetry and the SDK's own span)
-        # become one row, before pricing, so the call is billed once.
-        if rows is not None and rows.height:
-            rows = one_row_per_call(rows, by_time=False)
-        frame = price_calls(rows, self.table) if rows is not None and rows.height else None
+        frame = price_batch(rows, self.table) if rows is not None and rows.height else None
         unpriced_ids: list[str] = []
         unpriced = None
         if frame is not None:
@@ -340,23 +238,14 @@ class _Batcher:
                 "span_id", pl.coalesce("response_model", "request_model").fill_null("(no model)")
             )
             unpriced_ids = unpriced["span_id"].unique().to_list()
-        # What clauditor.store.write_calls does, on the connection held across batches.
-        con = self._connection()
         try:
-            already = self._existing(con, unpriced_ids)
-            result = insert_in_transaction(
-                con,
-                conform(frame) if frame is not None else None,
-                self._record_side_tables,
-                optimistic=self._optimistic,
-            )
+            already = self.writer.stored(unpriced_ids)
         except BaseException:
-            self.close()
+            self.writer.close()
             raise
-        if force or time.monotonic() - self._opened >= WRITE_HOLD_S:
-            self.close()
-        if result.duplicates:  # spans seen before: a re-ingest, likely to have more
-            self._optimistic = False
+        result = self.writer.write(
+            frame, quarantine=self.quarantine, files=self.files_done, release=force
+        )
         summary = self.summary
         summary.calls_written += result.inserted
         summary.duplicates += result.duplicates
@@ -367,6 +256,15 @@ class _Batcher:
                 summary.unpriced_models[model] = summary.unpriced_models.get(model, 0) + count
         self.quarantine = []
         self.files_done = []
+
+    def drain(self) -> None:
+        """Write the batches busy exporters spooled beside the database (counted as written)."""
+        try:
+            drained = self.writer.drain()
+        finally:
+            self.writer.close()
+        self.summary.calls_written += drained.inserted
+        self.summary.duplicates += drained.duplicates
 
 
 # --- the ingest loop -------------------------------------------------------------------------
@@ -405,13 +303,11 @@ def _file_done(
     summary.files += 1
 
 
-def _ingest_proto_file(
-    path: Path, batcher: _Batcher, feature_attributes: tuple[str, ...], ordinal: list[int] | None
-) -> None:
+def _ingest_proto_file(path: Path, batcher: _Batcher, feature_attributes: tuple[str, ...]) -> None:
     """A Collector protobuf file: each message counts as a line, each span as in a JSON line.
 
     A message that does not parse is rejected whole (``path:message N``) and, like a JSON line
-    that does not parse, counts no spans. ``ordinal`` (columnar engine) orders the rows.
+    that does not parse, counts no spans.
     """
     summary = batcher.summary
     stat = path.stat()
@@ -419,21 +315,17 @@ def _ingest_proto_file(
     rejected_before = summary.rejected
     name = str(path)
     last = 0
-    order = None
     for number, item in iter_proto_file_spans(path):
         if number != last:
             summary.lines += 1
             last = number
-            if ordinal is not None:
-                ordinal[0] += 1
-                order = ordinal[0]
         origin = f"{name}:message {number}"
         if isinstance(item, SpanRejected):
             batcher.reject(origin, item.reason, item.payload or b"")
         else:
-            read_span(origin, item, batcher, feature_attributes, order)
+            read_span(origin, item, batcher, feature_attributes)
         if batcher.pending() >= batcher.size or len(batcher.quarantine) >= batcher.size:
-            batcher.flush(upto=order)
+            batcher.flush()
     _file_done(path, stat, batcher, spans_before, rejected_before)
 
 
@@ -445,7 +337,7 @@ def _ingest_file(
     claude_code_feature: str = DEFAULT_FEATURE_ATTRIBUTE,
 ) -> None:
     if _is_proto(path):
-        _ingest_proto_file(path, batcher, feature_attributes, None)
+        _ingest_proto_file(path, batcher, feature_attributes)
         return
     summary = batcher.summary
     stat = path.stat()
@@ -474,99 +366,6 @@ def _ingest_file(
         stream.close()
         raw.close()
     _file_done(path, stat, batcher, spans_before, rejected_before)
-
-
-def _ingest_file_columnar(
-    path: Path,
-    batcher: _Batcher,
-    parser: ChunkParser,
-    feature_attributes: tuple[str, ...],
-    on_progress: Callable[[int], None],
-    ordinal: list[int],
-    claude_code_feature: str = DEFAULT_FEATURE_ATTRIBUTE,
-) -> None:
-    """:func:`_ingest_file` with the lines decided in SQL where SQL can (see ``.columnar``).
-
-    Same counts, rows, rejections (in the same order) and batch boundaries as the Python path:
-    lines are read in chunks, SQL normalizes the regular ones, Python the rest, and then the
-    lines are walked in order to count and to flush exactly where the Python path would.
-    ``ordinal`` holds the run-wide line counter (file order across files).
-    """
-    if _is_proto(path):
-        _ingest_proto_file(path, batcher, feature_attributes, ordinal)
-        return
-    summary = batcher.summary
-    stat = path.stat()
-    stream, raw = _open(path)
-    spans_before = summary.spans_read
-    rejected_before = summary.rejected
-    name = str(path)
-    number = 0
-    broken: str | None = None
-    try:
-        while True:
-            chunk: list[tuple[int, int, bytes]] = []  # (ordinal, line number, line)
-            size = 0
-            try:
-                for line in stream:
-                    number += 1
-                    if line.isspace():
-                        continue
-                    ordinal[0] += 1
-                    chunk.append((ordinal[0], number, line))
-                    size += len(line)
-                    if size >= CHUNK_BYTES or len(chunk) >= CHUNK_LINES:
-                        break
-            except (OSError, EOFError, zlib.error) as exc:
-                broken = f"cannot read further: {exc}"
-            if chunk:
-                _columnar_chunk(
-                    name, chunk, batcher, parser, feature_attributes, claude_code_feature
-                )
-                on_progress(raw.tell())
-            if broken is not None:
-                batcher.reject(f"{path}:{number + 1}", broken, b"")
-                break
-            if not chunk:
-                break
-    finally:
-        stream.close()
-        raw.close()
-    _file_done(path, stat, batcher, spans_before, rejected_before)
-
-
-def _columnar_chunk(
-    name: str,
-    chunk: list[tuple[int, int, bytes]],
-    batcher: _Batcher,
-    parser: ChunkParser,
-    feature_attributes: tuple[str, ...],
-    claude_code_feature: str = DEFAULT_FEATURE_ATTRIBUTE,
-) -> None:
-    summary = batcher.summary
-    gs: list[int] = []
-    texts: list[str] = []
-    for g, _, line in chunk:
-        if line.isascii():  # anything else is Python's (see .columnar)
-            gs.append(g)
-            texts.append(line.decode("ascii"))
-    result = parser.parse(gs, texts) if gs else None
-    sql_lines = set(gs) - result.python_lines if result is not None else set()
-    if result is not None and result.rows.height:
-        batcher.frames.append(result.rows)
-    stats = result.stats if result is not None else {}
-    size = batcher.size
-    for g, number, line in chunk:
-        summary.lines += 1
-        if g in sql_lines:
-            spans, rows = stats.get(g, (0, 0))
-            summary.spans_read += spans
-            summary.ignored += spans - rows
-            batcher.frame_rows += rows
-        elif not read_line(name, number, line, batcher, feature_attributes, g, claude_code_feature):
-            continue  # as in the Python path: no flush after a rejected line
-        if batcher.pending() >= size or len(batcher.quarantine) >= size:
-            batcher.flush(upto=g)
 
 
 # --- the parallel engine (see .parallel) ------------------------------------------------------
@@ -708,7 +507,7 @@ def _ingest_parallel(
                 batcher.reject(broken[0], broken[1], b"")
             _file_done(path, stat, batcher, *before)
         elif kind == "proto":
-            _ingest_proto_file(value, batcher, feature_attributes, None)
+            _ingest_proto_file(value, batcher, feature_attributes)
         else:
             raise value
 
@@ -759,9 +558,7 @@ def ingest_paths(
       calling it must guard its top level with ``if __name__ == "__main__":``;
     * ``"python"`` does everything in this process;
     * ``"auto"`` (the default) is ``"parallel"`` for inputs of 16 MB or more when there are
-      at least two CPUs, else ``"python"``;
-    * ``"columnar"`` parses and normalizes in DuckDB, handing unusual lines to Python (not
-      faster; ``clauditor.ingest.columnar`` lists its one harmless difference).
+      at least two CPUs, else ``"python"``.
 
     Re-running over the same input writes nothing new: every span counts as a duplicate.
     Raises :class:`~clauditor.errors.IngestError` only when an input cannot be read at all
@@ -789,10 +586,6 @@ def ingest_paths(
     # forms a cycle). Paused for the run, restored whatever happens.
     gc_was_enabled = gc.isenabled()
     gc.disable()
-    parser = (
-        ChunkParser(feature_attributes) if engine == "columnar" and columnar_supported() else None
-    )
-    ordinal = [0]
     count = workers or available_workers()
     parallel = engine == "parallel" or (
         engine == "auto" and count >= 2 and total >= PARALLEL_MIN_BYTES
@@ -806,32 +599,17 @@ def ingest_paths(
             )
             files = []
         for path, size in zip(files, sizes, strict=False):
-            if parser is None:
-                _ingest_file(path, batcher, feature_attributes, report, claude_code_feature)
-            else:
-                _ingest_file_columnar(
-                    path,
-                    batcher,
-                    parser,
-                    feature_attributes,
-                    report,
-                    ordinal,
-                    claude_code_feature,
-                )
+            _ingest_file(path, batcher, feature_attributes, report, claude_code_feature)
             done_before += size
             report(0)
         batcher.flush(force=True)
     finally:
         batcher.close()
-        if parser is not None:
-            parser.close()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
         if gc_was_enabled:
             gc.enable()
-    drained = drain_spool(db)
-    summary.calls_written += drained.inserted
-    summary.duplicates += drained.duplicates
+    batcher.drain()
     return summary
 
 

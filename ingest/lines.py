@@ -34,8 +34,8 @@ from .claude_code import (
     json_log_batch,
 )
 from .fastpath import GENERIC, request_spans, span_row
-from .normalize import ROW_COLUMNS, SpanRecord, SpanRejected, _row
-from .otlp_json import _span_record, iter_otlp_json_spans
+from .normalize import ROW_COLUMNS, SpanRecord, SpanRejected, record_row
+from .otlp_json import iter_otlp_json_spans, span_record
 
 __all__ = ["BUILD_DTYPES", "LineSink", "build_frame", "load_line", "read_line", "safe_payload"]
 
@@ -93,7 +93,7 @@ BUILD_DTYPES = {
 if tuple(BUILD_DTYPES) != ROW_COLUMNS:  # pragma: no cover - rows are tuples in this order
     raise RuntimeError("BUILD_DTYPES must list the row columns in ROW_COLUMNS order")
 
-# A normalize._row dict as the tuple the sinks hold (ROW_COLUMNS order).
+# A normalize.record_row dict as the tuple the sinks hold (ROW_COLUMNS order).
 row_tuple = operator.itemgetter(*ROW_COLUMNS)
 
 
@@ -119,7 +119,6 @@ class LineSink(Protocol):
     """Where :func:`read_line` puts its results (the batcher, or a worker's chunk collector)."""
 
     rows: list[tuple[Any, ...]]  # in ROW_COLUMNS order
-    row_keys: list[tuple[int, int]]
 
     @property
     def summary(self) -> _Counts:
@@ -135,12 +134,10 @@ def read_line(
     line: bytes,
     sink: LineSink,
     feature_attributes: tuple[str, ...],
-    order: int | None = None,
     claude_code_feature: str = DEFAULT_FEATURE_ATTRIBUTE,
 ) -> bool:
     """One line the Python way: rows to ``sink.rows``, rejections to ``sink.reject``.
 
-    ``order`` (columnar engine) is the line's ordinal, recorded with each row for file order.
     Returns whether the line was a request (only then may the caller flush, as it always did).
 
     The Collector's file exporter writes metrics and logs as lines too (``resourceMetrics``,
@@ -168,7 +165,7 @@ def read_line(
             sink.reject(f"{name}:{number}", "attribute values nested too deeply to read", line)
             return False
         for item in batch.items:
-            read_span(f"{name}:{number}", item, sink, feature_attributes, order)
+            read_span(f"{name}:{number}", item, sink, feature_attributes)
         return True
     if spans is None:  # not the exporters' shape: the general reader, with its messages
         try:
@@ -177,7 +174,7 @@ def read_line(
             sink.reject(f"{name}:{number}", exc.reason, line)
             return False
         for item in items:
-            read_span(f"{name}:{number}", item, sink, feature_attributes, order)
+            read_span(f"{name}:{number}", item, sink, feature_attributes)
         return True
     rows = sink.rows
     for span, resource, scope_name, scope_version in spans:
@@ -186,12 +183,12 @@ def read_line(
         row = span_row(span, resource, scope_name, feature_attributes)
         if row is GENERIC:
             try:
-                record = _span_record(span, resource, scope_name, scope_version)
+                record = span_record(span, resource, scope_name, scope_version)
             except SpanRejected as exc:
                 sink.reject(f"{name}:{number}", exc.reason, span)
                 continue
             try:
-                found = _row(record, feature_attributes)
+                found = record_row(record, feature_attributes)
             except SpanRejected as exc:
                 sink.reject(f"{name}:{number}", exc.reason, record)
                 continue
@@ -200,8 +197,6 @@ def read_line(
             summary.ignored += 1
         else:
             rows.append(row)
-            if order is not None:
-                sink.row_keys.append((order, len(sink.row_keys)))
     return True
 
 
@@ -210,7 +205,6 @@ def read_span(
     item: SpanRecord | SpanRejected,
     sink: LineSink,
     feature_attributes: tuple[str, ...],
-    order: int | None = None,
 ) -> None:
     """One span (or a span rejected while reading it): counted, normalized, kept or rejected."""
     summary = sink.summary
@@ -219,7 +213,7 @@ def read_span(
         sink.reject(origin, item.reason, item.payload)
         return
     try:
-        row = _row(item, feature_attributes)  # type: ignore[arg-type]
+        row = record_row(item, feature_attributes)  # type: ignore[arg-type]
     except SpanRejected as exc:
         sink.reject(origin, exc.reason, item)
         return
@@ -227,5 +221,3 @@ def read_span(
         summary.ignored += 1
     else:
         sink.rows.append(row_tuple(row))
-        if order is not None:
-            sink.row_keys.append((order, len(sink.row_keys)))

@@ -20,7 +20,7 @@ from clauditor.redact import clip
 
 from .normalize import SpanRecord, SpanRejected
 
-__all__ = ["flatten_attributes", "iter_otlp_json_spans", "list_field"]
+__all__ = ["flatten_attributes", "iter_otlp_json_spans", "list_field", "span_record"]
 
 _STATUS_CODES = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
 _SPAN_KINDS = {
@@ -166,58 +166,16 @@ def _field(span: dict[str, Any], camel: str, snake: str) -> Any:
     return span.get(snake) if value is None else value
 
 
-def _span_record(
+def span_record(
     span: Any, resource: dict[str, Any], scope_name: str, scope_version: str | None
 ) -> SpanRecord:
-    if type(span) is dict:
-        # The shape every exporter writes (camelCase, times as decimal strings), read with
-        # no fallbacks; anything else takes the careful path below, which gives the same
-        # record for this shape.
-        get = span.get
-        start = get("startTimeUnixNano")
-        end = get("endTimeUnixNano")
-        if (
-            type(start) is str
-            and type(end) is str
-            and start.isdecimal()  # what int() reads, in a length int() always accepts
-            and end.isdecimal()
-            and len(start) < 100
-            and len(end) < 100
-        ):
-            trace_id = get("traceId")
-            span_id = get("spanId")
-            status = get("status")
-            kind = get("kind", 0)
-            if (
-                trace_id is not None
-                and span_id is not None
-                and type(kind) is int
-                and (status is None or (type(status) is dict and not status))
-            ):
-                parent = get("parentSpanId")
-                if parent is None:
-                    parent = get("parent_span_id")
-                return SpanRecord(
-                    trace_id or "",
-                    span_id or "",
-                    parent or None,
-                    str(get("name") or ""),
-                    kind,
-                    int(start),
-                    int(end),
-                    0,
-                    None,
-                    flatten_attributes(get("attributes")),
-                    resource,
-                    scope_name,
-                    scope_version,
-                )
-    return _span_record_checked(span, resource, scope_name, scope_version)
+    """The :class:`SpanRecord` of one OTLP/JSON span object (camelCase or snake_case fields,
+    enums as numbers or names); :class:`SpanRejected` when it cannot be read at all.
 
-
-def _span_record_checked(
-    span: Any, resource: dict[str, Any], scope_name: str, scope_version: str | None
-) -> SpanRecord:
+    ``resource`` is the flattened resource of its ``resourceSpans`` entry, ``scope_name`` and
+    ``scope_version`` its scope's. The file-ingest fast path (:mod:`.fastpath`) reads the
+    exporters' shape without this; this is the one reader of spans for everything else.
+    """
     if type(span) is not dict:
         raise SpanRejected("span is not a JSON object")
     status = span.get("status")
@@ -302,7 +260,7 @@ def iter_otlp_json_spans(request: Mapping[str, Any]) -> Iterator[SpanRecord | Sp
             spans = list_field(ss, "spans")
             for span in spans or ():
                 try:
-                    yield _span_record(span, resource, scope_name, scope_version)
+                    yield span_record(span, resource, scope_name, scope_version)
                 except SpanRejected as exc:
                     exc.payload = span
                     yield exc

@@ -78,7 +78,6 @@ class _ChunkSink:
 
     summary: _Counts = field(default_factory=_Counts)
     rows: list[tuple[Any, ...]] = field(default_factory=list)  # ROW_COLUMNS order
-    row_keys: list[tuple[int, int]] = field(default_factory=list)
     rejections: list[tuple[int, str, str]] = field(default_factory=list)
     number: int = 0  # of the line being read: every origin read_line gives is "name:number"
 

@@ -1,14 +1,20 @@
-"""The receiver's single writer: decoded spans in, priced rows durably in DuckDB out.
+"""The write side of ingest: the receiver's queue in front of the one writer, and the front
+half every write shares.
+
+:func:`price_batch` is what every ingest path (file ingest, the receiver, the in-process
+exporter) does to a batch before handing it to :class:`clauditor.store.Writer`, the one writer
+(held connection, optimistic insert, side tables, quarantine, spool drain): one row per call,
+priced.
 
 DuckDB admits one writing process, so every receiver (HTTP and gRPC) hands its work to one
 :class:`WriteQueue`: a bounded queue of :class:`Prepared` batches and one thread that takes
-everything waiting (group commit, up to ``max_rows_per_write`` rows), prices it and appends it
-in ONE transaction with its quarantined spans, skipping ``span_id`` duplicates exactly as
-:func:`clauditor.store.write_calls` does. The file is opened when work arrives and kept open
-while work keeps coming (the next batch arriving within ``linger_s`` of the last commit), and
-never longer than ``max_hold_s`` at a stretch (readers such as ``clauditor query``
-retry with backoff and get their turn). Opening and closing the file (a checkpoint) costs
-more than writing a few thousand rows, so under load this is what makes the throughput.
+everything waiting (group commit, up to ``max_rows_per_write`` rows), prices it and writes it
+through the writer in ONE transaction with its quarantined spans. The file is opened when work
+arrives and kept open while work keeps coming (the next batch arriving within ``linger_s`` of
+the last commit), and never longer than ``max_hold_s`` at a stretch (readers such as
+``clauditor query`` retry with backoff and get their turn). Opening and closing the file (a
+checkpoint) costs more than writing a few thousand rows, so under load this is what makes the
+throughput.
 
 Acknowledgement rule (what makes "exactly once" hold): a receiver answers 200 only after the
 transaction holding its batch has committed. A crash before the commit leaves the request
@@ -34,19 +40,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import polars as pl
 
 from clauditor.pricing import PriceTable, load_price_table, price_calls
 from clauditor.redact import ScrubLogRecords, scrub
-from clauditor.schema import CALLS_SCHEMA, conform
+from clauditor.store import Writer, WriteResult
 
-# The insert of one conformed frame inside an open transaction, span_id duplicates skipped:
-# the same statement write_calls runs (private there; see the report to the lead).
-from clauditor.store import WriteResult, drain_spool, insert_in_transaction, write_connection
-
-from .lines import safe_payload
-from .normalize import ROW_COLUMNS, SpanRecord, SpanRejected, _row, one_row_per_call
+from .lines import BUILD_DTYPES, safe_payload
+from .normalize import SpanRecord, SpanRejected, one_row_per_call, record_row
 
 __all__ = [
     "MAX_ATTRIBUTE_CHARS",
@@ -54,6 +55,7 @@ __all__ = [
     "QueueFull",
     "WriteQueue",
     "prepare",
+    "price_batch",
     "rows_frame",
 ]
 
@@ -150,7 +152,7 @@ def prepare(
         cut = _clip_record(record)
         where = f"{origin} span {record.span_id!s:.32}"
         try:
-            row = _row(record, features)
+            row = record_row(record, features)
         except SpanRejected as exc:
             out.reject(where, exc.reason, record)
             continue
@@ -174,25 +176,24 @@ def prepare(
     return out
 
 
-# Built with Int64 where the table has INTEGER (conform() casts down on write) and with the
-# times as Int64 microseconds, cast to Datetime once per frame.
-_BUILD_DTYPES = {
-    name: pl.Int64 if dtype == pl.Int32 or name in ("start_time", "end_time") else dtype
-    for name, dtype in CALLS_SCHEMA.items()
-    if name in ROW_COLUMNS
-}
-
-
 def rows_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
     """A ``calls`` frame (no costs) from normalized rows whose times are Unix microseconds."""
     columns = [
         pl.Series(name, [row[name] for row in rows], dtype=dtype, strict=False)
-        for name, dtype in _BUILD_DTYPES.items()
+        for name, dtype in BUILD_DTYPES.items()
     ]
     return pl.DataFrame(columns).with_columns(
         pl.col("start_time").cast(pl.Datetime("us", "UTC")),
         pl.col("end_time").cast(pl.Datetime("us", "UTC")),
     )
+
+
+def price_batch(rows: pl.DataFrame, prices: PriceTable) -> pl.DataFrame:
+    """The front half of every write: ``rows`` (normalized ``calls`` rows, no costs) with one
+    row per call (:func:`.normalize.one_row_per_call`: two instrumentations describing one
+    call are billed once), priced. File ingest, the receiver and the exporter all hand this to
+    :class:`clauditor.store.Writer`."""
+    return price_calls(one_row_per_call(rows), prices)
 
 
 class QueueFull(Exception):
@@ -248,6 +249,8 @@ class WriteQueue:
         self.max_hold_s = max_hold_s
         self.linger_s = max(0.0, linger_s)
         self.stats = WriterStats()
+        # Held for a whole session: _session closes it (hold_s is the session's business).
+        self._writer = Writer(self.db, timeout_s=write_timeout_s, hold_s=float("inf"))
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, max_batches))
         self._closed = False
         self._lock = threading.Lock()
@@ -293,9 +296,11 @@ class WriteQueue:
 
     def _run(self) -> None:
         try:
-            drain_spool(self.db, timeout_s=self.write_timeout_s)  # batches an exporter spooled
+            self._writer.drain()  # batches an exporter spooled
         except Exception as exc:
             _log.warning("spool not drained: %s", exc)
+        finally:
+            self._writer.close()
         stopping = False
         while not stopping:
             item = self._queue.get()
@@ -333,9 +338,9 @@ class WriteQueue:
         and checkpointed for every batch.
         """
         group, stopping = self._collect(first)
+        writer = self._writer
         try:
-            ctx = write_connection(self.db, timeout_s=self.write_timeout_s)
-            con = ctx.__enter__()
+            writer.connection()
         except Exception as exc:
             self._settle([(job, exc) for job in group])
             return stopping
@@ -344,7 +349,7 @@ class WriteQueue:
         try:
             held_since = time.monotonic()
             while True:
-                outcomes = self._write_group(con, group)
+                outcomes = self._write_group(group)
                 if stopping:
                     return True
                 self._settle(outcomes)
@@ -361,17 +366,15 @@ class WriteQueue:
                 group, stopping = self._collect(item)
         finally:
             try:
-                ctx.__exit__(None, None, None)
+                writer.close()
             except Exception as exc:  # committed rows are safe; only the close failed
                 _log.warning("closing the database failed: %s", exc)
             self._settle(outcomes)
 
-    def _write_group(
-        self, con: duckdb.DuckDBPyConnection, group: list[_Job]
-    ) -> list[tuple[_Job, Exception | None]]:
+    def _write_group(self, group: list[_Job]) -> list[tuple[_Job, Exception | None]]:
         """Write ``group`` in one transaction; each job with its error (None: committed)."""
         try:
-            self._write(con, [job.prepared for job in group])
+            self._write([job.prepared for job in group])
         except Exception as exc:
             if len(group) == 1:
                 return [(group[0], exc)]
@@ -379,7 +382,7 @@ class WriteQueue:
             outcomes: list[tuple[_Job, Exception | None]] = []
             for job in group:
                 try:
-                    self._write(con, [job.prepared])
+                    self._write([job.prepared])
                 except Exception as single:
                     outcomes.append((job, single))
                 else:
@@ -416,28 +419,14 @@ class WriteQueue:
                 model,
             )
 
-    def _write(self, con: duckdb.DuckDBPyConnection, batches: list[Prepared]) -> WriteResult:
+    def _write(self, batches: list[Prepared]) -> WriteResult:
         """One transaction: the rows of ``batches`` and their quarantine entries."""
         rows = [row for batch in batches for row in batch.rows]
         entries = [entry for batch in batches for entry in batch.quarantine]
-        frame = (
-            conform(price_calls(one_row_per_call(rows_frame(rows), by_time=False), self.prices))
-            if rows
-            else None
-        )
+        frame = price_batch(rows_frame(rows), self.prices) if rows else None
         if frame is not None:
             self._name_unpriced(frame)
-
-        def quarantine(con: duckdb.DuckDBPyConnection) -> None:
-            if entries:
-                q = pl.DataFrame(  # noqa: F841  (DuckDB reads the local by name)
-                    entries, schema=["origin", "reason", "payload"], orient="row"
-                )
-                con.execute(
-                    "INSERT INTO quarantine SELECT now(), origin, reason, payload FROM q"
-                ).fetchall()
-
-        result = insert_in_transaction(con, frame, quarantine)
+        result = self._writer.write(frame, quarantine=entries)
         stats = self.stats
         stats.writes += 1
         stats.batches_written += len(batches)

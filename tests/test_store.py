@@ -198,8 +198,8 @@ def test_failed_batch_leaves_nothing(db_path: Path, make_calls) -> None:
     def explode(con: duckdb.DuckDBPyConnection) -> None:
         raise RuntimeError("crash mid-batch")
 
-    with pytest.raises(RuntimeError):
-        write_calls(db_path, make_calls({}, {}), before_commit=explode)
+    with pytest.raises(RuntimeError), write_connection(db_path) as con:
+        insert_in_transaction(con, conform(make_calls({}, {})), explode)
     assert load_calls(db_path).height == 1
 
 

@@ -1,7 +1,7 @@
 """The fast path decides every span it takes exactly as the general path does.
 
 :func:`clauditor.ingest.fastpath.span_row` either answers GENERIC (the general path decides) or
-gives the very row (or the "not a Claude call" None) that ``_span_record`` + ``normalize._row``
+gives the very row (or the "not a Claude call" None) that ``span_record`` + ``normalize.record_row``
 give. Checked span by span on the committed sample, on every convention fixture, and on
 thousands of simulator spans with hostile values planted in them; and line by line, through
 :func:`clauditor.ingest.lines.read_line`, with the fast path on and off (rows, rejections with
@@ -11,6 +11,7 @@ their reasons and payloads, counts).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import gzip
 import json
 import random
@@ -23,10 +24,11 @@ import pytest
 
 from clauditor import semconv as sc
 from clauditor.ingest import fastpath
+from clauditor.ingest.conventions import CONVENTIONS as TABLE
 from clauditor.ingest.fastpath import GENERIC, request_spans, span_row
 from clauditor.ingest.lines import read_line, row_tuple
-from clauditor.ingest.normalize import SpanRejected, _row
-from clauditor.ingest.otlp_json import _span_record
+from clauditor.ingest.normalize import SpanRejected, record_row
+from clauditor.ingest.otlp_json import span_record
 
 from .hostile.corpus import JSON, cases
 
@@ -46,8 +48,8 @@ def _general(
     span: Any, resource: dict[str, Any], scope: str, version: str | None, features: tuple[str, ...]
 ) -> Any:
     try:
-        record = _span_record(span, resource, scope, version)
-        row = _row(record, features)
+        record = span_record(span, resource, scope, version)
+        row = record_row(record, features)
     except SpanRejected as exc:
         return ("rejected", exc.reason)
     return None if row is None else row_tuple(row)
@@ -77,10 +79,15 @@ def _spans(lines: list[bytes]) -> list[tuple[Any, ...]]:
     return out
 
 
-def test_the_fast_path_matches_the_conventions_of_today() -> None:
-    # Should normalize.py's conventions change, the fast path turns itself off (every span
-    # then takes the general path) until fastpath.py is taught the change.
-    assert fastpath.fast_path_supported()
+def test_the_fast_path_takes_the_conventions_the_table_reads_by_keys_alone() -> None:
+    assert {"clauditor", "anthropic-sdk", "otel-genai"} == fastpath.FAST_SOURCES
+    # A refine step given to a convention moves its spans to the general path by itself
+    # (the fast path is derived from the table, never switched off as a whole).
+    changed = tuple(
+        dataclasses.replace(c, refine=lambda *_: None) if c.source == "anthropic-sdk" else c
+        for c in TABLE
+    )
+    assert fastpath.fast_sources(changed) == {"clauditor", "otel-genai"}
 
 
 def test_the_sample_is_read_by_the_fast_path_with_the_same_rows() -> None:
@@ -249,7 +256,6 @@ class _Counts:
 @dataclass
 class _Sink:
     rows: list[tuple[Any, ...]] = field(default_factory=list)
-    row_keys: list[tuple[int, int]] = field(default_factory=list)
     rejections: list[tuple[str, str, str]] = field(default_factory=list)
     summary: _Counts = field(default_factory=_Counts)
 
@@ -260,7 +266,7 @@ class _Sink:
 def _read(lines: list[bytes]) -> _Sink:
     sink = _Sink()
     for number, line in enumerate(lines, 1):
-        read_line("f.jsonl", number, line, sink, FEATURES, order=number)
+        read_line("f.jsonl", number, line, sink, FEATURES)
     return sink
 
 
@@ -290,10 +296,9 @@ def test_read_line_gives_the_same_outcome_either_way(
             spans[:] = [_mutate(s, rng) if rng.random() < 0.3 else s for s in spans]
             lines.append(json.dumps(request).encode() + b"\n")
     fast = _read(lines)
-    monkeypatch.setattr(fastpath, "_SUPPORTED", False)
+    monkeypatch.setattr(fastpath, "FAST_SOURCES", frozenset())
     general = _read(lines)
     assert repr(fast.rows) == repr(general.rows)
-    assert fast.row_keys == general.row_keys
     assert fast.rejections == general.rejections
     assert fast.summary == general.summary
     assert fast.rows or fast.rejections

@@ -20,8 +20,9 @@ from clauditor.ingest.lines import build_frame, load_line, read_line
 from clauditor.simulator import simulate
 from clauditor.store import load_calls, read_connection
 
+from .engine_parity import WEEKDAYS_END, assert_same, hostile_lines
+from .hostile.corpus import JSON, cases
 from .otlp_fixtures import SDK_CACHED_CALL, line, span
-from .test_columnar import WEEKDAYS_END, _hostile_lines, assert_same
 from .test_files import clauditor_call, write_mixed_file
 
 
@@ -56,7 +57,7 @@ def test_the_file_ingest_fixtures(tmp_path: Path, batch_size: int) -> None:
 
 def test_hostile_lines_in_tiny_batches(tmp_path: Path) -> None:
     src = tmp_path / "hostile.jsonl"
-    src.write_text("\n".join(_hostile_lines() * 3) + "\n")
+    src.write_text("\n".join(hostile_lines() * 3) + "\n")
     summary = assert_same([src], tmp_path, engine="parallel", batch_size=3)
     assert summary.rejected > 15
 
@@ -145,13 +146,12 @@ def test_out_of_range_integers_are_rejected_or_kept_by_every_engine(tmp_path: Pa
     ] + [{"key": "http.response.status_code", "value": {"intValue": str(2**70)}}]
     src = tmp_path / "ranges.jsonl"
     src.write_text(line(late) + line(status))
-    for engine in ("parallel", "columnar"):
-        summary = assert_same([src], tmp_path / engine, engine=engine)
-        assert [r.reason for r in summary.rejections] == [
-            "span end time is out of range: 10000000000000000000000000"
-        ]
-        assert summary.calls_written == 1
-    rows = load_calls(tmp_path / "parallel" / "python.duckdb")
+    summary = assert_same([src], tmp_path, engine="parallel")
+    assert [r.reason for r in summary.rejections] == [
+        "span end time is out of range: 10000000000000000000000000"
+    ]
+    assert summary.calls_written == 1
+    rows = load_calls(tmp_path / "python.duckdb")
     assert rows["http_status"].to_list() == [None]
     assert json.loads(rows["attributes"][0])["http.response.status_code"] == 2**70
 
@@ -249,3 +249,30 @@ def test_kill_9_of_ingest_takes_its_workers_with_it(tmp_path: Path) -> None:
         for pid in workers:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)  # ours: started by the ingest this test ran
+
+
+def test_the_receiver_hostile_corpus_as_lines(tmp_path: Path) -> None:
+    bodies = [c.body.strip() for c in cases() if c.content_type == JSON and not c.encoding]
+    lines = [b for b in bodies if b"\n" not in b and _python_reads(b)]
+    assert len(lines) >= 3
+    src = tmp_path / "corpus.jsonl"
+    src.write_bytes(b"\n".join(lines) + b"\n")
+    assert_same([src], tmp_path, engine="parallel")
+
+
+def _python_reads(body: bytes) -> bool:
+    # The corpus's too-deep body makes Python's json module raise RecursionError (the receiver
+    # answers that with a 400): out of scope for file-ingest parity.
+    try:
+        json.loads(body)
+    except RecursionError:
+        return False
+    except ValueError:
+        pass
+    return True
+
+
+@pytest.mark.parametrize("engine", ["rust", "columnar"])
+def test_an_unknown_engine_is_refused(tmp_path: Path, engine: str) -> None:
+    with pytest.raises(ValueError, match="engine"):
+        ingest_paths([], tmp_path / "c.duckdb", engine=engine)

@@ -1,7 +1,7 @@
 """Server tool counts, the code execution container and the cloud region become columns.
 
 By hand-written spans with hand-computed rows through the general normalizer, then the same
-spans (and hostile variants) through the fast path and the columnar engine, which must give
+spans (and hostile variants) through the fast path and the parallel engine, which must give
 the very same rows and verdicts.
 """
 
@@ -15,12 +15,12 @@ import pytest
 
 from clauditor import semconv as sc
 from clauditor.ingest import normalize
-from clauditor.ingest.columnar import ChunkParser
 from clauditor.ingest.fastpath import GENERIC, request_spans, span_row
 from clauditor.ingest.normalize import ROW_COLUMNS
+from clauditor.store import load_calls
 
+from .engine_parity import assert_same
 from .otlp_fixtures import SDK_CACHED_CALL, line, span
-from .test_columnar import assert_same
 from .test_fastpath import _compare
 from .test_normalize import _rejected, record, row_of
 
@@ -157,22 +157,17 @@ def test_the_fast_path_gives_the_general_rows() -> None:
     ]
 
 
-def test_the_columnar_engine_stores_the_same_rows(tmp_path: Path) -> None:
+def test_the_parallel_engine_stores_the_same_rows(tmp_path: Path) -> None:
     spans = _spans_of(_variants())
     src = tmp_path / "tools.jsonl"
     src.write_text(
         "".join(line(s, scope=scope) for s in spans for scope in ("clauditor", "x.lib"))
-        + line(*spans[:6])  # several spans in one line, some for SQL, some for Python
+        + line(*spans[:6])  # several spans in one line, some for each path
     )
-    summary = assert_same([src], tmp_path)
+    summary = assert_same([src], tmp_path, engine="parallel")
     assert summary.rejected >= 4 and summary.calls_written >= 10
-    # The well-formed spans were SQL's to decide (the rest went to Python, as it should).
-    parser = ChunkParser((sc.FEATURE,))
-    texts = [line(s, scope="x.lib").rstrip("\n") for s in spans]
-    decided = parser.parse(list(range(len(texts))), texts).rows
-    parser.close()
-    assert decided.height >= 7
-    assert (3, 1, 2, "container_011CRxyz", "us-east5") in decided.select(
+    stored = load_calls(tmp_path / "parallel.duckdb")
+    assert (3, 1, 2, "container_011CRxyz", "us-east5") in stored.select(
         "web_search_requests", "web_fetch_requests", "code_execution_requests", "container_id",
         "cloud_region",
     ).rows()  # fmt: skip
