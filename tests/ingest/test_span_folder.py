@@ -239,3 +239,25 @@ def test_a_command_reads_what_apps_wrote_and_a_parquet_folder_is_left_alone(
 def _foreign_line() -> bytes:
     """One OTLP/JSON request line holding one Claude call span."""
     return line(span("00f067aa0ba902b1", SDK_CACHED_CALL)).encode()
+
+
+def test_a_running_receiver_ingests_the_span_files_itself(tmp_path: Path) -> None:
+    """With `clauditor serve` holding the database, no command needs to run: the receiver
+    takes the span files (here a killed app's) on its own."""
+    from clauditor.ingest.serve import Receiver
+
+    db = tmp_path / "calls.duckdb"
+    folder = span_folder(db)
+    with Receiver(db, http_port=0, grpc_port=None), FakeAnthropic() as fake:
+        proc = _start(fake, db, "served-app", "5")
+        try:
+            _wait_for(proc, "idle")
+            _wait_until_written(folder, 5)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(30)
+        deadline = time.monotonic() + 60
+        while list(folder.glob("spans-*")):
+            assert time.monotonic() < deadline, "the receiver did not take the span files"
+            time.sleep(0.2)
+    assert _stored(db)[0] == 5
