@@ -19,7 +19,8 @@ Per file in the folder:
 * ``*.jsonl.part`` whose writer died (the lock is free): a torn last line (the process died
   mid-write) is cut off and logged with its size, and the file is sealed;
 * ``*.jsonl`` (sealed): the rest of it is ingested, then the file is removed, or moved to
-  ``ingested/`` and removed from there after ``$CLAUDITOR_SPAN_RETENTION_HOURS`` hours.
+  ``ingested/`` and removed from there ``$CLAUDITOR_SPAN_RETENTION_HOURS`` hours after its
+  ingest (kept files count toward the folder's bound, ``$CLAUDITOR_SPAN_FOLDER_MAX_MB``).
 
 A Parquet folder given as the database (read-only) is left alone, as is a database whose span
 folder does not exist. Two catch-ups of one folder take turns (a lock file in ``.catchup/``).
@@ -300,6 +301,7 @@ def _retire(folder: Path, path: Path, keep_hours: float) -> None:
             kept = folder / _KEPT
             kept.mkdir(exist_ok=True)
             os.replace(path, kept / path.name)
+            os.utime(kept / path.name)  # the retention counts from the ingest
         else:
             path.unlink()
 

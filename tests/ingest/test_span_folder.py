@@ -261,3 +261,58 @@ def test_a_running_receiver_ingests_the_span_files_itself(tmp_path: Path) -> Non
             assert time.monotonic() < deadline, "the receiver did not take the span files"
             time.sleep(0.2)
     assert _stored(db)[0] == 5
+
+
+BOUNDED_APP = """
+    import sys, anthropic, clauditor
+    handle = clauditor.instrument(service="bounded", db=sys.argv[2])
+    client = anthropic.Anthropic(base_url=sys.argv[1], api_key="sk-ant-test-x", max_retries=0)
+    for _ in range(40):
+        client.messages.create(model="claude-haiku-4-5", max_tokens=8,
+                               messages=[{"role": "user", "content": "hi"}])
+        handle.flush()
+    print(handle.exporter.written, handle.exporter.dropped)
+"""
+
+
+def test_a_full_span_folder_drops_counts_and_logs_once_instead_of_filling_the_disk(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "calls.duckdb"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CLAUDITOR_SPAN_FOLDER_MAX_MB": "0.02"}
+    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    with FakeAnthropic() as fake:
+        done = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(BOUNDED_APP), fake.base_url, str(db)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            cwd=ROOT,
+        )
+    assert done.returncode == 0, done.stderr
+    written, dropped = map(int, done.stdout.split())
+    assert written > 0 and dropped > 0 and written + dropped == 40
+    assert done.stderr.count("dropped, not written") == 1  # once per episode, counted
+    size = sum(p.stat().st_size for p in span_folder(db).rglob("*") if p.is_file())
+    assert size <= 0.02 * 1024 * 1024
+    assert catch_up(db) is not None and _stored(db)[0] == written
+
+
+def test_ingested_span_files_are_kept_for_the_retention_then_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "calls.duckdb"
+    folder = span_folder(db)
+    folder.mkdir()
+    name = "spans-00000000000000000001-1-0123abcd.jsonl"
+    (folder / name).write_bytes(MARKER_LINE + _foreign_line())
+    monkeypatch.setenv("CLAUDITOR_SPAN_RETENTION_HOURS", "2")
+    catch_up(db)
+    kept = folder / "ingested" / name
+    assert kept.exists() and not (folder / name).exists()
+    three_hours_ago = time.time() - 3 * 3600
+    os.utime(kept, (three_hours_ago, three_hours_ago))
+    catch_up(db)
+    assert not kept.exists()
+    assert _stored(db)[0] == 1
