@@ -127,7 +127,24 @@ def _any_value(value: Any) -> dict[str, Any]:
 
 
 def _key_values(attributes: Any) -> list[dict[str, Any]]:
-    return [{"key": k, "value": _any_value(v)} for k, v in attributes.items()] if attributes else []
+    out: list[dict[str, Any]] = []
+    if not attributes:
+        return out
+    append = out.append
+    for key, value in attributes.items():
+        kind = type(value)  # the common exact types first: this runs for every attribute
+        if kind is str:
+            append({"key": key, "value": {"stringValue": value}})
+        elif kind is int:
+            append({"key": key, "value": {"intValue": str(value)}})
+        else:
+            append({"key": key, "value": _any_value(value)})
+    return out
+
+
+# One encoder, made once (json.dumps with options builds a new one per call). ASCII output:
+# non-ASCII text is escaped, still the same JSON, and file ingest's fastest path takes it.
+_encode = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 
 
 def _may_be_a_call(span: ReadableSpan) -> bool:
@@ -191,7 +208,7 @@ def encode_line(
             for resource, scopes in by_resource.values()
         ]
     }
-    return json.dumps(request, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    return _encode(request).encode() + b"\n"
 
 
 # --- the exporter ----------------------------------------------------------------------------

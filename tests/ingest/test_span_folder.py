@@ -84,7 +84,10 @@ def _written_span_ids(folder: Path) -> list[str]:
     for file in sorted(folder.rglob("spans-*")):
         if ".catchup" in file.parts:
             continue
-        data = file.read_bytes()
+        try:
+            data = file.read_bytes()
+        except FileNotFoundError:  # a live writer sealed it meanwhile: counted next time
+            continue
         for text in data[: data.rfind(b"\n") + 1].splitlines():
             for rs in json.loads(text)["resourceSpans"]:
                 for ss in rs["scopeSpans"]:
