@@ -182,7 +182,7 @@ class Handle:
         self.active = True
 
     def flush(self, timeout_millis: int = 30_000) -> bool:
-        """Export every finished span now (to the DuckDB file or the OTLP endpoint)."""
+        """Export every finished span now (to the span file, the OTLP endpoint, or ``exporter``)."""
         if self.sink is None:
             return True
         try:
