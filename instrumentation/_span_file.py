@@ -302,6 +302,10 @@ class SpanFileExporter(SpanExporter):
         if now - self._measured > _RESCAN_S:
             self._folder_size = _folder_bytes(self.folder)
             self._measured = now
+            if self._path is not None and not self._path.exists():
+                # Someone removed the live file (the catch-up never does): a new one, or
+                # every line from now on would go to a file nobody can read.
+                self._close_file(seal=False)
         return self._folder_size + adding > self.max_bytes
 
     def _append(self, line: bytes) -> None:
