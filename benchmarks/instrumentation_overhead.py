@@ -489,11 +489,12 @@ def export_per_span(base_url: str, sink_url: str, n: int = 3000) -> dict[str, fl
     provider.add_span_processor(SimpleSpanProcessor(memory))
     AnthropicInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
     try:
+        options: dict[str, Any] = {"tracer_provider": provider}
+        extra: dict[str, Any] = {"open_telemetry": options} if SDK_SPANS else {}
         client = anthropic.Anthropic(
-            base_url=base_url, api_key="sk-ant-bench", max_retries=0,
-            **({"open_telemetry": {"tracer_provider": provider}} if SDK_SPANS else {}),
-        )  # fmt: skip
-        client.messages.create(model=MODEL, max_tokens=8, messages=MESSAGES)
+            base_url=base_url, api_key="sk-ant-bench", max_retries=0, **extra
+        )
+        client.messages.create(model=MODEL, max_tokens=8, messages=MESSAGES)  # type: ignore[arg-type]
     finally:
         AnthropicInstrumentor().uninstrument()
     span = memory.get_finished_spans()[-1]
