@@ -319,3 +319,47 @@ def test_ingested_span_files_are_kept_for_the_retention_then_removed(
     catch_up(db)
     assert not kept.exists()
     assert _stored(db)[0] == 1
+
+
+FORKING_APP = """
+    import os, sys, anthropic, clauditor
+    handle = clauditor.instrument(service="pre-fork", db=sys.argv[2])
+    client = anthropic.Anthropic(base_url=sys.argv[1], api_key="sk-ant-test-x", max_retries=0)
+    def call():
+        client.messages.create(model="claude-haiku-4-5", max_tokens=8,
+                               messages=[{"role": "user", "content": "hi"}])
+    call()
+    handle.flush()  # the parent's span file is open now
+    pid = os.fork()
+    if pid == 0:  # a pre-forking server's worker
+        for _ in range(3):
+            call()
+        handle.flush()
+        os._exit(0)  # no atexit: the worker's file is left as a dead writer's
+    os.waitpid(pid, 0)
+    call()
+    handle.flush()
+"""
+
+
+def test_a_forked_worker_writes_its_own_span_file(tmp_path: Path) -> None:
+    """A pre-forking server instruments once and forks: each worker gets its own file (never
+    interleaving lines into the parent's), and every call is stored once."""
+    db = tmp_path / "calls.duckdb"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    with FakeAnthropic() as fake:
+        done = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(FORKING_APP), fake.base_url, str(db)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            cwd=ROOT,
+        )
+    assert done.returncode == 0, done.stderr
+    files = sorted(span_folder(db).glob("spans-*"))
+    pids = {f.name.split("-")[2] for f in files}
+    assert len(pids) == 2, [f.name for f in files]
+    assert catch_up(db) is not None
+    assert _stored(db)[0] == 5
