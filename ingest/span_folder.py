@@ -34,6 +34,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,7 +134,9 @@ def _config() -> Config:
 
 
 @contextlib.contextmanager
-def _folder_lock(path: Path):  # type: ignore[no-untyped-def]
+def _folder_lock(path: Path) -> Iterator[bool]:
+    """Hold the folder's catch-up lock; yields False when another catch-up kept it past
+    :data:`LOCK_WAIT_S` (this one then does nothing)."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         if fcntl is None:
