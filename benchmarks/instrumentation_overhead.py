@@ -1,7 +1,26 @@
-"""Per-call time clauditor adds to anthropic SDK calls, side by side with the alternatives.
+"""Per-call cost clauditor adds to anthropic SDK calls, side by side with the alternatives.
 
-One process, interleaved blocks, paired differences: each round runs one block of calls per
-configuration in a shuffled order, and a configuration's cost in that round is its block median
+**As the user pays** (the first section, ``--as-paid-rounds``): each configuration runs in a
+fresh app process, the configurations alternated in a shuffled order each round, against the
+fake server of tests/fakeanthropic.py in another process. Each process makes ``--warm`` calls,
+then ``--calls`` measured non-streaming calls and a flush, and reports the process CPU time per
+measured call (``time.process_time``: every thread, so the batch processor's export is in it)
+and its resident memory at the end. Configurations: ``plain`` (the SDK, no TracerProvider),
+``sdk-null`` (a TracerProvider with a batch processor and a null exporter: the SDK's own spans
+switch on, and this is what they cost), ``clauditor`` (``clauditor.instrument()``, default
+sink), ``openllmetry`` (opentelemetry-instrumentation-anthropic with the real OTLP/HTTP exporter
+to a sink server on 127.0.0.1 that answers every export and drops it), and ``clauditor@base``
+(the default sink of the checkout at ``--baseline``, run by that checkout's own interpreter).
+Differences are paired per round.
+
+**The catch-up** (``--catch-up SPANS``): span files holding SPANS spans (one span per line, as
+an app making one call at a time writes them, cut from a real call's line) from ``--apps``
+processes, then the first ``clauditor costs``: its wall and CPU time and the peak resident
+memory of its process tree, and a second run for comparison.
+
+**In one process** (the earlier figures, kept; ``--skip-in-process`` leaves them out):
+interleaved blocks, paired differences: each round runs one block of calls per configuration
+in a shuffled order, and a configuration's cost in that round is its block median
 minus the same round's baseline median. The reported figure is the median over rounds, so drift
 (CPU frequency, GC, other load) hits both sides of each difference alike.
 
@@ -29,8 +48,10 @@ sync non-streaming call (in-process transport, ``sys.settrace`` opcode events), 
 clauditor's own code, OpenTelemetry's and the rest: a deterministic figure, unmoved by other
 load on the machine, to set beside the timings.
 
-Run: ``python benchmarks/instrumentation_overhead.py [--rounds 30] [--block 200]
-[--no-loopback] [--compare-with DIR] [--opcodes]`` (DIR holds ``instrumentation/``).
+Run: ``python benchmarks/instrumentation_overhead.py [--as-paid-rounds 10] [--calls 400]
+[--warm 50] [--baseline DIR] [--skip-in-process] [--rounds 30] [--block 200] [--no-loopback]
+[--compare-with DIR] [--opcodes]`` (DIR holds ``instrumentation/``), or
+``python benchmarks/instrumentation_overhead.py --catch-up 200000 [--apps 4]``.
 """
 
 from __future__ import annotations
@@ -41,7 +62,9 @@ import collections
 import importlib.util
 import inspect
 import json
+import os
 import random
+import resource
 import statistics
 import sys
 import time
@@ -332,6 +355,357 @@ class Figure:
         return f"{self.median:.2f} (IQR {self.q1:.2f}..{self.q3:.2f})"
 
 
+# --- as the user pays: fresh app processes, process CPU time, RSS ------------------------------
+
+# One app process of one configuration: ``warm`` calls, then ``calls`` measured ones and a
+# flush (so the export of every measured span is inside the measurement), all against the
+# fake server in another process. Prints one JSON line. Standard library, the SDK and
+# OpenTelemetry only, run from an empty folder: the clauditor it imports is the one installed
+# in the interpreter's environment (this checkout's, or the baseline's).
+APP = r"""
+import json, sys, time
+config, base_url, db, sink_url, warm, calls = sys.argv[1:7]
+warm, calls = int(warm), int(calls)
+import anthropic
+flush = lambda: None
+if config == "sdk-null":
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+    class Null(SpanExporter):
+        def export(self, spans):
+            return SpanExportResult.SUCCESS
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Null()))
+    trace.set_tracer_provider(provider)
+    flush = provider.force_flush
+elif config.startswith("clauditor"):
+    import clauditor
+    handle = clauditor.instrument(service="bench", db=db)
+    flush = handle.flush
+elif config == "openllmetry":
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.instrumentation.anthropic import AnthropicInstrumentor
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=sink_url)))
+    trace.set_tracer_provider(provider)
+    AnthropicInstrumentor().instrument()
+    flush = provider.force_flush
+client = anthropic.Anthropic(base_url=base_url, api_key="sk-ant-bench", max_retries=0)
+def call():
+    client.messages.create(
+        model="claude-haiku-4-5", max_tokens=8, messages=[{"role": "user", "content": "hi"}]
+    )
+for _ in range(warm):
+    call()
+flush()
+cpu0 = time.process_time()
+for _ in range(calls):
+    call()
+flush()
+cpu = time.process_time() - cpu0
+status = dict(
+    line.split(":", 1) for line in open("/proc/self/status").read().splitlines() if ":" in line
+)
+heavy = sorted(m for m in ("duckdb", "polars", "pyarrow") if m in sys.modules)
+print(json.dumps({
+    "cpu_us": cpu / calls * 1e6,
+    "rss_mb": int(status["VmRSS"].split()[0]) / 1024,
+    "heavy": heavy,
+}))
+"""
+
+# Answers every OTLP/HTTP export with success and drops it: what a Collector or `clauditor
+# serve` costs is theirs, not the app's.
+SINK = r"""
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class Sink(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+FAKE = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+from tests.fakeanthropic import FakeAnthropic
+server = FakeAnthropic()
+print(server.base_url, flush=True)
+sys.stdin.read()
+"""
+
+ROOT = Path(__file__).resolve().parents[1]
+BASELINE = Path("/work/wt-base")  # the starting commit's checkout and its environment
+
+
+def _server(code: str, *args: str) -> tuple[Any, str]:
+    import subprocess
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
+def _as_paid_configs(baseline: Path | None) -> dict[str, str]:
+    """Configuration name -> interpreter that runs it."""
+    configs = {n: sys.executable for n in ("plain", "sdk-null", "clauditor")}
+    if importlib.util.find_spec("opentelemetry.instrumentation.anthropic"):
+        configs["openllmetry"] = sys.executable
+    if baseline is not None and (baseline / ".venv/bin/python").exists():
+        configs["clauditor@base"] = str(baseline / ".venv/bin/python")
+    return configs
+
+
+def export_per_span(base_url: str, sink_url: str, n: int = 3000) -> dict[str, float]:
+    """CPU microseconds for each exporter to export one real call span (one span a batch, as
+    an app making one call a second exports): the part of the all-in figure that is the sink."""
+    import tempfile
+
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from clauditor.instrumentation._span_file import SpanFileExporter
+
+    provider = TracerProvider()
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    AnthropicInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
+    try:
+        options: dict[str, Any] = {"tracer_provider": provider}
+        extra: dict[str, Any] = {"open_telemetry": options} if SDK_SPANS else {}
+        client = anthropic.Anthropic(
+            base_url=base_url, api_key="sk-ant-bench", max_retries=0, **extra
+        )
+        client.messages.create(model=MODEL, max_tokens=8, messages=MESSAGES)  # type: ignore[arg-type]
+    finally:
+        AnthropicInstrumentor().uninstrument()
+    span = memory.get_finished_spans()[-1]
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        exporters: dict[str, Any] = {
+            "clauditor span file": SpanFileExporter(tmp, rotate_bytes=1 << 40),
+            "OTLP/HTTP (OpenLLMetry's)": OTLPSpanExporter(endpoint=sink_url),
+        }
+        for name, exporter in exporters.items():
+            for _ in range(100):
+                exporter.export([span])
+            cpu0 = time.process_time()
+            for _ in range(n):
+                exporter.export([span])
+            out[name] = (time.process_time() - cpu0) / n * 1e6
+            exporter.shutdown()
+    return out
+
+
+def as_paid(rounds: int, calls: int, warm: int, baseline: Path | None) -> None:
+    """Fresh app processes per configuration, alternated in a shuffled order each round."""
+    import subprocess
+    import tempfile
+
+    configs = _as_paid_configs(baseline)
+    fake, base_url = _server(FAKE, str(ROOT))
+    sink, port = _server(SINK)
+    sink_url = f"http://127.0.0.1:{port}/v1/traces"
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in configs}
+    rng = random.Random(18)
+    wall0 = time.perf_counter()
+    try:
+        for _ in range(rounds):
+            order = list(configs)
+            rng.shuffle(order)
+            for name in order:
+                with tempfile.TemporaryDirectory() as tmp:
+                    done = subprocess.run(
+                        [configs[name], "-c", APP, name, base_url, f"{tmp}/app.duckdb",
+                         sink_url, str(warm), str(calls)],
+                        capture_output=True, text=True, cwd=tmp, timeout=600,
+                    )  # fmt: skip
+                if done.returncode != 0:
+                    raise SystemExit(f"{name} failed:\n{done.stderr}")
+                results[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
+        exports = export_per_span(base_url, sink_url)
+    finally:
+        fake.kill()
+        sink.kill()
+    print(
+        f"\n## As the user pays ({rounds} rounds, fresh processes alternated, {warm} warm-up + "
+        f"{calls} measured non-streaming calls each, fake server in another process; "
+        f"{time.perf_counter() - wall0:.0f} s)"
+    )
+    print("process CPU time per call, all threads, export included (median over rounds, IQR):")
+    for name, runs in results.items():
+        cpu = Figure.of([r["cpu_us"] for r in runs])
+        rss = statistics.median(r["rss_mb"] for r in runs)
+        heavy = ",".join(sorted({m for r in runs for m in r["heavy"]})) or "none"
+        print(f"    {name:15s} {cpu} us/call   RSS {rss:6.1f} MB   heavy modules: {heavy}")
+
+    def paired(a: str, b: str, key: str) -> Figure:
+        return Figure.of([x[key] - y[key] for x, y in zip(results[a], results[b], strict=True)])
+
+    print("paired per round (same round's processes):")
+    for a, b in (
+        ("sdk-null", "plain"),
+        ("clauditor", "sdk-null"),
+        ("clauditor", "plain"),
+        ("openllmetry", "plain"),
+        ("clauditor@base", "plain"),
+    ):
+        if a in results and b in results:
+            print(
+                f"    {a} - {b}: CPU {paired(a, b, 'cpu_us')} us/call, "
+                f"RSS {paired(a, b, 'rss_mb')} MB"
+            )
+    for other in ("openllmetry", "clauditor@base"):
+        if other in results:
+            ratios = [
+                (o["cpu_us"] - p["cpu_us"]) / max(c["cpu_us"] - p["cpu_us"], 1e-9)
+                for o, c, p in zip(
+                    results[other], results["clauditor"], results["plain"], strict=True
+                )
+            ]
+            print(f"    ({other} - plain) / (clauditor - plain), all-in: {Figure.of(ratios)}x")
+    print("one real call span exported alone, this process's CPU per span:")
+    for name, us in exports.items():
+        print(f"    {name:26s} {us:7.1f} us")
+
+
+# --- the catch-up: the first command after a day of span files ----------------------------------
+
+
+def _tree_rss_mb(root: int) -> float:
+    """Resident memory of process ``root`` and all its descendants, in MB (from /proc)."""
+    parents: dict[int, int] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as status:
+                fields = dict(ln.split(":", 1) for ln in status.read().splitlines() if ":" in ln)
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields["PPid"])
+        rss[int(entry)] = int(fields.get("VmRSS", "0 kB").split()[0])
+    tree, grew = {root}, True
+    while grew:
+        more = {p for p, parent in parents.items() if parent in tree} - tree
+        grew = bool(more)
+        tree |= more
+    return sum(rss.get(p, 0) for p in tree) / 1024
+
+
+def _sample_peak(proc: Any, peak: list[float]) -> None:
+    """Keep the largest resident memory of ``proc``'s process tree in ``peak[0]`` until it ends."""
+    while proc.poll() is None:
+        peak[0] = max(peak[0], _tree_rss_mb(proc.pid))
+        time.sleep(0.05)
+
+
+def catch_up_bench(spans: int, apps: int) -> None:
+    """``clauditor costs`` after ``spans`` spans from ``apps`` processes' span files."""
+    import subprocess
+    import tempfile
+    import threading
+
+    from clauditor.span_files import MARKER_LINE, new_stem, span_folder
+
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "clauditor.duckdb"
+        fake, base_url = _server(FAKE, str(ROOT))
+        try:  # one real call through the default sink: the line every span is made from
+            subprocess.run(
+                [sys.executable, "-c", APP, "clauditor", base_url, str(db), "-", "0", "1"],
+                check=True, capture_output=True, cwd=tmp, timeout=120,
+            )  # fmt: skip
+        finally:
+            fake.kill()
+        folder = span_folder(db)
+        (template_file,) = list(folder.glob("spans-*"))
+        template = json.loads(template_file.read_bytes().splitlines()[1])
+        template_file.unlink()
+        span = template["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+        now = time.time_ns()
+        day = 86_400 * 10**9
+        per_app = spans // apps
+        written = 0
+        for app_no in range(apps):
+            out, size = None, 0
+            for i in range(per_app):
+                if out is None:
+                    out = open(folder / (new_stem(10_000 + app_no) + ".jsonl"), "wb")  # noqa: SIM115
+                    out.write(MARKER_LINE)
+                    size = len(MARKER_LINE)
+                n = app_no * per_app + i
+                start = now - day + n * day // spans
+                span["spanId"] = f"{n + 1:016x}"
+                span["traceId"] = f"{app_no + 1:016x}{n + 1:016x}"
+                span["startTimeUnixNano"] = str(start)
+                span["endTimeUnixNano"] = str(start + 400_000_000)
+                for kv in span["attributes"]:
+                    if kv["key"] == "gen_ai.response.id":
+                        kv["value"] = {"stringValue": f"msg_bench{n:010d}"}
+                line = json.dumps(template, separators=(",", ":")).encode() + b"\n"
+                out.write(line)
+                size += len(line)
+                written += 1
+                if size >= 16 * 1024 * 1024:  # rotated as the sink rotates
+                    out.close()
+                    out = None
+            if out is not None:
+                out.close()
+        total = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+        files = len(list(folder.glob("spans-*")))
+        print(
+            f"\n## The catch-up: first `clauditor costs` after {written:,} spans in {files} span "
+            f"files ({total / 2**20:.0f} MB) from {apps} app processes"
+        )
+        cli = str(Path(sys.executable).with_name("clauditor"))
+        for label in ("first (catches up)", "second (nothing new)"):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            wall0 = time.perf_counter()
+            proc = subprocess.Popen(
+                [cli, "costs", "--db", str(db), "--period", "7d"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp,
+            )  # fmt: skip
+            peak = [0.0]
+            sampler = threading.Thread(target=_sample_peak, args=(proc, peak))
+            sampler.start()
+            stdout, stderr = proc.communicate(timeout=1800)
+            sampler.join()
+            wall = time.perf_counter() - wall0
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            if proc.returncode != 0:
+                raise SystemExit(stderr.decode())
+            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            print(
+                f"    {label:22s} {wall:6.1f} s wall, {cpu:6.1f} s CPU (command and its "
+                f"workers), peak RSS of the process tree {peak[0]:.0f} MB"
+            )
+        con = __import__("duckdb").connect(str(db), read_only=True)
+        stored = con.execute("SELECT count(*), count(DISTINCT span_id) FROM calls").fetchone()
+        con.close()
+        left = len(list(folder.glob("spans-*")))
+        print(f"    stored {stored[0]:,} calls ({stored[1]:,} distinct); span files left: {left}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30)
@@ -343,10 +717,26 @@ def main() -> None:
     parser.add_argument(
         "--opcodes", action="store_true", help="count opcodes per call instead of timing"
     )
+    parser.add_argument("--as-paid-rounds", type=int, default=10)
+    parser.add_argument("--calls", type=int, default=400, help="measured calls per process")
+    parser.add_argument("--warm", type=int, default=50, help="warm-up calls per process")
+    parser.add_argument(
+        "--baseline", type=Path, default=BASELINE, help="a checkout with its own .venv"
+    )
+    parser.add_argument("--skip-in-process", action="store_true")
+    parser.add_argument("--catch-up", type=int, metavar="SPANS", help="only the catch-up")
+    parser.add_argument("--apps", type=int, default=4)
     args = parser.parse_args()
     print(f"anthropic {anthropic.__version__}, python {sys.version.split()[0]}")
     if args.opcodes:
         count_opcodes(args.compare_with)
+        return
+    if args.catch_up:
+        catch_up_bench(args.catch_up, args.apps)
+        return
+    if args.as_paid_rounds:
+        as_paid(args.as_paid_rounds, args.calls, args.warm, args.baseline)
+    if args.skip_in_process:
         return
     for loopback in (False,) if args.no_loopback else (False, True):
         label = "loopback HTTP" if loopback else "in-process transport"

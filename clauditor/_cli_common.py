@@ -185,10 +185,36 @@ def split_keys(by: str) -> list[str]:
 
 
 def resolve_db(db: Path | None) -> Path:
-    """The database path: ``--db``, else $CLAUDITOR_DB, else ./clauditor.duckdb."""
+    """The database path: ``--db``, else $CLAUDITOR_DB, else ./clauditor.duckdb.
+
+    Every command gets its database here, so this is where the span files apps wrote beside
+    it are ingested first (once per command; see :mod:`clauditor.ingest.span_folder`).
+    """
     from clauditor.store import default_db_path
 
-    return db or default_db_path()
+    path = db or default_db_path()
+    _caught_up(path)
+    return path
+
+
+@functools.cache
+def _caught_up(path: Path) -> None:
+    """Hand the span files of ``path`` to the writer; a failure is a warning, not an error:
+    the command then reads what the database already has, and the files wait for the next."""
+    from clauditor.span_files import span_folder
+
+    if not span_folder(path).is_dir():
+        return
+    from clauditor.ingest.span_folder import catch_up
+
+    try:
+        catch_up(path)
+    except (ClauditorError, OSError) as exc:
+        err.print(
+            Text("warning: ", style="bold yellow")
+            + Text(f"span files not ingested yet ({exc}); showing what {path} already holds"),
+            highlight=False,
+        )
 
 
 def resolve_config(path: Path | None) -> Config:

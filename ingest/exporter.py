@@ -1,4 +1,7 @@
-"""The in-process DuckDB span exporter: the instrumentation's default sink.
+"""The in-process DuckDB span exporter: a sink an app may pass as ``instrument(exporter=...)``.
+
+Not the default any more: it loads duckdb and polars into the app (the default sink appends to
+a span file instead, ``clauditor.instrumentation._span_file``).
 
 An OpenTelemetry ``SpanExporter`` that turns each finished Claude call span into a ``calls`` row
 (through :func:`clauditor.ingest.normalize.normalize`, the same code every other source goes

@@ -8,6 +8,9 @@ gracefully: stop accepting connections, let in-flight requests finish (each wait
 commit), write whatever is still queued, exit. ``python -m clauditor.ingest.serve --db FILE``
 does the same without the CLI and prints one JSON line with the bound ports once listening.
 
+Being the database's writer, a running receiver also ingests the span files that apps using
+the default sink write beside the database, every couple of seconds (``.span_folder``).
+
 Binds 127.0.0.1 unless told otherwise: exposing the receiver beyond the machine is a decision
 (and then set the token: ``$CLAUDITOR_RECEIVER_TOKEN``).
 
@@ -58,6 +61,7 @@ from .receiver import (
     ReceiverStats,
     create_app,
 )
+from .span_folder import SERVE_INTERVAL_S, catch_up
 from .writer import WriteQueue
 
 __all__ = ["DEFAULT_QUEUE_BATCHES", "Receiver", "serve"]
@@ -118,6 +122,8 @@ class Receiver:
         self._http_loop: asyncio.AbstractEventLoop | None = None
         self._http_thread: threading.Thread | None = None
         self._grpc: GrpcReceiver | None = None
+        self._span_files_stop = threading.Event()
+        self._span_files: threading.Thread | None = None
 
     @property
     def http_endpoint(self) -> str:
@@ -130,8 +136,14 @@ class Receiver:
         return f"{_url_host(self.host)}:{self.grpc_port}"
 
     def start(self) -> Receiver:
-        """Start the writer and the servers; returns once both are listening."""
+        """Start the writer and the servers; returns once both are listening. The span files
+        apps write beside the database are ingested every few seconds (``.span_folder``)."""
         self.writer.start()
+        self._span_files_stop.clear()
+        self._span_files = threading.Thread(
+            target=self._ingest_span_files, name="clauditor-span-files", daemon=True
+        )
+        self._span_files.start()
         features = tuple(self.config.feature_attributes)
         try:
             if self.http_port is not None:
@@ -220,6 +232,16 @@ class Receiver:
                 f"OTLP/HTTP server on {self.host}:{self.http_port} did not start: {failure[0]}"
             )
 
+    def _ingest_span_files(self) -> None:
+        """The receiver is the writer: it takes the span folder's new lines itself."""
+        while True:
+            try:
+                catch_up(self.db, config=self.config, engine="python")
+            except Exception as exc:  # the files stay; the next round takes them
+                _log.warning("span files of %s not ingested yet: %s", self.db, exc)
+            if self._span_files_stop.wait(SERVE_INTERVAL_S):
+                return
+
     def _healthy(self) -> bool:
         return self.writer._thread.is_alive()
 
@@ -235,6 +257,10 @@ class Receiver:
             self._http_thread.join(grace_s + 5)
         if grpc_stopped is not None:
             concurrent.futures.wait([grpc_stopped], grace_s + 5)
+        self._span_files_stop.set()
+        if self._span_files is not None:
+            self._span_files.join(grace_s + 5)
+            self._span_files = None
         self.writer.close()
         self._http_config = self._http_stop = self._http_loop = None
         self._http_thread = self._grpc = None

@@ -7,8 +7,9 @@
     with clauditor.feature("summarization", user_id="u-42"):
         client.messages.create(...)
 
-Imports only OpenTelemetry, the anthropic SDK (lazily, when wrapping) and clauditor core; the
-DuckDB exporter is imported inside ``instrument()`` only when that sink is chosen.
+Imports only OpenTelemetry, the anthropic SDK (lazily, when wrapping) and light clauditor core
+modules: the default sink appends JSON lines to a span file (``._span_file``), never duckdb or
+polars.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """``instrument()`` / ``uninstrument()`` and the zero-code ``AnthropicInstrumentor``.
 
 ``instrument()`` is the one-line setup: it finds or makes a tracer provider, adds a
-sink (the DuckDB file by default, OTLP when an endpoint is given or
-``OTEL_EXPORTER_OTLP_ENDPOINT`` is set), and installs the wrappers. ``AnthropicInstrumentor`` is
+sink (by default this process's span file in the folder beside the database, see
+``._span_file``; OTLP when an endpoint is given or ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set), and
+installs the wrappers. ``AnthropicInstrumentor`` is
 what ``opentelemetry-instrument`` loads through the ``opentelemetry_instrumentor`` entry point:
 it installs the wrappers and the SDK-span enricher on the global provider and adds no sink (the
 OTel configuration decides where spans go).
@@ -32,6 +33,12 @@ from clauditor.instrumentation._capture import CapturePolicy, policy_from_enviro
 from clauditor.instrumentation._metrics import CallMetrics
 from clauditor.instrumentation._native import NativeSpanEnricher
 from clauditor.instrumentation._safety import report_failure
+from clauditor.instrumentation._span_file import (
+    MAX_EXPORT_BATCH,
+    SCHEDULE_DELAY_MS,
+    SpanFileExporter,
+    span_folder,
+)
 from clauditor.instrumentation._wrappers import (
     ENRICHED_PIPELINES,
     Runtime,
@@ -45,6 +52,7 @@ __all__ = ["AnthropicInstrumentor", "Handle", "instrument", "uninstrument"]
 log = logging.getLogger("clauditor.instrumentation")
 
 DEFAULT_SERVICE = "unknown_service"
+DEFAULT_DB = "clauditor.duckdb"  # as clauditor.store names it (not imported: it loads duckdb)
 _METRICS_ENV = "OTEL_INSTRUMENTATION_CLAUDITOR_METRICS"  # "false" turns the metrics off
 
 
@@ -148,7 +156,7 @@ class Handle:
         self.active = True
 
     def flush(self, timeout_millis: int = 30_000) -> bool:
-        """Export every finished span now (to the DuckDB file or the OTLP endpoint)."""
+        """Export every finished span now (to the span file, the OTLP endpoint, or ``exporter``)."""
         if self.sink is None:
             return True
         try:
@@ -200,12 +208,11 @@ def _sink_exporter(
         if not url.endswith("/v1/traces"):
             url += "/v1/traces"
         return BoundedOtlpExporter(url), f"otlp {url}"
-    # Imported here: the DuckDB stack is heavy and only this sink needs it.
-    from clauditor.ingest.exporter import DuckDBSpanExporter
-    from clauditor.store import default_db_path
-
-    path = Path(db) if db is not None else default_db_path()
-    return DuckDBSpanExporter(path, service=service, environment=environment), f"duckdb {path}"
+    # The database's path decides the span folder; the app never opens the database.
+    path = Path(db) if db is not None else Path(os.environ.get(semconv.ENV_DB) or DEFAULT_DB)
+    folder = span_folder(path)
+    exporter = SpanFileExporter(folder, service=service, environment=environment)
+    return exporter, f"span files {folder}"
 
 
 def instrument(
@@ -225,8 +232,10 @@ def instrument(
     provider (or passes ``tracer_provider``), clauditor adds to it; otherwise it makes one with
     resource ``service.name`` / ``deployment.environment.name`` and sets it globally. Spans go to
     ``exporter`` when given, else to ``endpoint`` / ``$OTEL_EXPORTER_OTLP_ENDPOINT`` (OTLP/HTTP),
-    else to the DuckDB file ``db`` (default ``$CLAUDITOR_DB`` or ``./clauditor.duckdb``), through a
-    batching processor flushed at interpreter exit.
+    else to this process's span file in the span folder beside the database ``db`` (default
+    ``$CLAUDITOR_DB`` or ``./clauditor.duckdb``; folder ``<db>.spans``), which the next clauditor
+    command reading ``db`` ingests. The app never opens the database. Spans pass through a
+    batching processor (exported every second for the span files) flushed at interpreter exit.
 
     ``capture_content`` records prompts and responses on the spans: ``"errors_only"`` (request
     and error body of failed calls), a sample rate such as ``0.05`` (request and response of that
@@ -261,7 +270,15 @@ def instrument(
                 exporter, target = _sink_exporter(db, endpoint, service, environment)
             else:
                 target = type(exporter).__name__
-            sink = BatchSpanProcessor(exporter)
+            if isinstance(exporter, SpanFileExporter):
+                # What a killed app loses is what is queued here: at most about a second.
+                sink = BatchSpanProcessor(
+                    exporter,
+                    schedule_delay_millis=SCHEDULE_DELAY_MS,
+                    max_export_batch_size=MAX_EXPORT_BATCH,
+                )
+            else:
+                sink = BatchSpanProcessor(exporter)
             provider.add_span_processor(sink)
         except Exception as exc:  # a broken sink must not stop the app from starting
             report_failure("sink setup", exc)

@@ -1,10 +1,10 @@
-"""Two app processes export to one DuckDB file while a third keeps querying it.
+"""Two app processes export for one DuckDB file while a third keeps querying it.
 
-Each app is a real process: ``clauditor.instrument(db=...)`` (the DuckDB exporter behind a
-batching processor), the real anthropic SDK calling the fake Anthropic server, flushing often so
-that the writers and the reader collide. Whatever the interleaving, every call must end up as
-exactly one row (batches that met a busy file wait in the spool until the next write or
-``clauditor ingest`` drains them) and no app may see an exception.
+Each app is a real process: ``clauditor.instrument(db=...)`` (the default sink: its own span
+file beside the database, behind a batching processor), the real anthropic SDK calling the fake
+Anthropic server, flushing often. Every ``clauditor query`` first ingests the new span files
+while the apps keep appending. Whatever the interleaving, every call must end up as exactly one
+row and no app may see an exception.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from clauditor.store import drain_spool, load_calls
+from clauditor.ingest.span_folder import catch_up
+from clauditor.store import load_calls
 from tests.fakeanthropic import FakeAnthropic
 
 CALLS_PER_APP = 40
@@ -93,9 +94,8 @@ def test_two_apps_and_a_reader_share_one_file(tmp_path: Path) -> None:
         # A reader may find the file busy (or not yet created) and say so; it never crashes.
         assert "Traceback" not in run.stderr, run.stderr
 
-    # What is still spooled (a batch that met a busy file at the very end) goes in now, as the
-    # next write or `clauditor ingest` would do it.
-    drain_spool(db)
+    # What the apps wrote after the last query goes in now, as the next command would take it.
+    catch_up(db)
     calls = load_calls(db)
     ids = [json.loads(out)[i] for out, _ in outputs for i in range(CALLS_PER_APP)]
     assert len(set(ids)) == 2 * CALLS_PER_APP
