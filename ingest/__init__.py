@@ -7,10 +7,10 @@
 * :mod:`.claude_code` reads Claude Code's own log events (one call each) and counts metrics.
 """
 
-from .conventions import CONVENTIONS, Convention
-from .files import IngestSummary, Rejection, ingest_paths
-from .normalize import SpanRecord, SpanRejected, normalize
-from .otlp_json import flatten_attributes, iter_otlp_json_spans
+from clauditor.ingest.conventions import CONVENTIONS, Convention
+from clauditor.ingest.files import IngestSummary, Rejection, ingest_paths
+from clauditor.ingest.normalize import SpanRecord, SpanRejected, normalize
+from clauditor.ingest.otlp_json import flatten_attributes, iter_otlp_json_spans
 
 __all__ = [
     "CONVENTIONS",

@@ -64,10 +64,9 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 
 from clauditor import semconv as sc
-
-from .normalize import STATUS_CODE_ERROR, SpanRecord, SpanRejected
-from .otlp_json import flatten_attributes, list_field
-from .otlp_proto import flatten_key_values
+from clauditor.ingest.normalize import STATUS_CODE_ERROR, SpanRecord, SpanRejected
+from clauditor.ingest.otlp_json import flatten_attributes, list_field
+from clauditor.ingest.otlp_proto import flatten_key_values
 
 __all__ = [
     "DEFAULT_FEATURE_ATTRIBUTE",

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from clauditor import semconv as sc
 
 if TYPE_CHECKING:
-    from .normalize import SpanRecord
+    from clauditor.ingest.normalize import SpanRecord
 
 __all__ = [
     "CALL_SPAN_NAMES",

@@ -43,9 +43,7 @@ import orjson
 
 from clauditor import semconv as sc
 from clauditor.cloud import region_from_host
-from clauditor.redact import is_secret_key
-
-from .conventions import (
+from clauditor.ingest.conventions import (
     CALL_SPAN_NAMES,
     CONVENTIONS,
     ERROR_TYPE_ALIASES,
@@ -55,7 +53,7 @@ from .conventions import (
     PROVIDER_KEYS,
     Convention,
 )
-from .normalize import (
+from clauditor.ingest.normalize import (
     MAX_TOKEN_COUNT,
     ROW_COLUMNS,
     STATUS_CODE_ERROR,
@@ -67,7 +65,8 @@ from .normalize import (
     mapped_keys,
     resource_columns,
 )
-from .otlp_json import flatten_attributes
+from clauditor.ingest.otlp_json import flatten_attributes
+from clauditor.redact import is_secret_key
 
 __all__ = ["FAST_SOURCES", "GENERIC", "ROW_ORDER", "fast_sources", "request_spans", "span_row"]
 

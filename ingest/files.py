@@ -37,15 +37,12 @@ import polars as pl
 
 from clauditor.config import Config
 from clauditor.errors import IngestError
-from clauditor.pricing import PriceTable
-from clauditor.store import IngestedFile, QuarantineEntry, Writer
-
-from . import parallel as parallel_module
-from .claude_code import DEFAULT_FEATURE_ATTRIBUTE
-from .lines import BUILD_DTYPES, build_frame, read_line, read_span, safe_payload
-from .normalize import SpanRejected
-from .otlp_proto import is_proto_file, iter_proto_file_spans
-from .parallel import (
+from clauditor.ingest import parallel as parallel_module
+from clauditor.ingest.claude_code import DEFAULT_FEATURE_ATTRIBUTE
+from clauditor.ingest.lines import BUILD_DTYPES, build_frame, read_line, read_span, safe_payload
+from clauditor.ingest.normalize import SpanRejected
+from clauditor.ingest.otlp_proto import is_proto_file, iter_proto_file_spans
+from clauditor.ingest.parallel import (
     ChunkResult,
     available_workers,
     columns_frame,
@@ -55,7 +52,9 @@ from .parallel import (
     parse_range,
     start_pool,
 )
-from .writer import price_batch
+from clauditor.ingest.writer import price_batch
+from clauditor.pricing import PriceTable
+from clauditor.store import IngestedFile, QuarantineEntry, Writer
 
 __all__ = ["INGEST_SUFFIXES", "IngestSummary", "Rejection", "ingest_paths"]
 

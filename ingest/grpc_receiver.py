@@ -52,9 +52,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from clauditor.errors import ClauditorError
-
-from .claude_code import DEFAULT_FEATURE_ATTRIBUTE
-from .receiver import (
+from clauditor.ingest.claude_code import DEFAULT_FEATURE_ATTRIBUTE
+from clauditor.ingest.receiver import (
     DEFAULT_BODY_TIMEOUT_S,
     DEFAULT_HEADER_TIMEOUT_S,
     DEFAULT_MAX_BODY_BYTES,
@@ -64,7 +63,7 @@ from .receiver import (
     authorized,
     decode_body,
 )
-from .writer import Prepared, QueueFull, WriteQueue
+from clauditor.ingest.writer import Prepared, QueueFull, WriteQueue
 
 __all__ = ["GrpcReceiver", "MAX_CONNECTION_AGE_S"]
 

@@ -24,18 +24,17 @@ import orjson
 import polars as pl
 
 from clauditor import redact
-from clauditor.schema import CALLS_SCHEMA
-
-from .claude_code import (
+from clauditor.ingest.claude_code import (
     DEFAULT_FEATURE_ATTRIBUTE,
     count_json_metric_points,
     is_logs_request,
     is_metrics_request,
     json_log_batch,
 )
-from .fastpath import GENERIC, request_spans, span_row
-from .normalize import ROW_COLUMNS, SpanRecord, SpanRejected, record_row
-from .otlp_json import iter_otlp_json_spans, span_record
+from clauditor.ingest.fastpath import GENERIC, request_spans, span_row
+from clauditor.ingest.normalize import ROW_COLUMNS, SpanRecord, SpanRejected, record_row
+from clauditor.ingest.otlp_json import iter_otlp_json_spans, span_record
+from clauditor.schema import CALLS_SCHEMA
 
 __all__ = ["BUILD_DTYPES", "LineSink", "build_frame", "load_line", "read_line", "safe_payload"]
 

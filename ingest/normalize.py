@@ -39,11 +39,7 @@ import polars as pl
 
 from clauditor import semconv as sc
 from clauditor.cloud import region_from_host
-from clauditor.redact import clip, is_secret_key, scrub, scrub_value
-from clauditor.schema import CALLS_COLUMNS, PRICED_COLUMNS, SOURCES
-from clauditor.store import SAME_CALL_COUNTS, SAME_CALL_LABELS, same_call
-
-from .conventions import (
+from clauditor.ingest.conventions import (
     CALL_SPAN_NAMES,
     CONVENTIONS,
     ERROR_TYPE_ALIASES,
@@ -55,6 +51,9 @@ from .conventions import (
     to_float,
     to_int,
 )
+from clauditor.redact import clip, is_secret_key, scrub, scrub_value
+from clauditor.schema import CALLS_COLUMNS, PRICED_COLUMNS, SOURCES
+from clauditor.store import SAME_CALL_COUNTS, SAME_CALL_LABELS, same_call
 
 __all__ = [
     "BAGGAGE_FEATURE_ATTRIBUTE",

@@ -16,9 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from clauditor.ingest.normalize import SpanRecord, SpanRejected
 from clauditor.redact import clip
-
-from .normalize import SpanRecord, SpanRejected
 
 __all__ = ["flatten_attributes", "iter_otlp_json_spans", "list_field", "span_record"]
 

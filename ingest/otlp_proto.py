@@ -26,8 +26,7 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from clauditor.errors import IngestError
-
-from .normalize import SpanRecord, SpanRejected
+from clauditor.ingest.normalize import SpanRecord, SpanRejected
 
 __all__ = [
     "decode_export_request",

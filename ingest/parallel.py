@@ -41,8 +41,8 @@ from typing import IO, Any
 import polars as pl
 import pyarrow as pa
 
-from .claude_code import DEFAULT_FEATURE_ATTRIBUTE
-from .lines import BUILD_DTYPES, read_line, safe_payload
+from clauditor.ingest.claude_code import DEFAULT_FEATURE_ATTRIBUTE
+from clauditor.ingest.lines import BUILD_DTYPES, read_line, safe_payload
 
 __all__ = [
     "CHUNKS_IN_FLIGHT_PER_WORKER",

@@ -67,7 +67,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .claude_code import (
+from clauditor.ingest.claude_code import (
     DEFAULT_FEATURE_ATTRIBUTE,
     count_json_metric_points,
     count_proto_metric_points,
@@ -76,10 +76,10 @@ from .claude_code import (
     json_log_batch,
     proto_log_batch,
 )
-from .normalize import SpanRecord, SpanRejected
-from .otlp_json import iter_otlp_json_spans
-from .otlp_proto import decode_export_request, iter_proto_spans
-from .writer import Prepared, QueueFull, WriteQueue, prepare
+from clauditor.ingest.normalize import SpanRecord, SpanRejected
+from clauditor.ingest.otlp_json import iter_otlp_json_spans
+from clauditor.ingest.otlp_proto import decode_export_request, iter_proto_spans
+from clauditor.ingest.writer import Prepared, QueueFull, WriteQueue, prepare
 
 __all__ = [
     "DEFAULT_BODY_TIMEOUT_S",

@@ -50,10 +50,8 @@ from hypercorn.typing import ASGIFramework
 
 from clauditor.config import Config
 from clauditor.errors import ClauditorError
-from clauditor.semconv import ENV_RECEIVER_TOKEN
-
-from .grpc_receiver import GrpcReceiver
-from .receiver import (
+from clauditor.ingest.grpc_receiver import GrpcReceiver
+from clauditor.ingest.receiver import (
     DEFAULT_BODY_TIMEOUT_S,
     DEFAULT_HEADER_TIMEOUT_S,
     DEFAULT_MAX_BODY_BYTES,
@@ -61,8 +59,9 @@ from .receiver import (
     ReceiverStats,
     create_app,
 )
-from .span_folder import SERVE_INTERVAL_S, catch_up
-from .writer import WriteQueue
+from clauditor.ingest.span_folder import SERVE_INTERVAL_S, catch_up
+from clauditor.ingest.writer import WriteQueue
+from clauditor.semconv import ENV_RECEIVER_TOKEN
 
 __all__ = ["DEFAULT_QUEUE_BATCHES", "Receiver", "serve"]
 

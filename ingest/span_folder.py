@@ -158,7 +158,7 @@ def _folder_lock(path: Path) -> Iterator[bool]:
 
 
 def _catch_up(db: Path, folder: Path, state: Path, config: Config, engine: str) -> CatchUp:
-    from .files import ingest_paths
+    from clauditor.ingest.files import ingest_paths
 
     done = CatchUp()
     for leftover in state.glob("*.tail.jsonl"):  # a catch-up that died before cleaning up

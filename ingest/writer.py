@@ -42,12 +42,11 @@ from typing import Any
 
 import polars as pl
 
+from clauditor.ingest.lines import BUILD_DTYPES, safe_payload
+from clauditor.ingest.normalize import SpanRecord, SpanRejected, one_row_per_call, record_row
 from clauditor.pricing import PriceTable, load_price_table, price_calls
 from clauditor.redact import ScrubLogRecords, scrub
 from clauditor.store import Writer, WriteResult
-
-from .lines import BUILD_DTYPES, safe_payload
-from .normalize import SpanRecord, SpanRejected, one_row_per_call, record_row
 
 __all__ = [
     "MAX_ATTRIBUTE_CHARS",

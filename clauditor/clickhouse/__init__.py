@@ -10,7 +10,7 @@
 Needs ``pip install 'clauditor[clickhouse]'`` (and ``chdb`` for the embedded engine).
 """
 
-from .client import ClickHouse, ClickHouseError, connect, parse_url
-from .ddl import InitResult, init, reprice
+from clauditor.clickhouse.client import ClickHouse, ClickHouseError, connect, parse_url
+from clauditor.clickhouse.ddl import InitResult, init, reprice
 
 __all__ = ["ClickHouse", "ClickHouseError", "InitResult", "connect", "init", "parse_url", "reprice"]

@@ -48,11 +48,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from clauditor import semconv as sc
+from clauditor.clickhouse.client import ClickHouse
+from clauditor.clickhouse.view import (
+    CALL_KEY,
+    SOURCE_PREFERENCE,
+    UNPRICED,
+    lit,
+    priced_select,
+    spans_select,
+)
 from clauditor.rate_cards import MAX_TIERS, RATE_NAMES, PriceTable, RateCard, load_price_table
 from clauditor.schema import CALLS_COLUMNS
-
-from .client import ClickHouse
-from .view import CALL_KEY, SOURCE_PREFERENCE, UNPRICED, lit, priced_select, spans_select
 
 __all__ = [
     "EXPORTER_SCHEMA",

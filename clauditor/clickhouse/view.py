@@ -31,14 +31,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from clauditor import semconv as sc
+from clauditor.clickhouse import _rules as rules
 from clauditor.cloud import HOST_RULES
 from clauditor.pricing import BATCH_DISCOUNT, PER_MTOK
 from clauditor.rate_cards import ID_PATTERNS, MAX_TIERS, RATE_NAMES, PriceTable
 from clauditor.redact import REDACTED, WITHHELD
 from clauditor.schema import CALLS_COLUMNS, PRICED_COLUMNS, SOURCES
 from clauditor.semconv import SECRET_KEY_MARKERS
-
-from . import _rules as rules
 
 __all__ = [
     "CALL_KEY",
