@@ -24,8 +24,6 @@ from clauditor.pricing import BATCH_DISCOUNT, PriceTable
 
 __all__ = [
     "AUDIT_ITEMS",
-    "budget_row",
-    "item_row",
     "CAP_OVER_P99",
     "ERROR_FAIL",
     "ERROR_WARN",
@@ -35,7 +33,6 @@ __all__ = [
     "OPUS_WARN",
     "PROMPT_WARN_TOKENS",
     "REPRICE_AS",
-    "token_cost",
     "STREAM_AFTER_MS",
     "TARGET_MIX",
     "TRUNCATED_WARN",
@@ -43,13 +40,16 @@ __all__ = [
     "UNTAGGED_WARN",
     "attribution_row",
     "batch_api_row",
+    "budget_row",
     "context_growth_row",
     "deprecated_row",
     "error_rate_row",
+    "item_row",
     "max_tokens_row",
     "model_mix_row",
     "retries_row",
     "streaming_row",
+    "token_cost",
     "usage_logged_row",
 ]
 

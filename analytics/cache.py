@@ -33,12 +33,12 @@ from clauditor.pricing import PER_MTOK
 
 __all__ = [
     "cache_economics",
-    "economics_table",
-    "cache_hit_ratio_series_from_hours",
-    "cache_regressions_from_hours",
     "cache_hit_ratio_series",
+    "cache_hit_ratio_series_from_hours",
     "cache_regressions",
+    "cache_regressions_from_hours",
     "caching_candidates",
+    "economics_table",
 ]
 
 TTL_5M = timedelta(minutes=5)

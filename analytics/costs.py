@@ -41,11 +41,11 @@ if TYPE_CHECKING:
     import duckdb
 
 __all__ = [
-    "GROUP_KEYS",
     "APP_SOURCES",
+    "GROUP_KEYS",
     "NO_KEY",
-    "SourceFilter",
     "UNTAGGED",
+    "SourceFilter",
     "check_keys",
     "cost_breakdown",
     "cost_breakdown_from_hours",

@@ -38,6 +38,8 @@ from clauditor.config import Config
 __all__ = [
     "budget_levels",
     "error_minutes_on",
+    "grain_minutes",
+    "hours_by_key_on",
     "hours_on",
     "latency_from_sql",
     "on_aggregates",
@@ -45,12 +47,10 @@ __all__ = [
     "run_all_jobs_on",
     "run_audit",
     "run_budget",
-    "whole_hour_zone",
-    "grain_minutes",
-    "hours_by_key_on",
     "spend_rollup_on",
     "spend_rows_on",
     "unpriced_runs_on",
+    "whole_hour_zone",
 ]
 
 T = TypeVar("T")

@@ -37,7 +37,9 @@ from clauditor.analytics.frame import model_keys, prepare_calls
 from clauditor.analytics.periods import Period
 
 __all__ = [
+    "EXTRA_KEY_COLUMNS",
     "FAILED_SQL",
+    "GRAINS",
     "RAW_HASH_SQL",
     "RAW_KEYS",
     "READ_SQL",
@@ -48,8 +50,6 @@ __all__ = [
     "W1H_SQL",
     "W5M_SQL",
     "WRITE_SQL",
-    "EXTRA_KEY_COLUMNS",
-    "GRAINS",
     "bucket_lookup",
     "error_minutes_on",
     "extra_key_columns",

@@ -46,13 +46,13 @@ from clauditor.views import VIEWS_V1, VIEWS_V4, VIEWS_V9
 
 __all__ = [
     "DEFAULT_DB",
-    "IngestedFile",
     "MIGRATIONS",
-    "QuarantineEntry",
     "SAME_CALL_COLUMNS",
     "SAME_CALL_COUNTS",
     "SAME_CALL_LABELS",
     "SCHEMA_VERSION",
+    "IngestedFile",
+    "QuarantineEntry",
     "WriteResult",
     "Writer",
     "default_db_path",

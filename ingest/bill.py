@@ -30,9 +30,9 @@ from clauditor.store import read_connection, transaction, write_connection
 
 __all__ = [
     "BILL_TOKEN_COLUMNS",
+    "SETTLE_DAYS",
     "Bill",
     "FetchSummary",
-    "SETTLE_DAYS",
     "days_to_fetch",
     "fetch_bill",
     "load_bill",

@@ -24,18 +24,18 @@ from typing import TYPE_CHECKING, Any
 from clauditor import semconv as sc
 
 if TYPE_CHECKING:
-    from clauditor.ingest.normalize import SpanRecord
+    from clauditor.ingest.span_record import SpanRecord
 
 __all__ = [
     "CALL_SPAN_NAMES",
     "CONVENTIONS",
-    "Convention",
     "ERROR_TYPE_ALIASES",
     "GENAI_KEYS",
-    "Markers",
     "OPERATION_BY_GENAI_NAME",
     "OPERATION_BY_SPAN_NAME",
     "PROVIDER_KEYS",
+    "Convention",
+    "Markers",
     "Refine",
     "as_text",
     "to_bool",

@@ -65,7 +65,7 @@ from clauditor.ingest.receiver import (
 )
 from clauditor.ingest.writer import Prepared, QueueFull, WriteQueue
 
-__all__ = ["GrpcReceiver", "MAX_CONNECTION_AGE_S"]
+__all__ = ["MAX_CONNECTION_AGE_S", "GrpcReceiver"]
 
 _log = logging.getLogger("clauditor.ingest.grpc_receiver")
 

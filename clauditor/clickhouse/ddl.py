@@ -64,13 +64,13 @@ __all__ = [
     "EXPORTER_SCHEMA",
     "MIGRATIONS",
     "InitResult",
-    "Migration",
     "Layout",
+    "Migration",
     "calls_type",
     "exporter_tables",
-    "schema_statements",
     "init",
     "reprice",
+    "schema_statements",
 ]
 
 # Where the exporter's table layout comes from (named in docs/clickhouse.md too).
