@@ -66,13 +66,15 @@ from clauditor.analytics.rollup import (
     extra_key_columns,
     model_mapping,
 )
+from clauditor.analytics.spend_notes import MIN_CONTAINER_S, SpendNotes, spend_notes_from
 from clauditor.config import Config
+from clauditor.pricing import PriceTable
 from clauditor.schema import CALLS_SCHEMA, SOURCES
 
-from .client import ClickHouse, ClickHouseError
+from .client import ClickHouse, ClickHouseError, connect
 from .view import CALL_KEY, SOURCE_PREFERENCE
 
-__all__ = ["ClickHouseEngine", "insert_calls"]
+__all__ = ["ClickHouseEngine", "claude_code_totals", "clickhouse_spend_notes", "insert_calls"]
 
 _UTC = pl.Datetime("us", "UTC")
 _MICROS = "toUnixTimestamp64Micro(start_time)"
@@ -619,3 +621,46 @@ def insert_calls(client: ClickHouse, calls: pl.DataFrame) -> int:
     except Exception as exc:
         raise ClickHouseError(f"ClickHouse insert into calls failed: {str(exc)[:1500]}") from exc
     return frame.height
+
+
+def claude_code_totals(url: str, period: Period) -> tuple[int, float]:
+    """Calls and dollars of developers' Claude Code calls in ``period`` of ``url``'s calls."""
+    from clauditor.schema import CLAUDE_CODE_SOURCE
+
+    with connect(url) as client:
+        engine = ClickHouseEngine(client, sources=SourceFilter(only=(CLAUDE_CODE_SOURCE,)))
+        where, params = _where(period)
+        sql = f"SELECT count() AS n, coalesce(sum(cost_usd), 0.0) AS usd FROM {{calls}}{where}"
+        row = engine._frame(sql, params).row(0)
+    return int(row[0]), float(row[1])
+
+
+def clickhouse_spend_notes(
+    url: str,
+    start: dt.datetime,
+    end: dt.datetime,
+    table: PriceTable,
+    sources: SourceFilter | None = APP_SOURCES,
+) -> SpendNotes:
+    """:func:`clauditor.analytics.spend_notes.spend_notes` of ``url``'s calls of ``sources``."""
+    period = Period(start, end, "")
+    with connect(url) as client:
+        engine = ClickHouseEngine(client, sources=sources)
+        where, params = _where(period)
+        totals = engine._frame(
+            "SELECT coalesce(sum(cost_tools_usd), 0.0), "
+            "toInt64(coalesce(sum(web_search_requests), 0)), "
+            "toInt64(coalesce(sum(web_fetch_requests), 0)), count(cache_ttl_assumed), "
+            "coalesce(sumIf(cost_cache_write_usd, cache_ttl_assumed IS NOT NULL), 0.0) "
+            f"FROM {{calls}}{where}",
+            params,
+        ).row(0)
+        where, params = _where(period, "container_id IS NOT NULL")
+        containers = engine._frame(
+            f"SELECT count(), coalesce(sum(greatest(s, {MIN_CONTAINER_S})), 0.0) / 3600.0 FROM ("
+            "SELECT (toUnixTimestamp64Micro(max(end_time)) "
+            "- toUnixTimestamp64Micro(min(start_time))) / 1e6 AS s "
+            f"FROM {{calls}}{where} GROUP BY container_id)",
+            params,
+        ).row(0)
+    return spend_notes_from(totals, containers, start, end, table)
