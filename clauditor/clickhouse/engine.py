@@ -174,8 +174,11 @@ _US_5M, _US_1H = 300_000_000, 3_600_000_000
 
 # analytics.cache_sequence's sequence: the next read after each write and the previous cached
 # call, per feature and model as recorded, ordered by time. DuckDB's lag and first_value
-# IGNORE NULLS are here the max of the preceding times and the min of the following read
-# times (the rows are ordered by time, so they are the same numbers).
+# IGNORE NULLS are here the max of the preceding times and the min of the later read times
+# (the rows are ordered by time, so they are the same numbers). The later reads are the rows
+# *preceding* in descending time: ClickHouse adds rows to a frame that starts at UNBOUNDED
+# PRECEDING one by one, but recomputes a frame ending at UNBOUNDED FOLLOWING for every row
+# (measured 40x slower on 2M calls).
 _SEQUENCE_SQL = f"""
 WITH c AS (
     SELECT {{raw}}, feature AS _g1, coalesce(response_model, request_model) AS _g2,
@@ -186,8 +189,8 @@ WITH c AS (
     FROM {{calls}}{{where}}
 ), s AS (
     SELECT *,
-        min(if(rd > 0, t, NULL)) OVER (PARTITION BY _g1, _g2 ORDER BY t
-            ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) - t AS to_read,
+        min(if(rd > 0, t, NULL)) OVER (PARTITION BY _g1, _g2 ORDER BY t DESC
+            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) - t AS to_read,
         t - max(t) OVER (PARTITION BY _g1, _g2 ORDER BY t
             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS gap,
         w5 > 0 AND coalesce(to_read > {_US_5M}, true) AS unread5,
