@@ -600,7 +600,9 @@ class _Figures:
 def insert_calls(client: ClickHouse, calls: pl.DataFrame) -> int:
     """Insert ``calls`` rows (the :data:`~clauditor.schema.CALLS_SCHEMA` columns; missing
     ones NULL) into ``<database>.calls``, with the table's key (the response id, else the span
-    id) and source preference as the view computes them; returns the number of rows.
+    id) and source preference as the view computes them; returns the number of rows. The table
+    holds no NULL ``attributes``, ``resource`` or ``end_time``: they become ``""`` and the
+    call's ``start_time``.
 
     For moving calls already normalized in Python (a DuckDB store, a Parquet export) into
     ClickHouse; spans from the Collector go through the view instead."""
@@ -612,12 +614,14 @@ def insert_calls(client: ClickHouse, calls: pl.DataFrame) -> int:
         for c, t in CALLS_SCHEMA.items()
     ).with_columns(
         pl.col(pl.Categorical).cast(pl.String),
-        pl.col("start_time", "end_time").dt.convert_time_zone("UTC"),
+        pl.col("start_time").dt.convert_time_zone("UTC"),
         pl.coalesce("response_id", "span_id").alias(CALL_KEY),
         pl.col("source")
         .replace_strict(preference, default=0, return_dtype=pl.UInt8)
         .alias(SOURCE_PREFERENCE),
+        # Columns the table keeps non-NULL: JSON text empty, an unknown end at the start.
         pl.col("attributes", "resource").fill_null(""),
+        pl.col("end_time").fill_null(pl.col("start_time")).dt.convert_time_zone("UTC"),
     )
     try:
         client.raw.insert_arrow("calls", frame.to_arrow(), database=client.database)
