@@ -18,13 +18,17 @@ write the same evidence):
 * when Opus is over its share, the Opus calls summed per day and pricing flags, priced as
   Sonnet with :func:`clauditor.pricing.price_calls` (cost is linear in tokens for calls that
   share a day, tier, operation, region, speed and long-context side).
+
+The statements go through :class:`FigureQueries` (:class:`DuckDBFigures` here; the ClickHouse
+engine has its own), so every engine shares the Polars around them
+(:func:`audit_figures_with`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import duckdb
 import polars as pl
@@ -61,7 +65,14 @@ from clauditor.pricing import (
     price_calls,
 )
 
-__all__ = ["audit_figures", "audit_from_figures"]
+__all__ = [
+    "DuckDBFigures",
+    "FigureQueries",
+    "audit_figures",
+    "audit_figures_with",
+    "audit_from_figures",
+    "calls_of",
+]
 
 _FAILED = FAILED_SQL
 
@@ -90,7 +101,7 @@ FROM c GROUP BY ALL
 """
 
 
-def _calls_of(workloads: pl.DataFrame) -> str:
+def calls_of(workloads: pl.DataFrame) -> str:
     """SQL true for the calls of the ``workloads`` rows (``_feature``, ``_location``)."""
     named = [f for f in workloads["_feature"].to_list() if f is not None]
     located = [w for f, w in workloads.select("_feature", "_location").iter_rows() if f is None]
@@ -146,9 +157,7 @@ def _workload_name(frame: pl.DataFrame) -> pl.DataFrame:
     ).drop("_feature", "_location")
 
 
-def _workloads(
-    con: duckdb.DuckDBPyConnection, period: Period | None, hours: pl.DataFrame
-) -> pl.DataFrame:
+def _workloads(queries: FigureQueries, period: Period | None, hours: pl.DataFrame) -> pl.DataFrame:
     """Per workload of the synchronous generation calls: sums from ``hours``, the medians
     ``p50_ms`` (batch item) and ``s_p50_ms`` (streaming item) and ``p99`` output by DuckDB."""
     sync = hours.filter(pl.col("operation").cast(pl.String).fill_null("chat") == "chat")
@@ -178,8 +187,7 @@ def _workloads(
     )
     keys = ["_feature", "_location"]
     work = work.with_columns(pl.col(keys).cast(pl.String))
-    where, params = _where(period, _SYNC, f"NOT {_FAILED}", "max_tokens IS NOT NULL")
-    p99 = con.sql(_P99_SQL.format(where=where), params=params).pl()
+    p99 = queries.p99(period)
     # The medians the items show: the three costliest non-interactive workloads (batch item),
     # the interactive ones streamed less than half the time (streaming item).
     named = _workload_name(work.with_columns(pl.col(k).alias("_k" + k) for k in keys))
@@ -199,9 +207,7 @@ def _workloads(
                 "s_p50_ms": pl.Float64}
     )  # fmt: skip
     if batch.height or stream.height:
-        where, params = _where(period, _SYNC)
-        sql = _MEDIANS_SQL.format(where=where, batch=_calls_of(batch), stream=_calls_of(stream))
-        medians = con.sql(sql, params=params).pl()
+        medians = queries.medians(period, calls_of(batch), calls_of(stream))
     for found in (p99, medians):
         work = work.join(
             found.with_columns(pl.col(keys).cast(pl.String)), on=keys, how="left", nulls_equal=True
@@ -209,14 +215,98 @@ def _workloads(
     return _workload_name(work)
 
 
-def _conversations(con: duckdb.DuckDBPyConnection, period: Period | None) -> pl.DataFrame | None:
-    where, params = _where(period, _CHAT, f"NOT {_FAILED}", "conversation_id IS NOT NULL")
-    per = con.sql(_CONVERSATIONS_SQL.format(where=where), params=params).pl()
-    if per.height == 0:
-        found = con.execute(f"SELECT count(*) FROM calls{where}", params).fetchall()[0][0]
-        if not found:
-            return None
-    return per.with_columns(pl.col("turns", "first", "last", "peak").cast(pl.Int64))
+class FigureQueries(Protocol):
+    """The statements :func:`audit_figures_with` needs, in an engine's own SQL (each over the
+    calls of ``period`` the engine admits)."""
+
+    def p99(self, period: Period | None) -> pl.DataFrame:
+        """``_feature``, ``_location`` (the workload keys) and ``p99``: the interpolated 99th
+        percentile of output tokens of the capped successful synchronous calls."""
+        ...
+
+    def medians(self, period: Period | None, batch: str, stream: str) -> pl.DataFrame:
+        """Per workload of the synchronous calls of ``batch`` or ``stream`` (SQL conditions
+        of :func:`calls_of`): ``p50_ms`` (median duration of the ``batch`` calls) and
+        ``s_p50_ms`` (of the successful, non-batch-tier ``stream`` calls)."""
+        ...
+
+    def conversations(self, period: Period | None) -> pl.DataFrame | None:
+        """Per conversation of 3+ successful chat turns: ``turns``, ``first``, ``last``,
+        ``peak`` (prompt tokens, Int64) and ``history_usd``; None when no successful chat
+        call has a conversation id."""
+        ...
+
+    def opus_groups(
+        self, period: Period | None, opus_ids: list[str], long_above: float | None
+    ) -> pl.DataFrame:
+        """The chat calls of ``opus_ids`` summed per UTC day (``_day``, days since the epoch),
+        ``service_tier``, ``operation``, ``inference_geo``, ``speed`` and ``_long`` (prompt
+        over ``long_above``): token sums, ``_w5m``, ``_w1h`` and ``_opus_usd``."""
+        ...
+
+    def opus_calls(self, period: Period | None, opus_ids: list[str]) -> pl.DataFrame:
+        """The chat calls of ``opus_ids`` as an analytics frame (priced one by one)."""
+        ...
+
+
+class DuckDBFigures:
+    """:class:`FigureQueries` by DuckDB statements on an open connection (session zone UTC)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+
+    def p99(self, period: Period | None) -> pl.DataFrame:
+        where, params = _where(period, _SYNC, f"NOT {_FAILED}", "max_tokens IS NOT NULL")
+        return self.con.sql(_P99_SQL.format(where=where), params=params).pl()
+
+    def medians(self, period: Period | None, batch: str, stream: str) -> pl.DataFrame:
+        where, params = _where(period, _SYNC)
+        sql = _MEDIANS_SQL.format(where=where, batch=batch, stream=stream)
+        return self.con.sql(sql, params=params).pl()
+
+    def conversations(self, period: Period | None) -> pl.DataFrame | None:
+        where, params = _where(period, _CHAT, f"NOT {_FAILED}", "conversation_id IS NOT NULL")
+        per = self.con.sql(_CONVERSATIONS_SQL.format(where=where), params=params).pl()
+        if per.height == 0:
+            found = self.con.execute(f"SELECT count(*) FROM calls{where}", params).fetchall()
+            if not found[0][0]:
+                return None
+        return per.with_columns(pl.col("turns", "first", "last", "peak").cast(pl.Int64))
+
+    def opus_groups(
+        self, period: Period | None, opus_ids: list[str], long_above: float | None
+    ) -> pl.DataFrame:
+        con = self.con
+        have = {row[0] for row in con.execute("DESCRIBE calls").fetchall()}
+        w1h = _tok("cache_creation_1h_input_tokens", have)
+        write = _tok("cache_creation_input_tokens", have)
+        total = f"{_tok('input_tokens', have)} + {_tok('cache_read_input_tokens', have)} + {write}"
+        long_context = f"{total} > {long_above}" if long_above is not None else "false"
+        text = {c: (c if c in have else "NULL::VARCHAR") for c in
+                ("service_tier", "operation", "inference_geo", "speed")}  # fmt: skip
+        # The ids inline (quoted): DuckDB matches a constant list faster than a parameter's.
+        where, params = _where(
+            period, _CHAT, f"coalesce(response_model, request_model) IN ({_quoted(opus_ids)})"
+        )
+        sql = f"""
+            SELECT epoch_us(start_time) // 86400000000 AS _day,
+                {text["service_tier"]} AS service_tier, {text["operation"]} AS operation,
+                {text["inference_geo"]} AS inference_geo, {text["speed"]} AS speed,
+                {long_context} AS _long, sum({_tok("input_tokens", have)}) AS input_tokens,
+                sum({_tok("output_tokens", have)}) AS output_tokens,
+                sum({_tok("cache_read_input_tokens", have)}) AS cache_read_input_tokens,
+                sum(greatest({write} - {w1h}, 0)) AS _w5m, sum({w1h}) AS _w1h,
+                sum(coalesce(cost_usd, 0.0)) AS _opus_usd
+            FROM calls{where} GROUP BY ALL
+        """
+        return con.sql(sql, params=params).pl()
+
+    def opus_calls(self, period: Period | None, opus_ids: list[str]) -> pl.DataFrame:
+        from clauditor.analytics.frame import analytics_frame_from
+
+        ids = _quoted(opus_ids)
+        where = f"{_CHAT} AND coalesce(response_model, request_model) IN ({ids})"
+        return analytics_frame_from(self.con, period, where=where)
 
 
 def _quoted(values: list[str]) -> str:
@@ -232,45 +322,32 @@ def _thresholds(table: PriceTable) -> list[float]:
 
 
 def _repriced_saving(
-    con: duckdb.DuckDBPyConnection,
+    queries: FigureQueries,
     period: Period | None,
     opus_ids: list[str],
     table: PriceTable,
 ) -> float | None:
     """Opus dollars minus the same calls priced as :data:`REPRICE_AS` (None: no such calls).
 
-    Calls are summed per UTC day, tier, operation, region, speed and long-context side: within
-    such a group every call has the same per-token prices, so pricing the summed tokens gives
-    the sum of the calls' prices. On the long-context side the summed row is priced as it is
-    (its prompt is longer still); on the other side the prices per token come from a one-token
-    row, which cannot cross the threshold that the summed tokens might.
+    Calls are summed per UTC day, tier, operation, region, speed and long-context side
+    (:meth:`FigureQueries.opus_groups`): within such a group every call has the same per-token
+    prices, so pricing the summed tokens gives the sum of the calls' prices. On the
+    long-context side the summed row is priced as it is (its prompt is longer still); on the
+    other side the prices per token come from a one-token row, which cannot cross the threshold
+    that the summed tokens might.
     """
     thresholds = _thresholds(table)
     if len(thresholds) > 1:  # the side would depend on the day's entry: price call by call
-        return _repriced_per_call(con, period, opus_ids, table)
-    have = {row[0] for row in con.execute("DESCRIBE calls").fetchall()}
-    w1h = _tok("cache_creation_1h_input_tokens", have)
-    write = _tok("cache_creation_input_tokens", have)
-    total = f"{_tok('input_tokens', have)} + {_tok('cache_read_input_tokens', have)} + {write}"
-    long_context = f"{total} > {thresholds[0]}" if thresholds else "false"
-    text = {c: (c if c in have else "NULL::VARCHAR") for c in
-            ("service_tier", "operation", "inference_geo", "speed")}  # fmt: skip
-    # The ids inline (quoted): DuckDB matches a constant list faster than a parameter's.
-    where, params = _where(
-        period, _CHAT, f"coalesce(response_model, request_model) IN ({_quoted(opus_ids)})"
-    )
-    sql = f"""
-        SELECT epoch_us(start_time) // 86400000000 AS _day, {text["service_tier"]} AS service_tier,
-            {text["operation"]} AS operation, {text["inference_geo"]} AS inference_geo,
-            {text["speed"]} AS speed, {long_context} AS _long,
-            sum({_tok("input_tokens", have)}) AS input_tokens,
-            sum({_tok("output_tokens", have)}) AS output_tokens,
-            sum({_tok("cache_read_input_tokens", have)}) AS cache_read_input_tokens,
-            sum(greatest({write} - {w1h}, 0)) AS _w5m, sum({w1h}) AS _w1h,
-            sum(coalesce(cost_usd, 0.0)) AS _opus_usd
-        FROM calls{where} GROUP BY ALL
-    """
-    groups = con.sql(sql, params=params).pl()
+        opus = queries.opus_calls(period, opus_ids)
+        if opus.height == 0:
+            return None
+        sonnet = opus.with_columns(pl.col(pl.Categorical).cast(pl.String)).with_columns(
+            pl.lit(REPRICE_AS).alias("request_model"), pl.lit(REPRICE_AS).alias("response_model")
+        )
+        repriced = price_calls(sonnet, table)
+        opus_usd = float(opus["cost_usd"].fill_null(0).sum())
+        return opus_usd - float(repriced["cost_usd"].fill_null(0).sum())
+    groups = queries.opus_groups(period, opus_ids, thresholds[0] if thresholds else None)
     if groups.height == 0:
         return None
     sums = ["input_tokens", "output_tokens", "cache_read_input_tokens", "_w5m", "_w1h"]
@@ -309,28 +386,6 @@ def _repriced_saving(
     return float(groups["_opus_usd"].sum() - repriced)
 
 
-def _repriced_per_call(
-    con: duckdb.DuckDBPyConnection,
-    period: Period | None,
-    opus_ids: list[str],
-    table: PriceTable,
-) -> float | None:
-    from clauditor.analytics.frame import analytics_frame_from
-
-    opus = analytics_frame_from(
-        con,
-        period,
-        where=f"{_CHAT} AND coalesce(response_model, request_model) IN ({_quoted(opus_ids)})",
-    )
-    if opus.height == 0:
-        return None
-    sonnet = opus.with_columns(pl.col(pl.Categorical).cast(pl.String)).with_columns(
-        pl.lit(REPRICE_AS).alias("request_model"), pl.lit(REPRICE_AS).alias("response_model")
-    )
-    repriced = price_calls(sonnet, table)
-    return float(opus["cost_usd"].fill_null(0).sum() - repriced["cost_usd"].fill_null(0).sum())
-
-
 def _per_model(hours: pl.DataFrame) -> pl.DataFrame:
     return (
         hours.group_by(pl.col("_model_id").alias("model"))
@@ -352,21 +407,32 @@ def audit_figures(
     config: Config | None,
 ) -> dict[str, Any]:
     """The audit's own DuckDB statements (workloads, conversations, Opus repriced when the
-    model mix needs it), for :func:`audit_from_aggregates`; may run on another cursor while
+    model mix needs it), for :func:`audit_from_figures`; may run on another cursor while
     the other jobs run."""
+    return audit_figures_with(DuckDBFigures(con), period, hours, config=config)
+
+
+def audit_figures_with(
+    queries: FigureQueries,
+    period: Period | None,
+    hours: pl.DataFrame,
+    *,
+    config: Config | None,
+) -> dict[str, Any]:
+    """:func:`audit_figures` through any engine's :class:`FigureQueries`."""
     if hours.height == 0 or int(hours["calls"].sum()) == 0:
         return {}
     table = config.price_table() if config is not None else load_price_table()
     saving: list[float | None] = []
 
     def reprice(ids: list[str]) -> float | None:
-        saving.append(_repriced_saving(con, period, ids, table))
+        saving.append(_repriced_saving(queries, period, ids, table))
         return saving[-1]
 
     model_mix_row(_per_model(_chat(hours)), reprice)  # reprices only when Opus is over share
     return {
-        "workloads": _workloads(con, period, hours),
-        "conversations": _conversations(con, period),
+        "workloads": _workloads(queries, period, hours),
+        "conversations": queries.conversations(period),
         "opus_saving": saving[-1] if saving else None,
     }
 

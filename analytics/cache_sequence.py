@@ -10,9 +10,14 @@ call is a reuse is then one comparison with the previous bucket's last call.
 :func:`cache_economics_sql` follows the read/write sequence of the cached calls one by one
 with DuckDB window functions (next read after each write, previous cached call) and reads only
 their sums per raw feature and model.
+
+The Polars around the statements (:func:`caching_candidates_with`, :func:`economics_from_terms`)
+takes the statements' results from any engine: the ClickHouse engine runs its own SQL.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import duckdb
 import polars as pl
@@ -42,7 +47,13 @@ from clauditor.analytics.rollup import (
     where_sql,
 )
 
-__all__ = ["cache_economics_sql", "caching_candidates_from"]
+__all__ = [
+    "cache_economics_sql",
+    "caching_candidates_from",
+    "caching_candidates_with",
+    "economics_from_terms",
+    "features_sql",
+]
 
 _TTL_5M_US = 300_000_000
 
@@ -114,7 +125,7 @@ def _keyed(
     subset = (pl.col("operation").fill_null("chat") != "count_tokens") & (
         pl.col("status").fill_null("ok") == "ok"
     )
-    where, params = where_sql(period, _CANDIDATE_CALLS, _features_sql(hours, features))
+    where, params = where_sql(period, _CANDIDATE_CALLS, features_sql(hours, features))
     if mergeable or raw_keys(hours, subset) is not None:
         out = con.sql(
             sql.format(keys=f"{RAW_HASH_SQL} AS _raw", names="_raw", where=where), params=params
@@ -132,7 +143,7 @@ def _keyed(
     ).pl()
 
 
-def _features_sql(hours: pl.DataFrame, features: list[str]) -> str:
+def features_sql(hours: pl.DataFrame, features: list[str]) -> str:
     """SQL keeping the calls of the feature keys ``features`` ("" when that is every call)."""
     present = set(hours[PREPARED_KEY + "feature"].cast(pl.String).unique().to_list())
     if present <= set(features):
@@ -201,6 +212,36 @@ def caching_candidates_from(
     """:func:`~clauditor.analytics.cache.caching_candidates` over ``period`` of ``con``:
     the sums from the rollup ``hours``, the 10th percentile and the reuse sequence from
     DuckDB aggregates (module docstring)."""
+
+    def keyed(sql: str, mergeable: bool, features: list[str]) -> pl.DataFrame:
+        return _keyed(con, sql, period, hours, mergeable, features)
+
+    return caching_candidates_with(
+        hours,
+        lambda features: keyed(_PREFIX_SQL, False, features),
+        lambda features: keyed(_BUCKETS_SQL, True, features),
+        min_prompt_tokens=min_prompt_tokens,
+        min_calls=min_calls,
+        max_cached_share=max_cached_share,
+    )
+
+
+def caching_candidates_with(
+    hours: pl.DataFrame,
+    prefix_of: Callable[[list[str]], pl.DataFrame],
+    buckets_of: Callable[[list[str]], pl.DataFrame],
+    *,
+    min_prompt_tokens: int = 1024,
+    min_calls: int = 20,
+    max_cached_share: float = 0.1,
+) -> pl.DataFrame:
+    """:func:`caching_candidates_from` with the two statements given by the engine, each over
+    the successful non-``count_tokens`` calls of the feature keys it is passed
+    (:func:`features_sql`): ``prefix_of`` gives ``fkey``, ``mkey`` and ``prefix_tokens`` (the
+    discrete 10th percentile of input tokens, NULL as 0); ``buckets_of`` per ``fkey``,
+    ``mkey`` (or finer: rows of one key are merged) and 5-minute ``_bucket``: ``n``, ``t0``,
+    ``t1`` (first and last epoch microseconds), ``sg`` (summed input-minus-read price per
+    token), ``g0`` and ``l0`` (the first call's gain and 5-minute write loss per token)."""
     keys = ["feature", "model"]
     totals = _candidate_totals(hours, min_prompt_tokens, min_calls, max_cached_share)
     schema = {"feature": pl.String, "model": pl.String, "prefix_tokens": pl.Int64,
@@ -210,8 +251,8 @@ def caching_candidates_from(
         wanted = totals.select(pl.col("feature").alias("fkey"), pl.col("model").alias("mkey"))
         # Only the qualifying features' calls are read (the models are sorted out after).
         features = sorted(set(totals["feature"].to_list()))
-        prefix = _keyed(con, _PREFIX_SQL, period, hours, mergeable=False, features=features)
-        buckets = _keyed(con, _BUCKETS_SQL, period, hours, mergeable=True, features=features)
+        prefix = prefix_of(features)
+        buckets = buckets_of(features)
         buckets = buckets.join(wanted, on=["fkey", "mkey"], how="semi", nulls_equal=True)
         per_call = (
             _reuse(buckets)
@@ -287,10 +328,15 @@ def cache_economics_sql(
     sql = _SEQUENCE_SQL.format(where=where, raw=raw_hash_sql(columns))
     terms = con.sql(sql, params=params).pl()
     names = raw_names(con, hours, columns).drop("fkey", "mkey")
-    terms = with_group_keys(
-        terms.with_columns(pl.col("_raw").cast(pl.UInt64)).join(names, on="_raw", how="left"),
-        by,
-    )
+    terms = terms.with_columns(pl.col("_raw").cast(pl.UInt64)).join(names, on="_raw", how="left")
+    return economics_from_terms(terms, hours, by)
+
+
+def economics_from_terms(terms: pl.DataFrame, hours: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    """:func:`cache_economics_sql` finished from the sequence sums ``terms`` (``_saved``,
+    ``_write_usd``, ``_wasted``, ``_unread``, ``_ttl_gain`` per raw key: the raw columns of
+    ``by`` as strings) and the rollup ``hours`` of the same calls."""
+    terms = with_group_keys(terms, by)
     # Savings and write costs are 0 on calls that neither read nor wrote the cache, so their
     # sums over the cached calls are the sums over all successful calls.
     cached_sums = [pl.col("_saved").sum().alias("saved_usd"),

@@ -55,7 +55,14 @@ from clauditor.config import Config
 from clauditor.schema import CALLS_SCHEMA
 from clauditor.store import read_connection
 
-__all__ = ["DuckDBEngine", "Engine", "Source", "open_engine"]
+__all__ = [
+    "CLICKHOUSE_SCHEMES",
+    "DuckDBEngine",
+    "Engine",
+    "Source",
+    "is_clickhouse",
+    "open_engine",
+]
 
 Source = str | Path | pl.DataFrame
 
@@ -208,13 +215,32 @@ def _frame_connection(calls: pl.DataFrame) -> duckdb.DuckDBPyConnection:
     return con
 
 
+# ``--db`` values that name a ClickHouse server or an embedded chDB folder, not a file.
+CLICKHOUSE_SCHEMES = ("clickhouse://", "clickhouse+http://", "chdb://")
+
+
+def is_clickhouse(source: Source) -> bool:
+    """Whether ``source`` is a ClickHouse URL (``clickhouse://...`` or ``chdb://...``)."""
+    return isinstance(source, str) and source.lower().startswith(CLICKHOUSE_SCHEMES)
+
+
 @contextmanager
-def open_engine(
-    source: Source, *, sources: SourceFilter | None = APP_SOURCES
-) -> Iterator[DuckDBEngine]:
-    """The :class:`DuckDBEngine` of ``source`` (a DuckDB file, opened read-only; a Parquet
-    dataset folder; or a frame of calls), showing only the calls of ``sources`` (default the
-    app's: developers' Claude Code calls kept apart; None: every call)."""
+def open_engine(source: Source, *, sources: SourceFilter | None = APP_SOURCES) -> Iterator[Engine]:
+    """The :class:`Engine` of ``source`` (a DuckDB file, opened read-only; a Parquet dataset
+    folder; a frame of calls; or a ClickHouse URL, :func:`is_clickhouse`: the
+    :class:`~clauditor.clickhouse.engine.ClickHouseEngine` of its ``calls``), showing only the
+    calls of ``sources`` (default the app's: developers' Claude Code calls kept apart; None:
+    every call)."""
+    if is_clickhouse(source):
+        from clauditor.clickhouse import connect
+        from clauditor.clickhouse.engine import ClickHouseEngine
+
+        engine = ClickHouseEngine(connect(str(source)), sources=sources, owns=True)
+        try:
+            yield engine
+        finally:
+            engine.close()
+        return
     if isinstance(source, pl.DataFrame):
         con = _frame_connection(source)
         try:

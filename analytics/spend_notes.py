@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
 
 from clauditor.pricing import PriceTable, code_execution_cost
 
-__all__ = ["SpendNotes", "spend_notes"]
+__all__ = ["MIN_CONTAINER_S", "SpendNotes", "spend_notes", "spend_notes_from"]
 
-_MIN_CONTAINER_S = 300.0
+MIN_CONTAINER_S = 300.0
 
 _TOTALS_SQL = """
 SELECT coalesce(sum(cost_tools_usd), 0.0), CAST(coalesce(sum(web_search_requests), 0) AS BIGINT),
@@ -35,7 +37,7 @@ SELECT coalesce(sum(cost_tools_usd), 0.0), CAST(coalesce(sum(web_search_requests
 FROM calls WHERE start_time >= $start AND start_time < $end
 """
 _CONTAINERS_SQL = f"""
-SELECT count(*), coalesce(sum(greatest(s, {_MIN_CONTAINER_S})), 0.0) / 3600.0 FROM (
+SELECT count(*), coalesce(sum(greatest(s, {MIN_CONTAINER_S})), 0.0) / 3600.0 FROM (
     SELECT (epoch_us(max(end_time)) - epoch_us(min(start_time))) / 1e6 AS s
     FROM calls WHERE container_id IS NOT NULL AND start_time >= $start AND start_time < $end
     GROUP BY container_id
@@ -93,11 +95,27 @@ def spend_notes(
     if not have >= _COLUMNS:
         return SpendNotes()
     params = {"start": start, "end": end}
-    tools, searches, fetches, assumed, assumed_usd = con.execute(_TOTALS_SQL, params).fetchall()[0]
-    containers, hours = con.execute(_CONTAINERS_SQL, params).fetchall()[0]
+    totals = con.execute(_TOTALS_SQL, params).fetchall()[0]
+    containers = con.execute(_CONTAINERS_SQL, params).fetchall()[0]
+    return spend_notes_from(totals, containers, start, end, table)
+
+
+def spend_notes_from(
+    totals: Sequence[Any],
+    containers: Sequence[Any],
+    start: dt.datetime,
+    end: dt.datetime,
+    table: PriceTable,
+) -> SpendNotes:
+    """The :class:`SpendNotes` of ``[start, end)`` from an engine's two sums: ``totals`` (tool
+    dollars, web searches, web fetches, calls with an assumed TTL, their cache-write dollars)
+    and ``containers`` (containers, container-hours with each container at least
+    :data:`MIN_CONTAINER_S`)."""
+    tools, searches, fetches, assumed, assumed_usd = totals
+    count, hours = containers
     day = start.astimezone(dt.UTC).date()
     month_days = calendar.monthrange(day.year, day.month)[1]
     months = (end - start).total_seconds() / 86_400 / month_days
-    usd = code_execution_cost(float(hours), months, table, day) if containers else 0.0
+    usd = code_execution_cost(float(hours), months, table, day) if count else 0.0
     return SpendNotes(float(tools), int(searches), int(fetches), int(assumed),
-                      float(assumed_usd), int(containers), float(hours), usd)  # fmt: skip
+                      float(assumed_usd), int(count), float(hours), usd)  # fmt: skip

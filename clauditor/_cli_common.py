@@ -121,6 +121,17 @@ DbOpt = Annotated[
         show_default=False,
     ),
 ]
+# The job commands' --db: also a ClickHouse URL (kept a string: a Path would fold "//").
+SourceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="DuckDB file, Parquet folder, clickhouse://user@host:8123/db (password and TLS "
+        "from CLAUDITOR_CLICKHOUSE_* variables) or chdb:///path. Default: $CLAUDITOR_DB, else "
+        "./clauditor.duckdb.",
+        show_default=False,
+    ),
+]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 ConfigOpt = Annotated[
     Path | None,
@@ -215,6 +226,15 @@ def _caught_up(path: Path) -> None:
             + Text(f"span files not ingested yet ({exc}); showing what {path} already holds"),
             highlight=False,
         )
+
+
+def resolve_source(db: str | None) -> Path | str:
+    """The job commands' source: a ClickHouse URL as given, else :func:`resolve_db`'s path."""
+    from clauditor.analytics.engine import is_clickhouse
+
+    if db is not None and is_clickhouse(db):
+        return db
+    return resolve_db(Path(db) if db is not None else None)
 
 
 def resolve_config(path: Path | None) -> Config:

@@ -15,10 +15,10 @@ from clauditor._cli_common import (
     JOBS_PANEL,
     AsOfOpt,
     ConfigOpt,
-    DbOpt,
     Format,
     FormatOpt,
     PeriodOpt,
+    SourceOpt,
     app,
     emit,
     err,
@@ -26,7 +26,7 @@ from clauditor._cli_common import (
     out,
     parse_as_of,
     resolve_config,
-    resolve_db,
+    resolve_source,
     split_keys,
 )
 
@@ -63,7 +63,7 @@ def costs(
     ] = "app",
     period: PeriodOpt = "30d",
     as_of: AsOfOpt = None,
-    db: DbOpt = None,
+    db: SourceOpt = None,
     config: ConfigOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
@@ -80,7 +80,9 @@ def costs(
     cfg, span = _span(config, period, as_of)
     keys = split_keys(by)
     sources = _source_filter(source)
-    table = costs_table(resolve_db(db), span, keys, every=every, tz=cfg.timezone, sources=sources)
+    table = costs_table(
+        resolve_source(db), span, keys, every=every, tz=cfg.timezone, sources=sources
+    )
     # Buckets count every call of the period; the change table the calls that could cost.
     found = int(table["calls"].sum()) + (int(table["count_tokens_calls"].sum()) if every else 0)
     if found == 0:
@@ -106,8 +108,8 @@ def costs(
         title = f"{what} by {scope} — {span.label} (change vs the period before)"
     emit(table, fmt, title=title)
     if fmt is Format.table:
-        _print_spend_notes(resolve_db(db), span, cfg, sources)
-        note = _claude_code_note(resolve_db(db), span, cfg, sources, "--source claude-code")
+        _print_spend_notes(resolve_source(db), span, cfg, sources)
+        note = _claude_code_note(resolve_source(db), span, cfg, sources, "--source claude-code")
         if note:
             out.print(note, markup=False)
 
@@ -128,20 +130,26 @@ def _source_filter(source: str) -> SourceFilter:
 
 
 def _claude_code_note(
-    db: Path, span: Any, cfg: Config, shown: SourceFilter, how_to_see: str
+    db: Path | str, span: Any, cfg: Config, shown: SourceFilter, how_to_see: str
 ) -> str | None:
     """The line about developers' Claude Code calls of ``span``: left out (and how to see
     them), or, when Claude Code runs on a subscription, their list-price equivalent that is
     not spend. None when there were none."""
+    from clauditor.analytics.engine import is_clickhouse
     from clauditor.schema import CLAUDE_CODE_SOURCE
     from clauditor.store import read_connection
 
-    with read_connection(db) as con:
-        calls, dollars = con.execute(
-            "SELECT count(*), coalesce(sum(cost_usd), 0) FROM calls "
-            "WHERE source = ? AND start_time >= ? AND start_time < ?",
-            [CLAUDE_CODE_SOURCE, span.start, span.end],
-        ).fetchall()[0]
+    if is_clickhouse(db):
+        from clauditor.clickhouse.engine import claude_code_totals
+
+        calls, dollars = claude_code_totals(str(db), span)
+    else:
+        with read_connection(db) as con:
+            calls, dollars = con.execute(
+                "SELECT count(*), coalesce(sum(cost_usd), 0) FROM calls "
+                "WHERE source = ? AND start_time >= ? AND start_time < ?",
+                [CLAUDE_CODE_SOURCE, span.start, span.end],
+            ).fetchall()[0]
     if not calls:
         return None
     subscription = not cfg.claude_code.is_spend
@@ -165,17 +173,23 @@ def _claude_code_note(
 
 
 def _print_spend_notes(
-    db: Path, span: Any, cfg: Config, sources: SourceFilter | None = None
+    db: Path | str, span: Any, cfg: Config, sources: SourceFilter | None = None
 ) -> None:
     """Server tools, assumed-TTL dollars and code execution of the period (of ``sources``'
     calls), under the table."""
     from clauditor.analytics.costs import restrict_to_sources
+    from clauditor.analytics.engine import is_clickhouse
     from clauditor.analytics.spend_notes import spend_notes
     from clauditor.store import read_connection
 
-    with read_connection(db) as con:
-        restrict_to_sources(con, sources)
-        notes = spend_notes(con, span.start, span.end, cfg.price_table())
+    if is_clickhouse(db):
+        from clauditor.clickhouse.engine import clickhouse_spend_notes
+
+        notes = clickhouse_spend_notes(str(db), span.start, span.end, cfg.price_table(), sources)
+    else:
+        with read_connection(db) as con:
+            restrict_to_sources(con, sources)
+            notes = spend_notes(con, span.start, span.end, cfg.price_table())
     for line in notes.lines():
         out.print(line, markup=False)
 
@@ -213,7 +227,7 @@ def cache(
     by: Annotated[str, typer.Option("--by", help="Comma-separated group keys.")] = "feature,model",
     period: PeriodOpt = "30d",
     as_of: AsOfOpt = None,
-    db: DbOpt = None,
+    db: SourceOpt = None,
     config: ConfigOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
@@ -221,7 +235,7 @@ def cache(
     from clauditor.analytics.runner import cache_tables
 
     _, span = _span(config, period, as_of)
-    tables = cache_tables(resolve_db(db), span, split_keys(by), candidates=fmt is Format.table)
+    tables = cache_tables(resolve_source(db), span, split_keys(by), candidates=fmt is Format.table)
     emit(tables[0], fmt, title=f"Cache economics — {span.label}")
     if fmt is Format.table:
         emit(tables[1], fmt, title="Caching candidates (large uncached input)")
@@ -239,7 +253,7 @@ def errors(
     min_calls: Annotated[int, typer.Option(help="Fewest calls in an episode.", min=1)] = 20,
     period: PeriodOpt = "7d",
     as_of: AsOfOpt = None,
-    db: DbOpt = None,
+    db: SourceOpt = None,
     config: ConfigOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
@@ -248,7 +262,7 @@ def errors(
 
     _, span = _span(config, period, as_of)
     episodes, amplification = errors_tables(
-        resolve_db(db),
+        resolve_source(db),
         span,
         window=window,
         threshold=threshold,
@@ -269,7 +283,7 @@ def latency(
     ] = "1d",
     period: PeriodOpt = "7d",
     as_of: AsOfOpt = None,
-    db: DbOpt = None,
+    db: SourceOpt = None,
     config: ConfigOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
@@ -278,7 +292,7 @@ def latency(
 
     cfg, span = _span(config, period, as_of)
     bucket = None if every.lower() == "none" else every
-    table = latency_table(resolve_db(db), span, split_keys(by), every=bucket, tz=cfg.timezone)
+    table = latency_table(resolve_source(db), span, split_keys(by), every=bucket, tz=cfg.timezone)
     emit(table, fmt, title=f"Latency — {span.label}")
 
 
@@ -286,7 +300,7 @@ def latency(
 @handles_errors
 def budget(
     as_of: AsOfOpt = None,
-    db: DbOpt = None,
+    db: SourceOpt = None,
     config: ConfigOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
@@ -302,11 +316,11 @@ def budget(
     moment = month.end  # the evaluation moment (now, or --as-of)
     # The month so far and the look-back of the forecast before it.
     window = _widened(month, dt.timedelta(days=35))
-    table = budget_table(resolve_db(db), window, config=cfg, as_of=moment, sources=APP_SOURCES)
+    table = budget_table(resolve_source(db), window, config=cfg, as_of=moment, sources=APP_SOURCES)
     emit(table, fmt, title=f"Budget as of {moment:%Y-%m-%d %H:%M} UTC")
     if fmt is Format.table:
         note = _claude_code_note(
-            resolve_db(db),
+            resolve_source(db),
             month,
             cfg,
             APP_SOURCES,
@@ -326,7 +340,7 @@ def spikes(
     by: Annotated[str, typer.Option("--by", help="Group key.")] = "feature",
     period: PeriodOpt = "7d",
     as_of: AsOfOpt = None,
-    db: DbOpt = None,
+    db: SourceOpt = None,
     config: ConfigOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
@@ -335,7 +349,7 @@ def spikes(
 
     _, span = _span(config, period, as_of)
     # A week before the period: the trailing baseline of its first hours.
-    found = spikes_table(resolve_db(db), _widened(span, dt.timedelta(days=7)), by)
+    found = spikes_table(resolve_source(db), _widened(span, dt.timedelta(days=7)), by)
     emit(_in_period(found, span, "start"), fmt, title=f"Spend spikes by {by} — {span.label}")
 
 
@@ -345,7 +359,7 @@ def failures(
     by: Annotated[str, typer.Option("--by", help="Comma-separated group keys.")] = "feature",
     period: PeriodOpt = "30d",
     as_of: AsOfOpt = None,
-    db: DbOpt = None,
+    db: SourceOpt = None,
     config: ConfigOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
@@ -356,7 +370,7 @@ def failures(
     from clauditor.analytics.runner import failures_table
 
     _, span = _span(config, period, as_of)
-    table = failures_table(resolve_db(db), span, split_keys(by))
+    table = failures_table(resolve_source(db), span, split_keys(by))
     emit(table, fmt, title=f"Cost of failure — {span.label}")
 
 
@@ -365,7 +379,7 @@ def failures(
 def audit(
     period: PeriodOpt = "30d",
     as_of: AsOfOpt = None,
-    db: DbOpt = None,
+    db: SourceOpt = None,
     config: ConfigOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
@@ -373,5 +387,5 @@ def audit(
     from clauditor.analytics.runner import audit_table
 
     cfg, span = _span(config, period, as_of)
-    table = audit_table(resolve_db(db), span, config=cfg, as_of=span.end)
+    table = audit_table(resolve_source(db), span, config=cfg, as_of=span.end)
     emit(table, fmt, title=f"Production checklist audit — {span.label}")

@@ -25,6 +25,7 @@ from clauditor._cli_common import (
     Format,
     FormatOpt,
     PeriodOpt,
+    SourceOpt,
     app,
     count,
     emit,
@@ -35,6 +36,7 @@ from clauditor._cli_common import (
     prices_app,
     resolve_config,
     resolve_db,
+    resolve_source,
     split_keys,
 )
 
@@ -123,7 +125,7 @@ def query(
         str,
         typer.Argument(help="One read: SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE or EXPLAIN."),
     ],
-    db: DbOpt = None,
+    db: SourceOpt = None,
     fmt: FormatOpt = Format.table,
     timeout: Annotated[
         float, typer.Option("--timeout", min=0.001, help="Stop the query after this many seconds.")
@@ -137,9 +139,16 @@ def query(
     The query runs in a sandbox that can read only the database (or Parquet folder) it is
     given: no file, extension or network, no change to the database, a time and memory limit.
     """
+    from clauditor.analytics.engine import is_clickhouse
     from clauditor.sql import run_query
 
-    result = run_query(resolve_db(db), sql, timeout_s=timeout, memory_limit=memory_limit)
+    source = resolve_source(db)
+    if is_clickhouse(source):  # read-only by ClickHouse's own setting (clickhouse/query.py)
+        from clauditor.clickhouse.query import run_query as run_on_clickhouse
+
+        result = run_on_clickhouse(str(source), sql, timeout_s=timeout, memory_limit=memory_limit)
+    else:
+        result = run_query(source, sql, timeout_s=timeout, memory_limit=memory_limit)
     emit(result, fmt, exact=True)  # the SQL chose the precision: print every digit it returned
 
 
