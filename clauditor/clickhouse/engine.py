@@ -67,12 +67,11 @@ from clauditor.analytics.rollup import (
     model_mapping,
 )
 from clauditor.analytics.spend_notes import MIN_CONTAINER_S, SpendNotes, spend_notes_from
+from clauditor.clickhouse.client import ClickHouse, ClickHouseError, connect
+from clauditor.clickhouse.view import CALL_KEY, SOURCE_PREFERENCE
 from clauditor.config import Config
 from clauditor.pricing import PriceTable
 from clauditor.schema import CALLS_SCHEMA, SOURCES
-
-from .client import ClickHouse, ClickHouseError, connect
-from .view import CALL_KEY, SOURCE_PREFERENCE
 
 __all__ = ["ClickHouseEngine", "claude_code_totals", "clickhouse_spend_notes", "insert_calls"]
 

@@ -23,9 +23,8 @@ import re
 
 import polars as pl
 
+from clauditor.clickhouse.client import ClickHouse, connect, parse_url
 from clauditor.errors import ReadOnlyQueryError, StoreError
-
-from .client import ClickHouse, connect, parse_url
 
 __all__ = ["memory_bytes", "read_only_query", "run_query"]
 
