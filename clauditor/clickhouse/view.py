@@ -29,6 +29,7 @@ Where the view's input differs from the Python path's, and what follows:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 
 from clauditor import semconv as sc
@@ -149,12 +150,25 @@ def _markers_sql(markers: rules.Markers, scope: str) -> str:
     return "(" + " OR ".join(parts) + ")" if parts else "false"
 
 
+# The Markers fields _markers_sql and _owns_scope_sql write out; a new one stops generation.
+_MARKER_FIELDS = frozenset(
+    {"scopes", "scope_prefixes", "keys", "key_prefixes", "any_span", "scope_means_call"}
+)
+
+
 def _detector(conv: rules.Convention) -> rules.Markers:
-    """The convention's detector, which must be plain :class:`Markers` data: anything else (a
-    function, a subclass with its own matching) has no SQL, and generation stops."""
+    """The convention's detector, which must be plain :class:`Markers` data with only the
+    fields the view knows: anything else (a function, a subclass with its own matching, a
+    field added to ``Markers``) has no SQL, and generation stops."""
     detect = conv.matches
     if type(detect) is not rules.Markers:
         raise ValueError(f"convention {conv.source!r}: its detector has no ClickHouse SQL")
+    unknown = {f.name for f in dataclasses.fields(detect)} - _MARKER_FIELDS
+    if unknown:
+        raise ValueError(
+            f"convention {conv.source!r}: its detector has no ClickHouse SQL "
+            f"for Markers field(s) {sorted(unknown)}"
+        )
     return detect
 
 
