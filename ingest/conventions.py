@@ -30,6 +30,7 @@ __all__ = [
     "CALL_SPAN_NAMES",
     "CONVENTIONS",
     "ERROR_TYPE_ALIASES",
+    "ERROR_TYPE_BY_STATUS",
     "GENAI_KEYS",
     "OPERATION_BY_GENAI_NAME",
     "OPERATION_BY_SPAN_NAME",
@@ -37,6 +38,8 @@ __all__ = [
     "Convention",
     "Markers",
     "Refine",
+    "STATUS_ERROR_TYPE",
+    "STATUS_HTTP",
     "as_text",
     "to_bool",
     "to_float",
@@ -216,8 +219,8 @@ _CLAUDITOR_KEYS = frozenset(
 
 # --- other instrumentations ---------------------------------------------------------------------
 
-_STATUS_HTTP = re.compile(r"Error code: (\d{3})")
-_STATUS_ERROR_TYPE = re.compile(r"'error': \{'type': '([a-z_]+)'")
+STATUS_HTTP = re.compile(r"Error code: (\d{3})")
+STATUS_ERROR_TYPE = re.compile(r"'error': \{'type': '([a-z_]+)'")
 
 
 def _refine_failure(record: SpanRecord, row: dict[str, Any]) -> None:
@@ -227,9 +230,9 @@ def _refine_failure(record: SpanRecord, row: dict[str, Any]) -> None:
     message = record.status_message
     if row["status"] != "error" or type(message) is not str:
         return
-    if row["http_status"] is None and (m := _STATUS_HTTP.search(message)):
+    if row["http_status"] is None and (m := STATUS_HTTP.search(message)):
         row["http_status"] = int(m.group(1))
-    if (m := _STATUS_ERROR_TYPE.search(message)) and (
+    if (m := STATUS_ERROR_TYPE.search(message)) and (
         row["error_type"] is None or row["error_type"] in ERROR_TYPE_ALIASES.values()
     ):
         row["error_type"] = m.group(1)
@@ -335,7 +338,7 @@ _CLAUDE_CODE_KEYS = {
 }
 # Claude Code's failed requests carry an HTTP status (or none, for a timeout or a dropped
 # connection) and a free-text message; the status says the API's error type.
-_ERROR_TYPE_BY_STATUS = {
+ERROR_TYPE_BY_STATUS = {
     400: "invalid_request_error",
     401: "authentication_error",
     403: "permission_error",
@@ -378,7 +381,7 @@ def _refine_claude_code(
         rest[sc.CC_ATTEMPT] = raw_attempt
     if row["status"] == "error" and row["error_type"] is None:
         status = row["http_status"]
-        row["error_type"] = _ERROR_TYPE_BY_STATUS.get(status, "api_error") if status else "timeout"
+        row["error_type"] = ERROR_TYPE_BY_STATUS.get(status, "api_error") if status else "timeout"
 
 
 # First match wins. The instrumentations recognised by their own scope (or a key only they

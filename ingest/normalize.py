@@ -63,6 +63,7 @@ __all__ = [
     "STATUS_CODE_ERROR",
     "SpanRecord",
     "SpanRejected",
+    "TEXT_COLUMNS",
     "encode_json",
     "feature_tag",
     "is_span_id",
@@ -174,7 +175,7 @@ def _secret_key(key: str) -> bool:
     return is_secret_key(key)
 
 
-_TEXT_COLUMNS = (
+TEXT_COLUMNS = (
     "response_id",
     "service",
     "environment",
@@ -474,7 +475,7 @@ def record_row(record: SpanRecord, feature_attributes: Sequence[str]) -> dict[st
     }
     if conv.refine is not None:
         conv.refine(record, row, rest, feature_attributes)
-    for column in _TEXT_COLUMNS:  # a key pasted into a tag must not reach a column either
+    for column in TEXT_COLUMNS:  # a key pasted into a tag must not reach a column either
         value = row[column]
         if type(value) is str:
             row[column] = scrub(value)

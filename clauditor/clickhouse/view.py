@@ -5,12 +5,13 @@ test, the cache arithmetic, the error-type aliases, the feature keys, the secret
 the host-to-region rules are read from the Python tables (:mod:`._rules`, :mod:`clauditor.cloud`,
 :mod:`clauditor.redact`) and written out as SQL; the prices come from the rate-card dictionary
 and the :class:`~clauditor.rate_cards.PriceTable` (:mod:`.ddl` fills both). What is Python code
-rather than data has its SQL beside it here: a convention's ``refine`` and the function
-detectors (keyed by the Python function's identity, so generation fails for a convention whose
-steps have no SQL), and the order in which :func:`clauditor.pricing.price_calls` combines a
-card's parts (tier, fast mode, multipliers, fees, the assumed TTL). tests/clickhouse/ holds the
-two paths to the same rows over the whole convention corpus and over spans made to reach every
-pricing rule of every rate card.
+rather than data has its SQL beside it here: a convention's ``refine`` (keyed by the Python
+function's identity, so generation fails for a convention whose step has no SQL), and the
+order in which :func:`clauditor.pricing.price_calls` combines a card's parts (tier, fast mode,
+multipliers, fees, the assumed TTL). A detector is :class:`~clauditor.ingest.conventions.Markers`
+data and becomes SQL field by field. tests/clickhouse/ holds the two paths to the same rows
+over the whole convention corpus and over spans made to reach every pricing rule of every rate
+card.
 
 Where the view's input differs from the Python path's, and what follows:
 
@@ -28,6 +29,7 @@ Where the view's input differs from the Python path's, and what follows:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 
 from clauditor import semconv as sc
@@ -134,37 +136,52 @@ def _first_key(keys: Sequence[str]) -> str:
 
 
 def _markers_sql(markers: rules.Markers, scope: str) -> str:
+    """:meth:`Markers.__call__` as SQL, field by field."""
+    if markers.any_span:
+        return "true"
     parts = []
     if markers.scopes:
         parts.append(f"{scope} IN ({', '.join(lit(s) for s in sorted(markers.scopes))})")
     parts += [f"startsWith({scope}, {lit(p)})" for p in markers.scope_prefixes]
     parts += [f"mapContains({A}, {lit(k)})" for k in sorted(markers.keys)]
+    parts += [
+        f"arrayExists(k -> startsWith(k, {lit(p)}), mapKeys({A}))" for p in markers.key_prefixes
+    ]
     return "(" + " OR ".join(parts) + ")" if parts else "false"
 
 
+# The Markers fields _markers_sql and _owns_scope_sql write out; a new one stops generation.
+_MARKER_FIELDS = frozenset(
+    {"scopes", "scope_prefixes", "keys", "key_prefixes", "any_span", "scope_means_call"}
+)
+
+
+def _detector(conv: rules.Convention) -> rules.Markers:
+    """The convention's detector, which must be plain :class:`Markers` data with only the
+    fields the view knows: anything else (a function, a subclass with its own matching, a
+    field added to ``Markers``) has no SQL, and generation stops."""
+    detect = conv.matches
+    if type(detect) is not rules.Markers:
+        raise ValueError(f"convention {conv.source!r}: its detector has no ClickHouse SQL")
+    unknown = {f.name for f in dataclasses.fields(detect)} - _MARKER_FIELDS
+    if unknown:
+        raise ValueError(
+            f"convention {conv.source!r}: its detector has no ClickHouse SQL "
+            f"for Markers field(s) {sorted(unknown)}"
+        )
+    return detect
+
+
 def _owns_scope_sql(conv: rules.Convention, scope: str) -> str:
-    if not isinstance(conv.matches, rules.Markers):
+    """Whether the span's scope alone makes it a Claude call (``Markers.scope_means_call``)."""
+    markers = _detector(conv)
+    if not markers.scope_means_call:
         return "false"
-    markers = rules.Markers(conv.matches.scopes, conv.matches.scope_prefixes)
-    return _markers_sql(markers, scope)
+    return _markers_sql(rules.Markers(markers.scopes, markers.scope_prefixes), scope)
 
 
 def _matches_sql(conv: rules.Convention, scope: str) -> str:
-    detect = conv.matches
-    if isinstance(detect, rules.Markers):
-        return _markers_sql(detect, scope)
-    if detect is rules.MATCHER_CLAUDITOR:
-        keys = " OR ".join(f"mapContains({A}, {lit(k)})" for k in sorted(rules.CLAUDITOR_KEYS))
-        prefix = lit(rules.CLAUDITOR_PREFIX)
-        return (
-            f"({scope} = {lit(sc.CLAUDITOR_SCOPE)} OR {keys} "
-            f"OR arrayExists(k -> startsWith(k, {prefix}), mapKeys({A})))"
-        )
-    if detect is rules.MATCHER_ANTHROPIC_SDK:
-        return f"({scope} = {lit(sc.ANTHROPIC_SCOPE)})"
-    if detect is rules.MATCHER_ALWAYS:
-        return "true"
-    raise ValueError(f"convention {conv.source!r}: its detector has no ClickHouse SQL")
+    return _markers_sql(_detector(conv), scope)
 
 
 def _per_convention(value: Callable[[rules.Convention], str]) -> str:
