@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -224,6 +224,11 @@ def is_clickhouse(source: Source) -> bool:
     return isinstance(source, str) and source.lower().startswith(CLICKHOUSE_SCHEMES)
 
 
+def _empty_engine() -> AbstractContextManager[Engine]:
+    """DuckDB's engine over no calls: the output schemas another engine's frames take."""
+    return open_engine(pl.DataFrame(schema=CALLS_SCHEMA), sources=None)
+
+
 @contextmanager
 def open_engine(source: Source, *, sources: SourceFilter | None = APP_SOURCES) -> Iterator[Engine]:
     """The :class:`Engine` of ``source`` (a DuckDB file, opened read-only; a Parquet dataset
@@ -235,7 +240,9 @@ def open_engine(source: Source, *, sources: SourceFilter | None = APP_SOURCES) -
         from clauditor.clickhouse import connect
         from clauditor.clickhouse.engine import ClickHouseEngine
 
-        engine = ClickHouseEngine(connect(str(source)), sources=sources, owns=True)
+        engine = ClickHouseEngine(
+            connect(str(source)), sources=sources, owns=True, empty=_empty_engine
+        )
         try:
             yield engine
         finally:

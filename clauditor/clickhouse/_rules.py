@@ -40,12 +40,10 @@ __all__ = [
     "BEDROCK_REGIONAL_PATTERN",
     "CALL_SPAN_NAMES",
     "CONVENTIONS",
-    "Convention",
     "ERROR_TYPE_ALIASES",
     "ERROR_TYPE_BY_STATUS",
     "GENAI_KEYS",
     "MAX_TOKEN_COUNT",
-    "Markers",
     "OPERATION_BY_GENAI_NAME",
     "OPERATION_BY_SPAN_NAME",
     "REFINE_CLAUDE_CODE",
@@ -56,6 +54,8 @@ __all__ = [
     "STATUS_ERROR_TYPE_PATTERN",
     "STATUS_HTTP_PATTERN",
     "TEXT_COLUMNS",
+    "Convention",
+    "Markers",
 ]
 
 _conventions = importlib.import_module("clauditor.ingest.conventions")

@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import polars as pl
@@ -294,7 +295,12 @@ class ClickHouseEngine:
         sources: SourceFilter | None = APP_SOURCES,
         owns: bool = False,
         lock: threading.Lock | None = None,
+        empty: Callable[[], AbstractContextManager[Any]] | None = None,
     ) -> None:
+        # ``empty`` opens the reference engine (DuckDB's over no calls) whose output schemas
+        # this engine's frames are cast to; the caller passes it, so that this module never
+        # imports the analytics engine that dispatches to it.
+        self.empty = empty
         self.client = client
         self.sources = sources
         self.owns = owns
@@ -322,9 +328,9 @@ class ClickHouseEngine:
     def _reference(self, key: tuple[Any, ...], method: str, *args: Any, **kw: Any) -> pl.Schema:
         """The schema DuckDB's engine gives for the same reduction over no calls."""
         if key not in self._schemas:
-            from clauditor.analytics.engine import open_engine
-
-            with open_engine(pl.DataFrame(schema=CALLS_SCHEMA), sources=None) as duck:
+            if self.empty is None:
+                raise ClickHouseError("this ClickHouse engine was made without a reference engine")
+            with self.empty() as duck:
                 self._schemas[key] = getattr(duck, method)(*args, **kw).schema
         return self._schemas[key]
 
@@ -522,7 +528,7 @@ class ClickHouseEngine:
 
     def fork(self) -> ClickHouseEngine:
         """An engine on the same client and lock (statements run one at a time)."""
-        return ClickHouseEngine(self.client, sources=self.sources, lock=self.lock)
+        return ClickHouseEngine(self.client, sources=self.sources, lock=self.lock, empty=self.empty)
 
     def close(self) -> None:
         """Close the client if this engine opened it."""
