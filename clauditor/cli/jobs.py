@@ -1,7 +1,6 @@
 """The analytics jobs' commands: each runs its jobs through :mod:`clauditor.analytics.runner`
-(the engine's reductions of the period's calls, finished in Polars) and prints them
-(registered on the app of :mod:`clauditor._cli_common` when :mod:`clauditor.cli` imports
-this module)."""
+(the engine's reductions of the period's calls, finished in Polars) and prints them. They are
+listed under ``JOBS_PANEL`` in ``clauditor --help`` (registered in :mod:`clauditor.cli`)."""
 
 from __future__ import annotations
 
@@ -11,24 +10,19 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from clauditor._cli_common import (
-    JOBS_PANEL,
+from clauditor.cli._common import (
     AsOfOpt,
     ConfigOpt,
     DbOpt,
-    Format,
     FormatOpt,
     PeriodOpt,
-    app,
-    emit,
-    err,
     handles_errors,
-    out,
     parse_as_of,
     resolve_config,
     resolve_db,
     split_keys,
 )
+from clauditor.output import Format, emit, err, out
 
 if TYPE_CHECKING:
     import polars as pl
@@ -36,10 +30,7 @@ if TYPE_CHECKING:
     from clauditor.analytics.costs import SourceFilter
     from clauditor.config import Config
 
-__all__: list[str] = []  # commands only
 
-
-@app.command(rich_help_panel=JOBS_PANEL)
 @handles_errors
 def costs(
     by: Annotated[
@@ -207,7 +198,6 @@ def _in_period(frame: pl.DataFrame, span: Any, column: str) -> pl.DataFrame:
     )
 
 
-@app.command(rich_help_panel=JOBS_PANEL)
 @handles_errors
 def cache(
     by: Annotated[str, typer.Option("--by", help="Comma-separated group keys.")] = "feature,model",
@@ -228,7 +218,6 @@ def cache(
         emit(tables[2], fmt, title="Cache hit-ratio regressions")
 
 
-@app.command(rich_help_panel=JOBS_PANEL)
 @handles_errors
 def errors(
     window: Annotated[str, typer.Option(help="Rolling window (Polars duration).")] = "5m",
@@ -260,7 +249,6 @@ def errors(
         emit(amplification, fmt, title="Retry amplification (attempts per call)")
 
 
-@app.command(rich_help_panel=JOBS_PANEL)
 @handles_errors
 def latency(
     by: Annotated[str, typer.Option("--by", help="Comma-separated group keys.")] = "feature,model",
@@ -282,7 +270,6 @@ def latency(
     emit(table, fmt, title=f"Latency — {span.label}")
 
 
-@app.command(rich_help_panel=JOBS_PANEL)
 @handles_errors
 def budget(
     as_of: AsOfOpt = None,
@@ -320,7 +307,6 @@ def budget(
         )
 
 
-@app.command(rich_help_panel=JOBS_PANEL)
 @handles_errors
 def spikes(
     by: Annotated[str, typer.Option("--by", help="Group key.")] = "feature",
@@ -339,7 +325,6 @@ def spikes(
     emit(_in_period(found, span, "start"), fmt, title=f"Spend spikes by {by} — {span.label}")
 
 
-@app.command(rich_help_panel=JOBS_PANEL)
 @handles_errors
 def failures(
     by: Annotated[str, typer.Option("--by", help="Comma-separated group keys.")] = "feature",
@@ -360,7 +345,6 @@ def failures(
     emit(table, fmt, title=f"Cost of failure — {span.label}")
 
 
-@app.command(rich_help_panel=JOBS_PANEL)
 @handles_errors
 def audit(
     period: PeriodOpt = "30d",

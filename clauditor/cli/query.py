@@ -1,0 +1,88 @@
+"""Reading the calls out: ``query`` (sandboxed SQL) and ``export`` (Parquet)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from clauditor.cli._common import (
+    AsOfOpt,
+    ConfigOpt,
+    DbOpt,
+    FormatOpt,
+    handles_errors,
+    parse_as_of,
+    resolve_config,
+    resolve_db,
+)
+from clauditor.output import Format, count, emit, out
+
+if TYPE_CHECKING:
+    pass
+
+
+@handles_errors
+def query(
+    sql: Annotated[
+        str,
+        typer.Argument(help="One read: SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE or EXPLAIN."),
+    ],
+    db: DbOpt = None,
+    fmt: FormatOpt = Format.table,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.001, help="Stop the query after this many seconds.")
+    ] = 60.0,
+    memory_limit: Annotated[
+        str, typer.Option("--memory-limit", help="DuckDB's memory cap for the query, e.g. 2GB.")
+    ] = "2GB",
+) -> None:
+    """Run read-only ad-hoc SQL over the views: calls, daily_costs, feature_costs, errors.
+
+    The query runs in a sandbox that can read only the database (or Parquet folder) it is
+    given: no file, extension or network, no change to the database, a time and memory limit.
+    """
+    from clauditor.sql import run_query
+
+    result = run_query(resolve_db(db), sql, timeout_s=timeout, memory_limit=memory_limit)
+    emit(result, fmt, exact=True)  # the SQL chose the precision: print every digit it returned
+
+
+@handles_errors
+def export(
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder of the dataset (created if missing).")
+    ],
+    period: Annotated[
+        str | None,
+        typer.Option(
+            "--period",
+            "-p",
+            help="Only these calls (as for the other commands). Default: every call.",
+            show_default=False,
+        ),
+    ] = None,
+    as_of: AsOfOpt = None,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Write the calls as a Parquet dataset, one folder per UTC day.
+
+    Exporting a day again replaces it. Any reading command's --db also takes such a folder.
+    """
+    from clauditor.dataset import export_dataset
+    from clauditor.store import read_connection
+
+    start = end = None
+    if period is not None:
+        from clauditor.analytics import resolve_period
+
+        cfg = resolve_config(config)
+        span = resolve_period(period, as_of=parse_as_of(as_of, cfg.timezone), tz=cfg.timezone)
+        start, end = span.start, span.end
+    with read_connection(resolve_db(db)) as con:
+        summary = export_dataset(con, out_dir, start=start, end=end)
+    days = summary.days
+    where = f"{days[0]}..{days[-1]}, {len(days)} day(s)" if days else "no calls in range"
+    out.print(f"exported {count(summary.rows, 'call')} to {summary.path} ({where})", markup=False)
