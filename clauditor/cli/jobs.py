@@ -124,15 +124,12 @@ def _claude_code_note(
     """The line about developers' Claude Code calls of ``span``: left out (and how to see
     them), or, when Claude Code runs on a subscription, their list-price equivalent that is
     not spend. None when there were none."""
+    from clauditor.analytics.spend_notes import claude_code_totals
     from clauditor.schema import CLAUDE_CODE_SOURCE
     from clauditor.store import read_connection
 
     with read_connection(db) as con:
-        calls, dollars = con.execute(
-            "SELECT count(*), coalesce(sum(cost_usd), 0) FROM calls "
-            "WHERE source = ? AND start_time >= ? AND start_time < ?",
-            [CLAUDE_CODE_SOURCE, span.start, span.end],
-        ).fetchall()[0]
+        calls, dollars = claude_code_totals(con, span.start, span.end)
     if not calls:
         return None
     subscription = not cfg.claude_code.is_spend
