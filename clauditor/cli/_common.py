@@ -118,12 +118,12 @@ PeriodOpt = Annotated[
     ),
 ]
 
-F = TypeVar("F", bound=Callable[..., Any])
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 JOBS_PANEL = "Analytics jobs"  # where --help lists the commands of clauditor.cli.jobs
 
 
-def handles_errors(func: F) -> F:
+def handles_errors(func: _F) -> _F:
     """Turn library errors into ``error: ...`` on stderr and exit code 2."""
 
     @functools.wraps(func)
@@ -202,3 +202,19 @@ def parse_as_of(value: str | None, tz: str = "UTC", *, option: str = "--as-of") 
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zoneinfo.ZoneInfo(tz))
     return moment.astimezone(dt.UTC)
+
+
+__all__ = [
+    "JOBS_PANEL",
+    "AsOfOpt",
+    "CliApp",
+    "ConfigOpt",
+    "DbOpt",
+    "FormatOpt",
+    "PeriodOpt",
+    "handles_errors",
+    "parse_as_of",
+    "resolve_config",
+    "resolve_db",
+    "split_keys",
+]

@@ -74,3 +74,6 @@ def clickhouse_reprice(
     with connect(db) as client:
         n = reprice(client, resolve_config(config).price_table(), cluster=cluster)
     out.print(f"clickhouse: repriced {count(n, 'call')}", markup=False)
+
+
+__all__ = ["ClickHouseUrlOpt", "ClusterOpt", "clickhouse_init", "clickhouse_reprice"]

@@ -65,3 +65,6 @@ def simulate(
             f"({incident.where}): {incident.description}",
             highlight=False,
         )
+
+
+__all__ = ["demo", "simulate"]

@@ -129,3 +129,6 @@ def serve(
         config=resolve_config(config),
         ready=ready,
     )
+
+
+__all__ = ["ingest", "serve"]

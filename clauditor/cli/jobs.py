@@ -356,3 +356,6 @@ def audit(
     cfg, span = _span(config, period, as_of)
     table = audit_table(resolve_db(db), span, config=cfg, as_of=span.end)
     emit(table, fmt, title=f"Production checklist audit — {span.label}")
+
+
+__all__ = ["audit", "budget", "cache", "costs", "errors", "failures", "latency", "spikes"]

@@ -90,3 +90,6 @@ def reprice(db: DbOpt = None, config: ConfigOpt = None) -> None:
         + (f" ({', '.join(r.unpriced_models)})" if r.unpriced_models else ""),
         markup=False,
     )
+
+
+__all__ = ["prices", "prices_check", "prices_update", "reprice"]

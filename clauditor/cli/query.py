@@ -86,3 +86,6 @@ def export(
     days = summary.days
     where = f"{days[0]}..{days[-1]}, {len(days)} day(s)" if days else "no calls in range"
     out.print(f"exported {count(summary.rows, 'call')} to {summary.path} ({where})", markup=False)
+
+
+__all__ = ["export", "query"]

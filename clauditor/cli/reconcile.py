@@ -135,3 +135,6 @@ def _print_reconcile_notes(result: Any, grain: str) -> None:
             f"bill stored for {days.height} day(s), oldest fetch {oldest:%Y-%m-%d %H:%M} UTC",
             highlight=False,
         )
+
+
+__all__ = ["reconcile"]

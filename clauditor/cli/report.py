@@ -147,3 +147,6 @@ def alerts_backtest(
         resolve_db(db), cfg, since=since, as_of=parse_as_of(as_of, cfg.timezone), step=step
     )
     emit(table, fmt, title=f"Alerts that would have fired ({since})")
+
+
+__all__ = ["alerts_backtest", "alerts_check", "report"]
