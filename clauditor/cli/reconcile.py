@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -52,19 +51,14 @@ def reconcile(
     from the Admin API's usage and cost reports, stored by --fetch so that later runs work
     offline. Days are UTC days (Anthropic's buckets), whatever the configured time zone.
     """
-    from clauditor.analytics.periods import resolve_period
-    from clauditor.analytics.reconcile import RECONCILE_GRAINS, reconcile_stored
+    from clauditor.analytics.reconcile import reconcile_grain, reconcile_stored, utc_days
     from clauditor.ingest.bill import fetch_bill
 
-    grain = by.strip().lower().replace("-", "_")
-    if grain not in RECONCILE_GRAINS:
-        raise ValueError(f"--by takes one of {', '.join(RECONCILE_GRAINS)}, not {by!r}")
+    grain = reconcile_grain(by)
     cfg = resolve_config(config)
     path = resolve_db(db)
     now = parse_as_of(as_of, "UTC")
-    span = resolve_period(period, as_of=now, tz="UTC")  # UTC whatever cfg.timezone says
-    first = span.start.date()
-    last = (span.end - dt.timedelta(microseconds=1)).date()
+    first, last = utc_days(period, now)
     if fetch:
         got = fetch_bill(path, first, last, now=now, settle_days=cfg.reconcile.settle_days)
         err.print(
