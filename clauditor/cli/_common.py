@@ -189,6 +189,14 @@ def resolve_config(path: Path | None) -> Config:
     return load_config(path)
 
 
+def resolve_span(config: Path | None, period: str, as_of: str | None) -> tuple[Config, Any]:
+    """The config and ``--period`` resolved as of ``--as-of``, both in the config's time zone."""
+    from clauditor.analytics import resolve_period
+
+    cfg = resolve_config(config)
+    return cfg, resolve_period(period, as_of=parse_as_of(as_of, cfg.timezone), tz=cfg.timezone)
+
+
 def parse_as_of(value: str | None, tz: str = "UTC", *, option: str = "--as-of") -> dt.datetime:
     """``--as-of`` as an aware UTC datetime; naive values are read in ``tz``; None is now."""
     if value is None or value.strip().lower() == "now":
@@ -216,5 +224,6 @@ __all__ = [
     "parse_as_of",
     "resolve_config",
     "resolve_db",
+    "resolve_span",
     "split_keys",
 ]

@@ -17,9 +17,8 @@ from clauditor.cli._common import (
     FormatOpt,
     PeriodOpt,
     handles_errors,
-    parse_as_of,
-    resolve_config,
     resolve_db,
+    resolve_span,
     split_keys,
 )
 from clauditor.output import Format, emit, err, out
@@ -68,7 +67,7 @@ def costs(
     from clauditor.analytics.runner import costs_table
     from clauditor.schema import CLAUDE_CODE_SOURCE
 
-    cfg, span = _span(config, period, as_of)
+    cfg, span = resolve_span(config, period, as_of)
     keys = split_keys(by)
     sources = _source_filter(source)
     table = costs_table(resolve_db(db), span, keys, every=every, tz=cfg.timezone, sources=sources)
@@ -175,14 +174,6 @@ def _widened(span: Any, history: dt.timedelta) -> Any:
     return Period(span.start - history, span.end, span.label, span.tz)
 
 
-def _span(config: Path | None, period: str, as_of: str | None) -> tuple[Config, Any]:
-    """Config and the resolved period, for a command that runs on DuckDB aggregates."""
-    from clauditor.analytics import resolve_period
-
-    cfg = resolve_config(config)
-    return cfg, resolve_period(period, as_of=parse_as_of(as_of, cfg.timezone), tz=cfg.timezone)
-
-
 def _in_period(frame: pl.DataFrame, span: Any, column: str) -> pl.DataFrame:
     import polars as pl
 
@@ -207,7 +198,7 @@ def cache(
     """Cache economics: hit ratio, dollars saved, wasted writes, 1h-vs-5m TTL, candidates."""
     from clauditor.analytics.runner import cache_tables
 
-    _, span = _span(config, period, as_of)
+    _, span = resolve_span(config, period, as_of)
     tables = cache_tables(resolve_db(db), span, split_keys(by), candidates=fmt is Format.table)
     emit(tables[0], fmt, title=f"Cache economics — {span.label}")
     if fmt is Format.table:
@@ -232,7 +223,7 @@ def errors(
     """Sustained error episodes per class (429, 529, 5xx, 4xx, timeouts); retry amplification."""
     from clauditor.analytics.runner import errors_tables
 
-    _, span = _span(config, period, as_of)
+    _, span = resolve_span(config, period, as_of)
     episodes, amplification = errors_tables(
         resolve_db(db),
         span,
@@ -261,7 +252,7 @@ def latency(
     """p50/p95/p99 of call duration and time to first token."""
     from clauditor.analytics.runner import latency_table
 
-    cfg, span = _span(config, period, as_of)
+    cfg, span = resolve_span(config, period, as_of)
     bucket = None if every.lower() == "none" else every
     table = latency_table(resolve_db(db), span, split_keys(by), every=bucket, tz=cfg.timezone)
     emit(table, fmt, title=f"Latency — {span.label}")
@@ -282,7 +273,7 @@ def budget(
     from clauditor.analytics.costs import APP_SOURCES
     from clauditor.analytics.runner import budget_table
 
-    cfg, month = _span(config, "mtd", as_of)
+    cfg, month = resolve_span(config, "mtd", as_of)
     moment = month.end  # the evaluation moment (now, or --as-of)
     # The month so far and the look-back of the forecast before it.
     window = _widened(month, dt.timedelta(days=35))
@@ -316,7 +307,7 @@ def spikes(
     """Hourly spend spikes against a robust trailing baseline (runaway loops, model changes)."""
     from clauditor.analytics.runner import spikes_table
 
-    _, span = _span(config, period, as_of)
+    _, span = resolve_span(config, period, as_of)
     # A week before the period: the trailing baseline of its first hours.
     found = spikes_table(resolve_db(db), _widened(span, dt.timedelta(days=7)), by)
     emit(_in_period(found, span, "start"), fmt, title=f"Spend spikes by {by} — {span.label}")
@@ -337,7 +328,7 @@ def failures(
     """
     from clauditor.analytics.runner import failures_table
 
-    _, span = _span(config, period, as_of)
+    _, span = resolve_span(config, period, as_of)
     table = failures_table(resolve_db(db), span, split_keys(by))
     emit(table, fmt, title=f"Cost of failure — {span.label}")
 
@@ -353,7 +344,7 @@ def audit(
     """Score the app against the production checklist items telemetry can judge."""
     from clauditor.analytics.runner import audit_table
 
-    cfg, span = _span(config, period, as_of)
+    cfg, span = resolve_span(config, period, as_of)
     table = audit_table(resolve_db(db), span, config=cfg, as_of=span.end)
     emit(table, fmt, title=f"Production checklist audit — {span.label}")
 

@@ -13,9 +13,8 @@ from clauditor.cli._common import (
     DbOpt,
     FormatOpt,
     handles_errors,
-    parse_as_of,
-    resolve_config,
     resolve_db,
+    resolve_span,
 )
 from clauditor.output import Format, count, emit, out
 
@@ -76,10 +75,7 @@ def export(
 
     start = end = None
     if period is not None:
-        from clauditor.analytics import resolve_period
-
-        cfg = resolve_config(config)
-        span = resolve_period(period, as_of=parse_as_of(as_of, cfg.timezone), tz=cfg.timezone)
+        _, span = resolve_span(config, period, as_of)
         start, end = span.start, span.end
     with read_connection(resolve_db(db)) as con:
         summary = export_dataset(con, out_dir, start=start, end=end)
