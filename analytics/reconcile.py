@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from clauditor.analytics.periods import resolve_period
 from clauditor.pricing import PriceTable, model_key_expr
 from clauditor.store import read_connection
 
@@ -59,7 +60,9 @@ __all__ = [
     "metered_frame",
     "price_drift",
     "reconcile",
+    "reconcile_grain",
     "reconcile_stored",
+    "utc_days",
 ]
 
 RECONCILE_GRAINS = ("model", "api_key", "workspace")
@@ -123,6 +126,22 @@ GROUP BY epoch_us(start_time) // 86400000000, request_model, response_model, ser
     cache_ttl_assumed, cost_usd IS NULL,
     cache_creation_5m_input_tokens IS NULL AND cache_creation_1h_input_tokens IS NULL
 """
+
+
+def reconcile_grain(by: str) -> str:
+    """``--by`` as one of :data:`RECONCILE_GRAINS` (``api-key`` and ``API_KEY`` read as
+    ``api_key``); anything else is a ValueError naming the choices."""
+    grain = by.strip().lower().replace("-", "_")
+    if grain not in RECONCILE_GRAINS:
+        raise ValueError(f"--by takes one of {', '.join(RECONCILE_GRAINS)}, not {by!r}")
+    return grain
+
+
+def utc_days(period: str, as_of: dt.datetime) -> tuple[dt.date, dt.date]:
+    """The first and last day of ``period`` (a period spec) as of ``as_of``, in UTC whatever
+    the configured time zone: Anthropic's buckets are UTC days."""
+    span = resolve_period(period, as_of=as_of, tz="UTC")
+    return span.start.date(), (span.end - dt.timedelta(microseconds=1)).date()
 
 
 def load_metered(db: str | Path, first: dt.date, last: dt.date) -> pl.DataFrame:

@@ -25,8 +25,9 @@ from typing import Any
 import duckdb
 
 from clauditor.pricing import PriceTable, code_execution_cost
+from clauditor.schema import CLAUDE_CODE_SOURCE
 
-__all__ = ["MIN_CONTAINER_S", "SpendNotes", "spend_notes", "spend_notes_from"]
+__all__ = ["MIN_CONTAINER_S", "SpendNotes", "claude_code_totals", "spend_notes", "spend_notes_from"]
 
 MIN_CONTAINER_S = 300.0
 
@@ -119,3 +120,16 @@ def spend_notes_from(
     usd = code_execution_cost(float(hours), months, table, day) if count else 0.0
     return SpendNotes(float(tools), int(searches), int(fetches), int(assumed),
                       float(assumed_usd), int(count), float(hours), usd)  # fmt: skip
+
+
+def claude_code_totals(
+    con: duckdb.DuckDBPyConnection, start: dt.datetime, end: dt.datetime
+) -> tuple[int, float]:
+    """Developers' Claude Code calls in ``[start, end)`` of ``con``'s ``calls``: how many, and
+    their dollars at list price (spend or not is the config's ``[claude_code] billing``)."""
+    calls, dollars = con.execute(
+        "SELECT count(*), coalesce(sum(cost_usd), 0) FROM calls "
+        "WHERE source = ? AND start_time >= ? AND start_time < ?",
+        [CLAUDE_CODE_SOURCE, start, end],
+    ).fetchall()[0]
+    return int(calls), float(dollars)

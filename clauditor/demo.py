@@ -78,10 +78,10 @@ def _newest_day_end(db: Path, tz: str) -> dt.datetime:
 
 def run_demo(out_dir: Path, sample: Path | None = None, *, console: Console | None = None) -> Path:
     """Run the demo into ``out_dir``; returns the report's path."""
-    from clauditor._cli_common import Format, emit
     from clauditor.analytics import cost_breakdown, load_calls_in, resolve_period
     from clauditor.dashboards import write_report
     from clauditor.ingest import ingest_paths
+    from clauditor.output import Format, emit
 
     console = console or Console()
     started = time.perf_counter()
@@ -131,7 +131,6 @@ def _print_incidents(
     db: Path, calls: pl.DataFrame, config: Config, as_of: dt.datetime, console: Console
 ) -> None:
     """The sample's incidents as the jobs see them, and the alerts a cron run would have sent."""
-    from clauditor._cli_common import Format, emit
     from clauditor.alerts import backtest, check_alerts, render_text
     from clauditor.analytics import (
         budget_status_of,
@@ -139,6 +138,7 @@ def _print_incidents(
         error_episodes,
         spike_episodes,
     )
+    from clauditor.output import Format, emit
 
     emit(error_episodes(calls), Format.table, title="Error episodes (clauditor errors)")
     emit(spike_episodes(calls), Format.table, title="Spend spikes (clauditor spikes)")

@@ -3,7 +3,7 @@
 The default sink of ``clauditor.instrument()`` (``clauditor.instrumentation._span_file``) has
 each app process append its spans to its own file in the span folder ``<db>.spans/``. Every
 clauditor command that reads the database first calls :func:`catch_up` (from
-``clauditor._cli_common.resolve_db``), and ``clauditor serve`` calls it every
+``clauditor.cli._common.resolve_db``), and ``clauditor serve`` calls it every
 :data:`SERVE_INTERVAL_S` itself: the new lines go to the database's one writer through file
 ingest (:func:`clauditor.ingest.ingest_paths`, the only ingest entry point used here), which
 dedupes by ``span_id``, so a catch-up cut short and repeated stores every span once.

@@ -65,10 +65,10 @@ def test_audit_command_equals_the_per_call_audit(sample_db: Path, period: str) -
     # per-call audit gives on the same period (the last period holds no calls at all).
     import datetime as dt
 
-    from clauditor._cli_common import resolve_config
     from clauditor.analytics import resolve_period
     from clauditor.analytics.audit import audit
     from clauditor.analytics.frame import load_analytics_frame
+    from clauditor.cli._common import resolve_config
 
     config = resolve_config(None)
     span = resolve_period(period, as_of=dt.datetime(2026, 11, 30, tzinfo=dt.UTC), tz="UTC")
@@ -87,7 +87,7 @@ def test_audit_command_equals_the_per_call_audit(sample_db: Path, period: str) -
 
 def _emitted(frame, capsys: pytest.CaptureFixture[str]) -> list[dict]:
     """``frame`` as the commands print it with ``--format json``."""
-    from clauditor._cli_common import Format, emit
+    from clauditor.output import Format, emit
 
     capsys.readouterr()
     emit(frame, Format.json)

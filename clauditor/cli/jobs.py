@@ -1,7 +1,6 @@
 """The analytics jobs' commands: each runs its jobs through :mod:`clauditor.analytics.runner`
-(the engine's reductions of the period's calls, finished in Polars) and prints them
-(registered on the app of :mod:`clauditor._cli_common` when :mod:`clauditor.cli` imports
-this module)."""
+(the engine's reductions of the period's calls, finished in Polars) and prints them. They are
+listed under ``JOBS_PANEL`` in ``clauditor --help`` (registered in :mod:`clauditor.cli`)."""
 
 from __future__ import annotations
 
@@ -11,24 +10,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from clauditor._cli_common import (
-    JOBS_PANEL,
+from clauditor.cli._common import (
     AsOfOpt,
     ConfigOpt,
-    Format,
     FormatOpt,
     PeriodOpt,
     SourceOpt,
-    app,
-    emit,
-    err,
     handles_errors,
-    out,
-    parse_as_of,
-    resolve_config,
     resolve_source,
+    resolve_span,
     split_keys,
 )
+from clauditor.output import Format, emit, err, out
 
 if TYPE_CHECKING:
     import polars as pl
@@ -36,10 +29,7 @@ if TYPE_CHECKING:
     from clauditor.analytics.costs import SourceFilter
     from clauditor.config import Config
 
-__all__: list[str] = []  # commands only
 
-
-@app.command(rich_help_panel=JOBS_PANEL)
 @handles_errors
 def costs(
     by: Annotated[
@@ -77,7 +67,7 @@ def costs(
     from clauditor.analytics.runner import costs_table
     from clauditor.schema import CLAUDE_CODE_SOURCE
 
-    cfg, span = _span(config, period, as_of)
+    cfg, span = resolve_span(config, period, as_of)
     keys = split_keys(by)
     sources = _source_filter(source)
     table = costs_table(
@@ -136,20 +126,17 @@ def _claude_code_note(
     them), or, when Claude Code runs on a subscription, their list-price equivalent that is
     not spend. None when there were none."""
     from clauditor.analytics.engine import is_clickhouse
+    from clauditor.analytics.spend_notes import claude_code_totals
     from clauditor.schema import CLAUDE_CODE_SOURCE
     from clauditor.store import read_connection
 
     if is_clickhouse(db):
-        from clauditor.clickhouse.engine import claude_code_totals
+        from clauditor.clickhouse.engine import claude_code_totals as claude_code_totals_on
 
-        calls, dollars = claude_code_totals(str(db), span)
+        calls, dollars = claude_code_totals_on(str(db), span)
     else:
         with read_connection(db) as con:
-            calls, dollars = con.execute(
-                "SELECT count(*), coalesce(sum(cost_usd), 0) FROM calls "
-                "WHERE source = ? AND start_time >= ? AND start_time < ?",
-                [CLAUDE_CODE_SOURCE, span.start, span.end],
-            ).fetchall()[0]
+            calls, dollars = claude_code_totals(con, span.start, span.end)
     if not calls:
         return None
     subscription = not cfg.claude_code.is_spend
@@ -201,14 +188,6 @@ def _widened(span: Any, history: dt.timedelta) -> Any:
     return Period(span.start - history, span.end, span.label, span.tz)
 
 
-def _span(config: Path | None, period: str, as_of: str | None) -> tuple[Config, Any]:
-    """Config and the resolved period, for a command that runs on DuckDB aggregates."""
-    from clauditor.analytics import resolve_period
-
-    cfg = resolve_config(config)
-    return cfg, resolve_period(period, as_of=parse_as_of(as_of, cfg.timezone), tz=cfg.timezone)
-
-
 def _in_period(frame: pl.DataFrame, span: Any, column: str) -> pl.DataFrame:
     import polars as pl
 
@@ -221,7 +200,6 @@ def _in_period(frame: pl.DataFrame, span: Any, column: str) -> pl.DataFrame:
     )
 
 
-@app.command(rich_help_panel=JOBS_PANEL)
 @handles_errors
 def cache(
     by: Annotated[str, typer.Option("--by", help="Comma-separated group keys.")] = "feature,model",
@@ -234,7 +212,7 @@ def cache(
     """Cache economics: hit ratio, dollars saved, wasted writes, 1h-vs-5m TTL, candidates."""
     from clauditor.analytics.runner import cache_tables
 
-    _, span = _span(config, period, as_of)
+    _, span = resolve_span(config, period, as_of)
     tables = cache_tables(resolve_source(db), span, split_keys(by), candidates=fmt is Format.table)
     emit(tables[0], fmt, title=f"Cache economics — {span.label}")
     if fmt is Format.table:
@@ -242,7 +220,6 @@ def cache(
         emit(tables[2], fmt, title="Cache hit-ratio regressions")
 
 
-@app.command(rich_help_panel=JOBS_PANEL)
 @handles_errors
 def errors(
     window: Annotated[str, typer.Option(help="Rolling window (Polars duration).")] = "5m",
@@ -260,7 +237,7 @@ def errors(
     """Sustained error episodes per class (429, 529, 5xx, 4xx, timeouts); retry amplification."""
     from clauditor.analytics.runner import errors_tables
 
-    _, span = _span(config, period, as_of)
+    _, span = resolve_span(config, period, as_of)
     episodes, amplification = errors_tables(
         resolve_source(db),
         span,
@@ -274,7 +251,6 @@ def errors(
         emit(amplification, fmt, title="Retry amplification (attempts per call)")
 
 
-@app.command(rich_help_panel=JOBS_PANEL)
 @handles_errors
 def latency(
     by: Annotated[str, typer.Option("--by", help="Comma-separated group keys.")] = "feature,model",
@@ -290,13 +266,12 @@ def latency(
     """p50/p95/p99 of call duration and time to first token."""
     from clauditor.analytics.runner import latency_table
 
-    cfg, span = _span(config, period, as_of)
+    cfg, span = resolve_span(config, period, as_of)
     bucket = None if every.lower() == "none" else every
     table = latency_table(resolve_source(db), span, split_keys(by), every=bucket, tz=cfg.timezone)
     emit(table, fmt, title=f"Latency — {span.label}")
 
 
-@app.command(rich_help_panel=JOBS_PANEL)
 @handles_errors
 def budget(
     as_of: AsOfOpt = None,
@@ -312,7 +287,7 @@ def budget(
     from clauditor.analytics.costs import APP_SOURCES
     from clauditor.analytics.runner import budget_table
 
-    cfg, month = _span(config, "mtd", as_of)
+    cfg, month = resolve_span(config, "mtd", as_of)
     moment = month.end  # the evaluation moment (now, or --as-of)
     # The month so far and the look-back of the forecast before it.
     window = _widened(month, dt.timedelta(days=35))
@@ -334,7 +309,6 @@ def budget(
         )
 
 
-@app.command(rich_help_panel=JOBS_PANEL)
 @handles_errors
 def spikes(
     by: Annotated[str, typer.Option("--by", help="Group key.")] = "feature",
@@ -347,13 +321,12 @@ def spikes(
     """Hourly spend spikes against a robust trailing baseline (runaway loops, model changes)."""
     from clauditor.analytics.runner import spikes_table
 
-    _, span = _span(config, period, as_of)
+    _, span = resolve_span(config, period, as_of)
     # A week before the period: the trailing baseline of its first hours.
     found = spikes_table(resolve_source(db), _widened(span, dt.timedelta(days=7)), by)
     emit(_in_period(found, span, "start"), fmt, title=f"Spend spikes by {by} — {span.label}")
 
 
-@app.command(rich_help_panel=JOBS_PANEL)
 @handles_errors
 def failures(
     by: Annotated[str, typer.Option("--by", help="Comma-separated group keys.")] = "feature",
@@ -369,12 +342,11 @@ def failures(
     """
     from clauditor.analytics.runner import failures_table
 
-    _, span = _span(config, period, as_of)
+    _, span = resolve_span(config, period, as_of)
     table = failures_table(resolve_source(db), span, split_keys(by))
     emit(table, fmt, title=f"Cost of failure — {span.label}")
 
 
-@app.command(rich_help_panel=JOBS_PANEL)
 @handles_errors
 def audit(
     period: PeriodOpt = "30d",
@@ -386,6 +358,9 @@ def audit(
     """Score the app against the production checklist items telemetry can judge."""
     from clauditor.analytics.runner import audit_table
 
-    cfg, span = _span(config, period, as_of)
+    cfg, span = resolve_span(config, period, as_of)
     table = audit_table(resolve_source(db), span, config=cfg, as_of=span.end)
     emit(table, fmt, title=f"Production checklist audit — {span.label}")
+
+
+__all__ = ["audit", "budget", "cache", "costs", "errors", "failures", "latency", "spikes"]

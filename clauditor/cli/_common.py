@@ -1,32 +1,25 @@
-"""What every ``clauditor`` command shares: the app, the options defined once, errors at the
-boundary, and printing (:mod:`clauditor.cli` has the commands; :mod:`clauditor._cli_jobs`
-the analytics jobs')."""
+"""What every ``clauditor`` command shares: the app class whose help reads well, the options
+defined once, errors at the boundary, and how a command finds its database and config
+(printing is :mod:`clauditor.output`'s)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import decimal
 import functools
 import inspect
-import json
-import math
-import sys
 import zoneinfo
 from collections.abc import Callable
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich.text import Text
 from typer.core import TyperCommand, TyperGroup
 
 from clauditor.errors import ClauditorError, ConfigError
+from clauditor.output import Format, err
 
 if TYPE_CHECKING:
-    import polars as pl
-
     from clauditor.config import Config
 
 
@@ -88,29 +81,6 @@ class CliApp(typer.Typer):
         return super().command(*args, **kwargs)
 
 
-app = CliApp(
-    name="clauditor",
-    help="See, explain and control what your Claude API usage costs.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-prices_app = CliApp(help="Show the price table, or import a newer one.", no_args_is_help=False)
-app.add_typer(prices_app, name="prices")
-
-# Piped output keeps whole rows on one line instead of squeezing tables into 80 columns.
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 240)
-err = Console(stderr=True, soft_wrap=True)
-
-
-class Format(StrEnum):
-    """How commands that print data print it."""
-
-    table = "table"
-    csv = "csv"
-    json = "json"
-
-
 # --- shared options (defined once) ------------------------------------------------------------
 
 DbOpt = Annotated[
@@ -159,12 +129,12 @@ PeriodOpt = Annotated[
     ),
 ]
 
-F = TypeVar("F", bound=Callable[..., Any])
+_F = TypeVar("_F", bound=Callable[..., Any])
 
-JOBS_PANEL = "Analytics jobs"  # where --help lists the commands of clauditor._cli_jobs
+JOBS_PANEL = "Analytics jobs"  # where --help lists the commands of clauditor.cli.jobs
 
 
-def handles_errors(func: F) -> F:
+def handles_errors(func: _F) -> _F:
     """Turn library errors into ``error: ...`` on stderr and exit code 2."""
 
     @functools.wraps(func)
@@ -183,11 +153,6 @@ def _print_error(exc: Exception) -> None:
 
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     err.print(Text("error: ", style="bold red") + Text(first), highlight=False)
-
-
-def count(n: int, noun: str) -> str:
-    """``1 call``, ``2,000 calls``: a number and its noun in agreement (regular plurals)."""
-    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
 
 
 def split_keys(by: str) -> list[str]:
@@ -244,6 +209,14 @@ def resolve_config(path: Path | None) -> Config:
     return load_config(path)
 
 
+def resolve_span(config: Path | None, period: str, as_of: str | None) -> tuple[Config, Any]:
+    """The config and ``--period`` resolved as of ``--as-of``, both in the config's time zone."""
+    from clauditor.analytics import resolve_period
+
+    cfg = resolve_config(config)
+    return cfg, resolve_period(period, as_of=parse_as_of(as_of, cfg.timezone), tz=cfg.timezone)
+
+
 def parse_as_of(value: str | None, tz: str = "UTC", *, option: str = "--as-of") -> dt.datetime:
     """``--as-of`` as an aware UTC datetime; naive values are read in ``tz``; None is now."""
     if value is None or value.strip().lower() == "now":
@@ -259,99 +232,18 @@ def parse_as_of(value: str | None, tz: str = "UTC", *, option: str = "--as-of") 
     return moment.astimezone(dt.UTC)
 
 
-def emit(
-    frame: pl.DataFrame, fmt: Format, *, title: str | None = None, exact: bool = False
-) -> None:
-    """Print a frame as a rich table, CSV or a JSON array of objects.
-
-    Tables are for reading: dollars as ``$1,234.56`` / ``-$0.0135`` (see :func:`usd`), ratios
-    as percentages, other floats to four decimals. ``exact`` (``clauditor query``) prints the
-    numbers as they came: every digit of each float and decimal, no ``$`` or ``%``, because
-    the user's SQL chose the precision.
-    """
-    import polars as pl
-
-    # Whole-number decimals (DuckDB's sum of BIGINT) print as numbers, not strings; other
-    # decimals too, except in an exact table, which prints their digits.
-    frame = frame.with_columns(
-        pl.col(c).cast(pl.Int64 if t.scale == 0 else pl.Float64)  # type: ignore[attr-defined]
-        for c, t in frame.schema.items()
-        if isinstance(t, pl.Decimal) and not (exact and fmt is Format.table and t.scale)  # type: ignore[attr-defined]
-    )
-    if fmt is Format.csv:
-        nested = [c for c, t in frame.schema.items() if t.is_nested()]
-        flat = frame.with_columns(
-            pl.col(c).map_elements(
-                lambda v: json.dumps(v.to_list() if hasattr(v, "to_list") else v, default=str),
-                return_dtype=pl.String,
-            )
-            for c in nested
-        )
-        text = flat.write_csv()
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")  # a bare header too
-        return
-    if fmt is Format.json:
-        rows = frame.with_columns(
-            pl.col(c).dt.to_string("%Y-%m-%dT%H:%M:%S%.6f%:z")
-            for c, t in frame.schema.items()
-            if isinstance(t, pl.Datetime)
-        ).to_dicts()
-        sys.stdout.write(json.dumps(rows, default=str, indent=2) + "\n")
-        return
-    from rich.table import Table
-
-    # Text, not markup: values are data (a feature named "[/]" would break rich's markup
-    # parser, and "[budget]" in an evidence text would vanish).
-    table = Table(
-        title=None if title is None else Text(title), title_justify="left", header_style="bold"
-    )
-    for name, dtype in frame.schema.items():
-        table.add_column(Text(name), justify="right" if dtype.is_numeric() else "left")
-    cell = _exact_cell if exact else _cell
-    for row in frame.iter_rows():
-        table.add_row(*(Text(cell(v, n)) for v, n in zip(row, frame.columns, strict=True)))
-    out.print(table)
-
-
-def usd(value: float) -> str:
-    """Dollars in a table: ``$1,234.56``; under $1 four decimals (``$0.0135``), and a nonzero
-    amount too small for them keeps two significant digits (``$0.0000060``) rather than
-    reading as zero. The sign comes first: ``-$0.0135``."""
-    sign = "-" if value < 0 else ""
-    size = abs(value)
-    if size >= 1:
-        return f"{sign}${size:,.2f}"
-    if size == 0 or size >= 0.00005:  # four decimals show it
-        return f"{sign}${size:.4f}"
-    decimals = 1 - math.floor(math.log10(size))  # two significant digits
-    return f"{sign}${size:.{decimals}f}"
-
-
-def _cell(value: Any, column: str) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        if column in ("share", "fraction", "change") or column.endswith(
-            ("_ratio", "_rate", "_share")
-        ):
-            return f"{value:.1%}"
-        if "usd" in column or column.startswith("cost"):
-            return usd(value)
-        return f"{value:,.4f}".rstrip("0").rstrip(".")
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    if isinstance(value, dt.datetime):
-        return value.isoformat(sep=" ", timespec="seconds")
-    return str(value)
-
-
-def _exact_cell(value: Any, column: str) -> str:
-    """A query's value as it came: floats in their shortest exact decimal, never rounded;
-    integers without thousands separators (a year is 2026, not 2,026)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    if isinstance(value, float) and math.isfinite(value):
-        return format(decimal.Decimal(repr(value)), "f")
-    if isinstance(value, decimal.Decimal):
-        return format(value, "f")
-    return _cell(value, column)
+__all__ = [
+    "JOBS_PANEL",
+    "AsOfOpt",
+    "CliApp",
+    "ConfigOpt",
+    "DbOpt",
+    "FormatOpt",
+    "PeriodOpt",
+    "handles_errors",
+    "parse_as_of",
+    "resolve_config",
+    "resolve_db",
+    "resolve_span",
+    "split_keys",
+]
