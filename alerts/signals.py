@@ -113,7 +113,8 @@ class AlertInputs:
     ``hours``: the engine's hour rollup, with the spike rule's key (the cache and spike rules).
     ``minutes``: calls per minute and error class (error rates). ``spend``: the budget's spend
     rows, bucket sums and the calls themselves in the buckets where a budget threshold is
-    crossed, in buckets that cut the rules' local days exactly. ``unpriced``: runs of unpriced calls per model.
+    crossed, in buckets that cut the rules' local days exactly. ``unpriced``: runs of unpriced
+    calls per model.
     """
 
     hours: pl.DataFrame
