@@ -17,7 +17,8 @@ the aggregates that the job commands read: never a frame of the window's calls):
                    above ``margin`` x the budget, sampled at each midnight and at ``as_of``.
 ``error_rate``     :func:`clauditor.analytics.errors.error_episodes` per configured error class
                    (the key); level 2 where the ``critical`` rate is also sustained.
-``spike``          :func:`clauditor.analytics.spikes.spike_episodes`; key = the ``by`` value.
+``spike``          :func:`clauditor.analytics.spikes.spike_episodes_from_hours`; key = the
+                   ``by`` value.
 ``cache``          :func:`clauditor.analytics.cache.cache_regressions`; the episode lasts until
                    the hit ratio over a quarter of ``window`` is back above the floor.
 ``unpriced_model`` calls with NULL cost per model, in runs of calls less than ``window`` apart

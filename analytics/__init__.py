@@ -41,7 +41,7 @@ from clauditor.analytics.frame import (
 from clauditor.analytics.latency import latency_percentiles
 from clauditor.analytics.periods import ACCEPTED_SPECS, Period, resolve_period
 from clauditor.analytics.runner import JOB_NAMES, run_jobs
-from clauditor.analytics.spikes import detect_spikes, hourly_spend, spike_episodes
+from clauditor.analytics.spikes import spike_episodes_from_hours
 
 __all__ = [
     "ACCEPTED_SPECS",
@@ -64,11 +64,9 @@ __all__ = [
     "cost_breakdown",
     "cost_of_failure",
     "daily_spend",
-    "detect_spikes",
     "error_episodes",
     "error_windows",
     "group_key_expr",
-    "hourly_spend",
     "latency_percentiles",
     "load_analytics_frame",
     "load_calls_in",
@@ -76,6 +74,6 @@ __all__ = [
     "prepare_calls",
     "resolve_period",
     "run_jobs",
-    "spike_episodes",
+    "spike_episodes_from_hours",
     "threshold_crossings",
 ]

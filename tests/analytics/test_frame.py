@@ -30,7 +30,6 @@ from clauditor.analytics.failure import cost_of_failure
 from clauditor.analytics.frame import load_analytics_frame, prepare_calls
 from clauditor.analytics.latency import latency_percentiles
 from clauditor.analytics.periods import resolve_period
-from clauditor.analytics.spikes import hourly_spend, spike_episodes
 from clauditor.config import load_config
 from clauditor.ingest.files import ingest_paths
 from clauditor.store import load_calls
@@ -73,8 +72,6 @@ JOBS: dict[str, Callable[[pl.DataFrame], pl.DataFrame]] = {
     "budget_status": lambda c: budget_status(
         c, monthly_usd=3000.0, feature_budgets={"agent-tools": 500.0}, as_of=AS_OF
     ),
-    "hourly_spend": hourly_spend,
-    "spike_episodes": spike_episodes,
     "cost_of_failure": cost_of_failure,
     "audit": audit,
 }

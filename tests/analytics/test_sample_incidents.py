@@ -13,7 +13,7 @@ from clauditor.analytics.audit import AUDIT_ITEMS, audit
 from clauditor.analytics.budget import budget_status, threshold_crossings
 from clauditor.analytics.cache import cache_economics, cache_regressions
 from clauditor.analytics.errors import error_episodes
-from clauditor.analytics.spikes import spike_episodes
+from clauditor.analytics.runner import run_jobs
 from clauditor.config import load_config
 from clauditor.ingest.files import ingest_paths
 from clauditor.store import load_calls
@@ -55,8 +55,12 @@ def test_the_529_storm_is_the_only_error_episode(sample):
         assert r["start"] < storm_end and r["end"] > storm_start, r
 
 
-def test_the_runaway_loop_is_the_spike(sample):
-    episodes = spike_episodes(sample)
+def test_the_runaway_loop_is_the_spike(sample, config):
+    # The runner on the sample's calls registered as a frame: the production path.
+    as_of = utc(2026, 12, 1)
+    episodes = run_jobs(
+        sample, None, config=config, as_of=as_of, sources=None, jobs=["spike_episodes"]
+    )["spike_episodes"]
     runaway = episodes.filter(pl.col("key") == "agent-tools")
     assert runaway.height == 1
     row = runaway.row(0, named=True)
