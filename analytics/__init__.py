@@ -38,7 +38,6 @@ from clauditor.analytics.frame import (
     load_analytics_frame,
     prepare_calls,
 )
-from clauditor.analytics.latency import latency_percentiles
 from clauditor.analytics.periods import ACCEPTED_SPECS, Period, resolve_period
 from clauditor.analytics.runner import JOB_NAMES, run_jobs
 from clauditor.analytics.spikes import spike_episodes_from_hours
@@ -67,7 +66,6 @@ __all__ = [
     "error_episodes",
     "error_windows",
     "group_key_expr",
-    "latency_percentiles",
     "load_analytics_frame",
     "load_calls_in",
     "open_engine",

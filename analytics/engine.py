@@ -263,9 +263,8 @@ def latency_on(
 ) -> pl.DataFrame:
     """p50/p95/p99 of duration and time to first token of the successful chat calls of
     ``period`` by the group keys ``by`` and per ``every`` bucket cut in ``tz`` (None: the whole
-    period), computed by DuckDB; the columns of
-    :func:`~clauditor.analytics.latency.latency_percentiles`. ``hours`` is the rollup of the
-    same calls (it names the groups and bounds the buckets)."""
+    period), computed by DuckDB; the columns listed in :mod:`clauditor.analytics.latency`.
+    ``hours`` is the rollup of the same calls (it names the groups and bounds the buckets)."""
     by = list(by)
     subset = (pl.col("operation").fill_null("chat") == "chat") & (
         pl.col("status").fill_null("ok") == "ok"

@@ -112,20 +112,11 @@ PER_CALL_CASES = [
     ("failures", "feature"),
     ("failures", "feature,model"),
     ("failures", ""),
-    ("latency", "feature,model"),
-    ("latency", "feature"),
-    ("latency", "model"),
-    ("latency", ""),
-    ("latency", "feature,model --every=none"),
-    ("latency", "feature --every=none"),
-    ("latency", " --every=none"),
     ("errors", ""),
     ("errors", "--window=10m --min-duration=20m --threshold=0.02 --min-calls=50"),
     # Keys outside feature and model, and buckets other than days: the same path.
     ("cache", "environment"),
     ("failures", "user"),
-    ("latency", "service --every=6h"),
-    ("latency", "code_location,model --every=1h"),
 ]
 
 
@@ -146,7 +137,6 @@ def test_planned_commands_equal_the_per_call_jobs(
     from clauditor.analytics.errors import error_episodes
     from clauditor.analytics.failure import cost_of_failure
     from clauditor.analytics.frame import columns_with_keys, load_analytics_frame
-    from clauditor.analytics.latency import latency_percentiles
 
     period, as_of = "30d", AS_OF
     span = resolve_period(period, as_of=dt.datetime.fromisoformat(as_of), tz="UTC")
@@ -160,9 +150,6 @@ def test_planned_commands_equal_the_per_call_jobs(
         want = cache_economics(calls, by=keys)
     elif command == "failures":
         want = cost_of_failure(calls, by=keys)
-    elif command == "latency":
-        every = flags.split("=", 1)[1] if flags else "1d"
-        want = latency_percentiles(calls, by=keys, every=None if every == "none" else every)
     else:
         options = dict(o.lstrip("-").split("=") for o in option.split())
         want = error_episodes(
@@ -389,9 +376,8 @@ def test_costs_by_any_keys_equal_the_per_call_change(
     ("zone", "every", "by"),
     [("Asia/Kolkata", "1h", "feature"), ("Asia/Kathmandu", "1d", "service"), ("UTC", "1w", "")],
 )
-def test_latency_buckets_in_any_zone_equal_the_per_call_job(
+def test_latency_buckets_in_any_zone_are_local_and_count_every_successful_call(
     sample_db: Path,
-    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
     zone: str,
@@ -399,26 +385,37 @@ def test_latency_buckets_in_any_zone_equal_the_per_call_job(
     by: str,
 ) -> None:
     import datetime as dt
+    import zoneinfo
 
-    from clauditor.analytics import load_calls_in, resolve_period
-    from clauditor.analytics.latency import latency_percentiles
+    from clauditor.analytics import resolve_period
+    from clauditor.store import read_connection
 
     config = tmp_path / "clauditor.toml"
     text = (SAMPLE / "clauditor.toml").read_text()
     config.write_text(text.replace('timezone = "UTC"', f'timezone = "{zone}"'))
     span = resolve_period("7d", as_of=dt.datetime(2026, 11, 20, tzinfo=dt.UTC), tz=zone)
-    keys = [k for k in by.split(",") if k]
-    from clauditor.analytics.costs import APP_SOURCES
-
-    calls = load_calls_in(sample_db, span, sources=APP_SOURCES)
-    want = latency_percentiles(calls, by=keys, every=every, tz=zone)
+    # What the buckets must add up to: the period's successful chat calls of the app.
+    with read_connection(sample_db) as con:
+        want = con.execute(
+            "SELECT count(*) FROM calls WHERE start_time >= ? AND start_time < ? "
+            "AND coalesce(operation, 'chat') = 'chat' AND coalesce(status, 'ok') = 'ok' "
+            "AND coalesce(source, '') <> 'claude-code'",
+            [span.start, span.end],
+        ).fetchall()[0][0]
     _forbid_per_call(monkeypatch)
     got = run_json(
         "latency", "--by", by, "--every", every, "--db", str(sample_db), "--period", "7d",
         "--as-of", "2026-11-20T00:00:00Z", "--config", str(config),
     )  # fmt: skip
-    assert got
-    _same_rows(got, _emitted(want, capsys))
+    assert sum(r["calls"] for r in got) == want
+    local = zoneinfo.ZoneInfo(zone)
+    for r in got:  # each bucket starts on a local hour, midnight or Monday midnight
+        start = dt.datetime.fromisoformat(r["period"]).astimezone(local)
+        assert (start.minute, start.second) == (0, 0), r
+        if every != "1h":
+            assert start.hour == 0, r
+        if every == "1w":
+            assert start.weekday() == 0, r
 
 
 def test_job_commands_group_by_keys_outside_the_jobs_own_columns(

@@ -28,7 +28,6 @@ from clauditor.analytics.costs import cost_breakdown
 from clauditor.analytics.errors import error_episodes, error_windows
 from clauditor.analytics.failure import cost_of_failure
 from clauditor.analytics.frame import load_analytics_frame, prepare_calls
-from clauditor.analytics.latency import latency_percentiles
 from clauditor.analytics.periods import resolve_period
 from clauditor.config import load_config
 from clauditor.ingest.files import ingest_paths
@@ -66,7 +65,6 @@ JOBS: dict[str, Callable[[pl.DataFrame], pl.DataFrame]] = {
     "cache_regressions": cache_regressions,
     "error_windows": error_windows,
     "error_episodes": error_episodes,
-    "latency_percentiles": latency_percentiles,
     "daily_spend": daily_spend,
     "threshold_crossings": lambda c: threshold_crossings(c, monthly_usd=50.0),
     "budget_status": lambda c: budget_status(

@@ -23,7 +23,6 @@ from clauditor.analytics.cache import (
 from clauditor.analytics.costs import cost_breakdown
 from clauditor.analytics.errors import error_episodes, error_windows
 from clauditor.analytics.failure import cost_of_failure
-from clauditor.analytics.latency import latency_percentiles
 from clauditor.analytics.periods import Period
 from clauditor.analytics.runner import run_jobs
 from clauditor.config import load_config
@@ -83,7 +82,6 @@ def test_every_job_matches_the_per_call_job(run: str, request: pytest.FixtureReq
         "cache_regressions": cache_regressions(calls),
         "error_windows": error_windows(calls),
         "error_episodes": error_episodes(calls),
-        "latency_percentiles": latency_percentiles(calls, tz=tz),
         "budget_status": budget_status(
             calls,
             monthly_usd=budget.monthly_usd,
@@ -100,7 +98,10 @@ def test_every_job_matches_the_per_call_job(run: str, request: pytest.FixtureReq
     }
     # Spend by day and retry amplification have no per-call twin: hand-made tests below; spike
     # episodes are tested through the runner in test_spikes.py and test_sample_incidents.py.
-    assert set(got) - set(expected) == {"spend_by_day", "retry_amplification", "spike_episodes"}
+    # Latency is tested through latency_table on hand-made calls (test_latency.py, below).
+    assert set(got) - set(expected) == {
+        "spend_by_day", "retry_amplification", "spike_episodes", "latency_percentiles",
+    }  # fmt: skip
     for name, frame in expected.items():
         (
             assert_frame_equal(
@@ -131,7 +132,6 @@ def test_jobs_over_a_period_see_only_its_calls(sample) -> None:
         "cache_economics": cache_economics(inside),
         "caching_candidates": caching_candidates(inside),
         "error_windows": error_windows(inside),
-        "latency_percentiles": latency_percentiles(inside, tz=config.timezone),
         "audit": audit(inside, config=config),
     }
     for name, frame in expected.items():
@@ -151,24 +151,6 @@ def test_the_grain_is_an_hour_only_in_whole_hour_zones(zone: str, whole: bool) -
     assert grain_for(zone, start, start + dt.timedelta(days=365)) == (60 if whole else 15)
     if zone == "Australia/Lord_Howe":  # its summer alone is whole hours
         assert grain_for(zone, start, start + dt.timedelta(days=30)) == 60
-
-
-@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin", "Asia/Kathmandu"])
-@pytest.mark.parametrize("by", [[], ["feature"], ["model"], ["feature", "model"], ["user"]])
-@pytest.mark.parametrize("every", ["1d", None, "6h", "1mo"])
-def test_latency_by_any_keys_matches_the_per_call_job(
-    sample, zone: str, by: list[str], every: str | None
-) -> None:
-    from clauditor.analytics.engine import open_engine
-
-    db, calls, _ = sample
-    with open_engine(db, sources=None) as engine:
-        got = engine.latency(
-            None, engine.rollup(None, as_of=AS_OF, keys=by), tz=zone, by=by, every=every
-        )
-    want = latency_percentiles(calls, by=by, every=every, tz=zone)
-    assert got.height
-    assert_frame_equal(got, want, check_exact=False, rel_tol=1e-9)
 
 
 # Hand-made calls, run on the production path (the runner on a registered frame), with the
