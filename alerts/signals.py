@@ -15,8 +15,9 @@ the aggregates that the job commands read: never a frame of the window's calls):
                    threshold's rank (1 for the first). Key ``total`` or the feature name.
 ``forecast``       :func:`clauditor.analytics.budget.budget_status`: the month-end forecast
                    above ``margin`` x the budget, sampled at each midnight and at ``as_of``.
-``error_rate``     :func:`clauditor.analytics.errors.error_episodes` per configured error class
-                   (the key); level 2 where the ``critical`` rate is also sustained.
+``error_rate``     :func:`~clauditor.analytics.errors.error_episodes_from_minutes` per
+                   configured error class (the key); level 2 where the ``critical`` rate is
+                   also sustained.
 ``spike``          :func:`clauditor.analytics.spikes.spike_episodes_from_hours`; key = the
                    ``by`` value.
 ``cache``          :func:`clauditor.analytics.cache.cache_regressions`; the episode lasts until

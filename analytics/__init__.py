@@ -26,11 +26,7 @@ from clauditor.analytics.costs import (
     load_calls_in,
 )
 from clauditor.analytics.engine import DuckDBEngine, Engine, open_engine
-from clauditor.analytics.errors import (
-    ERROR_CLASSES,
-    error_episodes,
-    error_windows,
-)
+from clauditor.analytics.errors import ERROR_CLASSES
 from clauditor.analytics.failure import cost_of_failure
 from clauditor.analytics.frame import (
     ANALYTICS_COLUMNS,
@@ -63,8 +59,6 @@ __all__ = [
     "cost_breakdown",
     "cost_of_failure",
     "daily_spend",
-    "error_episodes",
-    "error_windows",
     "group_key_expr",
     "load_analytics_frame",
     "load_calls_in",

@@ -25,7 +25,6 @@ from clauditor.analytics.cache import (
     caching_candidates,
 )
 from clauditor.analytics.costs import cost_breakdown
-from clauditor.analytics.errors import error_episodes, error_windows
 from clauditor.analytics.failure import cost_of_failure
 from clauditor.analytics.frame import load_analytics_frame, prepare_calls
 from clauditor.analytics.periods import resolve_period
@@ -63,8 +62,6 @@ JOBS: dict[str, Callable[[pl.DataFrame], pl.DataFrame]] = {
     "caching_candidates": caching_candidates,
     "cache_hit_ratio_series": cache_hit_ratio_series,
     "cache_regressions": cache_regressions,
-    "error_windows": error_windows,
-    "error_episodes": error_episodes,
     "daily_spend": daily_spend,
     "threshold_crossings": lambda c: threshold_crossings(c, monthly_usd=50.0),
     "budget_status": lambda c: budget_status(

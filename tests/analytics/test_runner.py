@@ -21,7 +21,6 @@ from clauditor.analytics.cache import (
     caching_candidates,
 )
 from clauditor.analytics.costs import cost_breakdown
-from clauditor.analytics.errors import error_episodes, error_windows
 from clauditor.analytics.failure import cost_of_failure
 from clauditor.analytics.periods import Period
 from clauditor.analytics.runner import run_jobs
@@ -80,8 +79,6 @@ def test_every_job_matches_the_per_call_job(run: str, request: pytest.FixtureReq
         "caching_candidates": caching_candidates(calls),
         "cache_hit_ratio_series": cache_hit_ratio_series(calls),
         "cache_regressions": cache_regressions(calls),
-        "error_windows": error_windows(calls),
-        "error_episodes": error_episodes(calls),
         "budget_status": budget_status(
             calls,
             monthly_usd=budget.monthly_usd,
@@ -98,9 +95,11 @@ def test_every_job_matches_the_per_call_job(run: str, request: pytest.FixtureReq
     }
     # Spend by day and retry amplification have no per-call twin: hand-made tests below; spike
     # episodes are tested through the runner in test_spikes.py and test_sample_incidents.py.
-    # Latency is tested through latency_table on hand-made calls (test_latency.py, below).
+    # Latency and the error jobs are tested through the runner on hand-made calls
+    # (test_latency.py, test_errors.py, below) and on the sample (test_sample_incidents.py).
     assert set(got) - set(expected) == {
         "spend_by_day", "retry_amplification", "spike_episodes", "latency_percentiles",
+        "error_windows", "error_episodes",
     }  # fmt: skip
     for name, frame in expected.items():
         (
@@ -131,7 +130,6 @@ def test_jobs_over_a_period_see_only_its_calls(sample) -> None:
         "cost_breakdown": cost_breakdown(inside, ["feature", "model"]),
         "cache_economics": cache_economics(inside),
         "caching_candidates": caching_candidates(inside),
-        "error_windows": error_windows(inside),
         "audit": audit(inside, config=config),
     }
     for name, frame in expected.items():

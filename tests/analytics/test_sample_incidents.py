@@ -12,7 +12,6 @@ import pytest
 from clauditor.analytics.audit import AUDIT_ITEMS, audit
 from clauditor.analytics.budget import budget_status, threshold_crossings
 from clauditor.analytics.cache import cache_economics, cache_regressions
-from clauditor.analytics.errors import error_episodes
 from clauditor.analytics.runner import run_jobs
 from clauditor.config import load_config
 from clauditor.ingest.files import ingest_paths
@@ -40,8 +39,10 @@ def utc(*args: int) -> dt.datetime:
     return dt.datetime(*args, tzinfo=UTC)
 
 
-def test_the_529_storm_is_the_only_error_episode(sample):
-    episodes = error_episodes(sample)
+def test_the_529_storm_is_the_only_error_episode(sample, config):
+    episodes = run_jobs(
+        sample, None, config=config, as_of=utc(2026, 12, 1), sources=None, jobs=["error_episodes"]
+    )["error_episodes"]
     storm_start, storm_end = utc(2026, 11, 9, 14, 0), utc(2026, 11, 9, 14, 45)
     overloaded = episodes.filter(pl.col("error_class") == "overloaded")
     assert overloaded.height == 1
