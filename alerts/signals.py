@@ -20,8 +20,9 @@ the aggregates that the job commands read: never a frame of the window's calls):
                    also sustained.
 ``spike``          :func:`clauditor.analytics.spikes.spike_episodes_from_hours`; key = the
                    ``by`` value.
-``cache``          :func:`clauditor.analytics.cache.cache_regressions`; the episode lasts until
-                   the hit ratio over a quarter of ``window`` is back above the floor.
+``cache``          :func:`~clauditor.analytics.cache.cache_regressions_from_hours`; the episode
+                   lasts until the hit ratio over a quarter of ``window`` is back above the
+                   floor.
 ``unpriced_model`` calls with NULL cost per model, in runs of calls less than ``window`` apart
                    (the engine's ``unpriced_runs``); the episode lasts
                    ``window`` past the run's last unpriced call.

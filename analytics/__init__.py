@@ -13,12 +13,7 @@ from clauditor.analytics.budget import (
     daily_spend,
     threshold_crossings,
 )
-from clauditor.analytics.cache import (
-    cache_economics,
-    cache_hit_ratio_series,
-    cache_regressions,
-    caching_candidates,
-)
+from clauditor.analytics.cache import cache_economics, caching_candidates
 from clauditor.analytics.costs import (
     GROUP_KEYS,
     cost_breakdown,
@@ -53,8 +48,6 @@ __all__ = [
     "budget_status",
     "budget_status_of",
     "cache_economics",
-    "cache_hit_ratio_series",
-    "cache_regressions",
     "caching_candidates",
     "cost_breakdown",
     "cost_of_failure",

@@ -20,8 +20,6 @@ from clauditor.analytics.audit import audit
 from clauditor.analytics.budget import budget_status, daily_spend, threshold_crossings
 from clauditor.analytics.cache import (
     cache_economics,
-    cache_hit_ratio_series,
-    cache_regressions,
     caching_candidates,
 )
 from clauditor.analytics.costs import cost_breakdown
@@ -60,8 +58,6 @@ JOBS: dict[str, Callable[[pl.DataFrame], pl.DataFrame]] = {
     "cache_economics": cache_economics,
     "cache_economics_total": lambda c: cache_economics(c, by=[]),
     "caching_candidates": caching_candidates,
-    "cache_hit_ratio_series": cache_hit_ratio_series,
-    "cache_regressions": cache_regressions,
     "daily_spend": daily_spend,
     "threshold_crossings": lambda c: threshold_crossings(c, monthly_usd=50.0),
     "budget_status": lambda c: budget_status(

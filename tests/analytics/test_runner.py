@@ -16,8 +16,6 @@ from clauditor.analytics.audit import audit
 from clauditor.analytics.budget import budget_status, threshold_crossings
 from clauditor.analytics.cache import (
     cache_economics,
-    cache_hit_ratio_series,
-    cache_regressions,
     caching_candidates,
 )
 from clauditor.analytics.costs import cost_breakdown
@@ -77,8 +75,6 @@ def test_every_job_matches_the_per_call_job(run: str, request: pytest.FixtureReq
         "cost_breakdown": cost_breakdown(calls, ["feature", "model"]),
         "cache_economics": cache_economics(calls),
         "caching_candidates": caching_candidates(calls),
-        "cache_hit_ratio_series": cache_hit_ratio_series(calls),
-        "cache_regressions": cache_regressions(calls),
         "budget_status": budget_status(
             calls,
             monthly_usd=budget.monthly_usd,
@@ -96,10 +92,11 @@ def test_every_job_matches_the_per_call_job(run: str, request: pytest.FixtureReq
     # Spend by day and retry amplification have no per-call twin: hand-made tests below; spike
     # episodes are tested through the runner in test_spikes.py and test_sample_incidents.py.
     # Latency and the error jobs are tested through the runner on hand-made calls
-    # (test_latency.py, test_errors.py, below) and on the sample (test_sample_incidents.py).
+    # (test_latency.py, test_errors.py, test_cache.py, below) and on the sample
+    # (test_sample_incidents.py).
     assert set(got) - set(expected) == {
         "spend_by_day", "retry_amplification", "spike_episodes", "latency_percentiles",
-        "error_windows", "error_episodes",
+        "error_windows", "error_episodes", "cache_hit_ratio_series", "cache_regressions",
     }  # fmt: skip
     for name, frame in expected.items():
         (

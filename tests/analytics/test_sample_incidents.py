@@ -11,7 +11,7 @@ import pytest
 
 from clauditor.analytics.audit import AUDIT_ITEMS, audit
 from clauditor.analytics.budget import budget_status, threshold_crossings
-from clauditor.analytics.cache import cache_economics, cache_regressions
+from clauditor.analytics.cache import cache_economics
 from clauditor.analytics.runner import run_jobs
 from clauditor.config import load_config
 from clauditor.ingest.files import ingest_paths
@@ -77,8 +77,11 @@ def test_the_runaway_loop_is_the_spike(sample, config):
         assert r["key"] == "support-chat" and r["start"] >= utc(2026, 11, 19, 10), r
 
 
-def test_the_cache_regression_is_found_when_it_began(sample):
-    found = cache_regressions(sample)
+def test_the_cache_regression_is_found_when_it_began(sample, config):
+    found = run_jobs(
+        sample, None, config=config, as_of=utc(2026, 12, 1), sources=None,
+        jobs=["cache_regressions"],
+    )["cache_regressions"]  # fmt: skip
     assert found.height == 1
     row = found.row(0, named=True)
     assert (row["key"], row["start"]) == ("support-chat", utc(2026, 11, 19, 10))
