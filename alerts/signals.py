@@ -15,13 +15,16 @@ the aggregates that the job commands read: never a frame of the window's calls):
                    threshold's rank (1 for the first). Key ``total`` or the feature name.
 ``forecast``       :func:`clauditor.analytics.budget.budget_status`: the month-end forecast
                    above ``margin`` x the budget, sampled at each midnight and at ``as_of``.
-``error_rate``     :func:`clauditor.analytics.errors.error_episodes` per configured error class
-                   (the key); level 2 where the ``critical`` rate is also sustained.
-``spike``          :func:`clauditor.analytics.spikes.spike_episodes`; key = the ``by`` value.
-``cache``          :func:`clauditor.analytics.cache.cache_regressions`; the episode lasts until
-                   the hit ratio over a quarter of ``window`` is back above the floor.
+``error_rate``     :func:`~clauditor.analytics.errors.error_episodes_from_minutes` per
+                   configured error class (the key); level 2 where the ``critical`` rate is
+                   also sustained.
+``spike``          :func:`clauditor.analytics.spikes.spike_episodes_from_hours`; key = the
+                   ``by`` value.
+``cache``          :func:`~clauditor.analytics.cache.cache_regressions_from_hours`; the episode
+                   lasts until the hit ratio over a quarter of ``window`` is back above the
+                   floor.
 ``unpriced_model`` calls with NULL cost per model, in runs of calls less than ``window`` apart
-                   (:func:`clauditor.analytics.plan.unpriced_runs_on`); the episode lasts
+                   (the engine's ``unpriced_runs``); the episode lasts
                    ``window`` past the run's last unpriced call.
 ``unmetered``      :func:`clauditor.analytics.reconcile.reconcile` of the stored bill: UTC days
                    billed above what was metered (:func:`bill_episodes`); key ``total``.
@@ -44,17 +47,16 @@ import polars as pl
 
 from clauditor.alerts.message import CONFIG_OPTION, RUN_OPTIONS
 from clauditor.alerts.rules import AlertRules
-from clauditor.analytics import plan
 from clauditor.analytics.budget import budget_status_of, threshold_crossings
 from clauditor.analytics.cache import (
     cache_hit_ratio_series_from_hours,
     cache_regressions_from_hours,
 )
-from clauditor.analytics.costs import APP_SOURCES, restrict_to_sources
+from clauditor.analytics.engine import open_engine
 from clauditor.analytics.errors import error_episodes_from_minutes
 from clauditor.analytics.periods import Period
+from clauditor.analytics.runner import budget_spend, rollup_at_zone
 from clauditor.analytics.spikes import spike_episodes_from_hours
-from clauditor.store import read_connection
 
 __all__ = [
     "RULE_TITLES",
@@ -111,17 +113,16 @@ class Episode:
 class AlertInputs:
     """The aggregates of one evaluation window that every rule reads (plain frames).
 
-    ``hours``: calls, spend and input tokens per UTC hour, feature and model (the cache rule).
+    ``hours``: the engine's hour rollup, with the spike rule's key (the cache and spike rules).
     ``minutes``: calls per minute and error class (error rates). ``spend``: the budget's spend
     rows, bucket sums and the calls themselves in the buckets where a budget threshold is
-    crossed, in buckets that cut the rules' local days exactly. ``spike_hours``: the hourly rows
-    of the spike rule's key. ``unpriced``: runs of unpriced calls per model.
+    crossed, in buckets that cut the rules' local days exactly. ``unpriced``: runs of unpriced
+    calls per model.
     """
 
     hours: pl.DataFrame
     minutes: pl.DataFrame
     spend: pl.DataFrame
-    spike_hours: pl.DataFrame
     unpriced: pl.DataFrame
 
 
@@ -134,23 +135,20 @@ def _scopes(rules: AlertRules) -> list[tuple[str, float, str | None]]:
 
 def load_alert_inputs(db: Path, rules: AlertRules, period: Period) -> AlertInputs:
     """The :class:`AlertInputs` of ``period`` from the database file or Parquet folder ``db``
-    (read-only; the app's calls, developers' Claude Code calls kept apart). Raises
+    (read-only; the app's calls, developers' Claude Code calls kept apart), through the
+    engine's reductions as the job commands read them. Raises
     :class:`~clauditor.errors.StoreError` when it cannot be read."""
-    with read_connection(db) as con:
-        con.execute("SET TimeZone = 'UTC'").fetchall()
-        con.execute("SET enable_progress_bar = false").fetchall()
-        restrict_to_sources(con, APP_SOURCES)
-        hours = plan.hours_by_key_on(con, period, "feature")
-        minutes = plan.grain_minutes(rules.timezone, period.start, period.end)
-        levels = [(f, t * usd) for _, usd, f in _scopes(rules) for t in rules.budget.thresholds]
-        spend = plan.spend_rollup_on(con, period, minutes)
-        by = rules.spike.by
+    tz, by = rules.timezone, rules.spike.by
+    keys = [by] if by != "feature" else []
+    levels = [(f, t * usd) for _, usd, f in _scopes(rules) for t in rules.budget.thresholds]
+    with open_engine(db) as engine:
+        local, grain = rollup_at_zone(engine, period, as_of=period.end, tz=tz, keys=keys)
+        hours = local if grain == 60 else engine.rollup(period, as_of=period.end, keys=keys)
         return AlertInputs(
             hours=hours,
-            minutes=plan.error_minutes_on(con, period),
-            spend=plan.spend_rows_on(con, period, spend, levels, rules.timezone, minutes),
-            spike_hours=hours if by == "feature" else plan.hours_by_key_on(con, period, by),
-            unpriced=plan.unpriced_runs_on(con, period, rules.unpriced_model.window),
+            minutes=engine.error_minutes(period),
+            spend=budget_spend(engine, period, local, grain, levels, tz),
+            unpriced=engine.unpriced_runs(period, rules.unpriced_model.window),
         )
 
 
@@ -399,7 +397,7 @@ def spike_rule_episodes(data: AlertInputs, rules: AlertRules, as_of: dt.datetime
     if not rule.enabled or data.hours.is_empty():
         return []
     found = spike_episodes_from_hours(
-        data.spike_hours,
+        data.hours,
         by=rule.by,
         baseline_hours=int(rule.baseline.total_seconds() // 3600),
         min_baseline_hours=int(rule.min_baseline.total_seconds() // 3600),

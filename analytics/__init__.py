@@ -13,12 +13,7 @@ from clauditor.analytics.budget import (
     daily_spend,
     threshold_crossings,
 )
-from clauditor.analytics.cache import (
-    cache_economics,
-    cache_hit_ratio_series,
-    cache_regressions,
-    caching_candidates,
-)
+from clauditor.analytics.cache import cache_economics, caching_candidates
 from clauditor.analytics.costs import (
     GROUP_KEYS,
     cost_breakdown,
@@ -26,11 +21,7 @@ from clauditor.analytics.costs import (
     load_calls_in,
 )
 from clauditor.analytics.engine import DuckDBEngine, Engine, open_engine
-from clauditor.analytics.errors import (
-    ERROR_CLASSES,
-    error_episodes,
-    error_windows,
-)
+from clauditor.analytics.errors import ERROR_CLASSES
 from clauditor.analytics.failure import cost_of_failure
 from clauditor.analytics.frame import (
     ANALYTICS_COLUMNS,
@@ -38,10 +29,9 @@ from clauditor.analytics.frame import (
     load_analytics_frame,
     prepare_calls,
 )
-from clauditor.analytics.latency import latency_percentiles
 from clauditor.analytics.periods import ACCEPTED_SPECS, Period, resolve_period
 from clauditor.analytics.runner import JOB_NAMES, run_jobs
-from clauditor.analytics.spikes import detect_spikes, hourly_spend, spike_episodes
+from clauditor.analytics.spikes import spike_episodes_from_hours
 
 __all__ = [
     "ACCEPTED_SPECS",
@@ -58,24 +48,17 @@ __all__ = [
     "budget_status",
     "budget_status_of",
     "cache_economics",
-    "cache_hit_ratio_series",
-    "cache_regressions",
     "caching_candidates",
     "cost_breakdown",
     "cost_of_failure",
     "daily_spend",
-    "detect_spikes",
-    "error_episodes",
-    "error_windows",
     "group_key_expr",
-    "hourly_spend",
-    "latency_percentiles",
     "load_analytics_frame",
     "load_calls_in",
     "open_engine",
     "prepare_calls",
     "resolve_period",
     "run_jobs",
-    "spike_episodes",
+    "spike_episodes_from_hours",
     "threshold_crossings",
 ]

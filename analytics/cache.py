@@ -33,11 +33,10 @@ from clauditor.pricing import PER_MTOK
 
 __all__ = [
     "cache_economics",
-    "cache_hit_ratio_series",
     "cache_hit_ratio_series_from_hours",
-    "cache_regressions",
     "cache_regressions_from_hours",
     "caching_candidates",
+    "economics_table",
     "economics_table",
 ]
 
@@ -333,43 +332,6 @@ def caching_candidates(
     )
 
 
-def cache_hit_ratio_series(
-    calls: pl.DataFrame, *, every: str = "1h", by: str = "feature"
-) -> pl.DataFrame:
-    """Hit ratio per ``every`` bucket (UTC) and per value of the group key ``by``.
-
-    Columns: ``bucket``, ``key`` (the value of ``by``), ``calls``, ``input_tokens``,
-    ``cache_read_input_tokens``, ``cache_creation_input_tokens``, ``hit_ratio`` (NULL when the
-    bucket had no input tokens). Buckets without calls are absent.
-    """
-    return (
-        _series(calls, every, by).filter(pl.col("calls") > 0).drop("_dense").sort("key", "bucket")
-    )
-
-
-def _series(calls: pl.DataFrame, every: str, by: str) -> pl.DataFrame:
-    """Hourly (``every``) token sums per key on a dense grid per key (missing buckets 0)."""
-    lf = (
-        _prepared(calls, [by])
-        .with_columns(
-            pl.col("start_time").dt.truncate(every).alias("bucket"), pl.col(by).alias("key")
-        )
-        .select("key", "bucket", "_input", "_read", "_write")
-    )
-    sums = (
-        lf.group_by("key", "bucket")
-        .agg(
-            pl.len().cast(pl.Int64).alias("calls"),
-            pl.col("_input").sum().alias("input_tokens"),
-            pl.col("_read").sum().alias("cache_read_input_tokens"),
-            pl.col("_write").sum().alias("cache_creation_input_tokens"),
-        )
-        .with_columns(pl.col("key").cast(pl.String))
-        .collect()
-    )
-    return _dense(sums, every)
-
-
 def _dense(sums: pl.DataFrame, every: str) -> pl.DataFrame:
     """Per-key sums on a dense grid of ``every`` buckets (missing ones 0), with the ratio."""
     schema = sums.schema
@@ -399,35 +361,6 @@ def _dense(sums: pl.DataFrame, every: str) -> pl.DataFrame:
     )
 
 
-def cache_regressions(
-    calls: pl.DataFrame,
-    *,
-    every: str = "1h",
-    drop: float = 0.5,
-    min_calls: int = 20,
-    window: int = 24,
-    min_before_ratio: float = 0.2,
-    by: str = "feature",
-) -> pl.DataFrame:
-    """Moments when a key's cache hit ratio fell by at least ``drop`` (a fraction) and stayed.
-
-    Each ``every`` bucket is a candidate split: the hit ratio over the ``window`` buckets before
-    it is compared with the ratio over the ``window`` buckets from it on (token-weighted, so one
-    busy hour is not outvoted by quiet ones). A split qualifies when both sides hold
-    ``min_calls`` calls, the ratio before is at least ``min_before_ratio`` and the ratio after
-    is at most ``(1 - drop)`` times it; of each run of qualifying buckets the one with the
-    largest fall is reported. Columns: ``key``, ``start`` (the first bucket of the lower
-    ratio), ``before_ratio``, ``after_ratio``, ``calls_before``, ``calls_after``.
-    """
-    return _regressions(
-        _series(calls, every, by),
-        drop=drop,
-        min_calls=min_calls,
-        window=window,
-        min_before_ratio=min_before_ratio,
-    )
-
-
 def _regressions(
     dense: pl.DataFrame,
     *,
@@ -436,7 +369,7 @@ def _regressions(
     window: int = 24,
     min_before_ratio: float = 0.2,
 ) -> pl.DataFrame:
-    """:func:`cache_regressions` on the dense per-key series of :func:`_series`."""
+    """:func:`cache_regressions_from_hours` on the dense per-key series of :func:`_dense`."""
     cols = ["calls", "cache_read_input_tokens", "_total"]
     dense = dense.with_columns(
         (
@@ -536,7 +469,13 @@ def _sums_from_hours(hours: pl.DataFrame, every: str, by: str) -> pl.DataFrame:
 def cache_hit_ratio_series_from_hours(
     hours: pl.DataFrame, *, every: str = "1h", by: str = "feature"
 ) -> pl.DataFrame:
-    """:func:`cache_hit_ratio_series` from a rollup (``every`` whole hours)."""
+    """Hit ratio per ``every`` bucket (UTC, whole hours) and per value of the group key ``by``,
+    from a rollup.
+
+    Columns: ``bucket``, ``key`` (the value of ``by``), ``calls``, ``input_tokens``,
+    ``cache_read_input_tokens``, ``cache_creation_input_tokens``, ``hit_ratio`` (NULL when the
+    bucket had no input tokens). Buckets without calls are absent.
+    """
     return (
         _dense(_sums_from_hours(hours, every, by), every)
         .filter(pl.col("calls") > 0)
@@ -548,5 +487,17 @@ def cache_hit_ratio_series_from_hours(
 def cache_regressions_from_hours(
     hours: pl.DataFrame, *, every: str = "1h", by: str = "feature", **kw: Any
 ) -> pl.DataFrame:
-    """:func:`cache_regressions` from a rollup; ``kw`` as there."""
+    """From a rollup: moments when a key's cache hit ratio fell by at least ``drop`` (a
+    fraction) and stayed.
+
+    Each ``every`` bucket is a candidate split: the hit ratio over the ``window`` buckets before
+    it is compared with the ratio over the ``window`` buckets from it on (token-weighted, so one
+    busy hour is not outvoted by quiet ones). A split qualifies when both sides hold
+    ``min_calls`` calls, the ratio before is at least ``min_before_ratio`` and the ratio after
+    is at most ``(1 - drop)`` times it; of each run of qualifying buckets the one with the
+    largest fall is reported. Columns: ``key``, ``start`` (the first bucket of the lower
+    ratio), ``before_ratio``, ``after_ratio``, ``calls_before``, ``calls_after``.
+
+    ``kw``: ``drop`` (0.5), ``min_calls`` (20), ``window`` (24), ``min_before_ratio`` (0.2).
+    """
     return _regressions(_dense(_sums_from_hours(hours, every, by), every), **kw)

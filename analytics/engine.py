@@ -17,6 +17,8 @@ frame of calls (registered as the table ``calls``). :func:`open_engine` opens on
 ``audit_figures``      the audit's workload medians and p99, conversations, Opus repriced.
 ``slot_calls``         the single calls of a few slots (where a running budget total must be
                        exact to the call).
+``unpriced_runs``      runs of calls without a price per model, calls at most a gap apart
+                       (:func:`clauditor.analytics.rollup.unpriced_runs_on`).
 =====================  =====================================================================
 
 :class:`DuckDBEngine` implements them on a DuckDB connection; a second engine (ClickHouse)
@@ -49,6 +51,7 @@ from clauditor.analytics.rollup import (
     raw_names,
     rollup_on,
     slot_calls_on,
+    unpriced_runs_on,
     where_sql,
 )
 from clauditor.config import Config
@@ -109,6 +112,8 @@ class Engine(Protocol):
     def slot_calls(
         self, period: Period | None, slots: Sequence[dt.datetime], grain: int
     ) -> pl.DataFrame: ...
+
+    def unpriced_runs(self, period: Period | None, gap: dt.timedelta) -> pl.DataFrame: ...
 
     def fork(self) -> Engine:
         """An engine over the same calls for another thread (closed by :meth:`close`)."""
@@ -173,6 +178,10 @@ class DuckDBEngine:
     ) -> pl.DataFrame:
         """:func:`clauditor.analytics.rollup.slot_calls_on`."""
         return slot_calls_on(self.con, period, slots, grain)
+
+    def unpriced_runs(self, period: Period | None, gap: dt.timedelta) -> pl.DataFrame:
+        """:func:`clauditor.analytics.rollup.unpriced_runs_on`."""
+        return unpriced_runs_on(self.con, period, gap)
 
     def fork(self) -> DuckDBEngine:
         """An engine on a fresh cursor of the connection: a session of its own, shown the same
@@ -287,9 +296,8 @@ def latency_on(
 ) -> pl.DataFrame:
     """p50/p95/p99 of duration and time to first token of the successful chat calls of
     ``period`` by the group keys ``by`` and per ``every`` bucket cut in ``tz`` (None: the whole
-    period), computed by DuckDB; the columns of
-    :func:`~clauditor.analytics.latency.latency_percentiles`. ``hours`` is the rollup of the
-    same calls (it names the groups and bounds the buckets)."""
+    period), computed by DuckDB; the columns listed in :mod:`clauditor.analytics.latency`.
+    ``hours`` is the rollup of the same calls (it names the groups and bounds the buckets)."""
     by = list(by)
     subset = (pl.col("operation").fill_null("chat") == "chat") & (
         pl.col("status").fill_null("ok") == "ok"

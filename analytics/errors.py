@@ -16,11 +16,11 @@ A call counts as failed when ``status`` is ``error``, or it has an ``error_type`
 HTTP status is 400 or above. Rates are failed calls over all calls in the window; the class
 ``any`` sums every class.
 
-Windows are rolling: :func:`error_windows` cuts time into ``every`` buckets and sums the
-``window`` of buckets that starts at each one. :func:`error_episodes` finds sustained
-degradation. A low-volume app makes one error a 10 % window rate, so "the rate went above the
-threshold" alone would call every stray error an incident; an episode also has to last
-``min_duration`` (first to last failing bucket), hold ``min_calls`` calls and ``min_errors``
+Windows are rolling: :func:`error_windows_from_minutes` cuts time into ``every`` buckets and
+sums the ``window`` of buckets that starts at each one. :func:`error_episodes_from_minutes`
+finds sustained degradation. A low-volume app makes one error a 10 % window rate, so "the rate
+went above the threshold" alone would call every stray error an incident; an episode also has to
+last ``min_duration`` (first to last failing bucket), hold ``min_calls`` calls and ``min_errors``
 errors, and the lower bound of the error rate's Wilson score interval (``z`` standard errors)
 has to stay above the threshold, so that its rate is unlikely to be the threshold's plus noise.
 """
@@ -41,10 +41,7 @@ __all__ = [
     "ERROR_CLASSES",
     "OTHER",
     "error_class_expr",
-    "error_episodes",
     "error_episodes_from_minutes",
-    "error_minutes",
-    "error_windows",
     "error_windows_from_minutes",
     "failed_expr",
     "retry_amplification_from_hours",
@@ -137,34 +134,10 @@ def _duration(text: str) -> int:
     return total
 
 
-def error_minutes(calls: pl.DataFrame, every: str = "1m") -> pl.DataFrame:
-    """Calls per ``every`` bucket and per (``status``, ``error_type``, ``http_status``).
-
-    ``count_tokens`` calls are left out (free, not generations). Columns: ``bucket``,
-    ``status``, ``error_type`` (String), ``http_status``, ``calls``. This
-    is what the error jobs read of the calls; DuckDB can produce it for 1-minute buckets (see
-    :mod:`clauditor.analytics.rollup`) and the ``*_from_minutes`` jobs take it from there.
-    """
-    lf = calls.lazy()
-    if "operation" in calls.columns:  # count_tokens calls take no part in error rates
-        lf = lf.filter(pl.col("operation").cast(pl.String).fill_null("chat") != "count_tokens")
-    return (
-        lf.group_by(
-            pl.col("start_time").dt.truncate(every).alias("bucket"),
-            "status",
-            "error_type",
-            "http_status",
-        )
-        .agg(pl.len().cast(pl.Int64).alias("calls"))
-        .with_columns(pl.col("status", "error_type").cast(pl.String))
-        .collect()
-    )
-
-
 def _bucket_counts(minutes: pl.DataFrame, every: str) -> pl.DataFrame:
     """Calls and errors per class per ``every`` bucket, on a dense grid (empty buckets are 0).
 
-    ``minutes`` is an :func:`error_minutes` frame of buckets no longer than ``every`` that
+    ``minutes`` is an engine error-minutes frame of buckets no longer than ``every`` that
     divide it. Columns: ``bucket``, ``calls``, one ``err_<class>`` per class and ``err_any``.
     Only the few (status, error type, HTTP status) combinations are classified.
     """
@@ -221,21 +194,20 @@ def _rolling(dense: pl.DataFrame, k: int) -> pl.DataFrame:
     )
 
 
-def error_windows(calls: pl.DataFrame, *, window: str = "5m", every: str = "1m") -> pl.DataFrame:
+def error_windows_from_minutes(
+    minutes: pl.DataFrame, *, window: str = "5m", every: str = "1m"
+) -> pl.DataFrame:
     """Rolling error rates per class: one row per window that saw calls, per class.
 
     Columns: ``window_start``, ``window_end`` (``window_start + window``), ``error_class`` (each
     of :data:`ERROR_CLASSES`, ``other`` and ``any``), ``calls`` (all calls in the window, the
     denominator of every class), ``errors``, ``error_rate``. Windows start every ``every`` and
     are ``window`` long; ``window`` must be a whole number of ``every``.
+
+    ``minutes``: the engine's error minutes (``Engine.error_minutes``: calls per 1-minute bucket
+    and (``status``, ``error_type``, ``http_status``), ``count_tokens`` calls left out), or any
+    coarser buckets dividing ``every``.
     """
-    return error_windows_from_minutes(error_minutes(calls, every), window=window, every=every)
-
-
-def error_windows_from_minutes(
-    minutes: pl.DataFrame, *, window: str = "5m", every: str = "1m"
-) -> pl.DataFrame:
-    """:func:`error_windows` from an :func:`error_minutes` frame (buckets dividing ``every``)."""
     k = _steps(window, every)
     dense = _bucket_counts(minutes, every)
     if dense.height == 0:
@@ -286,8 +258,8 @@ def wilson_lower(errors: pl.Expr, calls: pl.Expr, z: float) -> pl.Expr:
     return ((centre - margin) / (1 + z2 / n)).clip(lower_bound=0.0)
 
 
-def error_episodes(
-    calls: pl.DataFrame,
+def error_episodes_from_minutes(
+    minutes: pl.DataFrame,
     *,
     window: str = "5m",
     threshold: float = 0.01,
@@ -307,31 +279,11 @@ def error_episodes(
     docstring for why). Columns: ``error_class`` (a class of :data:`ERROR_CLASSES`, ``other``
     or ``any``), ``start``, ``end`` (exclusive, bucket-aligned), ``peak_rate`` (highest window
     rate inside), ``calls``, ``errors``, ``error_rate``; sorted by start.
+
+    ``minutes``: the engine's error minutes (``Engine.error_minutes``: calls per 1-minute bucket
+    and (``status``, ``error_type``, ``http_status``), ``count_tokens`` calls left out), or any
+    coarser buckets dividing ``every``.
     """
-    return error_episodes_from_minutes(
-        error_minutes(calls, every),
-        window=window,
-        threshold=threshold,
-        min_duration=min_duration,
-        min_calls=min_calls,
-        min_errors=min_errors,
-        every=every,
-        z=z,
-    )
-
-
-def error_episodes_from_minutes(
-    minutes: pl.DataFrame,
-    *,
-    window: str = "5m",
-    threshold: float = 0.01,
-    min_duration: str = "5m",
-    min_calls: int = 20,
-    min_errors: int = 5,
-    every: str = "1m",
-    z: float = 3.0,
-) -> pl.DataFrame:
-    """:func:`error_episodes` from an :func:`error_minutes` frame (buckets dividing ``every``)."""
     k = _steps(window, every)
     step = _duration(every)
     min_steps = math.ceil(_duration(min_duration) / step)

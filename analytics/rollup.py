@@ -62,6 +62,7 @@ __all__ = [
     "raw_names",
     "rollup_on",
     "slot_calls_on",
+    "unpriced_runs_on",
     "where_sql",
 ]
 
@@ -367,3 +368,41 @@ def slot_calls_on(
         params=params | {"first": min(slots), "last": max(slots) + dt.timedelta(minutes=grain)},
     ).pl()
     return calls.with_columns(pl.col("start_time").dt.convert_time_zone("UTC"))
+
+
+_UNPRICED_RUNS_SQL = """
+WITH unpriced AS (
+    SELECT coalesce(response_model, request_model, '(no model)') AS model,
+        epoch_us(start_time) AS t
+    FROM calls{where}
+), breaks AS (
+    SELECT model, t,
+        coalesce(t - lag(t) OVER (PARTITION BY model ORDER BY t) > $gap, false)::INT AS gap
+    FROM unpriced
+), runs AS (
+    SELECT model, t, sum(gap) OVER (PARTITION BY model ORDER BY t ROWS UNBOUNDED PRECEDING) AS run
+    FROM breaks
+)
+SELECT model, run, min(t) AS first, max(t) AS last, count(*) AS calls
+FROM runs GROUP BY model, run ORDER BY first, model
+"""
+
+
+def unpriced_runs_on(
+    con: duckdb.DuckDBPyConnection, period: Period | None, gap: dt.timedelta
+) -> pl.DataFrame:
+    """Runs of calls without a price per model (response model, else request model, else
+    ``(no model)``): calls no more than ``gap`` apart make one run. Columns ``model``,
+    ``first``, ``last`` (UTC), ``calls``; sorted by ``first``. A run's ends are single calls,
+    so no rollup grain gives them: this is a reduction of its own."""
+    where, params = where_sql(period, "cost_usd IS NULL")
+    sql = _UNPRICED_RUNS_SQL.format(where=where)
+    frame = con.sql(sql, params=params | {"gap": int(gap.total_seconds() * 1_000_000)}).pl()
+    return frame.select(
+        "model",
+        *[
+            pl.from_epoch(pl.col(c), time_unit="us").dt.replace_time_zone("UTC").alias(c)
+            for c in ("first", "last")
+        ],
+        pl.col("calls").cast(pl.Int64),
+    )

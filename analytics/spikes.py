@@ -31,11 +31,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from clauditor.analytics.costs import with_group_keys
 
 __all__ = [
-    "detect_spikes",
     "detect_spikes_from_hours",
-    "hourly_spend",
     "hourly_spend_from_hours",
-    "spike_episodes",
     "spike_episodes_from_hours",
 ]
 
@@ -46,26 +43,9 @@ COST_PER_CALL_FACTOR = 2.0
 MODEL_SHARE = 0.1
 
 
-def _per_model(calls: pl.DataFrame, by: str) -> pl.DataFrame:
-    """Calls and spend (unpriced $0) per UTC ``hour``, ``key`` (of ``by``) and ``_model``."""
-    lf = with_group_keys(calls, [by, "model"] if by != "model" else [by], prefix="_k_")
-    return (
-        lf.group_by(
-            pl.col("start_time").dt.truncate("1h").alias("hour"),
-            pl.col(f"_k_{by}").alias("key"),
-            pl.col("_k_model").alias("_model"),
-        )
-        .agg(
-            pl.len().cast(pl.Int64).alias("calls"),
-            pl.col("cost_usd").fill_null(0.0).sum().alias("cost_usd"),
-        )
-        .with_columns(pl.col("key", "_model").cast(pl.String))
-        .collect()
-    )
-
-
 def _per_model_from_hours(hours: pl.DataFrame, by: str) -> pl.DataFrame:
-    """:func:`_per_model` from a rollup (:func:`clauditor.analytics.rollup.rollup_on`)."""
+    """Calls and spend (unpriced $0) per UTC ``hour``, ``key`` (of ``by``) and ``_model``, from
+    a rollup (:func:`clauditor.analytics.rollup.rollup_on`)."""
     lf = with_group_keys(hours, [by, "model"] if by != "model" else [by], prefix="_k_")
     return (
         lf.group_by("hour", pl.col(f"_k_{by}").alias("key"), pl.col("_k_model").alias("_model"))
@@ -93,17 +73,13 @@ def _hourly(per_model: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def hourly_spend(calls: pl.DataFrame, *, by: str = "feature") -> pl.DataFrame:
-    """Spend per UTC hour per value of the group key ``by`` (any key of ``cost_breakdown``).
+def hourly_spend_from_hours(hours: pl.DataFrame, *, by: str = "feature") -> pl.DataFrame:
+    """Spend per UTC hour per value of the group key ``by`` (any key of ``cost_breakdown``),
+    from a rollup carrying the raw columns of ``by``.
 
     Columns: ``hour``, ``key``, ``calls``, ``cost_usd`` (unpriced calls count $0),
     ``top_model`` (the model that cost most that hour). Hours without calls are absent.
     """
-    return _hourly(_per_model(calls, by))
-
-
-def hourly_spend_from_hours(hours: pl.DataFrame, *, by: str = "feature") -> pl.DataFrame:
-    """:func:`hourly_spend` from a rollup carrying the raw columns of ``by``."""
     return _hourly(_per_model_from_hours(hours, by))
 
 
@@ -162,35 +138,18 @@ class _quiet:
         self._ctx.__exit__(exc_type, exc, tb)
 
 
-def detect_spikes(
-    calls: pl.DataFrame,
-    *,
-    by: str = "feature",
-    baseline_hours: int = 168,
-    min_baseline_hours: int = 24,
-    z: float = 6.0,
-    min_usd: float = 1.0,
-) -> pl.DataFrame:
-    """The spike hours of each key (see the module docstring for the baseline and the score).
-
-    A key needs ``min_baseline_hours`` hours of history (counted from the first hour of the
-    frame) before it can spike. Columns: ``hour``, ``key``, ``calls``, ``cost_usd``,
-    ``baseline_median``, ``baseline_mad``, ``baseline_calls``, ``score``, ``excess_usd``,
-    ``top_model``, ``reason``; sorted by hour then key.
-    """
-    return _detect(
-        _per_model(calls, by),
-        baseline_hours=baseline_hours,
-        min_baseline_hours=min_baseline_hours,
-        z=z,
-        min_usd=min_usd,
-    )
-
-
 def detect_spikes_from_hours(
     hours: pl.DataFrame, *, by: str = "feature", **kw: Any
 ) -> pl.DataFrame:
-    """:func:`detect_spikes` from a rollup (:func:`clauditor.analytics.rollup.rollup_on`)."""
+    """The spike hours of each key of ``by`` (see the module docstring for the baseline and the
+    score), from a rollup (:func:`clauditor.analytics.rollup.rollup_on`); ``kw``:
+    ``baseline_hours`` (168), ``min_baseline_hours`` (24), ``z`` (6.0), ``min_usd`` (1.0).
+
+    A key needs ``min_baseline_hours`` hours of history (counted from the first hour of the
+    rollup) before it can spike. Columns: ``hour``, ``key``, ``calls``, ``cost_usd``,
+    ``baseline_median``, ``baseline_mad``, ``baseline_calls``, ``score``, ``excess_usd``,
+    ``top_model``, ``reason``; sorted by hour then key.
+    """
     return _detect(_per_model_from_hours(hours, by), **kw)
 
 
@@ -202,7 +161,7 @@ def _detect(
     z: float = 6.0,
     min_usd: float = 1.0,
 ) -> pl.DataFrame:
-    """:func:`detect_spikes` on the per-model hourly spend of :func:`_per_model`."""
+    """:func:`detect_spikes_from_hours` on the per-model hourly spend of a rollup."""
     schema: dict[str, Any] = {
         "hour": pl.Datetime("us", "UTC"),
         "key": pl.String,
@@ -308,19 +267,14 @@ def _with_reasons(
     )
 
 
-def spike_episodes(calls: pl.DataFrame, **kw: Any) -> pl.DataFrame:
-    """Consecutive spike hours of a key merged into one episode; ``kw`` go to
-    :func:`detect_spikes`.
+def spike_episodes_from_hours(hours: pl.DataFrame, **kw: Any) -> pl.DataFrame:
+    """Consecutive spike hours of a key merged into one episode, from a rollup; ``kw`` go to
+    :func:`detect_spikes_from_hours`.
 
     Columns: ``key``, ``start``, ``end`` (exclusive: the hour after the last spike hour),
     ``hours``, ``calls``, ``cost_usd``, ``excess_usd`` (over the baseline medians),
     ``peak_score``, ``reason`` (of the peak hour); sorted by start.
     """
-    return _episodes(detect_spikes(calls, **kw))
-
-
-def spike_episodes_from_hours(hours: pl.DataFrame, **kw: Any) -> pl.DataFrame:
-    """:func:`spike_episodes` from a rollup (:func:`clauditor.analytics.rollup.rollup_on`)."""
     return _episodes(detect_spikes_from_hours(hours, **kw))
 
 

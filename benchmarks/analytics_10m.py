@@ -1,6 +1,6 @@
 """Benchmark: every analytics job over 10M simulated calls, against one plain SQL rollup.
 
-    python benchmarks/analytics_10m.py [--rows 10000000] [--db PATH] [--keep] [--per-call]
+    python benchmarks/analytics_10m.py [--rows 10000000] [--db PATH] [--keep]
                                       [--breakdown] [--against CHECKOUT [--rounds 2]]
 
 Rows are generated directly in DuckDB with SQL (``range()`` plus hashed pseudo-random columns:
@@ -9,10 +9,8 @@ in a child process so that the generator's memory is not counted. A second child
 
 1. times the plain per-feature-per-day rollup as one DuckDB SQL statement;
 2. times :func:`clauditor.analytics.runner.run_jobs_on`: every job of
-   :mod:`clauditor.analytics`, the engine reducing the calls first (the default), or with
-   ``--per-call`` the older path: load the analytics frame
-   (:func:`clauditor.analytics.frame.load_analytics_frame`) and run each per-call job still
-   kept on it;
+   :mod:`clauditor.analytics`, the engine reducing the calls first (the one path; the per-call
+   jobs are gone);
 
 With ``--breakdown`` the same child also times, before ``run_jobs``, the rollup with its
 day computed from integer microseconds (``CAST(start_time AS DATE)`` on a TIMESTAMPTZ goes
@@ -42,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import polars as pl
 
 # Hashed uniform in [0, 1) per row and salt: deterministic, no RNG state.
 _U = "((hash(i, {salt}) % 1000000) / 1000000.0)"
@@ -178,55 +175,6 @@ def _timed(timings: list[tuple[str, float, float]], name: str, job: Any) -> Any:
     return out
 
 
-def measure(db: Path) -> list[tuple[str, float, float]]:
-    """Time the SQL rollup, the load and each per-call job; returns (name, wall s, CPU s)."""
-    from clauditor.analytics.audit import audit
-    from clauditor.analytics.budget import budget_status, threshold_crossings
-    from clauditor.analytics.cache import (
-        cache_economics,
-        cache_hit_ratio_series,
-        cache_regressions,
-        caching_candidates,
-    )
-    from clauditor.analytics.costs import cost_breakdown
-    from clauditor.analytics.errors import error_episodes, error_windows
-    from clauditor.analytics.failure import cost_of_failure
-    from clauditor.analytics.frame import analytics_frame_from
-    from clauditor.analytics.latency import latency_percentiles
-    from clauditor.analytics.spikes import spike_episodes
-
-    timings: list[tuple[str, float, float]] = []
-    con = duckdb.connect(str(db), read_only=True)
-    con.execute("SET TimeZone = 'UTC'").fetchall()
-    _timed(timings, "SQL rollup (feature x day, DuckDB)", lambda: con.execute(ROLLUP).fetchall())
-    calls = _timed(timings, "load", lambda: analytics_frame_from(con))
-    con.close()
-    timings[-1] = (f"load {calls.height:,} rows (analytics frame)", *timings[-1][1:])
-
-    as_of = dt.datetime(2026, 10, 24, tzinfo=dt.UTC)
-    results: dict[str, pl.DataFrame] = {}
-    jobs = {
-        "cost_breakdown": lambda: cost_breakdown(calls, ["feature", "model"]),
-        "cache_economics": lambda: cache_economics(calls),
-        "caching_candidates": lambda: caching_candidates(calls),
-        "cache_hit_ratio_series": lambda: cache_hit_ratio_series(calls),
-        "cache_regressions": lambda: cache_regressions(calls),
-        "error_windows": lambda: error_windows(calls),
-        "error_episodes": lambda: error_episodes(calls),
-        "latency_percentiles": lambda: latency_percentiles(calls),
-        "budget_status": lambda: budget_status(
-            calls, monthly_usd=1e6, feature_budgets={"feature-1": 1e5}, as_of=as_of
-        ),
-        "threshold_crossings": lambda: threshold_crossings(calls, monthly_usd=1e6),
-        "spike_episodes": lambda: spike_episodes(calls),
-        "cost_of_failure": lambda: cost_of_failure(calls),
-        "audit": lambda: audit(calls, results=results),
-    }
-    for name, job in jobs.items():
-        results[name] = _timed(timings, name, job)
-    return timings
-
-
 def measure_planned(db: Path, breakdown: bool = False) -> list[tuple[str, float, float]]:
     """Time the SQL rollup and :func:`clauditor.analytics.runner.run_jobs_on` (the engine's
     reductions, finished in Polars) in one process; with ``breakdown``, the integer-day rollup
@@ -326,11 +274,6 @@ def main() -> None:
     parser.add_argument("--db", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the generated database")
     parser.add_argument(
-        "--per-call",
-        action="store_true",
-        help="time load + per-call jobs instead of run_jobs (the engine's reductions first)",
-    )
-    parser.add_argument(
         "--breakdown",
         action="store_true",
         help="also time the integer-day rollup and each reduction of run_jobs on its own",
@@ -346,11 +289,7 @@ def main() -> None:
     parser.add_argument("--measure-only", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure_only:
-        timings = (
-            measure(args.measure_only)
-            if args.per_call
-            else measure_planned(args.measure_only, args.breakdown)
-        )
+        timings = measure_planned(args.measure_only, args.breakdown)
         for name, wall, cpu in timings:
             print(f"{name}\t{wall:.3f}\t{cpu:.3f}")
         print(f"peak_rss_mb\t{peak_rss_mb():.0f}\t0")
@@ -374,7 +313,6 @@ def main() -> None:
         return
     out = subprocess.run(
         [sys.executable, __file__, "--measure-only", str(db)]
-        + (["--per-call"] if args.per_call else [])
         + (["--breakdown"] if args.breakdown else []),
         check=True,
         capture_output=True,
@@ -384,21 +322,15 @@ def main() -> None:
     results = {name: (float(wall), float(cpu)) for name, wall, cpu in rows}
     rss = results.pop("peak_rss_mb")[0]
     sql = results["SQL rollup (feature x day, DuckDB)"]
-    load = next((v for k, v in results.items() if k.startswith("load ")), (0.0, 0.0))
-    skipped = (_BASELINE, _PART, _ALTERNATIVE, "load ")
+    skipped = (_BASELINE, _PART, _ALTERNATIVE)
     job_rows = [v for k, v in results.items() if not k.startswith(skipped)]
     jobs = (sum(w for w, _ in job_rows), sum(c for _, c in job_rows))
     print(f"{'step':<44} {'wall s':>8} {'CPU s':>8}")
     for name, (wall, cpu) in results.items():
         print(f"{name:<44} {wall:>8.3f} {cpu:>8.3f}")
     print(f"{'all jobs together':<44} {jobs[0]:>8.3f} {jobs[1]:>8.3f}")
-    both = (jobs[0] + load[0], jobs[1] + load[1])
-    print(f"{'all jobs together + load':<44} {both[0]:>8.3f} {both[1]:>8.3f}")
     for label, i in (("wall", 0), ("CPU", 1)):
-        print(
-            f"{label}: jobs / SQL rollup {jobs[i] / sql[i]:.1f}x; "
-            f"(jobs + load) / SQL rollup {both[i] / sql[i]:.1f}x"
-        )
+        print(f"{label}: jobs / SQL rollup {jobs[i] / sql[i]:.1f}x")
     if args.breakdown:
         fast = results[f"{_BASELINE}, integer days"]
         print("wall, each part / SQL rollup (as written; with integer days):")
@@ -406,8 +338,7 @@ def main() -> None:
             if name.startswith((_PART, _ALTERNATIVE, "run_jobs")):
                 print(f"  {name.strip():<42} {wall / sql[0]:>5.1f}x {wall / fast[0]:>6.1f}x")
     print(
-        f"peak RSS of the measuring process (rollup + load + jobs): {rss:,.0f} MB; "
-        f"cores: {os.cpu_count()}"
+        f"peak RSS of the measuring process (rollup + jobs): {rss:,.0f} MB; cores: {os.cpu_count()}"
     )
     if not args.keep and args.db is None:
         db.unlink(missing_ok=True)

@@ -15,14 +15,17 @@ import shlex
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import polars as pl
 from rich.console import Console
 from rich.markup import escape
 
 from clauditor.config import Config, load_config
 from clauditor.errors import IngestError
 from clauditor.store import read_connection, spool_dir
+
+if TYPE_CHECKING:
+    from clauditor.analytics.periods import Period
 
 __all__ = ["SAMPLE_NAME", "find_sample", "run_demo"]
 
@@ -78,10 +81,9 @@ def _newest_day_end(db: Path, tz: str) -> dt.datetime:
 
 def run_demo(out_dir: Path, sample: Path | None = None, *, console: Console | None = None) -> Path:
     """Run the demo into ``out_dir``; returns the report's path."""
-    from clauditor.analytics import cost_breakdown, load_calls_in, resolve_period
+    from clauditor.analytics import resolve_period
     from clauditor.dashboards import write_report
     from clauditor.ingest import ingest_paths
-    from clauditor.output import Format, emit
 
     console = console or Console()
     started = time.perf_counter()
@@ -103,12 +105,10 @@ def run_demo(out_dir: Path, sample: Path | None = None, *, console: Console | No
     as_of = _newest_day_end(db, config.timezone)
     period = resolve_period("30d", as_of=as_of, tz=config.timezone)
     console.print(f"[bold]2/4[/] costs for {period.label} (as of {as_of:%Y-%m-%d %H:%M} UTC)")
-    calls = load_calls_in(db, period)
-    emit(cost_breakdown(calls, ["feature"]), Format.table, title="Spend by feature")
-    emit(cost_breakdown(calls, ["model"]), Format.table, title="Spend by model")
+    _print_costs(db, period, console)
 
     console.print("[bold]3/4[/] incidents found by the analytics jobs and the alert rules")
-    _print_incidents(db, calls, config, as_of, console)
+    _print_incidents(db, period, config, as_of, console)
 
     console.print("[bold]4/4[/] writing the report …")
     report = write_report(db, out_dir / "report.html", period="30d", as_of=as_of, config=config)
@@ -127,27 +127,33 @@ def run_demo(out_dir: Path, sample: Path | None = None, *, console: Console | No
     return report.out
 
 
-def _print_incidents(
-    db: Path, calls: pl.DataFrame, config: Config, as_of: dt.datetime, console: Console
-) -> None:
-    """The sample's incidents as the jobs see them, and the alerts a cron run would have sent."""
-    from clauditor.alerts import backtest, check_alerts, render_text
-    from clauditor.analytics import (
-        budget_status_of,
-        cache_regressions,
-        error_episodes,
-        spike_episodes,
-    )
+def _print_costs(db: Path, period: Period, console: Console) -> None:
+    """Spend by feature and by model over ``period``, from the engine's rollup."""
+    from clauditor.analytics.costs import cost_breakdown_from_hours
+    from clauditor.analytics.engine import open_engine
     from clauditor.output import Format, emit
 
-    emit(error_episodes(calls), Format.table, title="Error episodes (clauditor errors)")
-    emit(spike_episodes(calls), Format.table, title="Spend spikes (clauditor spikes)")
-    emit(cache_regressions(calls), Format.table, title="Cache regressions (clauditor cache)")
-    emit(
-        budget_status_of(calls, config.budget, as_of=as_of, tz=config.timezone),
-        Format.table,
-        title="Budget (clauditor budget)",
-    )
+    with open_engine(db) as engine:
+        hours = engine.rollup(period, as_of=period.end)
+    emit(cost_breakdown_from_hours(hours, ["feature"]), Format.table, title="Spend by feature")
+    emit(cost_breakdown_from_hours(hours, ["model"]), Format.table, title="Spend by model")
+
+
+def _print_incidents(
+    db: Path, period: Period, config: Config, as_of: dt.datetime, console: Console
+) -> None:
+    """The sample's incidents as the jobs see them (through the runner, over ``period``), and
+    the alerts a cron run would have sent."""
+    from clauditor.alerts import backtest, check_alerts, render_text
+    from clauditor.analytics.runner import run_jobs
+    from clauditor.output import Format, emit
+
+    jobs = ["error_episodes", "spike_episodes", "cache_regressions", "budget_status"]
+    found = run_jobs(db, period, config=config, as_of=as_of, jobs=jobs)
+    emit(found["error_episodes"], Format.table, title="Error episodes (clauditor errors)")
+    emit(found["spike_episodes"], Format.table, title="Spend spikes (clauditor spikes)")
+    emit(found["cache_regressions"], Format.table, title="Cache regressions (clauditor cache)")
+    emit(found["budget_status"], Format.table, title="Budget (clauditor budget)")
     emit(
         backtest(db, config, since="30d", as_of=as_of),
         Format.table,

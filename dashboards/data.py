@@ -1,32 +1,34 @@
 """What the report is drawn from: every section's figures, computed exactly by the analytics jobs.
 
-The report runs the same jobs on the same DuckDB aggregates as the job commands, so each of its
-figures equals what the command says, at any number of calls, and it never holds per-call rows:
+The report opens the source as an engine (:func:`~clauditor.analytics.engine.open_engine`) and
+finishes the engine's reductions with the job modules' functions, as the job commands do, so each
+of its figures equals what the command says, at any number of calls, and it never holds per-call
+rows:
 
-* the hourly aggregate of the period (:func:`~clauditor.analytics.plan.hours_on`) gives the
-  feature x model table, spend, calls and tokens (``clauditor costs --by feature,model``), the
-  model mix, untagged spend per code location, the hit-ratio series and regressions, spend
-  spikes, the cost of failure (``clauditor failures``) and, with the cache and audit statements,
-  cache economics and candidates (``clauditor cache``) and the checklist (``clauditor audit``);
-  the same aggregate of the period before gives the change;
-* calls per minute and error class give the error windows (at the report's bucket), the
-  episodes (``clauditor errors``) and the error rate;
-* DuckDB's quantiles give the latency tables (``clauditor latency``);
-* the budget reads the month so far and 35 days before it, as ``clauditor budget`` does, in
-  bucket sums and the calls themselves where a threshold is crossed (exact crossing times).
+* the hour rollup of the period gives the feature x model table, spend, calls and tokens
+  (``clauditor costs --by feature,model``), the model mix, untagged spend per code location, the
+  hit-ratio series and regressions, spend spikes, the cost of failure (``clauditor failures``)
+  and, with the engine's cache and audit reductions, cache economics and candidates
+  (``clauditor cache``) and the checklist (``clauditor audit``); the rollup of the period before
+  gives the change;
+* the engine's error minutes give the error windows (at the report's bucket), the episodes
+  (``clauditor errors``) and the error rate;
+* the engine's quantiles give the latency tables (``clauditor latency``);
+* the budget reads the month so far and 35 days before it, as ``clauditor budget`` does
+  (:func:`~clauditor.analytics.runner.budget_spend`: slot sums, and the calls themselves where a
+  threshold is crossed, so crossing times are exact).
 
-Spend per local day and the budget need buckets that do not straddle local days: whole hours in a
-zone a whole number of hours from UTC, 15 minutes in the others
-(:func:`~clauditor.analytics.plan.grain_minutes`,
-:func:`~clauditor.analytics.plan.spend_rollup_on`): one path, a finer grain.
+Spend per local day and the budget read the rollup at the zone's grain
+(:func:`~clauditor.analytics.runner.rollup_at_zone`: whole hours in a zone a whole number of
+hours from UTC, 15 minutes in the others): one path, a finer grain.
 
 The error rate is failed calls over calls of the period, ``count_tokens`` calls left out (they are
 free and not generations), as in the error windows. This module is the only one of
-:mod:`clauditor.dashboards` that calls the analytics jobs.
+:mod:`clauditor.dashboards` that calls the analytics jobs. The spend notes and the newest span's
+time are read on the DuckDB engine's connection (they are not engine reductions yet).
 
-The statements read a relation named ``calls``: the table in the database file, or (for
-:func:`report_data_from_frame`) a Polars frame registered under that name in an in-memory DuckDB.
-:func:`load_digest_figures` reads the daily digest's figures the same way.
+:func:`report_data_from_frame` opens a Polars frame of calls the same way (registered as
+``calls`` in an in-memory DuckDB). :func:`load_digest_figures` reads the daily digest's figures.
 """
 
 from __future__ import annotations
@@ -35,26 +37,25 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import polars as pl
 
-from clauditor.analytics.audit_figures import audit_figures, audit_from_figures
+from clauditor.analytics.audit_figures import audit_from_figures
 from clauditor.analytics.budget import budget_status_of, threshold_crossings
 from clauditor.analytics.cache import (
     cache_hit_ratio_series_from_hours,
     cache_regressions_from_hours,
 )
-from clauditor.analytics.cache_sequence import cache_economics_sql, caching_candidates_from
 from clauditor.analytics.costs import (
     APP_SOURCES,
     NO_KEY,
     UNTAGGED,
+    SourceFilter,
     cost_breakdown_from_hours,
     free_call_expr,
-    restrict_to_sources,
     spend_by_day_from_hours,
     with_group_keys,
 )
+from clauditor.analytics.engine import DuckDBEngine, Source, open_engine
 from clauditor.analytics.errors import (
     error_episodes_from_minutes,
     error_windows_from_minutes,
@@ -62,22 +63,13 @@ from clauditor.analytics.errors import (
 )
 from clauditor.analytics.failure import cost_of_failure_from_hours
 from clauditor.analytics.periods import Period, resolve_period
-from clauditor.analytics.plan import (
-    budget_levels,
-    error_minutes_on,
-    grain_minutes,
-    hours_on,
-    latency_from_sql,
-    spend_rollup_on,
-    spend_rows_on,
-)
+from clauditor.analytics.runner import budget_levels, budget_spend, rollup_at_zone
 from clauditor.analytics.spend_notes import SpendNotes, spend_notes
 from clauditor.analytics.spikes import hourly_spend_from_hours, spike_episodes_from_hours
 from clauditor.analytics.trends import change_table
 from clauditor.config import Config
 from clauditor.pricing import PriceTable
 from clauditor.schema import conform
-from clauditor.store import read_connection
 
 __all__ = [
     "ERROR_THRESHOLD",
@@ -166,14 +158,13 @@ def _untagged(hours: pl.DataFrame) -> pl.DataFrame:
 
 
 def _budget(
-    con: duckdb.DuckDBPyConnection, config: Config, as_of: dt.datetime, tz: str
+    engine: DuckDBEngine, config: Config, as_of: dt.datetime, tz: str
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """``clauditor budget`` at ``as_of``, the month's spend rows and its account crossings."""
     month = resolve_period("mtd", as_of=as_of, tz=tz)
     window = Period(month.start - BUDGET_HISTORY, month.end, month.label, tz)
-    minutes = grain_minutes(tz, window.start, window.end)
-    rows = spend_rollup_on(con, window, minutes)
-    spend = spend_rows_on(con, window, rows, budget_levels(config, {}), tz, minutes)
+    rows, grain = rollup_at_zone(engine, window, as_of=as_of, tz=tz)
+    spend = budget_spend(engine, window, rows, grain, budget_levels(config, {}), tz)
     status = budget_status_of(spend, config.budget, as_of=month.end, tz=tz)
     in_month = spend.filter(pl.col("start_time") >= month.start).sort("start_time")
     crossings = pl.DataFrame(
@@ -193,32 +184,31 @@ def _budget(
 
 
 def _read(
-    con: duckdb.DuckDBPyConnection,
+    engine: DuckDBEngine,
     period: Period,
     as_of: dt.datetime,
     config: Config,
     prices: PriceTable | None = None,
 ) -> ReportData:
-    """The shared body of both loaders, on a connection whose session time zone is UTC."""
-    con.execute("SET enable_progress_bar = false").fetchall()
+    """The shared body of both loaders, on an open engine."""
+    engine.con.execute("SET enable_progress_bar = false").fetchall()
     tz = period.tz
     previous = period.previous()
-    hours = hours_on(con, period, period.end)
-    minutes = grain_minutes(tz, period.start, period.end)
-    local = hours if minutes == 60 else spend_rollup_on(con, period, minutes)
-    status, month_spend, crossings = _budget(con, config, as_of, tz)
+    local, grain = rollup_at_zone(engine, period, as_of=period.end, tz=tz)
+    hours = local if grain == 60 else engine.rollup(period, as_of=period.end)
+    status, month_spend, crossings = _budget(engine, config, as_of, tz)
 
     days = period.duration / dt.timedelta(days=1)
     # Hourly rates over a month are mostly the noise of quiet night hours; 3 h buckets keep a
     # 45-minute storm visible while smoothing that out.
     error_every = "1h" if days <= 8 else "3h" if days <= 40 else "1d"
     cache_every = "1h" if days <= 8 else "6h"
-    minutes_frame = error_minutes_on(con, period)
+    minutes_frame = engine.error_minutes(period)
     failed = minutes_frame.filter(failed_expr())["calls"].sum() or 0
     total = minutes_frame["calls"].sum() or 0
 
-    economics = cache_economics_sql(con, period, hours, by=["feature"])
-    candidates = caching_candidates_from(con, period, hours)
+    economics = engine.cache_economics(period, hours, by=["feature"])
+    candidates = engine.caching_candidates(period, hours)
     failure = cost_of_failure_from_hours(hours)
     # The audit sums the rows of cache_economics and cost_of_failure, whatever their keys.
     results = {
@@ -226,7 +216,7 @@ def _read(
         "caching_candidates": candidates,
         "cost_of_failure": failure,
     }
-    newest = con.execute(_NEWEST_SQL, {"as_of": as_of}).fetchall()[0][0]
+    newest = engine.con.execute(_NEWEST_SQL, {"as_of": as_of}).fetchall()[0][0]
     return ReportData(
         period=period,
         previous=previous,
@@ -234,7 +224,7 @@ def _read(
         newest=_from_epoch_us(newest),
         breakdown=cost_breakdown_from_hours(hours, ["feature", "model"]),
         previous_breakdown=cost_breakdown_from_hours(
-            hours_on(con, previous, previous.end), ["feature", "model"]
+            engine.rollup(previous, as_of=previous.end), ["feature", "model"]
         ),
         untagged=_untagged(hours),
         daily=spend_by_day_from_hours(local, tz=tz),
@@ -252,8 +242,8 @@ def _read(
         ),
         error_episodes=error_episodes_from_minutes(minutes_frame, threshold=ERROR_THRESHOLD),
         error_rate=float(failed) / float(total) if total else 0.0,
-        latency_daily=latency_from_sql(con, period, hours, tz, by=[], daily=True),
-        latency_features=latency_from_sql(con, period, hours, tz, by=["feature"], daily=False),
+        latency_daily=engine.latency(period, hours, tz=tz, by=[], every="1d"),
+        latency_features=engine.latency(period, hours, tz=tz, by=["feature"], every=None),
         spikes=spike_episodes_from_hours(hours),
         spike_hours=hourly_spend_from_hours(hours, by="feature"),
         failure=failure,
@@ -261,10 +251,23 @@ def _read(
             hours,
             config=config,
             results=results,
-            figures=audit_figures(con, period, hours, config=config),
+            figures=engine.audit_figures(period, hours, config=config),
         ),
-        notes=spend_notes(con, period.start, period.end, prices or config.price_table()),
+        notes=spend_notes(engine.con, period.start, period.end, prices or config.price_table()),
     )
+
+
+def _load(
+    source: Source,
+    period: Period,
+    as_of: dt.datetime,
+    config: Config | None,
+    prices: PriceTable | None = None,
+    *,
+    sources: SourceFilter | None = APP_SOURCES,
+) -> ReportData:
+    with open_engine(source, sources=sources) as engine:
+        return _read(engine, period, as_of, config or Config(), prices)
 
 
 def load_report_data(
@@ -283,10 +286,7 @@ def load_report_data(
     every job command. Raises :class:`~clauditor.errors.StoreError` when the file cannot be
     read.
     """
-    with read_connection(db) as con:
-        con.execute("SET TimeZone = 'UTC'").fetchall()
-        restrict_to_sources(con, APP_SOURCES)
-        return _read(con, period, as_of, config or Config(), prices)
+    return _load(db, period, as_of, config, prices)
 
 
 def report_data_from_frame(
@@ -299,16 +299,10 @@ def report_data_from_frame(
     """:class:`ReportData` from an in-memory frame of calls (any subset of the columns).
 
     The frame may hold more than ``period``: the previous period and the budget month are read
-    from it too. Missing columns are NULL. Nothing is written anywhere.
+    from it too. Missing columns are NULL. Every call counts (no source filter). Nothing is
+    written anywhere.
     """
-    frame = conform(calls)  # noqa: F841  (DuckDB reads the local by name below)
-    con = duckdb.connect()
-    try:
-        con.execute("SET TimeZone = 'UTC'").fetchall()
-        con.register("calls", frame)
-        return _read(con, period, as_of, config or Config())
-    finally:
-        con.close()
+    return _load(conform(calls), period, as_of, config, sources=None)
 
 
 @dataclass(frozen=True)
@@ -336,17 +330,17 @@ def load_digest_figures(
     as_of: dt.datetime,
 ) -> DigestFigures:
     """:class:`DigestFigures` from the database ``db`` (read-only, the app's calls)."""
-    with read_connection(db) as con:
-        con.execute("SET TimeZone = 'UTC'").fetchall()
-        restrict_to_sources(con, APP_SOURCES)
-        hours = hours_on(con, day, day.end)
+    with open_engine(db, sources=APP_SOURCES) as engine:
+        hours = engine.rollup(day, as_of=day.end)
         features = cost_breakdown_from_hours(hours, ["feature"])
-        features_before = cost_breakdown_from_hours(hours_on(con, before, before.end), ["feature"])
+        before_hours = engine.rollup(before, as_of=before.end)
+        features_before = cost_breakdown_from_hours(before_hours, ["feature"])
+        week_hours = engine.rollup(week, as_of=week.end)
         return DigestFigures(
             features=features,
             features_before=features_before,
-            features_week=cost_breakdown_from_hours(hours_on(con, week, week.end), ["feature"]),
+            features_week=cost_breakdown_from_hours(week_hours, ["feature"]),
             models=cost_breakdown_from_hours(hours, ["model"]),
             change=change_table(features, features_before, ["feature"]),
-            budget=_budget(con, config, as_of, config.timezone)[0],
+            budget=_budget(engine, config, as_of, config.timezone)[0],
         )

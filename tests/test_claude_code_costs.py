@@ -122,7 +122,7 @@ def test_the_reports_and_alerts_jobs_leave_claude_code_out_unless_asked(db: Path
     from clauditor.analytics.costs import SourceFilter
     from clauditor.analytics.frame import load_analytics_frame
     from clauditor.analytics.periods import resolve_period
-    from clauditor.analytics.plan import run_all_jobs
+    from clauditor.analytics.runner import run_jobs as run_all_jobs
     from clauditor.config import Config
 
     period = resolve_period("7d", as_of=dt.datetime(2026, 9, 22, tzinfo=dt.UTC))

@@ -218,7 +218,7 @@ def test_batch_what_if_discounts_tokens_not_web_search_fees(db_path) -> None:
 
 def _planned_audit(calls, db_path, config=None):
     """The audit as run_all_jobs computes it from DuckDB aggregates over the same calls."""
-    from clauditor.analytics.plan import run_all_jobs
+    from clauditor.analytics.runner import run_jobs as run_all_jobs
     from clauditor.config import Config
     from clauditor.store import write_calls
 
@@ -278,7 +278,7 @@ def test_planned_audit_of_no_calls_is_all_not_applicable(make_calls, db_path):
     calls = make_calls(dict(start_time=at(0)))
     write_calls(db_path, calls)
     from clauditor.analytics.periods import Period
-    from clauditor.analytics.plan import run_all_jobs
+    from clauditor.analytics.runner import run_jobs as run_all_jobs
     from clauditor.config import Config
 
     empty = Period(start=at(-600), end=at(-500), label="before any call")

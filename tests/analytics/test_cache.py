@@ -9,13 +9,21 @@ import pytest
 
 from clauditor.analytics.cache import (
     cache_economics,
-    cache_hit_ratio_series,
-    cache_regressions,
+    cache_hit_ratio_series_from_hours,
+    cache_regressions_from_hours,
     caching_candidates,
 )
 
 UTC = dt.UTC
 T0 = dt.datetime(2026, 10, 1, 12, 0, tzinfo=UTC)
+
+
+def rollup(calls: object) -> object:
+    """The engine's hour rollup of a registered frame: what the runner finishes these from."""
+    from clauditor.analytics.engine import open_engine
+
+    with open_engine(calls, sources=None) as engine:  # type: ignore[arg-type]
+        return engine.rollup(None, as_of=at(10_000))
 
 
 def at(minutes: float) -> dt.datetime:
@@ -98,7 +106,7 @@ def test_hit_ratio_series_per_hour(make_calls):
         dict(start_time=at(0), input_tokens=1000, cache_read_input_tokens=9000),
         dict(start_time=at(90), input_tokens=1000, cache_creation_input_tokens=9000),
     )
-    out = cache_hit_ratio_series(calls, every="1h")
+    out = cache_hit_ratio_series_from_hours(rollup(calls), every="1h")  # type: ignore[arg-type]
     assert out["bucket"].to_list() == [at(0), at(60)]
     assert out["hit_ratio"].to_list() == [0.9, 0.0]
     assert out["calls"].to_list() == [1, 1]
@@ -119,7 +127,12 @@ def test_a_lasting_fall_in_hit_ratio_is_found_at_the_hour_it_began(make_calls):
                     feature="steady", start_time=t, input_tokens=1000, cache_read_input_tokens=9000
                 )
             )
-    out = cache_regressions(make_calls(*rows), every="1h", drop=0.5, min_calls=20)
+    out = cache_regressions_from_hours(
+        rollup(make_calls(*rows)),  # type: ignore[arg-type]
+        every="1h",
+        drop=0.5,
+        min_calls=20,
+    )
     assert out.height == 1
     row = out.row(0, named=True)
     # 24 hours of 5 calls on each side of 12:00 the next day: 120 calls, 0.9 before, 0 after.

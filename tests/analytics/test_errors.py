@@ -9,10 +9,28 @@ import polars as pl
 from clauditor.analytics.errors import (
     ERROR_CLASSES,
     error_class_expr,
-    error_episodes,
-    error_windows,
+    error_episodes_from_minutes,
+    error_windows_from_minutes,
     retry_amplification_from_hours,
 )
+
+
+def _minutes(calls: pl.DataFrame) -> pl.DataFrame:
+    """The engine's error minutes of the frame: what the runner finishes the error jobs from."""
+    from clauditor.analytics.engine import open_engine
+
+    with open_engine(calls, sources=None) as engine:
+        return engine.error_minutes(None)
+
+
+def error_windows(calls: pl.DataFrame, **kw: object) -> pl.DataFrame:
+    """Error windows as the runner computes them (the engine's minutes, then the finishing)."""
+    return error_windows_from_minutes(_minutes(calls), **kw)  # type: ignore[arg-type]
+
+
+def error_episodes(calls: pl.DataFrame, **kw: object) -> pl.DataFrame:
+    """Error episodes as the runner computes them (the engine's minutes, then the finishing)."""
+    return error_episodes_from_minutes(_minutes(calls), **kw)  # type: ignore[arg-type]
 
 
 def retry_amplification(calls: pl.DataFrame) -> pl.DataFrame:

@@ -20,17 +20,12 @@ from clauditor.analytics.audit import audit
 from clauditor.analytics.budget import budget_status, daily_spend, threshold_crossings
 from clauditor.analytics.cache import (
     cache_economics,
-    cache_hit_ratio_series,
-    cache_regressions,
     caching_candidates,
 )
 from clauditor.analytics.costs import cost_breakdown
-from clauditor.analytics.errors import error_episodes, error_windows
 from clauditor.analytics.failure import cost_of_failure
 from clauditor.analytics.frame import load_analytics_frame, prepare_calls
-from clauditor.analytics.latency import latency_percentiles
 from clauditor.analytics.periods import resolve_period
-from clauditor.analytics.spikes import hourly_spend, spike_episodes
 from clauditor.config import load_config
 from clauditor.ingest.files import ingest_paths
 from clauditor.store import load_calls
@@ -63,18 +58,11 @@ JOBS: dict[str, Callable[[pl.DataFrame], pl.DataFrame]] = {
     "cache_economics": cache_economics,
     "cache_economics_total": lambda c: cache_economics(c, by=[]),
     "caching_candidates": caching_candidates,
-    "cache_hit_ratio_series": cache_hit_ratio_series,
-    "cache_regressions": cache_regressions,
-    "error_windows": error_windows,
-    "error_episodes": error_episodes,
-    "latency_percentiles": latency_percentiles,
     "daily_spend": daily_spend,
     "threshold_crossings": lambda c: threshold_crossings(c, monthly_usd=50.0),
     "budget_status": lambda c: budget_status(
         c, monthly_usd=3000.0, feature_budgets={"agent-tools": 500.0}, as_of=AS_OF
     ),
-    "hourly_spend": hourly_spend,
-    "spike_episodes": spike_episodes,
     "cost_of_failure": cost_of_failure,
     "audit": audit,
 }

@@ -11,9 +11,8 @@ import pytest
 
 from clauditor.analytics.audit import AUDIT_ITEMS, audit
 from clauditor.analytics.budget import budget_status, threshold_crossings
-from clauditor.analytics.cache import cache_economics, cache_regressions
-from clauditor.analytics.errors import error_episodes
-from clauditor.analytics.spikes import spike_episodes
+from clauditor.analytics.cache import cache_economics
+from clauditor.analytics.runner import run_jobs
 from clauditor.config import load_config
 from clauditor.ingest.files import ingest_paths
 from clauditor.store import load_calls
@@ -40,8 +39,10 @@ def utc(*args: int) -> dt.datetime:
     return dt.datetime(*args, tzinfo=UTC)
 
 
-def test_the_529_storm_is_the_only_error_episode(sample):
-    episodes = error_episodes(sample)
+def test_the_529_storm_is_the_only_error_episode(sample, config):
+    episodes = run_jobs(
+        sample, None, config=config, as_of=utc(2026, 12, 1), sources=None, jobs=["error_episodes"]
+    )["error_episodes"]
     storm_start, storm_end = utc(2026, 11, 9, 14, 0), utc(2026, 11, 9, 14, 45)
     overloaded = episodes.filter(pl.col("error_class") == "overloaded")
     assert overloaded.height == 1
@@ -55,8 +56,12 @@ def test_the_529_storm_is_the_only_error_episode(sample):
         assert r["start"] < storm_end and r["end"] > storm_start, r
 
 
-def test_the_runaway_loop_is_the_spike(sample):
-    episodes = spike_episodes(sample)
+def test_the_runaway_loop_is_the_spike(sample, config):
+    # The runner on the sample's calls registered as a frame: the production path.
+    as_of = utc(2026, 12, 1)
+    episodes = run_jobs(
+        sample, None, config=config, as_of=as_of, sources=None, jobs=["spike_episodes"]
+    )["spike_episodes"]
     runaway = episodes.filter(pl.col("key") == "agent-tools")
     assert runaway.height == 1
     row = runaway.row(0, named=True)
@@ -72,8 +77,11 @@ def test_the_runaway_loop_is_the_spike(sample):
         assert r["key"] == "support-chat" and r["start"] >= utc(2026, 11, 19, 10), r
 
 
-def test_the_cache_regression_is_found_when_it_began(sample):
-    found = cache_regressions(sample)
+def test_the_cache_regression_is_found_when_it_began(sample, config):
+    found = run_jobs(
+        sample, None, config=config, as_of=utc(2026, 12, 1), sources=None,
+        jobs=["cache_regressions"],
+    )["cache_regressions"]  # fmt: skip
     assert found.height == 1
     row = found.row(0, named=True)
     assert (row["key"], row["start"]) == ("support-chat", utc(2026, 11, 19, 10))

@@ -1,12 +1,17 @@
-"""Hourly spend against a robust trailing baseline: spikes and their episodes."""
+"""Hourly spend against a robust trailing baseline: spikes and their episodes, through the
+production path (the engine's rollup of a registered frame, and ``spikes_table``)."""
 
 from __future__ import annotations
 
 import datetime as dt
 
+import polars as pl
 import pytest
 
-from clauditor.analytics.spikes import detect_spikes, hourly_spend, spike_episodes
+from clauditor.analytics.engine import open_engine
+from clauditor.analytics.periods import Period
+from clauditor.analytics.runner import spikes_table
+from clauditor.analytics.spikes import detect_spikes_from_hours, hourly_spend_from_hours
 from clauditor.schema import frame_from_rows
 from tests.conftest import call_row
 
@@ -18,9 +23,19 @@ def hour(h: float) -> dt.datetime:
     return T0 + dt.timedelta(hours=h)
 
 
-def frame(rows: list[dict]) -> object:
+def frame(rows: list[dict]) -> pl.DataFrame:
     # Costs are set directly: the spike job reads cost_usd only.
     return frame_from_rows([call_row(**r) for r in rows])
+
+
+# The scenario's four days.
+PERIOD = Period(T0, hour(96), "4d", "UTC")
+
+
+def rollup(rows: list[dict]) -> pl.DataFrame:
+    """The engine's hour rollup of the hand-made calls (what every spike job finishes from)."""
+    with open_engine(frame(rows), sources=None) as engine:
+        return engine.rollup(PERIOD, as_of=PERIOD.end)
 
 
 def scenario() -> list[dict]:
@@ -44,13 +59,13 @@ def scenario() -> list[dict]:
 
 
 def test_hourly_spend_sums_per_key_and_names_the_costliest_model():
-    out = hourly_spend(frame(scenario()))
+    out = hourly_spend_from_hours(rollup(scenario()))
     h60 = out.filter((out["key"] == "agent") & (out["hour"] == hour(60))).row(0, named=True)
     assert (h60["calls"], h60["cost_usd"], h60["top_model"]) == (40, 20.0, "claude-opus-4-6")
 
 
 def test_a_runaway_is_a_spike_and_a_nightly_job_is_not():
-    spikes = detect_spikes(frame(scenario()))
+    spikes = detect_spikes_from_hours(rollup(scenario()))
     assert spikes["key"].to_list() == ["agent", "agent"]
     first = spikes.row(0, named=True)
     assert first["hour"] == hour(60)
@@ -63,7 +78,7 @@ def test_a_runaway_is_a_spike_and_a_nightly_job_is_not():
 
 
 def test_consecutive_spike_hours_are_one_episode():
-    episodes = spike_episodes(frame(scenario()))
+    episodes = spikes_table(frame(scenario()), PERIOD, "feature", sources=None)
     assert episodes.height == 1
     row = episodes.row(0, named=True)
     assert (row["key"], row["start"], row["end"], row["hours"]) == ("agent", hour(60), hour(62), 2)
@@ -76,4 +91,4 @@ def test_small_dollar_moves_are_not_spikes():
     rows = scenario()
     for r in rows:
         r["cost_usd"] = r["cost_usd"] / 100  # the runaway is now $0.20 over a $0.005 median
-    assert detect_spikes(frame(rows), min_usd=1.0).height == 0
+    assert detect_spikes_from_hours(rollup(rows), min_usd=1.0).height == 0
