@@ -81,6 +81,25 @@ _MICROS = "toUnixTimestamp64Micro(start_time)"
 _SETTINGS = {"do_not_merge_across_partitions_select_final": 1}
 
 
+_UNPRICED_RUNS_SQL = """
+SELECT model, run, min(t) AS first, max(t) AS last, toInt64(count()) AS calls
+FROM (
+    SELECT model, t, sum(brk) OVER (PARTITION BY model ORDER BY t
+        ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS run
+    FROM (
+        SELECT model, t, toInt64(t - lagInFrame(t, 1, t) OVER (PARTITION BY model ORDER BY t
+            ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) > {gap:Int64}) AS brk
+        FROM (
+            SELECT coalesce(response_model, request_model, '(no model)') AS model,
+                toUnixTimestamp64Micro(start_time) AS t
+            FROM {calls}{where}
+        )
+    )
+)
+GROUP BY model, run ORDER BY first, model
+"""
+
+
 def _where(period: Period | None, *conditions: str) -> tuple[str, dict[str, Any]]:
     """`` WHERE ...`` of ``conditions`` and the period (parameters ``start``, ``end``)."""
     parts, params = [c for c in conditions if c], {}
@@ -383,6 +402,22 @@ class ClickHouseEngine:
             pl.from_epoch(pl.col("bucket") * 60, "s").dt.replace_time_zone("UTC").cast(_UTC)
         )
         return self._as(minutes, self._reference(("minutes",), "error_minutes", None))
+
+    def unpriced_runs(self, period: Period | None, gap: dt.timedelta) -> pl.DataFrame:
+        """:func:`clauditor.analytics.rollup.unpriced_runs_on` in ClickHouse: a new run starts
+        where a model's unpriced call comes more than ``gap`` after its previous one."""
+        where, params = _where(period, "cost_usd IS NULL")
+        params = params | {"gap": int(gap.total_seconds() * 1_000_000)}
+        runs = self._frame(_UNPRICED_RUNS_SQL.replace("{where}", where), params)
+        runs = runs.select(
+            "model",
+            *[
+                pl.from_epoch(pl.col(c), time_unit="us").dt.replace_time_zone("UTC").alias(c)
+                for c in ("first", "last")
+            ],
+            pl.col("calls").cast(pl.Int64),
+        )
+        return self._as(runs, self._reference(("unpriced",), "unpriced_runs", None, gap))
 
     def slot_calls(
         self, period: Period | None, slots: Sequence[dt.datetime], grain: int

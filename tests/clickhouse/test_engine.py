@@ -159,3 +159,43 @@ def test_a_resent_call_is_counted_once(stores, tmp_path: Path) -> None:
         run_jobs(db, None, config=config, as_of=AS_OF, jobs=jobs),
         run_jobs(url, None, config=config, as_of=AS_OF, jobs=jobs),
     )
+
+
+def test_runs_of_unpriced_calls_are_the_same_on_both_engines(tmp_path: Path) -> None:
+    # An unknown model's calls at 10:00, 10:05 and 12:00, unpriced (cost NULL), and one priced
+    # call between them that never counts: with runs broken by gaps over an hour, 10:00-10:05
+    # is one run of 2 calls and 12:00 a run of 1 (12:00 - 10:05 = 1h55 > 1h).
+    def at(hour: int, minute: int) -> dt.datetime:
+        return dt.datetime(2026, 11, 3, hour, minute, tzinfo=dt.UTC)
+
+    times = [at(10, 0), at(10, 5), at(11, 0), at(12, 0)]
+    calls = pl.DataFrame(
+        {
+            "span_id": [f"{i:016x}" for i in range(1, 5)],
+            "trace_id": [f"{i:032x}" for i in range(1, 5)],
+            "start_time": times,
+            "end_time": times,
+            "source": ["clauditor"] * 4,
+            "request_model": ["claude-unknown-9", "claude-unknown-9", "claude-haiku-4-5",
+                              "claude-unknown-9"],
+            "status": ["ok"] * 4,
+            "cost_usd": [None, None, 0.01, None],
+        }
+    )  # fmt: skip
+    url = f"chdb://{tmp_path / 'unpriced'}"
+    with connect(url) as client:
+        init(client)
+        insert_calls(client, calls)
+    expected = pl.DataFrame(
+        {
+            "model": ["claude-unknown-9", "claude-unknown-9"],
+            "first": [at(10, 0), at(12, 0)],
+            "last": [at(10, 5), at(12, 0)],
+            "calls": [2, 1],
+        }
+    )
+    gap = dt.timedelta(hours=1)
+    with open_engine(calls, sources=None) as duck:
+        assert_frame_equal(duck.unpriced_runs(None, gap), expected, check_dtypes=False)
+    with open_engine(url, sources=None) as engine:
+        assert_frame_equal(engine.unpriced_runs(None, gap), expected, check_dtypes=False)
