@@ -451,7 +451,7 @@ def audit_from_figures(
 
     ``hours`` is their rollup; ``results`` must hold ``caching_candidates``,
     ``cache_economics`` and ``cost_of_failure`` of those calls; ``figures`` is
-    :func:`audit_figures` of them. The result equals the per-call audit's.
+    :func:`audit_figures` of them.
     """
     schema = {"item": pl.String, "category": pl.String, "status": pl.String,
               "evidence": pl.String, "usd_at_stake": pl.Float64}  # fmt: skip
