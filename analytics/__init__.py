@@ -2,31 +2,25 @@
 
 :func:`run_jobs` (and the per-command functions of :mod:`clauditor.analytics.runner`) runs jobs
 from the reductions of an :class:`Engine` (:func:`open_engine`: a DuckDB file, a Parquet folder
-or a frame of calls), finished by pure Polars functions. The per-call jobs exported here (a
-frame of calls in, an aggregate out) remain while the report and the alerts read them.
+or a frame of calls), finished by pure Polars functions over the engine's rollup.
 """
 
-from clauditor.analytics.audit import AUDIT_ITEMS, audit
+from clauditor.analytics.audit_items import AUDIT_ITEMS
 from clauditor.analytics.budget import (
     budget_status,
     budget_status_of,
     daily_spend,
     threshold_crossings,
 )
-from clauditor.analytics.cache import cache_economics, caching_candidates
 from clauditor.analytics.costs import (
     GROUP_KEYS,
-    cost_breakdown,
     group_key_expr,
-    load_calls_in,
 )
 from clauditor.analytics.engine import DuckDBEngine, Engine, open_engine
 from clauditor.analytics.errors import ERROR_CLASSES
-from clauditor.analytics.failure import cost_of_failure
 from clauditor.analytics.frame import (
     ANALYTICS_COLUMNS,
     analytics_frame_from,
-    load_analytics_frame,
     prepare_calls,
 )
 from clauditor.analytics.periods import ACCEPTED_SPECS, Period, resolve_period
@@ -37,24 +31,17 @@ __all__ = [
     "ACCEPTED_SPECS",
     "ANALYTICS_COLUMNS",
     "AUDIT_ITEMS",
+    "DuckDBEngine",
     "ERROR_CLASSES",
+    "Engine",
     "GROUP_KEYS",
     "JOB_NAMES",
-    "DuckDBEngine",
-    "Engine",
     "Period",
     "analytics_frame_from",
-    "audit",
     "budget_status",
     "budget_status_of",
-    "cache_economics",
-    "caching_candidates",
-    "cost_breakdown",
-    "cost_of_failure",
     "daily_spend",
     "group_key_expr",
-    "load_analytics_frame",
-    "load_calls_in",
     "open_engine",
     "prepare_calls",
     "resolve_period",

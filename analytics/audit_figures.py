@@ -1,10 +1,8 @@
 """The checklist audit from DuckDB reductions, for :mod:`clauditor.analytics.runner`.
 
-:func:`clauditor.analytics.audit.audit` reads a per-call frame. Over millions of calls, loading
-that frame costs more than every job together, so here each item gets its figures from what
-DuckDB can reduce first, and the same row builders (:mod:`clauditor.analytics.audit_items`,
-re-exported by :mod:`clauditor.analytics.audit`) turn them into the item's row (so the two paths
-write the same evidence):
+Over millions of calls, loading the calls costs more than every job together, so each item gets
+its figures from what the engine can reduce first, and the row builders of
+:mod:`clauditor.analytics.audit_items` turn them into the item's row:
 
 * the rollup (``hours``): model mix, retries, usage logged, error rate,
   attribution, deprecated models;
@@ -33,7 +31,6 @@ from typing import Any, Protocol
 import duckdb
 import polars as pl
 
-from clauditor.analytics.audit import prompt_caching_row
 from clauditor.analytics.audit_items import (
     AUDIT_ITEMS,
     MIN_TURNS,
@@ -47,6 +44,7 @@ from clauditor.analytics.audit_items import (
     item_row,
     max_tokens_row,
     model_mix_row,
+    prompt_caching_row,
     retries_row,
     streaming_row,
     token_cost,
@@ -453,7 +451,7 @@ def audit_from_figures(
 
     ``hours`` is their rollup; ``results`` must hold ``caching_candidates``,
     ``cache_economics`` and ``cost_of_failure`` of those calls; ``figures`` is
-    :func:`audit_figures` of them. The result equals the per-call audit's.
+    :func:`audit_figures` of them.
     """
     schema = {"item": pl.String, "category": pl.String, "status": pl.String,
               "evidence": pl.String, "usd_at_stake": pl.Float64}  # fmt: skip
@@ -476,7 +474,7 @@ def audit_from_figures(
     untagged = hours.filter(pl.col(PREPARED_KEY + "feature") == UNTAGGED)["cost_usd"]
     rows = [
         model_mix_row(_per_model(chat), lambda _: figures["opus_saving"]),
-        prompt_caching_row(None, results, total),
+        prompt_caching_row(results, total),
         batch_api_row(work, total),
         max_tokens_row(
             int(work["ok_calls"].sum()),

@@ -5,15 +5,14 @@ Each item is a row: ``item``, ``category``, ``status`` (``pass`` | ``warn`` | ``
 ``usd_at_stake`` (dollars in the frame that the item concerns; NULL when no dollar figure is
 defensible). The limits each item uses are module constants, written next to the item.
 
-The ``*item_row`` builders here take figures already reduced (per model, per workload, per
-conversation), so both paths that reduce them write the same status and evidence:
-:func:`clauditor.analytics.audit.audit` from a per-call frame and
-:mod:`clauditor.analytics.audit_figures` from DuckDB aggregates.
+The ``*_row`` builders here take figures already reduced (per model, per workload, per
+conversation) by :mod:`clauditor.analytics.audit_figures` from an engine's aggregates.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any, cast
 
 import polars as pl
@@ -47,6 +46,7 @@ __all__ = [
     "item_row",
     "max_tokens_row",
     "model_mix_row",
+    "prompt_caching_row",
     "retries_row",
     "streaming_row",
     "token_cost",
@@ -402,4 +402,34 @@ def budget_row(config: Config | None) -> dict[str, Any]:
         "pass",
         f"monthly budget ${config.budget.monthly_usd:,.0f}, alerts at {lines}, "
         f"{len(config.budget.features)} feature budgets",
+    )
+
+
+def prompt_caching_row(results: Mapping[str, pl.DataFrame], total: float) -> dict[str, Any]:
+    """The prompt-caching item's row from the cache jobs' results (``cache_economics`` by any
+    keys, its rows summed, and ``caching_candidates``) and the period's total spend."""
+    candidates = results["caching_candidates"]
+    economics = results["cache_economics"]
+    wasted = float(economics["wasted_write_usd"].sum()) if economics.height else 0.0
+    if candidates.height == 0:
+        return item_row(
+            "prompt_caching",
+            "cost",
+            "pass",
+            f"no feature sends >= 1,024 uncached input tokens repeatedly; "
+            f"${wasted:,.2f} of cache-write premium never read back",
+            wasted,
+        )
+    stake = float(candidates["dollars_at_stake"].sum())
+    names = ", ".join(
+        f"{r['feature']} ({r['avg_input_tokens']:,.0f} tok)"
+        for r in candidates.head(3).iter_rows(named=True)
+    )
+    status = "fail" if stake > 0.05 * max(total, 1e-9) else "warn"
+    return item_row(
+        "prompt_caching",
+        "cost",
+        status,
+        f"{candidates.height} feature/model pairs send long prompts uncached: {names}",
+        stake,
     )

@@ -21,181 +21,24 @@ call, with ``in``, ``read``, ``5m`` and ``1h`` its rates per token:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
 import polars as pl
 
 from clauditor.analytics.costs import with_group_keys
-from clauditor.analytics.errors import failed_expr
-from clauditor.pricing import PER_MTOK
 
 __all__ = [
-    "cache_economics",
+    "CANDIDATE_COLUMNS",
     "cache_hit_ratio_series_from_hours",
     "cache_regressions_from_hours",
-    "caching_candidates",
-    "economics_table",
     "economics_table",
 ]
 
-TTL_5M = timedelta(minutes=5)
-TTL_1H = timedelta(hours=1)
-
-
-def _tokens(name: str) -> pl.Expr:
-    return pl.col(name).fill_null(0).cast(pl.Int64)
-
-
-def _prepared(calls: pl.DataFrame | pl.LazyFrame, by: Sequence[str]) -> pl.LazyFrame:
-    """Calls with group keys, token parts, and the call's own rates per token (``_u_*``).
-
-    The 5m/1h split is the one pricing used: the reported split, else the assumed TTL.
-    """
-    read = _tokens("cache_read_input_tokens")
-    write = _tokens("cache_creation_input_tokens")
-    w1h = _write_1h(write)
-    return with_group_keys(calls, by).with_columns(
-        _tokens("input_tokens").alias("_input"),
-        read.alias("_read"),
-        write.alias("_write"),
-        (write - w1h).alias("_w5m"),
-        w1h.alias("_w1h"),
-        *((pl.col(f"rate_{name}") * PER_MTOK).alias(f"_u_{short}") for name, short in _RATES),
-    )
-
-
-_RATES = (("input", "in"), ("cache_read", "read"), ("cache_write_5m", "5m"),
-          ("cache_write_1h", "1h"))  # fmt: skip
-
-
-def _write_1h(write: pl.Expr) -> pl.Expr:
-    """The 1-hour part of the cache writes, as pricing split them (reported, else assumed)."""
-    known_5m = pl.col("cache_creation_5m_input_tokens").cast(pl.Int64)
-    known_1h = pl.col("cache_creation_1h_input_tokens").cast(pl.Int64)
-    return (
-        pl.when(known_1h.is_not_null())
-        .then(known_1h)
-        .when(known_5m.is_not_null())
-        .then(write - known_5m)
-        .when(pl.col("cache_ttl_assumed") == "1h")
-        .then(write)
-        .otherwise(0)
-        .clip(0)
-        .clip(upper_bound=write)
-    )
-
-
-def _premiums() -> tuple[pl.Expr, pl.Expr]:
-    """What the 5-minute and 1-hour writes of a call cost above the same tokens uncached."""
-    return (
-        pl.col("_w5m") * (pl.col("_u_5m") - pl.col("_u_in")),
-        pl.col("_w1h") * (pl.col("_u_1h") - pl.col("_u_in")),
-    )
-
-
-def _next_in_group(value: pl.Expr, gid: pl.Expr) -> pl.Expr:
-    """The first non-NULL ``value`` strictly after each row within its group ``gid``, on a frame
-    sorted by ``gid`` then time (one pass over the whole frame, no per-group work)."""
-    found = value.shift(-1).backward_fill()
-    found_gid = pl.when(value.is_not_null()).then(gid).shift(-1).backward_fill()
-    return pl.when(found_gid == gid).then(found)
-
-
-def _sequence_terms(cached: pl.LazyFrame) -> pl.LazyFrame:
-    """Waste and TTL-replay terms of each cached call (reads or writes > 0).
-
-    Only cached calls take part in the read/write sequence (a call without cache tokens is
-    neither a read nor a write), so the sequence is followed on them alone: one sort by an
-    integer group id (feature and model as recorded) and time, then shifts that do not cross
-    group boundaries.
-    """
-    t = pl.col("start_time")
-    gid = pl.col("_gid")
-    seq = cached.with_columns(
-        pl.struct(pl.col("_seq_feature").cast(pl.String), pl.col("_seq_model").cast(pl.String))
-        .rank("dense")
-        .alias("_gid")
-    ).sort("_gid", "start_time")
-    next_read = _next_in_group(pl.when(pl.col("_read") > 0).then(t), gid)
-    gap_to_read = next_read - t
-    unread_5m = (pl.col("_w5m") > 0) & (next_read.is_null() | (gap_to_read > TTL_5M))
-    unread_1h = (pl.col("_w1h") > 0) & (next_read.is_null() | (gap_to_read > TTL_1H))
-    premium_5m, premium_1h = _premiums()
-    # Every row here is cached, so the previous cached call is the previous row of the group.
-    prev_cached = pl.when(gid.shift(1) == gid).then(t.shift(1))
-    gap = t - prev_cached
-    prefix = pl.col("_read") + pl.col("_write")
-    replay_5m = prefix * pl.when(gap.is_null() | (gap > TTL_5M)).then(pl.col("_u_5m")).otherwise(
-        pl.col("_u_read")
-    )
-    replay_1h = prefix * pl.when(gap.is_null() | (gap > TTL_1H)).then(pl.col("_u_1h")).otherwise(
-        pl.col("_u_read")
-    )
-    return seq.with_columns(
-        (
-            pl.when(unread_5m).then(premium_5m).otherwise(0.0)
-            + pl.when(unread_1h).then(premium_1h).otherwise(0.0)
-        ).alias("_wasted"),
-        (
-            pl.when(unread_5m).then(pl.col("_w5m")).otherwise(0)
-            + pl.when(unread_1h).then(pl.col("_w1h")).otherwise(0)
-        ).alias("_unread"),
-        (replay_5m - replay_1h).alias("_ttl_gain"),
-    )
-
-
-def cache_economics(
-    calls: pl.DataFrame, *, by: Sequence[str] = ("feature", "model")
-) -> pl.DataFrame:
-    """Per group of ``by`` keys: how much caching is used, saves and wastes (module docstring).
-
-    Failed calls (no usage) are left out. Columns: ``*by``, ``calls``, ``input_tokens``,
-    ``cache_read_input_tokens``,
-    ``cache_creation_input_tokens``, ``hit_ratio`` (NULL without input), ``saved_usd``,
-    ``write_cost_usd``, ``wasted_write_usd`` (premium paid on writes never read back within
-    their TTL), ``unread_write_tokens``, ``ttl_1h_saving_usd`` (replayed 5m cost minus 1h cost;
-    positive means 1h is cheaper), ``recommend_1h``. The waste and TTL replay always look at
-    the sequence per feature and model, whatever ``by`` is. Sorted by ``saved_usd`` descending.
-    """
-    by = list(by)
-    # Failed calls carry no usage; they would only add empty rows under the requested model id.
-    # The read/write sequence is followed per feature and model as recorded (no need for
-    # the display names there).
-    lf = _prepared(calls.lazy().filter(~failed_expr()), by)
-    premium_5m, premium_1h = _premiums()
-    read_saving = (pl.col("_read") * (pl.col("_u_in") - pl.col("_u_read"))).fill_null(0.0)
-    sums = [
-        pl.len().cast(pl.Int64).alias("calls"),
-        pl.col("_input").sum().alias("input_tokens"),
-        pl.col("_read").sum().alias("cache_read_input_tokens"),
-        pl.col("_write").sum().alias("cache_creation_input_tokens"),
-        (read_saving - (premium_5m + premium_1h).fill_null(0.0)).sum().alias("saved_usd"),
-        pl.col("cost_cache_write_usd").fill_null(0.0).sum().alias("write_cost_usd"),
-    ]
-    terms = _cached_terms(lf, by)
-    grouped = lf.group_by(by).agg(sums) if by else lf.select(sums)
-    return economics_table(grouped, terms, by)
-
-
-def _cached_terms(lf: pl.LazyFrame, by: list[str]) -> pl.LazyFrame:
-    """The sequence terms of the cached calls of ``lf`` (a :func:`_prepared` frame)."""
-    have = set(lf.collect_schema().names())
-    seq_model = (
-        pl.col("_model_id")
-        if "_model_id" in have
-        else pl.coalesce("response_model", "request_model")
-    )
-    cached = lf.filter((pl.col("_read") + pl.col("_write")) > 0).select(
-        *by, pl.col("feature").alias("_seq_feature"), seq_model.alias("_seq_model"),
-        "start_time", "_read", "_write", "_w5m", "_w1h", "_u_in", "_u_read", "_u_5m", "_u_1h",
-    )  # fmt: skip
-    return _sequence_terms(cached)
-
 
 def economics_table(grouped: pl.LazyFrame, terms: pl.LazyFrame, by: list[str]) -> pl.DataFrame:
-    """The result of :func:`cache_economics` from the group sums and the sequence terms."""
+    """The cache-economics table (the module docstring's figures) from the group sums and the
+    sequence terms (:mod:`clauditor.analytics.cache_sequence` computes both from an engine)."""
     seq_sums = [
         pl.col("_wasted").sum().alias("wasted_write_usd"),
         pl.col("_unread").sum().cast(pl.Int64).alias("unread_write_tokens"),
@@ -247,7 +90,7 @@ def economics_table(grouped: pl.LazyFrame, terms: pl.LazyFrame, by: list[str]) -
     )
 
 
-# The columns of a caching-candidates table after its keys (per call here, and cache_sequence).
+# The columns of a caching-candidates table after its keys (clauditor.analytics.cache_sequence).
 CANDIDATE_COLUMNS = (
     "calls",
     "avg_input_tokens",
@@ -256,80 +99,6 @@ CANDIDATE_COLUMNS = (
     "input_cost_usd",
     "dollars_at_stake",
 )
-
-
-def caching_candidates(
-    calls: pl.DataFrame,
-    *,
-    min_prompt_tokens: int = 1024,
-    min_calls: int = 20,
-    max_cached_share: float = 0.1,
-) -> pl.DataFrame:
-    """Features and models that send large input uncached, again and again.
-
-    A candidate has ``min_calls`` successful generation calls averaging at least
-    ``min_prompt_tokens`` uncached input tokens, and caches (reads + writes) under
-    ``max_cached_share`` of its input. Telemetry holds no prompt text, so the shared prefix is
-    estimated as the group's 10th-percentile input size: most calls send at least that much, and
-    a shared system prompt cannot be longer than the shortest prompts. ``dollars_at_stake`` is
-    the replayed 5-minute caching of that prefix: 0.9 x base saved on calls that follow another
-    within 5 minutes, minus the 0.25 x base write premium on the others (never below 0).
-
-    Columns: ``feature``, ``model``, ``calls``, ``avg_input_tokens``, ``prefix_tokens``,
-    ``reuse_share`` (calls within 5 minutes of the previous one), ``input_cost_usd``,
-    ``dollars_at_stake``; sorted by dollars at stake.
-    """
-    keys = ["feature", "model"]
-    lf = _prepared(calls, keys).filter(
-        (pl.col("operation").fill_null("chat") != "count_tokens")
-        & (pl.col("status").fill_null("ok") == "ok")
-    )
-    cached_share = pl.col("_cached") / (pl.col("_cached") + pl.col("_input_sum"))
-    # The cheap sums decide which groups qualify; the per-call work (the 10th percentile and
-    # the reuse sequence) is then done for those groups only.
-    totals = (
-        lf.group_by(keys)
-        .agg(
-            pl.len().cast(pl.Int64).alias("calls"),
-            pl.col("_input").mean().alias("avg_input_tokens"),
-            (pl.col("_read") + pl.col("_write")).sum().alias("_cached"),
-            pl.col("_input").sum().alias("_input_sum"),
-            pl.col("cost_input_usd").fill_null(0.0).sum().alias("input_cost_usd"),
-        )
-        .filter(
-            (pl.col("calls") >= min_calls)
-            & (pl.col("avg_input_tokens") >= min_prompt_tokens)
-            & (cached_share.fill_nan(0.0) < max_cached_share)
-        )
-        .collect()
-    )
-    t = pl.col("start_time")
-    # Inside each group: its calls in time order, each a reuse when it follows the previous
-    # one within 5 minutes.
-    reuse = (t.sort().diff() <= TTL_5M).fill_null(False)
-    prefix = pl.col("_input").quantile(0.1, "lower")
-    by_time = {k: pl.col(f"_u_{k}").fill_null(0.0).sort_by(t) for k in ("in", "read", "5m")}
-    gain = prefix * (
-        pl.when(reuse)
-        .then(by_time["in"] - by_time["read"])
-        .otherwise(-(by_time["5m"] - by_time["in"]))
-    )
-    per_call = (
-        lf.join(totals.lazy().select(keys), on=keys, how="semi", nulls_equal=True)
-        .group_by(keys)
-        .agg(
-            prefix.cast(pl.Int64).alias("prefix_tokens"),
-            reuse.mean().alias("reuse_share"),
-            gain.sum().clip(lower_bound=0.0).alias("dollars_at_stake"),
-        )
-        .collect()
-    )
-    return (
-        totals.join(per_call, on=keys, how="left", nulls_equal=True)
-        .with_columns([pl.col(k).cast(pl.String) for k in keys])
-        .select(*keys, *CANDIDATE_COLUMNS)
-        .sort(["dollars_at_stake", *keys], descending=[True, False, False])
-    )
 
 
 def _dense(sums: pl.DataFrame, every: str) -> pl.DataFrame:

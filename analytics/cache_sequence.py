@@ -276,11 +276,11 @@ def caching_candidates_with(
 
 _US_5M, _US_1H = 300_000_000, 3_600_000_000
 
-# The terms of analytics.cache._sequence_terms, by window functions over the cached calls of
-# each feature and model as recorded (same order: time within the group). The window sorts
-# every cached call: it carries only numbers, the sequence (feature and model as recorded) and
-# the raw key columns as 64-bit hashes (the raw columns are named again from the few distinct
-# values in the rollup; two different keys sharing a hash is a 1-in-10^17 event).
+# The waste and TTL-replay terms (analytics.cache's module docstring), by window functions over
+# the cached calls of each feature and model as recorded (time order within the group). The
+# window sorts every cached call: it carries only numbers, the sequence (feature and model as
+# recorded) and the raw key columns as 64-bit hashes (the raw columns are named again from the
+# few distinct values in the rollup; two different keys sharing a hash is a 1-in-10^17 event).
 _SEQUENCE_SQL = f"""
 WITH c AS (
     SELECT hash(feature, coalesce(response_model, request_model)) AS g,

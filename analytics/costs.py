@@ -1,8 +1,8 @@
 """Cost attribution: who spent what, grouped by feature, model, service, environment, user or
 code location (issue 2).
 
-The functions here are pure (a frame of ``calls`` in, an aggregate out) except
-:func:`load_calls_in`, which reads one period's calls from the DuckDB file.
+The finishing functions here are pure: a rollup of the ``calls`` of a source
+(:func:`clauditor.analytics.rollup.rollup_on`) in, a table out.
 
 Conventions every caller can rely on:
 
@@ -27,15 +27,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import polars as pl
 
-from clauditor.analytics.periods import Period
 from clauditor.pricing import model_key_expr
-from clauditor.schema import CALLS_SCHEMA, CLAUDE_CODE_SOURCE, SOURCES, TOKEN_COLUMNS
-from clauditor.store import load_calls
+from clauditor.schema import CLAUDE_CODE_SOURCE, SOURCES, TOKEN_COLUMNS
 
 if TYPE_CHECKING:
     import duckdb
@@ -47,14 +44,10 @@ __all__ = [
     "UNTAGGED",
     "SourceFilter",
     "check_keys",
-    "cost_breakdown",
     "cost_breakdown_from_hours",
-    "cost_columns",
     "free_call_expr",
     "group_key_expr",
-    "key_columns",
     "keys_as_strings",
-    "load_calls_in",
     "restrict_to_sources",
     "spend_by_day_from_hours",
     "with_group_keys",
@@ -92,7 +85,7 @@ def group_key_expr(key: str) -> pl.Expr:
     """The expression computing group key ``key`` (one of :data:`GROUP_KEYS`), aliased ``key``.
 
     NULL keys become ``(untagged)`` for ``feature`` and ``(none)`` otherwise. The frame must hold
-    the key's source columns (:func:`cost_breakdown` adds missing ones as NULL); they may be
+    the key's source columns (a rollup carries those of its keys); they may be
     String or Categorical. The result has the source's type (String or Categorical). The
     ``model`` key normalizes ids with regular expressions, so it is computed once per DISTINCT
     id and mapped onto the rows rather than evaluated on every row.
@@ -151,58 +144,9 @@ def check_keys(by: Sequence[str]) -> None:
         raise ValueError(f"group keys repeat: {list(by)}")
 
 
-def _with_columns(calls: pl.DataFrame | pl.LazyFrame, needed: Sequence[str]) -> pl.LazyFrame:
-    """``calls`` as a LazyFrame holding every ``needed`` column (missing ones NULL, typed)."""
-    lf = calls.lazy()
-    have = set(lf.collect_schema().names())
-    missing = [pl.lit(None, dtype=CALLS_SCHEMA[c]).alias(c) for c in needed if c not in have]
-    return lf.with_columns(missing) if missing else lf
-
-
 def _priced_sum(column: str = "cost_usd") -> pl.Expr:
     """Sum of the non-NULL costs, or NULL when every cost in the group is NULL."""
     return pl.when(pl.col(column).count() > 0).then(pl.col(column).sum()).otherwise(None)
-
-
-def key_columns(by: Sequence[str]) -> list[str]:
-    """The ``calls`` columns the group keys ``by`` are computed from."""
-    check_keys(by)
-    return [c for k in by for c in _KEY_SOURCES[k]]
-
-
-def cost_columns(by: Sequence[str]) -> list[str]:
-    """The ``calls`` columns a breakdown by ``by`` reads (with ``start_time``, for buckets):
-    what a caller needs to load, a fraction of the row."""
-    return ["start_time", "operation", *key_columns(by), *TOKEN_COLUMNS, *_TOOL_COLUMNS,
-            "cost_usd"]  # fmt: skip
-
-
-# The server tools' calls columns a breakdown sums (into tools_usd and web_searches).
-_TOOL_COLUMNS = ("cost_tools_usd", "web_search_requests")
-
-
-def cost_breakdown(calls: pl.DataFrame | pl.LazyFrame, by: Sequence[str]) -> pl.DataFrame:
-    """Spend, calls and tokens per group of ``by`` keys (any of :data:`GROUP_KEYS`).
-
-    Columns: ``*by, calls, input_tokens, output_tokens, cache_read_input_tokens,
-    cache_creation_input_tokens, cost_usd, share, unpriced_calls, tools_usd, web_searches``
-    (the last two: see the module docstring); sorted by ``cost_usd``
-    descending (NULL last), then calls. ``by=[]`` gives one row for the whole frame. Raises
-    :class:`ValueError` listing :data:`GROUP_KEYS` for an unknown key.
-    """
-    by = list(by) if not isinstance(by, str) else by
-    lf = with_group_keys(_with_columns(calls, cost_columns(by)), by)
-    free = free_call_expr()
-    aggs = [
-        (~free).sum().cast(pl.Int64).alias("calls"),
-        *[pl.col(c).sum().cast(pl.Int64).alias(c) for c in TOKEN_COLUMNS],
-        _priced_sum().alias("cost_usd"),
-        pl.col("cost_usd").is_null().sum().cast(pl.Int64).alias("unpriced_calls"),
-        *_tool_sums(),
-        free.sum().cast(pl.Int64).alias("count_tokens_calls"),
-    ]
-    grouped = lf.group_by(by).agg(aggs) if by else lf.select(aggs)
-    return _breakdown_table(grouped, by)
 
 
 def free_call_expr() -> pl.Expr:
@@ -221,7 +165,7 @@ def _tool_sums() -> list[pl.Expr]:
 
 
 def _breakdown_table(grouped: pl.LazyFrame, by: Sequence[str]) -> pl.DataFrame:
-    """The grouped sums of either :func:`cost_breakdown` path with their share of the total,
+    """The grouped sums of :func:`cost_breakdown_from_hours` with their share of the total,
     in the table's column order and sort."""
     total = pl.col("cost_usd").sum()
     columns = [
@@ -296,38 +240,17 @@ def restrict_to_sources(con: duckdb.DuckDBPyConnection, sources: SourceFilter | 
     ).fetchall()
 
 
-def load_calls_in(
-    db: str | Path,
-    period: Period,
-    *,
-    columns: Sequence[str] | None = None,
-    sources: SourceFilter | None = None,
-) -> pl.DataFrame:
-    """The calls that started in ``period`` (``period.start <= start_time < period.end``).
-
-    ``columns`` limits what is read (any ``calls`` columns; unknown names raise
-    :class:`ValueError`); ``sources`` keeps the calls of those sources only. Opens the
-    database read-only, retrying while a writer holds it.
-    """
-    if columns is not None:
-        unknown = [c for c in columns if c not in CALLS_SCHEMA]
-        if unknown:
-            # Names go into the SELECT list, so only known column names are allowed through.
-            raise ValueError(f"unknown calls column(s) {unknown}")
-    where = "start_time >= ? AND start_time < ?"
-    if sources is not None:
-        where += f" AND {sources.sql()}"
-    return load_calls(
-        db,
-        where=where,
-        params=[period.start, period.end],
-        columns=list(columns) if columns is not None else None,
-    )
-
-
 def cost_breakdown_from_hours(hours: pl.DataFrame, by: Sequence[str]) -> pl.DataFrame:
-    """:func:`cost_breakdown` from a rollup (:func:`clauditor.analytics.rollup.rollup_on`)
-    carrying the raw columns of ``by`` (``calls``/``_priced`` count the calls of a row)."""
+    """Spend, calls and tokens per group of ``by`` keys (any of :data:`GROUP_KEYS`), from a
+    rollup (:func:`clauditor.analytics.rollup.rollup_on`) carrying the raw columns of ``by``
+    (``calls``/``_priced`` count the calls of a row).
+
+    Columns: ``*by, calls, input_tokens, output_tokens, cache_read_input_tokens,
+    cache_creation_input_tokens, cost_usd, share, unpriced_calls, tools_usd, web_searches,
+    count_tokens_calls`` (see the module docstring); sorted by ``cost_usd`` descending (NULL
+    last), then calls. ``by=[]`` gives one row for the whole rollup. Raises
+    :class:`ValueError` listing :data:`GROUP_KEYS` for an unknown key.
+    """
     by = list(by)
     check_keys(by)
     lf = with_group_keys(hours, by)

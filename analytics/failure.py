@@ -25,38 +25,7 @@ import polars as pl
 from clauditor.analytics.costs import free_call_expr, with_group_keys
 from clauditor.analytics.errors import failed_expr
 
-__all__ = ["cost_of_failure", "cost_of_failure_from_hours"]
-
-
-def cost_of_failure(calls: pl.DataFrame, *, by: Sequence[str] = ("feature",)) -> pl.DataFrame:
-    """Dollars lost to errors, resends and truncation per group of ``by`` keys.
-
-    Columns: ``*by``, ``calls``, ``cost_usd``, ``errored_calls``, ``errored_usd``,
-    ``retries`` (resends, counted), ``truncated_calls``, ``truncated_usd``,
-    ``abandoned_calls``, ``abandoned_usd``, ``failure_usd`` (errored, truncated and abandoned
-    dollars), ``failure_share`` (of ``cost_usd``);
-    sorted by ``failure_usd`` descending. Unpriced calls count as $0 here.
-    """
-    by = list(by)
-    cost = pl.col("cost_usd").fill_null(0.0)
-    failed = failed_expr()
-    retries = pl.col("retries").fill_null(0).cast(pl.Int64)
-    truncated = (pl.col("stop_reason") == "max_tokens").fill_null(False)
-    abandoned = pl.col("stream").fill_null(False) & pl.col("stop_reason").is_null() & ~failed
-    lf = with_group_keys(calls, by)
-    aggs = [
-        (~free_call_expr()).sum().cast(pl.Int64).alias("calls"),  # count_tokens counted apart
-        cost.sum().alias("cost_usd"),
-        failed.sum().cast(pl.Int64).alias("errored_calls"),
-        cost.filter(failed).sum().alias("errored_usd"),
-        retries.sum().alias("retries"),
-        truncated.sum().cast(pl.Int64).alias("truncated_calls"),
-        cost.filter(truncated).sum().alias("truncated_usd"),
-        abandoned.sum().cast(pl.Int64).alias("abandoned_calls"),
-        cost.filter(abandoned).sum().alias("abandoned_usd"),
-    ]
-    grouped = lf.group_by(by).agg(aggs) if by else lf.select(aggs)
-    return _failure_table(grouped, by)
+__all__ = ["cost_of_failure_from_hours"]
 
 
 def _failure_table(grouped: pl.LazyFrame, by: list[str]) -> pl.DataFrame:
@@ -77,7 +46,15 @@ def _failure_table(grouped: pl.LazyFrame, by: list[str]) -> pl.DataFrame:
 def cost_of_failure_from_hours(
     hours: pl.DataFrame, *, by: Sequence[str] = ("feature",)
 ) -> pl.DataFrame:
-    """:func:`cost_of_failure` from a rollup (:func:`clauditor.analytics.rollup.rollup_on`)."""
+    """Dollars lost to errors, resends and truncation per group of ``by`` keys, from a rollup
+    (:func:`clauditor.analytics.rollup.rollup_on`).
+
+    Columns: ``*by``, ``calls``, ``cost_usd``, ``errored_calls``, ``errored_usd``,
+    ``retries`` (resends, counted), ``truncated_calls``, ``truncated_usd``,
+    ``abandoned_calls``, ``abandoned_usd``, ``failure_usd`` (errored, truncated and abandoned
+    dollars), ``failure_share`` (of ``cost_usd``);
+    sorted by ``failure_usd`` descending. Unpriced calls count as $0 here.
+    """
     by = list(by)
     cost = pl.col("cost_usd").fill_null(0.0)
     failed = failed_expr()

@@ -1,11 +1,12 @@
-"""The analytics frame: the calls the jobs read, loaded lean and prepared once.
+"""The analytics frame: calls loaded lean and prepared once, for the few figures that need
+calls rather than a rollup (the audit's conversations, :mod:`clauditor.analytics.audit_figures`)
+and for the rollup's derived keys (:func:`model_keys`, :func:`prepare_calls`).
 
-Every job of :mod:`clauditor.analytics` accepts a plain ``calls`` frame. Over millions of rows,
-two things dominate their cost: moving strings from DuckDB into Polars, and re-deriving the
-same keys (the canonical model id, the feature shown as ``(untagged)``) in every job. This
-module removes both:
+Over many rows, two things dominate the cost of reading calls: moving strings from DuckDB into
+Polars, and re-deriving the same keys (the canonical model id, the feature shown as
+``(untagged)``). This module removes both:
 
-* :func:`load_analytics_frame` reads only the columns the jobs use (:data:`ANALYTICS_COLUMNS`;
+* :func:`analytics_frame_from` reads only the columns asked for (default :data:`ANALYTICS_COLUMNS`;
   never ``attributes``/``resource``), and no string crosses from DuckDB row by row: each
   low-cardinality string column is sent as a small integer code (its position in the list of
   the period's distinct values) and turned into a Polars ``Categorical`` by a gather. Columns
@@ -25,33 +26,25 @@ the time they take differs. Group keys of job results are always String.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import duckdb
 import polars as pl
 
 from clauditor.analytics.costs import (
-    APP_SOURCES,
     NO_KEY,
     PREPARED_KEY,
     UNTAGGED,
-    SourceFilter,
-    key_columns,
-    restrict_to_sources,
 )
 from clauditor.analytics.periods import Period
 from clauditor.pricing import model_key_expr
 from clauditor.schema import CALLS_SCHEMA
-from clauditor.store import read_connection
 
 __all__ = [
     "ANALYTICS_COLUMNS",
     "DERIVED_COLUMNS",
     "MAX_CODED",
     "analytics_frame_from",
-    "columns_with_keys",
-    "load_analytics_frame",
     "model_keys",
     "prepare_calls",
 ]
@@ -146,7 +139,9 @@ def analytics_frame_from(
     columns: Sequence[str] | None = None,
     where: str | None = None,
 ) -> pl.DataFrame:
-    """:func:`load_analytics_frame` on an open connection (``period`` None: every call).
+    """The calls of ``period`` (None: every call) on an open connection, with ``columns``
+    (default :data:`ANALYTICS_COLUMNS`; unknown names raise :class:`ValueError`), lean and
+    prepared: strings Categorical, and the :data:`DERIVED_COLUMNS`.
 
     ``where`` (trusted SQL from clauditor's own code, never user input) limits the calls
     further, e.g. to the cached calls the cache job follows one by one.
@@ -217,29 +212,3 @@ def analytics_frame_from(
     if "conversation_id" in wanted:
         frame = prepare_calls(frame)  # adds _conversation from the values
     return frame
-
-
-def columns_with_keys(keys: Sequence[str]) -> list[str]:
-    """:data:`ANALYTICS_COLUMNS` plus the ``calls`` columns the group ``keys`` are computed
-    from (service, environment, user...): what to load for jobs grouped by ``keys``."""
-    return [*ANALYTICS_COLUMNS, *(c for c in key_columns(keys) if c not in ANALYTICS_COLUMNS)]
-
-
-def load_analytics_frame(
-    db: str | Path,
-    period: Period | None,
-    *,
-    columns: Sequence[str] | None = None,
-    sources: SourceFilter | None = APP_SOURCES,
-) -> pl.DataFrame:
-    """The calls of ``period`` (None: all) with the columns the jobs read, lean and prepared.
-
-    ``columns`` (default :data:`ANALYTICS_COLUMNS`) names the calls columns to read; unknown
-    names raise :class:`ValueError`. ``sources``: whose calls (default the app's, every source
-    but developers' Claude Code). String columns come back Categorical; the frame also holds
-    the :data:`DERIVED_COLUMNS`. Pass the result to any job of :mod:`clauditor.analytics`.
-    Opens the database read-only, retrying while a writer holds it.
-    """
-    with read_connection(db) as con:
-        restrict_to_sources(con, sources)
-        return analytics_frame_from(con, period, columns=columns)

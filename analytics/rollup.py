@@ -12,7 +12,7 @@ hours). Each row carries ``slot`` (its start) and ``hour`` (the UTC hour it lies
 The SQL pieces select and sum exactly what the jobs' rules say (a call failed, a cache write
 was for one hour...). Besides those:
 
-* group keys: the per-call jobs group by the feature key (``(untagged)`` for NULL or empty)
+* group keys: the jobs group by the feature key (``(untagged)`` for NULL or empty)
   and the normalized model key. Building those strings on every row costs DuckDB more than the
   aggregate itself, so :func:`raw_keys` checks on the (small) rollup whether the raw
   columns map one-to-one onto the keys; then DuckDB groups by one hash of the raw columns
@@ -73,7 +73,7 @@ FAILED_SQL = (
 )
 READ_SQL = "coalesce(cache_read_input_tokens, 0)"
 WRITE_SQL = "coalesce(cache_creation_input_tokens, 0)"
-# The 1-hour writes as pricing split them: reported, else the assumed TTL (cache._write_1h).
+# The 1-hour writes as pricing split them: reported, else the assumed TTL.
 W1H_SQL = (
     "least(greatest(CASE WHEN cache_creation_1h_input_tokens IS NOT NULL "
     "THEN cache_creation_1h_input_tokens "

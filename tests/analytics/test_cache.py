@@ -8,11 +8,10 @@ import datetime as dt
 import pytest
 
 from clauditor.analytics.cache import (
-    cache_economics,
     cache_hit_ratio_series_from_hours,
     cache_regressions_from_hours,
-    caching_candidates,
 )
+from clauditor.analytics.engine import open_engine
 
 UTC = dt.UTC
 T0 = dt.datetime(2026, 10, 1, 12, 0, tzinfo=UTC)
@@ -26,12 +25,27 @@ def rollup(calls: object) -> object:
         return engine.rollup(None, as_of=at(10_000))
 
 
+def cache_economics(calls: object, by: tuple[str, ...] = ("feature",)) -> object:
+    """Cache economics as the runner computes it: the engine's read/write sequence of a
+    registered frame, finished with the rollup's sums."""
+    with open_engine(calls, sources=None) as engine:  # type: ignore[arg-type]
+        hours = engine.rollup(None, as_of=at(10_000), keys=by)
+        return engine.cache_economics(None, hours, by=list(by))
+
+
+def caching_candidates(calls: object) -> object:
+    """The runner's caching candidates of a registered frame."""
+    with open_engine(calls, sources=None) as engine:  # type: ignore[arg-type]
+        return engine.caching_candidates(None, engine.rollup(None, as_of=at(10_000)))
+
+
 def at(minutes: float) -> dt.datetime:
     return T0 + dt.timedelta(minutes=minutes)
 
 
 def test_savings_waste_and_ttl_verdict_from_the_read_write_sequence(make_calls):
-    # Sonnet 4.5, base input $3/M: a 5m write costs $3.75/M, a read $0.30/M.
+    # Sonnet 4.5 (the claude-sonnet-4-5 card of clauditor/prices.toml), base input $3/M: a 5m
+    # write costs $3.75/M, a 1h write $6/M, a read $0.30/M.
     calls = make_calls(
         # 12:00 writes a 10k prefix: 10,000 x 3.75/M = $0.0375, read back at 12:02.
         dict(start_time=at(0), input_tokens=100, cache_creation_input_tokens=10_000),

@@ -1,4 +1,5 @@
-"""cost_breakdown, spend by day (the runner's path) and load_calls_in over hand-priced calls.
+"""The cost breakdown and spend by day as the runner computes them (the engine's rollup of a
+registered frame, finished by cost_breakdown_from_hours) over hand-priced calls.
 
 Prices used (clauditor/prices.toml, per million tokens): claude-sonnet-4-5 $3 in / $15 out,
 claude-haiku-4-5 $1 in / $5 out. "mystery-model-9" has no price.
@@ -7,7 +8,7 @@ claude-haiku-4-5 $1 in / $5 out. "mystery-model-9" has no price.
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import polars as pl
@@ -15,14 +16,12 @@ import pytest
 
 from clauditor.analytics.costs import (
     GROUP_KEYS,
-    cost_breakdown,
-    load_calls_in,
+    cost_breakdown_from_hours,
     spend_by_day_from_hours,
 )
-from clauditor.analytics.periods import resolve_period
+from clauditor.analytics.engine import open_engine
 from clauditor.pricing import price_calls
 from clauditor.schema import frame_from_rows
-from clauditor.store import write_calls
 
 SONNET = "claude-sonnet-4-5"
 HAIKU = "claude-haiku-4-5"
@@ -36,6 +35,13 @@ def calls(rows: list[dict[str, Any]]) -> pl.DataFrame:
         for i, row in enumerate(rows)
     ]
     return price_calls(frame_from_rows(full))
+
+
+def cost_breakdown(frame: pl.DataFrame, by: Sequence[str]) -> pl.DataFrame:
+    """The runner's breakdown of ``frame`` by ``by``: rollup, then the Polars finish."""
+    with open_engine(frame, sources=None) as engine:
+        hours = engine.rollup(None, as_of=T + dt.timedelta(days=1), keys=by)
+    return cost_breakdown_from_hours(hours, by)
 
 
 @pytest.fixture
@@ -110,7 +116,7 @@ def test_breakdown_by_feature_has_hand_computed_costs(sample: pl.DataFrame) -> N
 
 
 def test_breakdown_by_feature_and_model_keeps_unpriced_groups_null(sample: pl.DataFrame) -> None:
-    out = cost_breakdown(sample.lazy(), ["feature", "model"])
+    out = cost_breakdown(sample, ["feature", "model"])
     got = {(r["feature"], r["model"]): r for r in out.iter_rows(named=True)}
     assert set(got) == {
         # model = coalesce(response_model, request_model) as the undated id: the dated
@@ -212,24 +218,3 @@ def test_spend_by_day_uses_local_calendar_days() -> None:
     assert untagged["unpriced_calls"].to_list() == [1]
     by_model = spend_by_day(frame, by="model")
     assert set(by_model["model"]) == {SONNET, "mystery-model-9"}
-
-
-def test_load_calls_in_reads_the_half_open_period(tmp_path: Path) -> None:
-    db = tmp_path / "calls.duckdb"
-    period = resolve_period("2026-03-09", as_of=T)
-    frame = calls(
-        [
-            {"span_id": "a" * 16, "start_time": period.start, "request_model": SONNET},
-            {"span_id": "b" * 16, "start_time": period.end - dt.timedelta(microseconds=1)},
-            {"span_id": "c" * 16, "start_time": period.end},  # the end is excluded
-            {"span_id": "d" * 16, "start_time": period.start - dt.timedelta(seconds=1)},
-        ]
-    )
-    write_calls(db, frame)
-    got = load_calls_in(db, period)
-    assert sorted(got["span_id"]) == ["a" * 16, "b" * 16]
-    assert got.schema["start_time"] == pl.Datetime("us", "UTC")
-    narrow = load_calls_in(db, period, columns=["span_id", "cost_usd"])
-    assert narrow.columns == ["span_id", "cost_usd"]
-    with pytest.raises(ValueError, match="nonsense"):
-        load_calls_in(db, period, columns=["span_id", "nonsense; DROP TABLE calls"])

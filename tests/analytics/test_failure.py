@@ -1,14 +1,29 @@
-"""Dollars lost to failed calls, resends and truncated answers."""
+"""Dollars lost to failed calls, resends and truncated answers, through the runner's
+``failures`` table on a registered frame of hand-made calls."""
 
 from __future__ import annotations
 
+import datetime as dt
+
+import polars as pl
 import pytest
 
-from clauditor.analytics.failure import cost_of_failure
+from clauditor.analytics.periods import Period
+from clauditor.analytics.runner import failures_table
+
+# make_calls' calls start 2026-10-01 12:00 UTC.
+OCTOBER = Period(
+    dt.datetime(2026, 10, 1, tzinfo=dt.UTC), dt.datetime(2026, 11, 1, tzinfo=dt.UTC), "Oct"
+)
+
+
+def cost_of_failure(calls: pl.DataFrame) -> pl.DataFrame:
+    return failures_table(calls, OCTOBER, ["feature"])
 
 
 def test_errored_retried_and_truncated_dollars(make_calls):
     calls = make_calls(
+        # Rates: the claude-sonnet-4-5 card of clauditor/prices.toml ($3/M in, $15/M out).
         # 1,000 input tokens on Sonnet 4.5 = $0.003, resent twice: resends are counted, not
         # priced (a rejected attempt is not billed).
         dict(feature="a", retries=2),

@@ -39,3 +39,11 @@ def test_no_module_imports_a_private_name_from_another() -> None:
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("clauditor."):
                 private = [a.name for a in node.names if a.name.startswith("_")]
                 assert not private, (info.name, node.module, private)
+
+
+def test_the_per_call_jobs_are_gone() -> None:
+    # Every consumer runs its jobs through the runner; the per-call twins are not offered.
+    gone = {"audit", "cache_economics", "caching_candidates", "cost_breakdown",
+            "cost_of_failure", "load_analytics_frame", "load_calls_in"}  # fmt: skip
+    assert not gone & set(clauditor.analytics.__all__)
+    assert not any(hasattr(clauditor.analytics, name) for name in gone)

@@ -9,10 +9,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from clauditor.analytics.audit import AUDIT_ITEMS, audit
+from clauditor.analytics.audit_items import AUDIT_ITEMS
 from clauditor.analytics.budget import budget_status, threshold_crossings
-from clauditor.analytics.cache import cache_economics
-from clauditor.analytics.runner import run_jobs
+from clauditor.analytics.periods import Period
+from clauditor.analytics.runner import audit_table, cache_tables, run_jobs
 from clauditor.config import load_config
 from clauditor.ingest.files import ingest_paths
 from clauditor.store import load_calls
@@ -86,7 +86,10 @@ def test_the_cache_regression_is_found_when_it_began(sample, config):
     row = found.row(0, named=True)
     assert (row["key"], row["start"]) == ("support-chat", utc(2026, 11, 19, 10))
     assert row["before_ratio"] > 0.7 and row["after_ratio"] < 0.15
-    economics = cache_economics(sample, by=["feature"])
+    (economics,) = cache_tables(
+        sample, Period(utc(2026, 10, 1), utc(2026, 12, 1), "Oct-Nov"), ["feature"],
+        candidates=False, sources=None,
+    )  # fmt: skip
     chat = economics.filter(pl.col("feature") == "support-chat").row(0, named=True)
     assert chat["wasted_write_usd"] > 0 and chat["saved_usd"] > 0
 
@@ -127,7 +130,12 @@ def test_the_budget_crosses_80_percent_on_november_23(sample, config):
 
 
 def test_audit_scores_the_sample(sample, config):
-    got = {r["item"]: r for r in audit(sample, config=config).iter_rows(named=True)}
+    got = {
+        r["item"]: r
+        for r in audit_table(sample, None, config=config, as_of=utc(2026, 12, 1)).iter_rows(
+            named=True
+        )
+    }
     assert list(got) == list(AUDIT_ITEMS)
     assert got["batch_api"]["status"] in ("warn", "fail")
     assert "doc-summarize" in got["batch_api"]["evidence"]
